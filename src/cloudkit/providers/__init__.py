@@ -1,0 +1,39 @@
+"""Providers: how automation is launched, observed and canceled (AAP direct, EDA webhooks).
+
+Owns the Provider protocol, its result types and typed errors. Must not decide lifecycle
+policy (that is cloudkit.lifecycle) nor touch Kubernetes (that is cloudkit.operator).
+"""
+
+from cloudkit.providers.base import (
+    CancelOutcome,
+    DeprovisionAction,
+    DeprovisionResult,
+    JobReading,
+    LaunchResult,
+    Provider,
+    ProviderCapabilities,
+    ProviderError,
+    ProviderInvalidResponse,
+    ProviderNotAllowed,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnauthorized,
+    ProviderUnavailable,
+)
+
+__all__ = [
+    "CancelOutcome",
+    "DeprovisionAction",
+    "DeprovisionResult",
+    "JobReading",
+    "LaunchResult",
+    "Provider",
+    "ProviderCapabilities",
+    "ProviderError",
+    "ProviderInvalidResponse",
+    "ProviderNotAllowed",
+    "ProviderNotFound",
+    "ProviderRateLimited",
+    "ProviderUnauthorized",
+    "ProviderUnavailable",
+]
