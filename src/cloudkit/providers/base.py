@@ -2,6 +2,8 @@
 
 A provider only talks to its backend. Policy (when to launch, cancel-before-deprovision,
 retries, backoff) is the lifecycle core's; the provider reports facts the core decides on.
+JobReading and ProviderCapabilities live in cloudkit.api.jobs (the lifecycle core reads them and
+must not import providers); they are re-exported here.
 Errors are types so the core can tell "retry later" from "give up" without parsing strings;
 their messages never contain credentials.
 """
@@ -13,19 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cloudkit.api.jobs import JobState, JobType
-
-
-@dataclass(frozen=True, slots=True)
-class JobReading:
-    """One observation of a job: state and message always travel together (invariant 2)."""
-
-    job_id: str
-    state: JobState
-    message: str
-    details: str = ""
-    purged: bool = False
-    """The backend no longer knows the job (AAP 404 after a purge); state is the last known."""
+from cloudkit.api.jobs import JobReading, JobState, JobType, ProviderCapabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +45,6 @@ class CancelOutcome(StrEnum):
     """The backend accepted the cancel (AAP 202); the job is not terminal yet."""
     ALREADY_TERMINAL = "already_terminal"
     """Nothing to cancel (AAP 405): the job already ended; read it to learn how."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderCapabilities:
-    """What a backend can do; the lifecycle core reads these instead of the provider's name."""
-
-    polls_jobs: bool
-    """Job status can be read (AAP). EDA cannot: completion shows on the resource."""
-    cancels_jobs: bool
-    """Running jobs can be canceled (AAP)."""
-    finds_jobs: bool
-    """A launch can be found again by its correlation id after a crash (AAP)."""
-    block_deletion_on_failure: bool
-    """A failed deprovision blocks deletion (AAP true, EDA false, as upstream)."""
-    deprovision_needs_automation_finalizer: bool
-    """EDA: no automation finalizer on the resource means nothing to deprovision."""
 
 
 class ProviderError(Exception):
