@@ -199,8 +199,8 @@ class ObjectMeta(_Model):
 
 
 class ComputeInstance(_Model):
-    api_version: Literal["cloudkit.openshift.io/v1alpha1"] = names.API_VERSION
-    kind: Literal["ComputeInstance"] = names.KIND
+    api_version: Literal["cloudkit.openshift.io/v1alpha1"] = "cloudkit.openshift.io/v1alpha1"
+    kind: Literal["ComputeInstance"] = "ComputeInstance"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ComputeInstanceSpec
     status: ComputeInstanceStatus = Field(default_factory=ComputeInstanceStatus)
