@@ -47,5 +47,74 @@ def automation(
     run(state_dir=state_dir, templates=templates, port=port, host=host)
 
 
+@app.command()
+def crds() -> None:
+    """Print the CustomResourceDefinition YAML (the same as deploy/crds/)."""
+    from cloudkit.api.crd import render_crds
+
+    typer.echo(render_crds(), nl=False)
+
+
+@app.command()
+def operator() -> None:
+    """Run the operator against the current kubeconfig (a real cluster or the local stack).
+
+    Configured by CLOUDKIT_* environment variables (see README).
+    """
+    from cloudkit.operator.main import run
+
+    run()
+
+
+Provider = typer.Option("aap", "--provider", help="aap (AAP direct) or eda (EDA webhooks).")
+
+
+@app.command()
+def up(
+    provider: str = Provider,
+    state_dir: Path = StateDir,
+    vm_boot_seconds: float = typer.Option(5.0, help="Seconds a VM takes to boot (and to stop)."),
+) -> None:
+    """Start the local stack: API server, automation service, VM simulator and operator."""
+    from cloudkit.local.stack import run
+
+    run(provider=provider, state_dir=state_dir, vm_boot_seconds=vm_boot_seconds)
+
+
+@app.command()
+def demo(
+    provider: str = Provider,
+    state_dir: Path = StateDir,
+) -> None:
+    """Start the stack, create instances, show progress live, delete one mid-provisioning."""
+    from cloudkit.local.demo import run
+
+    run(provider=provider, state_dir=state_dir)
+
+
+@app.command()
+def scenario(
+    name: str = typer.Argument(..., help="delete-during-provision | lifecycle"),
+    provider: str = Provider,
+    kubeconfig: Path | None = typer.Option(
+        None, help="Run against this cluster; without it a local stack is started and stopped."
+    ),
+    json_report: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    namespace: str = typer.Option("cloudkit-computeinstance", help="Namespace of instances."),
+) -> None:
+    """Run an end-to-end scenario with named validations; exit 0 only if all pass."""
+    from cloudkit.scenarios.cli import run
+
+    raise typer.Exit(
+        run(
+            name=name,
+            provider=provider,
+            kubeconfig=kubeconfig,
+            json_report=json_report,
+            namespace=namespace,
+        )
+    )
+
+
 def main() -> None:
     app()
