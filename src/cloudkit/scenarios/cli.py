@@ -1,0 +1,54 @@
+"""Run a named scenario against a kubeconfig, print each validation, write the JSON report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cloudkit.scenarios.runner import SCENARIOS, Scenario, ScenarioError
+from cloudkit.scenarios.validations import Report
+
+
+def render(report: Report, console: Console) -> None:
+    table = Table(title=f"{report.scenario} ({report.provider}) {report.instance}")
+    table.add_column("validation")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for check in report.validations:
+        mark = "[green]PASS[/]" if check.passed else "[red]FAIL[/]"
+        table.add_row(check.name, mark, check.detail)
+    console.print(table)
+    timings = ", ".join(f"{k} {val:.1f}s" for k, val in report.timings.items())
+    verdict = "[green]all validations passed[/]" if report.passed else "[red]FAILED[/]"
+    console.print(f"{verdict}  ({timings})")
+
+
+def run(
+    *,
+    name: str,
+    provider: str,
+    kubeconfig: Path,
+    json_report: Path | None,
+    namespace: str,
+) -> int:
+    """Exit code 0 only if every validation passed; 2 if the scenario could not run."""
+    console = Console()
+    scenario_fn = SCENARIOS.get(name)
+    if scenario_fn is None:
+        console.print(f"[red]unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+        return 2
+    scn = Scenario(kubeconfig=str(kubeconfig), namespace=namespace, provider=provider)
+    try:
+        report = scenario_fn(scn)
+    except ScenarioError as exc:
+        console.print(f"[red]scenario {name} could not complete: {exc}")
+        report = Report(name, provider, f"{namespace}/{scn.name}")
+        report.add("scenario-completed", False, str(exc))
+    render(report, console)
+    if json_report is not None:
+        json_report.parent.mkdir(parents=True, exist_ok=True)
+        json_report.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return 0 if report.passed else 1

@@ -1,0 +1,277 @@
+"""End-to-end scenarios against any kubeconfig: drive an instance, record every version, validate.
+
+Uses the kubernetes Python client, the same client a user's tooling would use. Every version of
+the instance is recorded from a watch (one event per write), so a validation such as "the
+deprovision job never appears before the provision job is terminal" is checked on every write,
+not on samples.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from cloudkit.api import names
+from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.validations import Report, Snapshot
+
+
+class ScenarioError(Exception):
+    """The scenario could not run (as opposed to a validation failing)."""
+
+
+class Recorder:
+    """Watches one instance in a thread and keeps every version it sees."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, name: str) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._name = name
+        self._start = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.trace: list[Snapshot] = []
+        self.deleted = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def snapshots(self) -> list[Snapshot]:
+        with self._lock:
+            return list(self.trace)
+
+    def latest(self) -> Snapshot | None:
+        with self._lock:
+            return self.trace[-1] if self.trace else None
+
+    def _record(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata", {})
+        snap = Snapshot(
+            at=time.monotonic() - self._start,
+            resource_version=str(meta.get("resourceVersion", "")),
+            deleting=bool(meta.get("deletionTimestamp")),
+            status=dict(obj.get("status") or {}),
+        )
+        with self._lock:
+            if not self.trace or self.trace[-1].resource_version != snap.resource_version:
+                self.trace.append(snap)
+
+    def _run(self) -> None:
+        resource_version: str | None = None
+        while not self._stop.is_set():
+            w = watch.Watch()  # type: ignore[no-untyped-call]
+            kwargs: dict[str, Any] = {
+                "field_selector": f"metadata.name={self._name}",
+                "timeout_seconds": 5,
+            }
+            if resource_version:
+                kwargs["resource_version"] = resource_version
+            try:
+                for event in w.stream(  # type: ignore[no-untyped-call]
+                    self._api.list_namespaced_custom_object,
+                    names.GROUP,
+                    names.VERSION,
+                    self._namespace,
+                    names.PLURAL,
+                    **kwargs,
+                ):
+                    obj = event["object"]
+                    resource_version = obj.get("metadata", {}).get("resourceVersion")
+                    if event["type"] == "DELETED":
+                        self._record(obj)
+                        self.deleted.set()
+                        return
+                    if event["type"] in {"ADDED", "MODIFIED"}:
+                        self._record(obj)
+                    if self._stop.is_set():
+                        return
+            except ApiException as exc:
+                if exc.status == 410:
+                    resource_version = None
+                    continue
+                time.sleep(0.2)  # the API server went away for a moment; reconnect
+            except Exception:
+                time.sleep(0.2)
+
+
+class Scenario:
+    """Shared plumbing: clients, the instance manifest, waiting with deadlines."""
+
+    def __init__(self, *, kubeconfig: str | None, namespace: str, provider: str) -> None:
+        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.provider = provider
+        self.name = f"scenario-{uuid.uuid4().hex[:8]}"
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {names.INSTANCE_UUID_LABEL: str(uuid.uuid4())},
+                "annotations": {names.TENANT_ANNOTATION: "scenario"},
+            },
+            "spec": {
+                "templateID": "cloudkit_templates_ocp_virt_vm",
+                "cores": 1,
+                "memoryGiB": 1,
+                "runStrategy": "Always",
+            },
+        }
+
+    def create(self) -> Recorder:
+        self._ensure_namespace()
+        self.custom.create_namespaced_custom_object(
+            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.manifest()
+        )
+        recorder = Recorder(self.custom, self.namespace, self.name)
+        recorder.start()
+        return recorder
+
+    def delete(self) -> None:
+        self.custom.delete_namespaced_custom_object(
+            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
+        )
+
+    def exists(self) -> bool:
+        try:
+            self.custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def labelled_vms(self) -> list[str]:
+        try:
+            vms = self.custom.list_cluster_custom_object(
+                names.KUBEVIRT_GROUP,
+                names.KUBEVIRT_VERSION,
+                names.VM_PLURAL,
+                label_selector=f"{names.VM_INSTANCE_LABEL}={self.name}",
+            )
+        except ApiException as exc:
+            if exc.status == 404:  # no KubeVirt at all: no VM can be left behind
+                return []
+            raise
+        items: list[dict[str, Any]] = vms["items"]  # type: ignore[index]
+        return [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items]
+
+    def _ensure_namespace(self) -> None:
+        try:
+            self.core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def wait_for(
+    predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1
+) -> float:
+    """Wait until predicate() holds; returns the seconds waited; raises ScenarioError on timeout."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise ScenarioError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def _provision_running(rec: Recorder) -> bool:
+    snap = rec.latest()
+    job = snap.job("provision") if snap else None
+    return bool(job and job.get("id") and job.get("state") in v.NON_TERMINAL)
+
+
+def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
+    """Create, wait for a running provision job, delete, and validate the whole trail."""
+    report = Report("delete-during-provision", scn.provider, f"{scn.namespace}/{scn.name}")
+    t0 = time.monotonic()
+    rec = scn.create()
+    try:
+        report.timings["provision_job_started_s"] = wait_for(
+            lambda: _provision_running(rec), timeout=60, what="a running provision job"
+        )
+        before = rec.latest()
+        assert before is not None
+        scn.delete()
+        deleted_at = time.monotonic()
+        gone = rec.deleted.wait(timeout) or not scn.exists()
+        report.timings["delete_to_gone_s"] = time.monotonic() - deleted_at
+        trace = rec.snapshots()
+    finally:
+        rec.stop()
+    report.validations.append(v.only_provision_job_before_delete(before))
+    report.validations.append(v.phase_deleting_after_delete(trace))
+    report.validations.append(v.provision_terminal_with_matching_message(trace, scn.provider))
+    report.validations.append(v.single_deprovision_after_provision_terminal(trace, scn.provider))
+    report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    report.validations.append(v.no_orphan_vm(scn.labelled_vms(), f"{names.VM_INSTANCE_LABEL}"))
+    report.timings["total_s"] = time.monotonic() - t0
+    return report
+
+
+def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
+    """Create, wait until Ready with a running VM, delete, and validate the clean-up."""
+    report = Report("lifecycle", scn.provider, f"{scn.namespace}/{scn.name}")
+    t0 = time.monotonic()
+    rec = scn.create()
+    try:
+
+        def ready() -> bool:
+            snap = rec.latest()
+            return bool(snap and snap.status.get("phase") == "Ready")
+
+        report.timings["create_to_ready_s"] = wait_for(ready, timeout=timeout, what="phase Ready")
+        ready_snap = rec.latest()
+        assert ready_snap is not None
+        scn.delete()
+        deleted_at = time.monotonic()
+        gone = rec.deleted.wait(timeout) or not scn.exists()
+        report.timings["delete_to_gone_s"] = time.monotonic() - deleted_at
+        trace = rec.snapshots()
+    finally:
+        rec.stop()
+    prov = ready_snap.job("provision") or {}
+    expected = {"Succeeded"} if scn.provider == "aap" else {"Succeeded", "Unknown", "Running"}
+    report.add(
+        "provision-job-succeeded",
+        prov.get("state") in expected,
+        f"provision {prov.get('id')} {prov.get('state')} {prov.get('message')!r}",
+    )
+    available = any(
+        c.get("type") == "Available" and c.get("status") == "True"
+        for c in ready_snap.status.get("conditions", [])
+    )
+    report.add("available-when-ready", available, "condition Available is True at Ready")
+    report.validations.append(v.phase_deleting_after_delete(trace))
+    report.validations.append(v.single_deprovision_after_provision_terminal(trace, scn.provider))
+    report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    report.validations.append(v.no_orphan_vm(scn.labelled_vms(), f"{names.VM_INSTANCE_LABEL}"))
+    report.timings["total_s"] = time.monotonic() - t0
+    return report
+
+
+SCENARIOS: dict[str, Callable[..., Report]] = {
+    "delete-during-provision": delete_during_provision,
+    "lifecycle": lifecycle,
+}
