@@ -17,6 +17,27 @@ from typing import Any, Protocol, runtime_checkable
 
 from cloudkit.api.jobs import JobReading, JobState, JobType, ProviderCapabilities
 
+# Explicit exports: JobReading, JobState, JobType and ProviderCapabilities are re-exported from
+# cloudkit.api.jobs, which mypy --strict (no implicit re-export) only accepts when listed here.
+__all__ = [
+    "CancelOutcome",
+    "DeprovisionAction",
+    "DeprovisionResult",
+    "JobReading",
+    "JobState",
+    "JobType",
+    "LaunchResult",
+    "Provider",
+    "ProviderCapabilities",
+    "ProviderError",
+    "ProviderInvalidResponse",
+    "ProviderNotAllowed",
+    "ProviderNotFound",
+    "ProviderRateLimited",
+    "ProviderUnauthorized",
+    "ProviderUnavailable",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class LaunchResult:

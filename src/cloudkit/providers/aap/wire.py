@@ -1,0 +1,443 @@
+"""The AAP/AWX controller wire format: requests to build and responses to read, without I/O.
+
+Everything here is pure so it can be unit-tested without a server (httpx's split between the
+request/response model and the transport). The transport (client.py) only turns a `Request`
+into bytes on a socket and the bytes back into a `Response`.
+
+Job ids handed to the lifecycle core encode the job kind ("123" for a playbook job,
+"workflow-123" for a workflow job) because AWX serves the two under different collections
+(`jobs/` answers 404 for a workflow job id); encoding it means polling after an operator
+restart needs no template cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
+
+from cloudkit.api.jobs import JobReading, JobState
+from cloudkit.providers.base import (
+    CancelOutcome,
+    ProviderError,
+    ProviderInvalidResponse,
+    ProviderNotAllowed,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnauthorized,
+    ProviderUnavailable,
+)
+
+CORRELATION_VAR = "cloudkit_correlation_id"
+"""The extra var carrying our correlation id; find_job matches launches on it after a crash."""
+
+FIND_SKEW = timedelta(seconds=60)
+"""Clock skew allowed between us and the controller when listing jobs created since an intent."""
+
+DEFAULT_RETRY_AFTER = 10.0
+"""Seconds to wait on a 429 without a readable Retry-After header."""
+
+MAX_BODY_IN_MESSAGE = 300
+"""Raw bodies are kept in error messages (400 bodies are field maps), but bounded."""
+
+PURGED_MESSAGE = "job no longer exists in AAP (purged)"
+
+
+class TemplateKind(StrEnum):
+    JOB = "job_template"
+    WORKFLOW = "workflow_job_template"
+
+    @property
+    def collection(self) -> str:
+        """The template collection under v2/."""
+        return "job_templates" if self is TemplateKind.JOB else "workflow_job_templates"
+
+
+class JobKind(StrEnum):
+    JOB = "job"
+    WORKFLOW = "workflow_job"
+
+    @property
+    def collection(self) -> str:
+        """The job collection under v2/: jobs/ serves only playbook jobs."""
+        return "jobs" if self is JobKind.JOB else "workflow_jobs"
+
+    @property
+    def template_filter(self) -> str:
+        """The list filter naming the template a job was launched from."""
+        return "job_template" if self is JobKind.JOB else "workflow_job_template"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRef:
+    """A template resolved from its name: launches go by numeric id (a gateway rejects names)."""
+
+    name: str
+    id: int
+    kind: TemplateKind
+
+    @property
+    def job_kind(self) -> JobKind:
+        return JobKind.JOB if self.kind is TemplateKind.JOB else JobKind.WORKFLOW
+
+
+_WORKFLOW_PREFIX = "workflow-"
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class AapJobId:
+    """A job id as stored in ComputeInstance status: the number and the collection it lives in."""
+
+    kind: JobKind
+    number: int
+
+    def __str__(self) -> str:
+        if self.kind is JobKind.WORKFLOW:
+            return f"{_WORKFLOW_PREFIX}{self.number}"
+        return str(self.number)
+
+    @classmethod
+    def parse(cls, job_id: str) -> AapJobId:
+        """Read "123" or "workflow-123"; anything else (e.g. an EDA id) is not ours to poll."""
+        rest, kind = job_id, JobKind.JOB
+        if job_id.startswith(_WORKFLOW_PREFIX):
+            rest, kind = job_id[len(_WORKFLOW_PREFIX) :], JobKind.WORKFLOW
+        if not _DIGITS.fullmatch(rest):
+            raise ProviderNotAllowed(f"{job_id!r} is not an AAP job id")
+        return cls(kind, int(rest))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What to send: `path` is relative to the configured API root (no version, no slash)."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: Mapping[str, Any] | None = None
+
+    def url(self, base: str) -> str:
+        """The absolute URL under `base` (e.g. http://host/api or https://host/api/controller)."""
+        url = f"{base.rstrip('/')}/{self.path}"
+        if self.query:
+            url += "?" + urlencode(self.query)
+        return url
+
+    def describe(self) -> str:
+        """Short human form for error messages (no query: it may carry names, never secrets)."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What came back, as plain data. Header names are lower-cased by the transport."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def redact(text: str, secret: str) -> str:
+    """Remove a secret from a message; used on every message that leaves the client."""
+    if secret:
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _body_excerpt(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    if len(text) > MAX_BODY_IN_MESSAGE:
+        text = text[:MAX_BODY_IN_MESSAGE] + "…"
+    return text
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return DEFAULT_RETRY_AFTER
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def error_for(request: Request, response: Response, *, now: datetime) -> ProviderError | None:
+    """The typed error for a non-success status, or None for 2xx.
+
+    The raw body is kept (AWX 400 bodies are field maps that say what was wrong); the caller
+    redacts the token from the message before raising, in case a proxy echoes headers.
+    """
+    status = response.status
+    if 200 <= status < 300:
+        return None
+    what = f"{request.describe()} answered {status}"
+    excerpt = _body_excerpt(response.body)
+    message = f"{what}: {excerpt}" if excerpt else what
+    if status == 401:
+        return ProviderUnauthorized(f"{message} (check the AAP token)", status=status)
+    if status == 404:
+        return ProviderNotFound(message, status=status)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+        return ProviderRateLimited(message, retry_after=retry_after, status=status)
+    if status >= 500:
+        return ProviderUnavailable(message, status=status)
+    if 300 <= status < 400:
+        # Redirects are not followed: a redirected POST loses its body. The usual cause is a
+        # base URL or path without the trailing slash AWX insists on.
+        location = response.headers.get("location", "?")
+        return ProviderInvalidResponse(
+            f"{what}: unexpected redirect to {location} (check the base URL)", status=status
+        )
+    # 400 (bad extra_vars, missing resources), 403, 405 and the rest: the backend refused.
+    return ProviderNotAllowed(message, status=status)
+
+
+def _json(request: Request, response: Response) -> Any:
+    try:
+        return json.loads(response.body)
+    except (UnicodeDecodeError, ValueError):
+        raise ProviderInvalidResponse(
+            f"{request.describe()} answered {response.status} with a body that is not JSON: "
+            f"{_body_excerpt(response.body)}",
+            status=response.status,
+        ) from None
+
+
+def _object(request: Request, response: Response) -> dict[str, Any]:
+    body = _json(request, response)
+    if not isinstance(body, dict):
+        raise ProviderInvalidResponse(
+            f"{request.describe()} answered a JSON {type(body).__name__}, expected an object",
+            status=response.status,
+        )
+    return body
+
+
+def _invalid(request: Request, response: Response, problem: str) -> ProviderInvalidResponse:
+    return ProviderInvalidResponse(
+        f"{request.describe()} answered {response.status}: {problem}", status=response.status
+    )
+
+
+def _int_field(request: Request, response: Response, obj: Mapping[str, Any], key: str) -> int:
+    value = obj.get(key)
+    # bool is an int subclass; a true "id" is a malformed body, not job 1.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(request, response, f"field {key!r} is missing or not an integer")
+    return value
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def template_lookup_request(kind: TemplateKind, name: str) -> Request:
+    """Exact-name match on one template collection (the name is URL-encoded in the query)."""
+    return Request("GET", f"v2/{kind.collection}/", (("name", name),))
+
+
+def parse_template_lookup(
+    request: Request, response: Response, kind: TemplateKind, name: str
+) -> TemplateRef | None:
+    """The first template of that name, or None. Names are unique only per organization."""
+    body = _object(request, response)
+    results = body.get("results")
+    if not isinstance(results, list):
+        raise _invalid(request, response, "paginated list without 'results'")
+    for item in results:
+        if isinstance(item, dict) and item.get("name", name) == name:
+            return TemplateRef(name, _int_field(request, response, item, "id"), kind)
+    return None
+
+
+# --- launch -------------------------------------------------------------------------------------
+
+
+def launch_extra_vars(instance: Mapping[str, Any], correlation_id: str) -> dict[str, Any]:
+    """Variables for a launch: the EDA event shape, so playbooks written for EDA run unchanged."""
+    return {
+        "ansible_eda": {"event": {"payload": dict(instance)}},
+        CORRELATION_VAR: correlation_id,
+    }
+
+
+def launch_request(template: TemplateRef, extra_vars: Mapping[str, Any]) -> Request:
+    path = f"v2/{template.kind.collection}/{template.id}/launch/"
+    return Request("POST", path, (), {"extra_vars": extra_vars})
+
+
+def parse_launch(request: Request, response: Response) -> AapJobId:
+    """The launched job's id; a non-empty `ignored_fields` is an error.
+
+    A job template without ask_variables_on_launch accepts the launch (201) and silently drops
+    our variables, listing them under ignored_fields: the playbook would run without the
+    instance. The job has been created by then; the message names it so a person can cancel it.
+    """
+    body = _object(request, response)
+    number = _int_field(request, response, body, "id")
+    # Slicing turns a job template launch into a workflow job: branch on `type`.
+    job_type = body.get("type", "job")
+    kind = JobKind.WORKFLOW if job_type == "workflow_job" else JobKind.JOB
+    job_id = AapJobId(kind, number)
+    ignored = body.get("ignored_fields") or {}
+    if ignored:
+        names = sorted(ignored) if isinstance(ignored, dict) else [str(ignored)]
+        raise ProviderNotAllowed(
+            f"AAP ignored launch fields {', '.join(names)} (job {job_id}): enable "
+            "'Prompt on launch' for variables on the template",
+            status=response.status,
+        )
+    return job_id
+
+
+# --- job status ---------------------------------------------------------------------------------
+
+_STATES: Mapping[str, JobState] = {
+    "successful": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "error": JobState.FAILED,
+    "canceled": JobState.CANCELED,
+    "pending": JobState.PENDING,
+    "waiting": JobState.WAITING,
+    "running": JobState.RUNNING,
+    # Upstream maps `new` to Unknown; it is a created job not yet queued, i.e. pending.
+    "new": JobState.PENDING,
+}
+
+
+def job_state(status: str) -> JobState:
+    """AWX status word → JobState; unknown words are Unknown (not terminal: keep polling)."""
+    return _STATES.get(status, JobState.UNKNOWN)
+
+
+def job_request(job_id: AapJobId) -> Request:
+    return Request("GET", f"v2/{job_id.kind.collection}/{job_id.number}/")
+
+
+def _details(job: Mapping[str, Any]) -> str:
+    """job_explanation and result_traceback: the traceback alone is usually empty (#8709)."""
+    parts = [str(job.get(key) or "").strip() for key in ("job_explanation", "result_traceback")]
+    return "\n".join(part for part in parts if part)
+
+
+def reading_from_job(job_id: str, job: Mapping[str, Any]) -> JobReading | None:
+    """A JobReading from a job object, or None if it has no status string."""
+    status = job.get("status")
+    if not isinstance(status, str) or not status:
+        return None
+    state = job_state(status)
+    details = _details(job) if status in ("failed", "error") else ""
+    return JobReading(job_id=job_id, state=state, message=status, details=details)
+
+
+def parse_job(request: Request, response: Response, job_id: AapJobId) -> JobReading:
+    reading = reading_from_job(str(job_id), _object(request, response))
+    if reading is None:
+        raise _invalid(request, response, "job without a 'status'")
+    return reading
+
+
+def purged_reading(job_id: str) -> JobReading:
+    """What a 404 on a job we launched means: cleanup_jobs purged it (only finished jobs)."""
+    return JobReading(job_id=job_id, state=JobState.UNKNOWN, message=PURGED_MESSAGE, purged=True)
+
+
+# --- cancel -------------------------------------------------------------------------------------
+
+
+def cancel_request(job_id: AapJobId) -> Request:
+    return Request("POST", f"v2/{job_id.kind.collection}/{job_id.number}/cancel/")
+
+
+def cancel_outcome(response: Response) -> CancelOutcome | None:
+    """202 → requested; 405 → the job already ended (AWX UI and awxkit read it the same way)."""
+    if response.status == 405:
+        return CancelOutcome.ALREADY_TERMINAL
+    if 200 <= response.status < 300:
+        return CancelOutcome.REQUESTED
+    return None
+
+
+# --- find a launch by correlation id ------------------------------------------------------------
+
+FIND_PAGE_SIZE = 200
+"""AWX's maximum page size: one page normally covers every launch since the intent."""
+
+
+def _format_since(since: datetime) -> str:
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return (since - FIND_SKEW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def find_jobs_request(template: TemplateRef, since: datetime, *, page: int = 1) -> Request:
+    """Newest first, created since the intent minus skew; extra_vars cannot be filtered (403)."""
+    kind = template.job_kind
+    query = [
+        (kind.template_filter, str(template.id)),
+        ("created__gte", _format_since(since)),
+        ("order_by", "-id"),
+        ("page_size", str(FIND_PAGE_SIZE)),
+    ]
+    if page > 1:
+        query.append(("page", str(page)))
+    return Request("GET", f"v2/{kind.collection}/", tuple(query))
+
+
+def _extra_vars(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    raw = item.get("extra_vars")
+    if isinstance(raw, Mapping):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return {}
+        if isinstance(parsed, Mapping):
+            return parsed
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class FoundPage:
+    match: JobReading | None
+    has_next: bool
+
+
+def parse_find(
+    request: Request, response: Response, template: TemplateRef, correlation_id: str
+) -> FoundPage:
+    """The job on this page whose extra_vars carry the correlation id, and whether to go on."""
+    body = _object(request, response)
+    results = body.get("results")
+    if not isinstance(results, list):
+        raise _invalid(request, response, "paginated list without 'results'")
+    for item in results:
+        if not isinstance(item, dict):
+            continue
+        if _extra_vars(item).get(CORRELATION_VAR) != correlation_id:
+            continue
+        job_id = AapJobId(template.job_kind, _int_field(request, response, item, "id"))
+        reading = reading_from_job(str(job_id), item)
+        if reading is None:
+            raise _invalid(request, response, "job without a 'status'")
+        return FoundPage(reading, has_next=False)
+    return FoundPage(None, has_next=bool(body.get("next")))
