@@ -1,0 +1,273 @@
+"""Pure job planning: templates file entries, launch bodies, extra-vars policy, runner arguments.
+
+Nothing here touches the network, the store or a process, so every rule of the launch contract
+(reference §3: ignored_fields for job templates, 400 for workflow templates, 400 for
+unparsable extra_vars) is unit-testable on plain data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+JOB_TEMPLATE = "job_template"
+WORKFLOW_TEMPLATE = "workflow_job_template"
+KINDS = (JOB_TEMPLATE, WORKFLOW_TEMPLATE)
+
+# Environment every job gets; the playbook decides the rest (fact gathering etc.).
+BASE_JOB_ENV = {
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "PYTHONUNBUFFERED": "1",
+}
+
+# Launch body fields AWX knows as prompts; all but extra_vars are only recorded as ignored.
+PROMPT_FIELDS = frozenset(
+    {
+        "inventory",
+        "limit",
+        "job_tags",
+        "skip_tags",
+        "credentials",
+        "labels",
+        "job_type",
+        "verbosity",
+        "diff_mode",
+        "scm_branch",
+        "forks",
+        "timeout",
+        "instance_groups",
+        "execution_environment",
+        "job_slice_count",
+    }
+)
+
+
+class TemplateError(ValueError):
+    """The templates file is malformed; the message names the entry."""
+
+
+class LaunchRejected(Exception):
+    """A launch the API answers with 400; `body` is the AWX field map."""
+
+    def __init__(self, body: dict[str, list[str]]) -> None:
+        super().__init__(json.dumps(body))
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    name: str
+    kind: str
+    playbook: str = ""
+    inventory: str | None = None
+    ask_variables_on_launch: bool = True
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    notification_url: str | None = None
+    nodes: tuple[str, ...] = ()
+    description: str = ""
+    timeout: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "playbook": self.playbook,
+            "inventory": self.inventory,
+            "ask_variables_on_launch": self.ask_variables_on_launch,
+            "extra_vars": self.extra_vars,
+            "notification_url": self.notification_url,
+            "nodes": list(self.nodes),
+            "description": self.description,
+            "timeout": self.timeout,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TemplateSpec:
+        return cls(**{**data, "nodes": tuple(data.get("nodes") or ())})
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchPlan:
+    extra_vars: dict[str, Any]
+    ignored_fields: dict[str, Any]
+
+
+def parse_templates(entries: Any, base_dir: Path) -> list[TemplateSpec]:
+    """Validate templates-file entries; paths become absolute relative to `base_dir`."""
+    if not isinstance(entries, list):
+        raise TemplateError("the templates file must hold a list of templates")
+    specs: list[TemplateSpec] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise TemplateError(f"template #{index} needs a name")
+        specs.append(_template_spec(entry, base_dir))
+    job_names = {s.name for s in specs if s.kind == JOB_TEMPLATE}
+    for spec in specs:
+        missing = [n for n in spec.nodes if n not in job_names]
+        if missing:
+            raise TemplateError(f"workflow {spec.name!r}: unknown job templates {missing}")
+    return specs
+
+
+def _template_spec(entry: dict[str, Any], base_dir: Path) -> TemplateSpec:
+    name, kind = entry["name"], entry.get("kind", JOB_TEMPLATE)
+    if kind not in KINDS:
+        raise TemplateError(f"template {name!r}: kind must be one of {KINDS}")
+    extra_vars = entry.get("extra_vars") or {}
+    if not isinstance(extra_vars, dict):
+        raise TemplateError(f"template {name!r}: extra_vars must be a mapping")
+    playbook = entry.get("playbook") or ""
+    if kind == JOB_TEMPLATE and not playbook:
+        raise TemplateError(f"template {name!r}: a job template needs a playbook")
+    inventory = entry.get("inventory")
+    return TemplateSpec(
+        name=name,
+        kind=kind,
+        playbook=str(base_dir / playbook) if playbook else "",
+        inventory=_inventory(inventory, base_dir) if inventory else None,
+        ask_variables_on_launch=bool(entry.get("ask_variables_on_launch", True)),
+        extra_vars=dict(extra_vars),
+        notification_url=entry.get("notification_url"),
+        nodes=tuple(entry.get("nodes") or ()),
+        description=str(entry.get("description", "")),
+        timeout=int(entry.get("timeout", 0) or 0),
+    )
+
+
+def _inventory(value: str, base_dir: Path) -> str:
+    # A comma marks an inline host list ("localhost,"), as with ansible-playbook -i.
+    return value if "," in value else str(base_dir / value)
+
+
+def parse_extra_vars(value: Any) -> dict[str, Any]:
+    """extra_vars as sent: a mapping, or a string holding a JSON or YAML mapping."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str):
+        raise LaunchRejected(
+            {"extra_vars": [f"Input type `{type(value).__name__}` is not a dictionary"]}
+        )
+    try:
+        parsed = json.loads(value)
+    except ValueError as json_error:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as yaml_error:
+            raise LaunchRejected(
+                {"extra_vars": [f"Cannot parse as JSON ({json_error}) or YAML ({yaml_error})."]}
+            ) from yaml_error
+    if parsed is None:
+        return {}
+    if not isinstance(parsed, dict):
+        raise LaunchRejected(
+            {"extra_vars": [f"Input type `{type(parsed).__name__}` is not a dictionary"]}
+        )
+    return parsed
+
+
+def plan_launch(spec: TemplateSpec, body: Mapping[str, Any]) -> LaunchPlan:
+    """Apply the prompt-on-launch rules to a launch body (reference §3)."""
+    launch_vars = parse_extra_vars(body.get("extra_vars"))
+    unprompted = sorted(k for k in body if k in PROMPT_FIELDS)
+    if spec.kind == WORKFLOW_TEMPLATE:
+        if launch_vars and not spec.ask_variables_on_launch:
+            names = ", ".join(sorted(launch_vars))
+            raise LaunchRejected(
+                {
+                    "extra_vars": [
+                        f"Variables {names} are not allowed on launch. Check the Prompt "
+                        "on Launch setting on the Workflow Job Template to include "
+                        "Extra Variables."
+                    ]
+                }
+            )
+        if unprompted:
+            raise LaunchRejected(
+                {f: ["Field is not configured to prompt on launch."] for f in unprompted}
+            )
+    ignored: dict[str, Any] = {f: body[f] for f in unprompted}
+    if launch_vars and not spec.ask_variables_on_launch:
+        ignored["extra_vars"] = launch_vars
+        launch_vars = {}
+    return LaunchPlan(extra_vars={**spec.extra_vars, **launch_vars}, ignored_fields=ignored)
+
+
+def node_extra_vars(node: TemplateSpec, workflow_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """Workflow variables override a node template's own, as AWX does for workflow nodes."""
+    return {**node.extra_vars, **workflow_vars}
+
+
+def runner_config_kwargs(
+    spec: TemplateSpec,
+    extra_vars: Mapping[str, Any],
+    *,
+    private_data_dir: Path,
+    ident: str,
+    bin_dir: str,
+    path_env: str,
+) -> dict[str, Any]:
+    """Arguments for ansible_runner's RunnerConfig for one job of a job template."""
+    playbook = Path(spec.playbook)
+    kwargs: dict[str, Any] = {
+        "private_data_dir": str(private_data_dir),
+        "project_dir": str(playbook.parent),
+        "playbook": str(playbook),
+        "ident": ident,
+        "extravars": dict(extra_vars),
+        "envvars": {**BASE_JOB_ENV, "PATH": f"{bin_dir}:{path_env}" if path_env else bin_dir},
+        "quiet": True,
+        # One artifacts directory per job; rotation would scan siblings on every launch.
+        "rotate_artifacts": 0,
+    }
+    if spec.inventory:
+        kwargs["inventory"] = spec.inventory
+    if spec.timeout:
+        kwargs["timeout"] = spec.timeout
+    return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    job_explanation: str = ""
+    result_traceback: str = ""
+
+
+def job_outcome(
+    *,
+    returncode: int | None,
+    cancel_requested: bool,
+    timed_out: bool,
+    failed_task: tuple[str, str] | None,
+) -> Outcome:
+    """Map how the playbook process ended to AWX's status and explanation (reference §4)."""
+    if cancel_requested:
+        return Outcome("canceled", "Job was canceled")
+    if timed_out:
+        return Outcome("failed", "Job terminated due to timeout")
+    if returncode == 0:
+        return Outcome("successful")
+    if failed_task is not None:
+        task, message = failed_task
+        return Outcome("failed", f"Task {task!r} failed: {message}", message)
+    return Outcome("failed", f"ansible-playbook exited with return code {returncode}")
+
+
+def workflow_outcome(child_statuses: Sequence[str], cancel_requested: bool) -> Outcome:
+    """A sequential workflow ends with its first unsuccessful node, or successful."""
+    if cancel_requested:
+        return Outcome("canceled", "Workflow job was canceled")
+    for status in child_statuses:
+        if status != "successful":
+            return Outcome(
+                "failed", "Previous Task Failed" if status != "canceled" else "A node was canceled"
+            )
+    return Outcome("successful")
