@@ -1,0 +1,173 @@
+"""Jobs end to end: launch, poll, fail, cancel, purge, events and stdout (real ansible-runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+from automation_client import TEMPLATES, Api
+
+from cloudkit.local.automation import start_automation_service
+
+pytestmark = pytest.mark.stack
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains `text` (proof that nothing was left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def slow_vars(tmp_path: Path) -> dict[str, str]:
+    # A unique sleep length lets the test find (and rule out) its own module process.
+    return {"marker": str(tmp_path / "marker"), "sleep_s": f"30.{random.randrange(10**6):06d}"}
+
+
+async def wait_sleeping(api: Api, job_id: int, within_s: float = 20.0) -> None:
+    """Wait until the long task has started, so the cancel lands in the middle of it."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        _, events = await api.get(f"jobs/{job_id}/job_events/", params={"event": "runner_on_start"})
+        if events["count"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the long task never started")
+
+
+async def wait_process(text: str, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not processes_with(text):
+        assert time.monotonic() < deadline, f"no process running {text!r}"
+        await asyncio.sleep(0.05)
+
+
+async def test_launch_poll_successful(api: Api) -> None:
+    launched = await api.launch("ok", {"extra_vars": {"who": "contract"}})
+    assert launched["type"] == "job" and launched["id"] == launched["job"]
+    assert launched["status"] in {"pending", "waiting", "running"}
+    assert launched["ignored_fields"] == {}
+    job = await api.wait_status(launched["job"])
+    assert job["status"] == "successful" and job["failed"] is False
+    assert job["started"] and job["finished"] and job["elapsed"] > 0
+    assert job["event_processing_finished"] is True
+    assert '"who": "contract"' in job["extra_vars"]
+    assert isinstance(job["extra_vars"], str) and job["result_traceback"] == ""
+    for field in ("job_template", "launched_by", "canceled_on", "artifacts", "created"):
+        assert field in job
+    _, text = await api.get(f"jobs/{job['id']}/stdout/", params={"format": "txt"})
+    assert "hello contract" in text and "\x1b[" not in text
+
+
+async def test_failing_playbook_reports_explanation(api: Api) -> None:
+    launched = await api.launch("fail", {"extra_vars": {"who": "tests"}})
+    job = await api.wait_status(launched["job"])
+    assert job["status"] == "failed" and job["failed"] is True
+    assert "deliberate failure for tests" in job["job_explanation"]
+    assert "deliberate failure for tests" in job["result_traceback"]
+    _, events = await api.get(f"jobs/{job['id']}/job_events/", params={"failed": "true"})
+    assert [e["event"] for e in events["results"]] == ["runner_on_failed"]
+
+
+async def test_cancel_running_job_stops_before_the_marker(api: Api, tmp_path: Path) -> None:
+    variables = slow_vars(tmp_path)
+    launched = await api.launch("slow", {"extra_vars": variables})
+    job_id = launched["job"]
+    await wait_sleeping(api, job_id)
+    await wait_process(f"sleep {variables['sleep_s']}")
+    status, can = await api.get(f"jobs/{job_id}/cancel/")
+    assert (status, can) == (200, {"can_cancel": True})
+    started = time.monotonic()
+    status, body = await api.post(f"jobs/{job_id}/cancel/")
+    assert (status, body) == (202, "")
+    job = await api.wait_status(job_id, within_s=3.0)
+    assert time.monotonic() - started < 3.0
+    assert job["status"] == "canceled" and job["failed"] is True and job["canceled_on"]
+    assert not exists(variables["marker"])
+    assert processes_with(f"sleep {variables['sleep_s']}") == []
+    # Already canceled: 405 with DRF's body, and can_cancel is false.
+    status, body = await api.post(f"jobs/{job_id}/cancel/")
+    assert (status, body) == (405, {"detail": 'Method "POST" not allowed.'})
+    assert await api.get(f"jobs/{job_id}/cancel/") == (200, {"can_cancel": False})
+
+
+async def test_cancel_pending_job_is_immediate(tmp_path: Path) -> None:
+    import aiohttp
+
+    handle = await start_automation_service(tmp_path / "state", TEMPLATES, workers=1)
+    try:
+        headers = {"Authorization": f"Bearer {handle.token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            api = Api(session, handle.url)
+            busy = await api.launch("slow", {"extra_vars": slow_vars(tmp_path)})
+            queued = await api.launch("ok")
+            await api.wait_status(busy["job"], {"running"})
+            assert (await api.get(f"jobs/{queued['job']}/"))[1]["status"] == "pending"
+            assert (await api.post(f"jobs/{queued['job']}/cancel/"))[0] == 202
+            job = (await api.get(f"jobs/{queued['job']}/"))[1]
+            assert job["status"] == "canceled" and job["started"] is None
+            assert (await api.post(f"jobs/{busy['job']}/cancel/"))[0] == 202
+            await api.wait_status(busy["job"], within_s=3.0)
+    finally:
+        await handle.stop()
+
+
+async def test_finished_job_cancel_405_and_purge_404(api: Api, tmp_path: Path) -> None:
+    running = await api.launch("slow", {"extra_vars": slow_vars(tmp_path)})
+    done = await api.wait_status((await api.launch("ok"))["job"])
+    status, body = await api.post(f"jobs/{done['id']}/cancel/")
+    assert (status, body) == (405, {"detail": 'Method "POST" not allowed.'})
+    status, body = await api.delete(f"jobs/{running['job']}/")
+    assert (status, body) == (403, {"detail": "Cannot delete running job resource."})
+    assert await api.delete(f"jobs/{done['id']}/") == (204, "")
+    assert await api.get(f"jobs/{done['id']}/") == (404, {"detail": "Not found."})
+    assert (await api.delete(f"jobs/{done['id']}/"))[0] == 404
+    await api.post(f"jobs/{running['job']}/cancel/")
+    await api.wait_status(running["job"], within_s=3.0)
+
+
+async def test_events_and_stdout_formats(api: Api) -> None:
+    job = await api.wait_status((await api.launch("ok"))["job"])
+    _, events = await api.get(f"jobs/{job['id']}/job_events/", params={"order_by": "counter"})
+    names = [e["event"] for e in events["results"]]
+    for expected in ("playbook_on_start", "playbook_on_task_start", "runner_on_ok"):
+        assert expected in names
+    assert names[-1] == "playbook_on_stats"
+    counters = [e["counter"] for e in events["results"]]
+    assert counters == sorted(counters)
+    _, later = await api.get(
+        f"jobs/{job['id']}/job_events/",
+        params={"counter__gt": str(counters[1]), "order_by": "counter"},
+    )
+    assert [e["counter"] for e in later["results"]] == counters[2:]
+    ok = next(e for e in events["results"] if e["event"] == "runner_on_ok")
+    assert ok["host_name"] == "localhost" and ok["task"] == "Say hello"
+    _, ansi = await api.get(f"jobs/{job['id']}/stdout/", params={"format": "ansi"})
+    _, as_json = await api.get(f"jobs/{job['id']}/stdout/", params={"format": "json"})
+    _, download = await api.get(f"jobs/{job['id']}/stdout/", params={"format": "txt_download"})
+    assert "PLAY RECAP" in ansi and "PLAY RECAP" in as_json["content"] and "PLAY RECAP" in download
+
+
+async def test_event_stdout_truncated_unless_asked(api: Api) -> None:
+    launched = await api.launch("ok", {"extra_vars": {"who": "x" * 3000}})
+    job = await api.wait_status(launched["job"])
+    path = f"jobs/{job['id']}/job_events/"
+    _, cut = await api.get(path, params={"event": "runner_on_ok"})
+    _, full = await api.get(path, params={"event": "runner_on_ok", "no_truncate": "1"})
+    assert len(cut["results"][0]["stdout"].encode()) <= 1024
+    assert len(full["results"][0]["stdout"]) > 3000
