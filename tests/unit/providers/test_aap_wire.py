@@ -332,7 +332,10 @@ def test_find_matches_the_correlation_id_in_the_extra_vars_string() -> None:
 
 def test_find_no_match_says_whether_more_pages_exist() -> None:
     request = wire.find_jobs_request(JOB_TEMPLATE, NOW)
-    body = {"next": "/api/v2/jobs/?page=2", "results": [_job(5, {"cloudkit_correlation_id": "x"})]}
+    body: dict[str, Any] = {
+        "next": "/api/v2/jobs/?page=2",
+        "results": [_job(5, {"cloudkit_correlation_id": "x"})],
+    }
     found = wire.parse_find(request, ok(body), JOB_TEMPLATE, "mine")
     assert found == wire.FoundPage(None, has_next=True)
     body["next"] = None
