@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,45 @@ async def _body(response: aiohttp.ClientResponse) -> Any:
     if response.content_type == "application/json" and text:
         return await response.json()
     return text
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains `text` (proof that nothing was left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def slow_vars(tmp_path: Path) -> dict[str, str]:
+    # A unique sleep length lets the test find (and rule out) its own module process.
+    return {"marker": str(tmp_path / "marker"), "sleep_s": f"30.{random.randrange(10**6):06d}"}
+
+
+async def wait_sleeping(api: Api, job_id: int, within_s: float = 20.0) -> None:
+    """Wait until the long task has started, so the cancel lands in the middle of it."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        _, events = await api.get(f"jobs/{job_id}/job_events/", params={"event": "runner_on_start"})
+        if events["count"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the long task never started")
+
+
+async def wait_process(text: str, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not processes_with(text):
+        assert time.monotonic() < deadline, f"no process running {text!r}"
+        await asyncio.sleep(0.05)
