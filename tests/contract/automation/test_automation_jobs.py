@@ -135,3 +135,13 @@ async def test_event_stdout_truncated_unless_asked(api: Api) -> None:
     _, full = await api.get(path, params={"event": "runner_on_ok", "no_truncate": "1"})
     assert len(cut["results"][0]["stdout"].encode()) <= 1024
     assert len(full["results"][0]["stdout"]) > 3000
+
+
+async def test_template_timeout_fails_the_job(api: Api, tmp_path: Path) -> None:
+    variables = slow_vars(tmp_path)
+    launched = await api.launch("slow with timeout", {"extra_vars": variables})
+    job = await api.wait_status(launched["job"], within_s=15.0)
+    assert job["status"] == "failed"
+    assert job["job_explanation"] == "Job terminated due to timeout"
+    assert not exists(variables["marker"])
+    assert processes_with(f"sleep {variables['sleep_s']}") == []

@@ -144,6 +144,7 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
     store = Store(state / "automation.sqlite3")
     orphan = store.create_job(type="job", name="ok", template_id=1, extra_vars={})
     store.update_job(orphan["id"], status="running")
+    queued = store.create_job(type="job", name="ok", template_id=1, extra_vars={"who": "queued"})
     store.close()
 
     second = await start_automation_service(state, TEMPLATES)
@@ -159,8 +160,10 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
             reaped = (await api.get(f"jobs/{orphan['id']}/"))[1]
             assert reaped["status"] == "error" and reaped["finished"]
             assert "not present in the job queue" in reaped["job_explanation"]
+            # A job that was only queued runs after the restart.
+            assert (await api.wait_status(queued["id"]))["status"] == "successful"
             new = await api.launch("ok")
-            assert new["job"] > orphan["id"]
+            assert new["job"] > queued["id"]
             await api.wait_status(new["job"])
     finally:
         await second.stop()

@@ -60,14 +60,23 @@ class Executor:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Reap jobs a previous run left active, then start the workers."""
+        """Reap jobs a previous run left active, requeue ones it never started, start workers."""
+        requeue = []
         for job in self._store.jobs_with_status(ACTIVE_STATUSES):
+            # A queued plain job lost nothing but its place in the queue (AWX keeps pending
+            # jobs across restarts); anything already started, or owned by a workflow whose
+            # coordinator is gone, cannot be resumed.
+            if job["status"] == "pending" and job["type"] == "job" and not job["workflow_job_id"]:
+                requeue.append(job)
+                continue
             self._transition(
                 job["id"], "error", finished=utcnow(), job_explanation=RESTART_EXPLANATION
             )
         shutil.rmtree(self._jobs_dir, ignore_errors=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
+        for job in requeue:
+            self._enqueue(job, notify=False)
 
     async def stop(self) -> None:
         """Cancel what runs (processes are reaped), then stop the workers."""
@@ -133,9 +142,10 @@ class Executor:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _enqueue(self, job: dict[str, Any]) -> None:
+    def _enqueue(self, job: dict[str, Any], *, notify: bool = True) -> None:
         self._finished[job["id"]] = asyncio.Event()
-        self._notify(job)
+        if notify:
+            self._notify(job)
         self._queue.put_nowait(job["id"])
 
     async def _work(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -280,7 +281,11 @@ class Views:
     # -- shared --------------------------------------------------------------------------------
 
     def _page(
-        self, request: web.Request, fields: dict[str, str], fetch: Any, default_order: str = "id"
+        self,
+        request: web.Request,
+        fields: dict[str, str],
+        fetch: Callable[[ListQuery], tuple[int, list[dict[str, Any]]]],
+        default_order: str = "id",
     ) -> web.Response:
         params = dict(request.query)
         try:
