@@ -51,6 +51,7 @@ class Executor:
         self._workflows: dict[int, asyncio.Task[None]] = {}
         self._bin_dir = os.path.dirname(sys.executable)
         self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -79,19 +80,23 @@ class Executor:
             self._enqueue(job, notify=False)
 
     async def stop(self) -> None:
-        """Cancel what runs (processes are reaped), then stop the workers."""
+        """Cancel what runs and wait until it is reaped and recorded; queued jobs stay pending.
+
+        Workers are not cancelled mid-job: one could be between spawning a process and
+        registering it, and would leave that process behind. They see `_stopping` instead.
+        """
+        self._stopping = True
         for task in self._workflows.values():
             task.cancel()
-        active = list(self._processes)
-        for job_id in active:
+        for job_id in list(self._processes):
             await self.cancel(job_id)
         await asyncio.gather(*self._workflows.values(), return_exceptions=True)
-        # Running jobs end within the cancel grace period; their workers record the status.
-        waits = [asyncio.create_task(self.wait_finished(job_id)) for job_id in active]
-        if waits:
-            await asyncio.wait(waits, timeout=5.0)
-        for worker in self._workers:
-            worker.cancel()
+        for _ in self._workers:
+            self._queue.put_nowait(0)  # wakes idle workers so they can see _stopping
+        if self._workers:
+            _, stuck = await asyncio.wait(self._workers, timeout=10.0)
+            for worker in stuck:
+                worker.cancel()
         await asyncio.gather(*self._workers, *self._background, return_exceptions=True)
 
     # -- launch and cancel ---------------------------------------------------------------------
@@ -151,6 +156,8 @@ class Executor:
     async def _work(self) -> None:
         while True:
             job_id = await self._queue.get()
+            if self._stopping:
+                return
             job = self._store.job(job_id)
             if job is None or job["status"] != "pending":
                 continue  # canceled or deleted while queued
@@ -194,7 +201,7 @@ class Executor:
         self._processes[job_id] = process
         try:
             self._transition(job_id, "running", started=utcnow())
-            if (self._store.job(job_id) or {}).get("cancel_flag"):
+            if self._stopping or (self._store.job(job_id) or {}).get("cancel_flag"):
                 self._in_background(process.cancel())
             returncode = await process.wait(limit_s=spec.timeout or None)
             output.close()

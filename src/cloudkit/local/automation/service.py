@@ -54,8 +54,9 @@ class AutomationHandle:
         if self._stopped:
             return
         self._stopped = True
-        await self._executor.stop()
+        # Stop taking requests first, so no launch lands while running jobs are canceled.
         await self._runner.cleanup()
+        await self._executor.stop()
         await self._notifier.close()
         self._store.close()
 
