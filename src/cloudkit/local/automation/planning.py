@@ -99,7 +99,14 @@ class LaunchPlan:
 
 
 def parse_templates(entries: Any, base_dir: Path) -> list[TemplateSpec]:
-    """Validate templates-file entries; paths become absolute relative to `base_dir`."""
+    """Validate templates-file entries; paths become absolute relative to `base_dir`.
+
+    Each entry: `name`, `kind` (job_template | workflow_job_template, default job_template),
+    `playbook` (job templates), `inventory` (a path, or an inline list such as "localhost,"),
+    `ask_variables_on_launch` (default true), `extra_vars`, `notification_url`, `timeout`
+    (seconds, 0 = none), `description`, and for workflows `nodes` (job template names, run in
+    sequence).
+    """
     if not isinstance(entries, list):
         raise TemplateError("the templates file must hold a list of templates")
     specs: list[TemplateSpec] = []
