@@ -1,0 +1,422 @@
+"""The aiohttp application: bearer auth, Status errors, URL routing and the resource handlers.
+
+Handlers only parse, authorize, dispatch to the Cluster and render; they never touch SQLite.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from cloudkit.local.apiserver import discovery, openapi, selectors, table, watch
+from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
+from cloudkit.local.apiserver.errors import ApiError
+from cloudkit.local.apiserver.resources import ResourceInfo
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PATCH_TYPES = (
+    "application/merge-patch+json",
+    "application/json-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+DEFAULT_WATCH_TIMEOUT_S = 1800.0
+
+
+@dataclass
+class ServerConfig:
+    token: str
+    bookmark_interval_s: float = 30.0
+
+
+def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = {"Content-Type": "application/json"}
+    response = web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers=headers
+    )
+    for warning in warnings or []:
+        response.headers.add("Warning", f'299 - "{warning}"')
+    return response
+
+
+def flag(value: str | None) -> bool:
+    """Query booleans: only `false`/`0` (any case) are false; kubernetes_asyncio sends True."""
+    return value is not None and value.lower() not in ("false", "0")
+
+
+@dataclass
+class Target:
+    info: ResourceInfo
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+class ApiServerApp:
+    """Routes requests to discovery, OpenAPI and the resource handlers."""
+
+    def __init__(self, cluster: Cluster, config: ServerConfig) -> None:
+        self.cluster = cluster
+        self.registry = cluster.registry
+        self.config = config
+        self.app = web.Application(
+            middlewares=[self._errors_and_auth], client_max_size=16 * 1024 * 1024
+        )
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+    @web.middleware
+    async def _errors_and_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.config.token}"
+        if not hmac.compare_digest(auth.encode(), expected.encode()):
+            return json_response(ApiError(401, "Unauthorized").status(), 401)
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return json_response(exc.status(), exc.code)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return json_response(
+                ApiError(500, f"internal error: {type(exc).__name__}").status(), 500
+            )
+
+    # -- routing -------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return json_response({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
+        head = parts[0]
+        if head in ("healthz", "readyz", "livez"):
+            return web.Response(text="ok", content_type="text/plain")
+        if head == "version" and len(parts) == 1:
+            return json_response(discovery.KUBE_VERSION)
+        if head == "openapi":
+            return self._openapi(request, parts[1:])
+        if head == "api":
+            if len(parts) == 1:
+                return json_response(discovery.api_versions())
+            group, version, rest = "", parts[1], parts[2:]
+        elif head == "apis":
+            if len(parts) == 1:
+                return json_response(discovery.api_group_list(self.registry))
+            if len(parts) == 2:
+                doc = discovery.api_group(self.registry, parts[1])
+                if doc is None:
+                    raise ApiError(404, "the server could not find the requested resource")
+                return json_response(doc)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "the server could not find the requested resource")
+        if not rest:
+            doc = discovery.resource_list(self.registry, group, version)
+            if doc is None:
+                raise ApiError(404, "the server could not find the requested resource")
+            return json_response(doc)
+        target = self._target(group, version, rest)
+        return await self._resource(request, target)
+
+    def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        if rest == ["v3"]:
+            return json_response(openapi.index(self.registry))
+        if len(rest) >= 3 and rest[0] == "v3":
+            if rest[1] == "api" and len(rest) == 3:
+                doc = openapi.group_version_doc(self.registry, "", rest[2])
+            elif rest[1] == "apis" and len(rest) == 4:
+                doc = openapi.group_version_doc(self.registry, rest[2], rest[3])
+            else:
+                doc = None
+            if doc is not None:
+                return json_response(doc)
+        raise ApiError(404, "the server could not find the requested resource")
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        lookup = self.registry.lookup
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            info = lookup(group, version, rest[2])
+            if info is not None and info.namespaced and len(rest) <= 5:
+                name = rest[3] if len(rest) >= 4 else None
+                sub = rest[4] if len(rest) == 5 else None
+                return self._checked(Target(info, rest[1], name, sub))
+        info = lookup(group, version, rest[0])
+        if info is None or len(rest) > 3:
+            raise ApiError(404, "the server could not find the requested resource")
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) == 3 else None
+        if info.namespaced and name is not None:
+            raise ApiError(404, "the server could not find the requested resource")
+        return self._checked(Target(info, None, name, sub))
+
+    @staticmethod
+    def _checked(target: Target) -> Target:
+        if target.subresource is not None and not (
+            target.subresource == "status" and target.info.status_subresource
+        ):
+            raise ApiError(404, "the server could not find the requested resource")
+        return target
+
+    # -- resources -----------------------------------------------------------------------------
+
+    async def _resource(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        if target.name is None:
+            if method == "GET":
+                if flag(request.query.get("watch")):
+                    return await self._watch(request, target)
+                return self._list(request, target)
+            if method == "POST":
+                return await self._create(request, target)
+            raise ApiError(
+                405, f"{method} is not supported on a collection", reason="MethodNotAllowed"
+            )
+        if method == "GET":
+            obj = self.cluster.get(target.info, target.namespace or "", target.name)
+            return self._render_one(request, target.info, obj)
+        if method == "PUT":
+            return await self._update(request, target)
+        if method == "PATCH":
+            return await self._patch(request, target)
+        if method == "DELETE" and target.subresource is None:
+            return await self._delete(request, target)
+        raise ApiError(405, f"{method} is not supported", reason="MethodNotAllowed")
+
+    @staticmethod
+    def _wants_table(request: web.Request) -> bool:
+        return "as=Table" in request.headers.get("Accept", "")
+
+    def _render_one(self, request: web.Request, info: ResourceInfo, obj: Any) -> web.Response:
+        if self._wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            rv = obj["metadata"].get("resourceVersion", "")
+            return json_response(table.to_table(info, [obj], include, {"resourceVersion": rv}))
+        return json_response(obj)
+
+    def _matcher(self, request: web.Request, info: ResourceInfo) -> Callable[[Any], bool]:
+        labels = selectors.parse_label_selector(request.query.get("labelSelector"))
+
+        def supported(path: str) -> bool:
+            if path == "metadata.name" or (path == "metadata.namespace" and info.namespaced):
+                return True
+            return path in info.selectable_fields or path in info.extra_field_labels
+
+        fields = selectors.parse_field_selector(request.query.get("fieldSelector"), supported)
+
+        def match(obj: Any) -> bool:
+            return (labels is None or labels(obj)) and (fields is None or fields(obj))
+
+        return match
+
+    def _list(self, request: web.Request, target: Target) -> web.Response:
+        info = target.info
+        store = self.cluster.store
+        match = self._matcher(request, info)
+        rv_param = request.query.get("resourceVersion")
+        if (
+            request.query.get("resourceVersionMatch") == "Exact"
+            and rv_param
+            and rv_param != str(store.rv)
+        ):
+            raise ApiError(410, f"too old resource version: {rv_param} ({store.rv})")
+        name = selectors.name_from_field_selector(request.query.get("fieldSelector"))
+        if name is not None:
+            found = (
+                store.get(info.rkey, target.namespace or "", name)
+                if (target.namespace is not None or not info.namespaced)
+                else None
+            )
+            candidates = [found] if found is not None else []
+            if found is None and target.namespace is None and info.namespaced:
+                candidates = store.list_objects(info.rkey)
+        else:
+            candidates = store.list_objects(info.rkey, target.namespace)
+        items = [obj for obj in candidates if match(obj)]
+        list_meta: dict[str, Any] = {"resourceVersion": str(store.rv)}
+        items, token = self._page(request, items, store.rv)
+        if token:
+            list_meta["continue"] = token
+            list_meta["remainingItemCount"] = 0
+        items = [self.cluster.present(info, obj) for obj in items]
+        if self._wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            return json_response(table.to_table(info, items, include, list_meta))
+        return json_response(
+            {
+                "kind": info.list_kind,
+                "apiVersion": info.api_version,
+                "metadata": list_meta,
+                "items": items,
+            }
+        )
+
+    def _page(self, request: web.Request, items: list[Any], rv: int) -> tuple[list[Any], str]:
+        start = 0
+        token = request.query.get("continue")
+        if token:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(token.encode()))
+                start_key = (state["ns"], state["name"])
+                token_rv = int(state["rv"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(400, "invalid continue token") from None
+            if token_rv < self.cluster.store.compacted_rv:
+                raise ApiError(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.",
+                )
+            start = next(
+                (
+                    i
+                    for i, o in enumerate(items)
+                    if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start_key
+                ),
+                len(items),
+            )
+        try:
+            limit = int(request.query.get("limit", "0"))
+        except ValueError:
+            raise ApiError(400, "limit must be an integer") from None
+        if limit <= 0 or start + limit >= len(items):
+            return items[start:], ""
+        page = items[start : start + limit]
+        last = page[-1]["metadata"]
+        state = {"rv": rv, "ns": last.get("namespace", ""), "name": last["name"]}
+        return page, base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        info = target.info
+        try:
+            timeout = float(request.query.get("timeoutSeconds", DEFAULT_WATCH_TIMEOUT_S))
+        except ValueError:
+            raise ApiError(400, "timeoutSeconds must be a number") from None
+        wants_table = self._wants_table(request)
+        include = request.query.get("includeObject", "Metadata")
+        present = self.cluster.present
+
+        def render(obj: Any) -> Any:
+            shown = present(info, obj)
+            if wants_table:
+                rv = obj["metadata"].get("resourceVersion", "")
+                return table.to_table(info, [shown], include, {"resourceVersion": rv})
+            return shown
+
+        req = watch.WatchRequest(
+            info=info,
+            namespace=target.namespace,
+            matcher=self._matcher(request, info),
+            resource_version=request.query.get("resourceVersion"),
+            bookmarks=flag(request.query.get("allowWatchBookmarks")),
+            send_initial_events=flag(request.query.get("sendInitialEvents")),
+            timeout_s=timeout,
+            bookmark_interval_s=self.config.bookmark_interval_s,
+            render=render,
+        )
+        return await watch.stream(request, self.cluster.store, req)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _write_options(request: web.Request) -> WriteOptions:
+        dry_run = request.query.getall("dryRun", [])
+        if any(d != "All" for d in dry_run):
+            raise ApiError(400, "Unsupported dry run value; supported values: All")
+        validation = request.query.get("fieldValidation", "Warn")
+        if validation not in ("Strict", "Warn", "Ignore"):
+            raise ApiError(400, f"invalid fieldValidation value {validation!r}")
+        manager = request.query.get("fieldManager")
+        if manager is not None and len(manager) > 128:
+            raise ApiError(422, "fieldManager: must be at most 128 characters", reason="Invalid")
+        return WriteOptions(dry_run=bool(dry_run), field_validation=validation)
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> Any:
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0]
+        if content_type.strip() not in ("application/json", ""):
+            # client-go tries protobuf for built-ins first and falls back to JSON on 415.
+            raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")
+        raw = await request.read()
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as exc:
+            raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+
+    async def _create(self, request: web.Request, target: Target) -> web.Response:
+        opts = self._write_options(request)
+        body = await self._json_body(request)
+        obj = self.cluster.create(target.info, target.namespace, body, opts)
+        return json_response(obj, 201, opts.warnings)
+
+    async def _update(self, request: web.Request, target: Target) -> web.Response:
+        opts = self._write_options(request)
+        body = await self._json_body(request)
+        assert target.name is not None
+        obj = self.cluster.update(
+            target.info, target.namespace or "", target.name, body, target.subresource, opts
+        )
+        return json_response(obj, 200, opts.warnings)
+
+    async def _patch(self, request: web.Request, target: Target) -> web.Response:
+        opts = self._write_options(request)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type not in PATCH_TYPES:
+            raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")
+        if flag(request.query.get("force")) and content_type != "application/apply-patch+yaml":
+            raise ApiError(422, "force: Forbidden: may not be specified for non-apply patch")
+        raw = await request.read()
+        assert target.name is not None
+        obj, created = self.cluster.patch(
+            target.info,
+            target.namespace or "",
+            target.name,
+            content_type,
+            raw,
+            target.subresource,
+            opts,
+            request.query.get("fieldManager"),
+        )
+        return json_response(obj, 201 if created else 200, opts.warnings)
+
+    async def _delete(self, request: web.Request, target: Target) -> web.Response:
+        opts = self._write_options(request)
+        raw = await request.read()
+        options: dict[str, Any] = {}
+        if raw.strip():
+            try:
+                options = json.loads(raw)
+            except ValueError:
+                raise ApiError(400, "the DeleteOptions body is not valid JSON") from None
+            if not isinstance(options, dict):
+                raise ApiError(400, "the DeleteOptions body must be an object")
+            if "All" in (options.get("dryRun") or []):
+                opts.dry_run = True
+        if request.query.get("propagationPolicy"):
+            options["propagationPolicy"] = request.query["propagationPolicy"]
+        info = target.info
+        assert target.name is not None
+        obj, removed = self.cluster.delete(info, target.namespace or "", target.name, options, opts)
+        if not removed:
+            return json_response(self.cluster.present(info, obj))
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": target.name,
+                    "group": info.group,
+                    "kind": info.plural,
+                    "uid": obj["metadata"].get("uid", ""),
+                },
+            }
+        )

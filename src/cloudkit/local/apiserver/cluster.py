@@ -1,0 +1,481 @@
+"""Cluster behaviour over the store: create/update/patch/delete with schema handling, CRD
+serving, finalizers, garbage collection and namespace termination. No HTTP here."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from cloudkit.local.apiserver import crds, schemas, semantics
+from cloudkit.local.apiserver.errors import ApiError, Cause, already_exists, conflict, invalid
+from cloudkit.local.apiserver.errors import not_found as _not_found
+from cloudkit.local.apiserver.patch import (
+    PatchError,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+)
+from cloudkit.local.apiserver.resources import CRD_RKEY, NAMESPACE_RKEY, Registry, ResourceInfo
+from cloudkit.local.apiserver.store import Obj, Put, Remove, Store
+
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+FOREGROUND = "foregroundDeletion"
+ORPHAN = "orphan"
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = "Warn"  # Strict | Warn | Ignore
+    warnings: list[str] = field(default_factory=list)
+
+
+def not_found(info: ResourceInfo, name: str) -> ApiError:
+    return _not_found(info.plural, name, info.group)
+
+
+class Cluster:
+    """The object semantics of a Kubernetes API server over one Store and Registry."""
+
+    def __init__(self, store: Store, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
+        for rkey, obj in store.all_objects():
+            if rkey == CRD_RKEY and crds.is_established(obj):
+                registry.serve_crd(obj)
+        for name in INITIAL_NAMESPACES:
+            if store.get(NAMESPACE_RKEY, "", name) is None:
+                self._write([Put(NAMESPACE_RKEY, self._new_namespace(name))])
+
+    def _new_namespace(self, name: str) -> Obj:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": semantics.new_uid(),
+                "creationTimestamp": semantics.now_rfc3339(),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, info: ResourceInfo, namespace: str, name: str) -> Obj:
+        obj = self.store.get(info.rkey, namespace if info.namespaced else "", name)
+        if obj is None:
+            raise not_found(info, name)
+        return self.present(info, obj)
+
+    def present(self, info: ResourceInfo, obj: Obj) -> Obj:
+        """The object as served by `info`'s version (stored objects are version-neutral)."""
+        if obj.get("apiVersion") == info.api_version:
+            return obj
+        shown = dict(obj)
+        shown["apiVersion"] = info.api_version
+        return shown
+
+    # -- the one write path ----------------------------------------------------------------
+
+    def _write(self, ops: list[Put | Remove]) -> None:
+        for op in ops:
+            if op.rkey == CRD_RKEY:
+                # Discovery changes before the CRD's watch event goes out (kopf rescans then).
+                name = op.obj["metadata"]["name"]
+                if isinstance(op, Put) and crds.is_established(op.obj):
+                    self.registry.serve_crd(op.obj)
+                elif isinstance(op, Remove):
+                    self.registry.unserve_crd(name)
+        self.store.write(ops)
+        for op in ops:
+            if isinstance(op, Remove):
+                self._after_removal(op.rkey, op.obj)
+
+    # -- create ----------------------------------------------------------------------------
+
+    def create(
+        self, info: ResourceInfo, namespace: str | None, body: Obj, opts: WriteOptions
+    ) -> Obj:
+        obj = semantics.prepare_create(info, body, namespace, semantics.now_rfc3339())
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or ""
+        if info.namespaced:
+            self._check_namespace(info, ns, meta["name"])
+        if info.custom:
+            self._check_crd_active(info)
+            obj = self._apply_schema(info, obj, None, opts)
+        if info.rkey == CRD_RKEY:
+            obj = self._prepare_crd(obj)
+        if info.rkey == NAMESPACE_RKEY:
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+            obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        if self.store.get(info.rkey, ns, meta["name"]) is not None:
+            raise already_exists(info.plural, meta["name"], info.group)
+        if opts.dry_run:
+            return self.present(info, obj)
+        self._write([Put(info.rkey, obj)])
+        return self.present(info, obj)
+
+    def _check_namespace(self, info: ResourceInfo, ns: str, name: str) -> None:
+        namespace = self.store.get(NAMESPACE_RKEY, "", ns)
+        if namespace is None:
+            raise _not_found("namespaces", ns, "")
+        if namespace["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                f'{info.plural} "{name}" is forbidden: unable to create new content in namespace '
+                f"{ns} because it is being terminated",
+                name=name,
+                group=info.group,
+                kind=info.plural,
+            )
+
+    def _check_crd_active(self, info: ResourceInfo) -> None:
+        crd = self.store.get(CRD_RKEY, "", f"{info.plural}.{info.group}")
+        if crd is not None and crd["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                405,
+                "create not allowed while custom resource definition is terminating",
+                reason="MethodNotAllowed",
+            )
+
+    def _apply_schema(
+        self, info: ResourceInfo, obj: Obj, old: Obj | None, opts: WriteOptions
+    ) -> Obj:
+        schema = info.schema
+        if not schema:
+            return obj
+        obj, unknown = schemas.prune(obj, schema)
+        if unknown:
+            if opts.field_validation == "Strict":
+                fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+                raise ApiError(400, f"strict decoding error: {fields}")
+            if opts.field_validation != "Ignore":
+                opts.warnings.extend(f'unknown field "{u}"' for u in unknown)
+        obj = schemas.apply_defaults(obj, schema)
+        causes = schemas.validate(obj, schema, old)
+        if causes:
+            raise invalid(info.kind, info.group, obj["metadata"].get("name", ""), causes)
+        return obj
+
+    def _prepare_crd(self, crd: Obj, old: Obj | None = None) -> Obj:
+        crds.default_names(crd)
+        causes = crds.crd_causes(crd)
+        if old is not None:
+            for key in ("group", "scope"):
+                if crd["spec"].get(key) != old["spec"].get(key):
+                    causes.append(Cause("FieldValueInvalid", "field is immutable", f"spec.{key}"))
+        if causes:
+            raise invalid(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                crd["metadata"].get("name", ""),
+                causes,
+            )
+        spec = crd["spec"]
+        names_ok = not self.registry.names_taken(
+            spec["group"], spec["names"]["plural"], spec["names"]["kind"], crd["metadata"]["name"]
+        )
+        crd["status"] = crds.accepted_status(crd, semantics.now_rfc3339(), names_ok)
+        return crd
+
+    # -- update and patch ----------------------------------------------------------------------
+
+    def update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        body: Obj,
+        subresource: str | None,
+        opts: WriteOptions,
+    ) -> Obj:
+        old = self.store.get(info.rkey, namespace if info.namespaced else "", name)
+        if old is None:
+            raise not_found(info, name)
+        semantics.check_type(info, body)
+        meta = body.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise ApiError(400, "the name of the object does not match the name on the URL")
+        rv = meta.get("resourceVersion")
+        if not rv and info.custom:
+            raise invalid(
+                info.kind,
+                info.group,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                        "metadata.resourceVersion",
+                    )
+                ],
+            )
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict(info.plural, name, info.group)
+        new = semantics.carry_over(info, old, body, subresource)
+        return self._store_update(info, old, new, opts)
+
+    def patch(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        subresource: str | None,
+        opts: WriteOptions,
+        field_manager: str | None,
+    ) -> tuple[Obj, bool]:
+        """Apply a patch; returns (object, created) - only server-side apply creates."""
+        ns = namespace if info.namespaced else ""
+        old = self.store.get(info.rkey, ns, name)
+        body = _decode_patch(content_type, raw)
+        if content_type == "application/apply-patch+yaml":
+            if not field_manager:
+                raise invalid(
+                    info.kind,
+                    info.group,
+                    name,
+                    [
+                        Cause(
+                            "FieldValueRequired",
+                            "Required value: is required for apply patch",
+                            "fieldManager",
+                        )
+                    ],
+                )
+            if not isinstance(body, dict):
+                raise ApiError(400, "the apply patch must be an object")
+            if old is None:
+                body.setdefault("metadata", {}).setdefault("name", name)
+                return self.create(info, namespace, body, opts), True
+        if old is None:
+            raise not_found(info, name)
+        base = copy.deepcopy(old)
+        try:
+            if content_type == "application/merge-patch+json":
+                if not isinstance(body, dict):
+                    raise ApiError(400, "a merge patch must be a JSON object")
+                patched = merge_patch(base, body)
+            elif content_type == "application/json-patch+json":
+                if not isinstance(body, list):
+                    raise ApiError(
+                        400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                    )
+                patched = json_patch(base, body)
+            elif content_type == "application/strategic-merge-patch+json":
+                if info.custom:
+                    raise ApiError(
+                        415,
+                        "strategic merge patch is not supported for custom resources; "
+                        "use merge patch or JSON patch",
+                    )
+                if not isinstance(body, dict):
+                    raise ApiError(400, "a strategic merge patch must be a JSON object")
+                patched = strategic_merge_patch(base, body)
+            else:  # server-side apply, approximated as a merge without managedFields
+                patched = merge_patch(base, body)
+        except PatchError as exc:
+            raise invalid(
+                info.kind, info.group, name, [Cause("FieldValueInvalid", str(exc), "")]
+            ) from None
+        if not isinstance(patched, dict):
+            raise ApiError(422, "the patched object is not a JSON object", reason="Invalid")
+        patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
+        if patched_rv and patched_rv != old["metadata"]["resourceVersion"]:
+            raise conflict(info.plural, name, info.group)
+        new = semantics.carry_over(info, old, patched, subresource)
+        return self._store_update(info, old, new, opts), False
+
+    def _store_update(self, info: ResourceInfo, old: Obj, new: Obj, opts: WriteOptions) -> Obj:
+        if info.custom:
+            new = self._apply_schema(info, new, old, opts)
+        causes = semantics.finalizer_causes(old, new)
+        if causes:
+            raise invalid(info.kind, info.group, old["metadata"]["name"], causes)
+        if info.rkey == CRD_RKEY:
+            new = self._prepare_crd(new, old)
+        semantics.bump_generation(info, old, new)
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if semantics.same_content(old, new):
+            return self.present(info, old)  # a no-op: no new RV, no event
+        if opts.dry_run:
+            return self.present(info, new)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            if info.rkey == NAMESPACE_RKEY and not self._namespace_empty(meta["name"]):
+                self._write([Put(info.rkey, new)])
+                return self.present(info, new)
+            # The last finalizer is gone: the object goes (watchers see only DELETED).
+            self._write([Remove(info.rkey, new)])
+            return self.present(info, new)
+        self._write([Put(info.rkey, new)])
+        if meta.get("deletionTimestamp"):
+            self._settle(info.rkey, new)
+        return self.present(
+            info, self.store.get(info.rkey, meta.get("namespace") or "", meta["name"]) or new
+        )
+
+    # -- delete --------------------------------------------------------------------------------
+
+    def delete(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        options: dict[str, Any],
+        opts: WriteOptions,
+    ) -> tuple[Obj, bool]:
+        """Delete; returns (object, removed). Not removed = finalizers pending."""
+        ns = namespace if info.namespaced else ""
+        obj = self.store.get(info.rkey, ns, name)
+        if obj is None:
+            raise not_found(info, name)
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
+            raise conflict(info.plural, name, info.group)
+        if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"].get(
+            "resourceVersion"
+        ):
+            raise conflict(info.plural, name, info.group)
+        policy = options.get("propagationPolicy") or "Background"
+        if options.get("orphanDependents") is True:
+            policy = "Orphan"
+        if opts.dry_run:
+            return self.present(info, obj), not obj["metadata"].get("finalizers")
+        return self._delete_object(info.rkey, obj, policy)
+
+    def _delete_object(self, rkey: str, obj: Obj, policy: str) -> tuple[Obj, bool]:
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return obj, False  # repeating a pending delete changes nothing
+        info = self.registry.by_rkey(rkey)
+        uid = meta.get("uid", "")
+        if policy == "Orphan":
+            self._orphan_dependents(uid)
+        finalizers = list(meta.get("finalizers") or [])
+        if policy == "Foreground" and self.store.dependents(uid) and FOREGROUND not in finalizers:
+            finalizers.append(FOREGROUND)
+        if rkey == CRD_RKEY and CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)
+        terminating_ns = rkey == NAMESPACE_RKEY
+        if not finalizers and not terminating_ns:
+            self._write([Remove(rkey, copy.deepcopy(obj))])
+            return obj, True
+        new = copy.deepcopy(obj)
+        new_meta = new["metadata"]
+        new_meta["deletionTimestamp"] = semantics.now_rfc3339()
+        new_meta["deletionGracePeriodSeconds"] = 0
+        if finalizers:
+            new_meta["finalizers"] = finalizers
+        if info is not None and info.has_generation:
+            new_meta["generation"] = int(new_meta.get("generation", 1)) + 1
+        if terminating_ns:
+            new.setdefault("status", {})["phase"] = "Terminating"
+        if rkey == CRD_RKEY:
+            new["status"] = crds.accepted_status(new, semantics.now_rfc3339(), True)
+        self._write([Put(rkey, new)])
+        self._settle(rkey, new)
+        current = self.store.get(rkey, new_meta.get("namespace") or "", new_meta["name"])
+        return (current or new), current is None
+
+    def _orphan_dependents(self, uid: str) -> None:
+        for rkey, dep in self.store.dependents(uid):
+            new = copy.deepcopy(dep)
+            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
+            if refs:
+                new["metadata"]["ownerReferences"] = refs
+            else:
+                new["metadata"].pop("ownerReferences", None)
+            self._write([Put(rkey, new)])
+
+    def _settle(self, rkey: str, obj: Obj) -> None:
+        """Drive an object in deletion forward: delete what it waits for, drop finalizers
+        the server owns once their condition holds, remove it when none are left."""
+        meta = obj["metadata"]
+        uid = meta.get("uid", "")
+        finalizers = list(meta.get("finalizers") or [])
+        if FOREGROUND in finalizers:
+            for dep_rkey, dep in self.store.dependents(uid):
+                self._delete_object(dep_rkey, dep, "Foreground")
+        if rkey == CRD_RKEY and CLEANUP_FINALIZER in finalizers:
+            for info in self.registry.crd_infos(meta["name"])[:1]:
+                for cr in self.store.list_objects(info.rkey):
+                    self._delete_object(info.rkey, cr, "Background")
+        if rkey == NAMESPACE_RKEY:
+            for ns_rkey in self._namespaced_rkeys():
+                for item in self.store.list_objects(ns_rkey, meta["name"]):
+                    self._delete_object(ns_rkey, item, "Background")
+        self._release(rkey, meta.get("namespace") or "", meta["name"])
+
+    def _namespaced_rkeys(self) -> list[str]:
+        return sorted({info.rkey for info in self.registry.all() if info.namespaced})
+
+    def _namespace_empty(self, ns: str) -> bool:
+        return all(not self.store.list_objects(rkey, ns) for rkey in self._namespaced_rkeys())
+
+    def _release(self, rkey: str, ns: str, name: str) -> None:
+        """Remove server-owned finalizers whose condition holds; remove the object if done."""
+        obj = self.store.get(rkey, ns, name)
+        if obj is None or not obj["metadata"].get("deletionTimestamp"):
+            return
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FOREGROUND in finalizers and not self.store.dependents(meta.get("uid", "")):
+            finalizers.remove(FOREGROUND)
+        if CLEANUP_FINALIZER in finalizers and rkey == CRD_RKEY:
+            infos = self.registry.crd_infos(name)
+            if not infos or not self.store.list_objects(infos[0].rkey):
+                finalizers.remove(CLEANUP_FINALIZER)
+        if rkey == NAMESPACE_RKEY and not self._namespace_empty(name):
+            return
+        if finalizers == list(meta.get("finalizers") or []) and finalizers:
+            return
+        new = copy.deepcopy(obj)
+        if finalizers:
+            new["metadata"]["finalizers"] = finalizers
+            self._write([Put(rkey, new)])
+        else:
+            new["metadata"].pop("finalizers", None)
+            self._write([Remove(rkey, new)])
+
+    def _after_removal(self, rkey: str, obj: Obj) -> None:
+        meta = obj["metadata"]
+        uid = meta.get("uid", "")
+        for dep_rkey, dep in self.store.dependents(uid):
+            if dep["metadata"].get("deletionTimestamp"):
+                continue
+            self._delete_object(dep_rkey, dep, "Background")
+        for ref in meta.get("ownerReferences") or []:
+            found = self.store.by_uid(ref.get("uid", ""))
+            if found is not None:
+                owner_rkey, owner = found
+                om = owner["metadata"]
+                self._release(owner_rkey, om.get("namespace") or "", om["name"])
+        ns = meta.get("namespace")
+        if ns:
+            self._release(NAMESPACE_RKEY, "", ns)
+        if rkey not in (CRD_RKEY, NAMESPACE_RKEY):
+            info = self.registry.by_rkey(rkey)
+            if info is not None and info.custom:
+                self._release(CRD_RKEY, "", f"{info.plural}.{info.group}")
+
+
+CLEANUP_FINALIZER = crds.CLEANUP_FINALIZER
+
+
+def _decode_patch(content_type: str, raw: bytes) -> Any:
+    try:
+        if content_type == "application/apply-patch+yaml":
+            return yaml.safe_load(raw.decode() or "{}")
+        return json.loads(raw or b"null")
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ApiError(400, f"invalid patch body: {exc}") from None

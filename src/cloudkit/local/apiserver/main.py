@@ -1,0 +1,134 @@
+"""Starting and stopping the local API server: state directory, token, kubeconfig, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from cloudkit.local.apiserver import tls
+from cloudkit.local.apiserver.app import ApiServerApp, ServerConfig
+from cloudkit.local.apiserver.cluster import Cluster
+from cloudkit.local.apiserver.resources import Registry
+from cloudkit.local.apiserver.store import Store
+
+CONTEXT = "cloudkit-local"
+
+
+@dataclass
+class ApiServerHandle:
+    """A running server: where it listens, how to authenticate, and how to stop it."""
+
+    url: str
+    token: str
+    kubeconfig: Path
+    ca_cert: Path
+    _runner: web.AppRunner = field(repr=False)
+    _store: Store = field(repr=False)
+
+    async def stop(self) -> None:
+        self._store.close_watchers()
+        await self._runner.cleanup()
+        self._store.close()
+
+
+def _prepare_state_dir(state_dir: Path, token: str | None) -> str:
+    """Create the directory; reuse DIR/token unless a token is given, else make one (0600)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "token"
+    if token is None and path.exists():
+        token = path.read_text().strip() or None
+    if token is None:
+        token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    path.chmod(0o600)
+    return token
+
+
+def write_kubeconfig(path: Path, url: str, token: str, ca_cert: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": CONTEXT,
+                "cluster": {
+                    "server": url,
+                    "certificate-authority-data": base64.b64encode(ca_cert.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": CONTEXT, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": CONTEXT,
+                "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": "default"},
+            }
+        ],
+        "current-context": CONTEXT,
+        "preferences": {},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+
+
+async def start_apiserver(
+    state_dir: Path,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    bookmark_interval_s: float = 30.0,
+) -> ApiServerHandle:
+    """Open (or create) the state in `state_dir`, listen, and write DIR/kubeconfig."""
+    token = _prepare_state_dir(state_dir, token)
+    cert, key = tls.ensure_certificate(state_dir)
+    store = Store(state_dir / "apiserver.db")
+    cluster = Cluster(store, Registry())
+    server = ApiServerApp(
+        cluster, ServerConfig(token=token, bookmark_interval_s=bookmark_interval_s)
+    )
+    runner = web.AppRunner(server.app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=tls.server_context(cert, key))
+    await site.start()
+    server_obj: Any = site._server
+    sockets = server_obj.sockets if server_obj is not None else []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"https://{shown_host}:{bound}"
+    kubeconfig = state_dir / "kubeconfig"
+    write_kubeconfig(kubeconfig, url, token, cert)
+    return ApiServerHandle(url, token, kubeconfig, cert, runner, store)
+
+
+async def _serve(state_dir: Path, port: int, host: str) -> None:
+    handle = await start_apiserver(state_dir, port=port, host=host)
+    print(f"apiserver listening on {handle.url}", flush=True)
+    print(f"kubeconfig: {handle.kubeconfig}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await handle.stop()
+    print("apiserver stopped", file=sys.stderr, flush=True)
+
+
+def run(*, state_dir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    """Run until SIGINT/SIGTERM (blocking); used by `cloudkit apiserver`."""
+    asyncio.run(_serve(state_dir, port, host))

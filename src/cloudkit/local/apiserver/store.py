@@ -1,0 +1,287 @@
+"""The object store: the only module that touches SQLite (no HTTP here).
+
+Every object lives in memory (a dict keyed by resource, namespace and name) for fast reads;
+SQLite in WAL mode is the durable log. Each mutation gets the next value of one store-wide
+resourceVersion and is written together with its change-log row in one transaction, committed
+before the caller replies, then published to bounded in-memory watcher queues. A watcher that
+falls behind is closed (it re-lists) so writers never wait for readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+# (storage key "group/plural", namespace or "", name)
+Key = tuple[str, str, str]
+
+CHANGE_LOG_WINDOW = 10_000
+WATCHER_QUEUE_LIMIT = 2_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    rkey TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (rkey, ns, name));
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY, rkey TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
+    type TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed mutation; `prev` is the object before it (None when unknown or new)."""
+
+    rv: int
+    rkey: str
+    type: str  # ADDED | MODIFIED | DELETED
+    obj: Obj
+    prev: Obj | None = None
+
+
+@dataclass(frozen=True)
+class Put:
+    """Store `obj` (its metadata.resourceVersion is assigned by the store)."""
+
+    rkey: str
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Remove `obj`; the DELETED event carries it with a fresh resourceVersion."""
+
+    rkey: str
+    obj: Obj
+
+
+@dataclass
+class Subscription:
+    """A watcher's bounded queue of changes for one storage key (or every key if None)."""
+
+    rkey: str | None
+    limit: int = WATCHER_QUEUE_LIMIT
+    items: collections.deque[Change] = field(default_factory=collections.deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
+    closed: bool = False
+
+    def offer(self, change: Change) -> None:
+        if self.closed:
+            return
+        if len(self.items) >= self.limit:
+            # A slow reader is dropped instead of slowing the writer down.
+            self.overflowed = True
+            self.closed = True
+        else:
+            self.items.append(change)
+        self.wakeup.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wakeup.set()
+
+    async def next_batch(self, wait_s: float) -> list[Change]:
+        """Wait up to `wait_s` seconds for changes; an empty list means the wait timed out."""
+        if not self.items and not self.closed:
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), wait_s)
+            except TimeoutError:
+                return []
+        batch = list(self.items)
+        self.items.clear()
+        return batch
+
+
+def _key_of(rkey: str, obj: Obj) -> Key:
+    meta = obj["metadata"]
+    return (rkey, meta.get("namespace") or "", meta["name"])
+
+
+class Store:
+    """Objects in memory, durably logged in SQLite, with a change log and watch fan-out."""
+
+    def __init__(self, path: Path, *, window: int = CHANGE_LOG_WINDOW) -> None:
+        self.path = path
+        self.window = window
+        self.rv = 0
+        # Every change with rv > compacted_rv is still in the change log.
+        self.compacted_rv = 0
+        self._objects: dict[Key, Obj] = {}
+        self._by_rkey: dict[str, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
+        self._uids: dict[str, Key] = {}
+        # owner uid -> keys of objects naming it in ownerReferences (for garbage collection)
+        self._owned: dict[str, set[Key]] = collections.defaultdict(set)
+        self._log: collections.deque[Change] = collections.deque()
+        self._subs: set[Subscription] = set()
+        self.lock = asyncio.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit is in the WAL file before we reply, so it survives
+        # the process being killed (not a power loss, which is fine for a local server).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._load()
+
+    def _load(self) -> None:
+        for rkey, body in self._db.execute("SELECT rkey, body FROM objects"):
+            obj = json.loads(body)
+            self._index(_key_of(rkey, obj), obj)
+        meta = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
+        self.rv = int(meta.get("rv", 0))
+        self.compacted_rv = int(meta.get("compacted_rv", 0))
+        rows = self._db.execute(
+            "SELECT rv, rkey, type, body FROM changes WHERE rv > ? ORDER BY rv",
+            (self.compacted_rv,),
+        )
+        for rv, rkey, typ, body in rows:
+            self._log.append(Change(rv, rkey, typ, json.loads(body)))
+
+    def _index(self, key: Key, obj: Obj | None) -> None:
+        rkey, ns, name = key
+        old = self._objects.get(key)
+        if old is not None:
+            self._uids.pop(old["metadata"].get("uid", ""), None)
+            for ref in old["metadata"].get("ownerReferences") or []:
+                self._owned[ref.get("uid", "")].discard(key)
+        if obj is None:
+            self._objects.pop(key, None)
+            self._by_rkey[rkey].pop((ns, name), None)
+        else:
+            self._objects[key] = obj
+            self._by_rkey[rkey][(ns, name)] = obj
+            self._uids[obj["metadata"].get("uid", "")] = key
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                self._owned[ref.get("uid", "")].add(key)
+
+    def close_watchers(self) -> None:
+        for sub in list(self._subs):
+            sub.close()
+        self._subs.clear()
+
+    def close(self) -> None:
+        self.close_watchers()
+        self._db.close()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, rkey: str, namespace: str, name: str) -> Obj | None:
+        """The stored object (shared: callers must copy before changing it)."""
+        return self._objects.get((rkey, namespace, name))
+
+    def list_objects(self, rkey: str, namespace: str | None = None) -> list[Obj]:
+        """Objects of one storage key, sorted by namespace then name."""
+        bucket = self._by_rkey.get(rkey, {})
+        keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
+        return [bucket[k] for k in keys]
+
+    def by_uid(self, uid: str) -> tuple[str, Obj] | None:
+        key = self._uids.get(uid)
+        if key is None:
+            return None
+        return key[0], self._objects[key]
+
+    def dependents(self, owner_uid: str) -> list[tuple[str, Obj]]:
+        """Objects whose ownerReferences name `owner_uid`."""
+        keys = sorted(self._owned.get(owner_uid, ()))
+        return [(k[0], self._objects[k]) for k in keys if k in self._objects]
+
+    def all_objects(self) -> Iterable[tuple[str, Obj]]:
+        return [(key[0], obj) for key, obj in self._objects.items()]
+
+    def count(self) -> int:
+        return len(self._objects)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write(self, ops: list[Put | Remove]) -> list[Change]:
+        """Apply `ops` in one transaction, each with the next resourceVersion, then publish.
+
+        Synchronous on purpose: with no await between a caller's read and this write, the
+        read-modify-write is atomic on the event loop; the commit itself is a WAL append.
+        """
+        changes: list[Change] = []
+        rv = self.rv
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for op in ops:
+                rv += 1
+                key = _key_of(op.rkey, op.obj)
+                prev = self._objects.get(key)
+                obj = op.obj
+                obj["metadata"]["resourceVersion"] = str(rv)
+                body = json.dumps(obj, separators=(",", ":"))
+                if isinstance(op, Put):
+                    typ = "ADDED" if prev is None else "MODIFIED"
+                    db.execute(
+                        "INSERT OR REPLACE INTO objects (rkey, ns, name, body) VALUES (?,?,?,?)",
+                        (key[0], key[1], key[2], body),
+                    )
+                else:
+                    typ = "DELETED"
+                    db.execute(
+                        "DELETE FROM objects WHERE rkey=? AND ns=? AND name=?",
+                        key,
+                    )
+                db.execute(
+                    "INSERT INTO changes (rv, rkey, ns, name, type, body) VALUES (?,?,?,?,?,?)",
+                    (rv, key[0], key[1], key[2], typ, body),
+                )
+                changes.append(Change(rv, op.rkey, typ, obj, prev))
+            db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('rv', ?)", (rv,))
+            compact_to = rv - self.window
+            if compact_to > self.compacted_rv + self.window // 10:
+                db.execute("DELETE FROM changes WHERE rv <= ?", (compact_to,))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('compacted_rv', ?)",
+                    (compact_to,),
+                )
+            else:
+                compact_to = self.compacted_rv
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.rv = rv
+        self.compacted_rv = compact_to
+        for change in changes:
+            key = _key_of(change.rkey, change.obj)
+            self._index(key, None if change.type == "DELETED" else change.obj)
+            self._log.append(change)
+        while self._log and self._log[0].rv <= compact_to:
+            self._log.popleft()
+        for change in changes:
+            for sub in list(self._subs):
+                if sub.rkey is None or sub.rkey == change.rkey:
+                    sub.offer(change)
+                if sub.closed:
+                    self._subs.discard(sub)
+        return changes
+
+    # -- watch -------------------------------------------------------------------------------
+
+    def subscribe(self, rkey: str | None) -> Subscription:
+        sub = Subscription(rkey)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        self._subs.discard(sub)
+
+    def changes_since(self, rkey: str, rv: int) -> list[Change] | None:
+        """Changes of `rkey` after `rv`, or None when the log no longer reaches back that far
+        (or `rv` is from the future, e.g. after the state directory was reset)."""
+        if rv < self.compacted_rv or rv > self.rv:
+            return None
+        return [c for c in self._log if c.rv > rv and c.rkey == rkey]

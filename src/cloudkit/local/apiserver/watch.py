@@ -1,0 +1,154 @@
+"""Watch streaming: initial state or change-log replay, then live changes, one JSON per line.
+
+Subscribing, snapshotting and replaying happen without an await in between, so no change can
+fall between the initial part and the live feed (the store publishes synchronously).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from cloudkit.local.apiserver.errors import status_body
+from cloudkit.local.apiserver.resources import ResourceInfo
+from cloudkit.local.apiserver.store import Change, Store
+
+Obj = dict[str, Any]
+Matcher = Callable[[Obj], bool]
+
+
+@dataclass
+class WatchRequest:
+    info: ResourceInfo
+    namespace: str | None  # None: every namespace
+    matcher: Matcher
+    resource_version: str | None
+    bookmarks: bool
+    send_initial_events: bool
+    timeout_s: float
+    bookmark_interval_s: float
+    render: Callable[[Obj], Obj]  # object as served (version, Table ...)
+
+
+def _line(kind: str, obj: Obj) -> bytes:
+    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _bookmark(info: ResourceInfo, rv: int, initial_end: bool = False) -> Obj:
+    meta: Obj = {"resourceVersion": str(rv)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta}
+
+
+def _in_scope(req: WatchRequest, obj: Obj | None) -> bool:
+    if obj is None:
+        return False
+    if req.namespace is not None and obj["metadata"].get("namespace") != req.namespace:
+        return False
+    return req.matcher(obj)
+
+
+def event_for(req: WatchRequest, change: Change) -> tuple[str, Obj] | None:
+    """The event a watcher sees for `change`, with selector transitions applied."""
+    now_in = change.type != "DELETED" and _in_scope(req, change.obj)
+    if change.type == "DELETED":
+        return ("DELETED", change.obj) if _in_scope(req, change.obj) else None
+    if change.prev is None:
+        # A replayed change (no previous state known) or a creation.
+        if not now_in:
+            return None
+        return (change.type, change.obj)
+    was_in = _in_scope(req, change.prev)
+    if now_in and was_in:
+        return ("MODIFIED", change.obj)
+    if now_in:
+        return ("ADDED", change.obj)
+    if was_in:
+        return ("DELETED", change.obj)
+    return None
+
+
+async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.StreamResponse:
+    sub = store.subscribe(req.info.rkey)
+    initial: list[bytes] = []
+    rv_text = req.resource_version
+    expired: int | None = None
+    if req.send_initial_events or not rv_text or rv_text == "0":
+        last_rv = store.rv
+        for obj in store.list_objects(req.info.rkey, req.namespace):
+            if req.matcher(obj):
+                initial.append(_line("ADDED", req.render(obj)))
+        if req.send_initial_events:
+            initial.append(_line("BOOKMARK", _bookmark(req.info, last_rv, initial_end=True)))
+    else:
+        try:
+            since = int(rv_text)
+        except ValueError:
+            since = -1
+        replay = store.changes_since(req.info.rkey, since) if since >= 0 else None
+        last_rv = store.rv
+        if replay is None:
+            expired = since
+        else:
+            for change in replay:
+                event = event_for(req, change)
+                if event is not None:
+                    initial.append(_line(event[0], req.render(event[1])))
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+        if expired is not None:
+            status = status_body(
+                410,
+                f"too old resource version: {expired} ({store.compacted_rv + 1})",
+                "Expired",
+            )
+            await response.write(_line("ERROR", status))
+            return response
+        if initial:
+            await response.write(b"".join(initial))
+        await _follow(response, store, sub, req, last_rv)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        store.unsubscribe(sub)
+    return response
+
+
+async def _follow(
+    response: web.StreamResponse, store: Store, sub: Any, req: WatchRequest, after_rv: int
+) -> None:
+    deadline = time.monotonic() + req.timeout_s
+    next_bookmark = time.monotonic() + req.bookmark_interval_s
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        wait = deadline - now
+        if req.bookmarks:
+            wait = min(wait, max(0.0, next_bookmark - now))
+        batch = await sub.next_batch(wait)
+        lines = []
+        for change in batch:
+            if change.rv <= after_rv:
+                continue
+            event = event_for(req, change)
+            if event is not None:
+                lines.append(_line(event[0], req.render(event[1])))
+        if lines:
+            await response.write(b"".join(lines))
+        if sub.closed:
+            # Overflowed (too slow) or the server is stopping: the client re-lists/reconnects.
+            return
+        if req.bookmarks and time.monotonic() >= next_bookmark:
+            if not sub.items:
+                await response.write(_line("BOOKMARK", _bookmark(req.info, store.rv)))
+            next_bookmark = time.monotonic() + req.bookmark_interval_s
