@@ -191,8 +191,10 @@ def bump_generation(info: ResourceInfo, old: Obj, new: Obj) -> None:
     """Bump metadata.generation when anything outside metadata changed."""
     if not info.has_generation:
         return
-    strip_old = {k: v for k, v in old.items() if k not in ("metadata",)}
-    strip_new = {k: v for k, v in new.items() if k not in ("metadata",)}
+    # With a status subresource, status lives apart from the spec and never bumps it.
+    ignored = ("metadata", "status") if info.status_subresource else ("metadata",)
+    strip_old = {k: v for k, v in old.items() if k not in ignored}
+    strip_new = {k: v for k, v in new.items() if k not in ignored}
     if strip_old != strip_new:
         new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
 

@@ -63,7 +63,7 @@ class Remove:
     obj: Obj
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     """A watcher's bounded queue of changes for one storage key (or every key if None)."""
 

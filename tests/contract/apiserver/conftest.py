@@ -1,0 +1,20 @@
+"""Fixtures of the API server contract tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from apiserver_client import Api
+
+from cloudkit.local.apiserver.main import ApiServerHandle
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+async def api(apiserver: ApiServerHandle) -> AsyncIterator[Api]:
+    """A raw JSON client for the `apiserver` fixture."""
+    async with aiohttp.ClientSession() as session:
+        yield Api(apiserver, session)
