@@ -66,7 +66,8 @@ async def test_failing_playbook_then_cancel_and_purge(
 
     reading = await eventually(read, terminal)
     assert (reading.state, reading.message) == (JobState.FAILED, "failed")
-    assert reading.details  # job_explanation and/or traceback, never empty for a failure
+    # The local service names the failed task and its message in job_explanation.
+    assert "provisioning failed on purpose" in reading.details
 
     assert await provider.cancel_job(launched.job_id) is CancelOutcome.ALREADY_TERMINAL
 
