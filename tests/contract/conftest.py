@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,26 +20,44 @@ KUBECTL = BIN / "kubectl"
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+class ServerThread:
+    """Runs an API server on its own event loop in a thread, so blocking tests (subprocess
+    kubectl, kopf, sync clients) never stall it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        future = asyncio.run_coroutine_threadsafe(
+            start_apiserver(state_dir, bookmark_interval_s=0.5), self.loop
+        )
+        self.handle: ApiServerHandle = future.result(timeout=30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.handle.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
 @pytest.fixture
-async def apiserver(tmp_path: Path) -> AsyncIterator[ApiServerHandle]:
+def apiserver(tmp_path: Path) -> Iterator[ApiServerHandle]:
     """A fresh API server (own state dir and port) per test; bookmarks every 0.5 s."""
-    handle = await start_apiserver(tmp_path / "state", bookmark_interval_s=0.5)
+    server = ServerThread(tmp_path / "state")
     try:
-        yield handle
+        yield server.handle
     finally:
-        await handle.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-async def apiserver_session(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ApiServerHandle]:
+def apiserver_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerHandle]:
     """One API server shared by a whole test session (tests must use unique names)."""
-    handle = await start_apiserver(tmp_path_factory.mktemp("apiserver"), bookmark_interval_s=0.5)
+    server = ServerThread(tmp_path_factory.mktemp("apiserver"))
     try:
-        yield handle
+        yield server.handle
     finally:
-        await handle.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
