@@ -1,0 +1,128 @@
+"""The kubernetes Python client's DynamicClient and an Ansible kubernetes.core.k8s task."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from apiserver_client import WIDGETS_CRD
+from kubernetes import config, dynamic
+
+from cloudkit.local.apiserver.main import ApiServerHandle
+
+pytestmark = pytest.mark.stack
+
+
+def _dynamic(handle: ApiServerHandle) -> dynamic.DynamicClient:
+    client = config.new_client_from_config(config_file=str(handle.kubeconfig))
+    return dynamic.DynamicClient(client)
+
+
+def test_dynamic_client_discovery_crud_watch(
+    apiserver: ApiServerHandle, kube_cache_dir: Path
+) -> None:
+    dyn = _dynamic(apiserver)
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    crds.create(body=yaml.safe_load(WIDGETS_CRD.read_text()))
+    dyn.resources.invalidate_cache()
+    widgets = dyn.resources.get(api_version="test.cloudkit.dev/v1", kind="Widget")
+    body = {
+        "apiVersion": "test.cloudkit.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 2, "zone": "a"},
+    }
+    created = widgets.create(body=body, namespace="default")
+    assert created.metadata.generation == 1
+    listed = widgets.get(namespace="default")
+    assert [i.metadata.name for i in listed.items] == ["w1"]
+
+    seen: list[tuple[str, int]] = []
+
+    def watch() -> None:
+        for event in widgets.watch(namespace="default", name="w1", timeout=5):
+            seen.append((event["type"], event["object"].spec.size))
+            if len(seen) == 2:
+                return
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    widgets.patch(
+        name="w1",
+        namespace="default",
+        body={"spec": {"size": 5}},
+        content_type="application/merge-patch+json",
+    )
+    thread.join(10)
+    assert seen == [("ADDED", 2), ("MODIFIED", 5)]
+
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    cms.create(body={"metadata": {"name": "c1"}, "data": {"a": "b"}}, namespace="default")
+    patched = cms.patch(name="c1", namespace="default", body={"data": {"c": "d"}})  # SMP by default
+    assert patched.data.to_dict() == {"a": "b", "c": "d"}
+    widgets.delete(name="w1", namespace="default")
+    assert widgets.get(namespace="default").items == []
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: a configmap
+      kubernetes.core.k8s:
+        kubeconfig: {kubeconfig}
+        state: present
+        definition:
+          apiVersion: v1
+          kind: ConfigMap
+          metadata: {{name: from-ansible, namespace: default}}
+          data: {{a: b}}
+    - name: a widget, applied
+      kubernetes.core.k8s:
+        kubeconfig: {kubeconfig}
+        state: present
+        apply: true
+        definition:
+          apiVersion: test.cloudkit.dev/v1
+          kind: Widget
+          metadata: {{name: w-ansible, namespace: default}}
+          spec: {{size: 4, zone: a}}
+    - name: read it back
+      kubernetes.core.k8s_info:
+        kubeconfig: {kubeconfig}
+        api_version: test.cloudkit.dev/v1
+        kind: Widget
+        namespace: default
+        name: w-ansible
+      register: info
+    - assert:
+        that: info.resources[0].spec.size == 4
+"""
+
+
+def test_ansible_k8s_module(apiserver: ApiServerHandle, kubectl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kubectl("apply", "-f", str(WIDGETS_CRD), check=True)
+    kubectl("wait", "--for=condition=established", "crd/widgets.test.cloudkit.dev", check=True)
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK.format(kubeconfig=apiserver.kubeconfig))
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "ANSIBLE_PYTHON_INTERPRETER": sys.executable},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "from-ansible" in kubectl("get", "cm", check=True).stdout
+    assert "w-ansible" in kubectl("get", "widgets", check=True).stdout
