@@ -15,36 +15,63 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlencode
 
 from cloudkit.api.jobs import JobReading, JobState
-from cloudkit.providers.base import (
-    CancelOutcome,
-    ProviderError,
-    ProviderInvalidResponse,
-    ProviderNotAllowed,
-    ProviderNotFound,
-    ProviderRateLimited,
-    ProviderUnauthorized,
-    ProviderUnavailable,
+from cloudkit.providers.aap.messages import (
+    DEFAULT_RETRY_AFTER,
+    Request,
+    Response,
+    error_for,
+    int_field,
+    invalid,
+    json_object,
+    parse_retry_after,
+    redact,
 )
+from cloudkit.providers.base import CancelOutcome, ProviderNotAllowed
+
+# The request/response model lives in messages.py; it is re-exported so callers need one module.
+__all__ = [
+    "CORRELATION_VAR",
+    "DEFAULT_RETRY_AFTER",
+    "FIND_PAGE_SIZE",
+    "FIND_SKEW",
+    "PURGED_MESSAGE",
+    "AapJobId",
+    "FoundPage",
+    "JobKind",
+    "Request",
+    "Response",
+    "TemplateKind",
+    "TemplateRef",
+    "cancel_outcome",
+    "cancel_request",
+    "error_for",
+    "find_jobs_request",
+    "job_request",
+    "job_state",
+    "launch_extra_vars",
+    "launch_request",
+    "parse_find",
+    "parse_job",
+    "parse_launch",
+    "parse_retry_after",
+    "parse_template_lookup",
+    "purged_reading",
+    "reading_from_job",
+    "redact",
+    "template_lookup_request",
+]
 
 CORRELATION_VAR = "cloudkit_correlation_id"
 """The extra var carrying our correlation id; find_job matches launches on it after a crash."""
 
 FIND_SKEW = timedelta(seconds=60)
 """Clock skew allowed between us and the controller when listing jobs created since an intent."""
-
-DEFAULT_RETRY_AFTER = 10.0
-"""Seconds to wait on a 429 without a readable Retry-After header."""
-
-MAX_BODY_IN_MESSAGE = 300
-"""Raw bodies are kept in error messages (400 bodies are field maps), but bounded."""
 
 PURGED_MESSAGE = "job no longer exists in AAP (purged)"
 
@@ -114,138 +141,6 @@ class AapJobId:
         return cls(kind, int(rest))
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What to send: `path` is relative to the configured API root (no version, no slash)."""
-
-    method: str
-    path: str
-    query: tuple[tuple[str, str], ...] = ()
-    body: Mapping[str, Any] | None = None
-
-    def url(self, base: str) -> str:
-        """The absolute URL under `base` (e.g. http://host/api or https://host/api/controller)."""
-        url = f"{base.rstrip('/')}/{self.path}"
-        if self.query:
-            url += "?" + urlencode(self.query)
-        return url
-
-    def describe(self) -> str:
-        """Short human form for error messages (no query: it may carry names, never secrets)."""
-        return f"{self.method} {self.path}"
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What came back, as plain data. Header names are lower-cased by the transport."""
-
-    status: int
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-def redact(text: str, secret: str) -> str:
-    """Remove a secret from a message; used on every message that leaves the client."""
-    if secret:
-        text = text.replace(secret, "<redacted>")
-    return text
-
-
-def _body_excerpt(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace").strip()
-    if len(text) > MAX_BODY_IN_MESSAGE:
-        text = text[:MAX_BODY_IN_MESSAGE] + "…"
-    return text
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return DEFAULT_RETRY_AFTER
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def error_for(request: Request, response: Response, *, now: datetime) -> ProviderError | None:
-    """The typed error for a non-success status, or None for 2xx.
-
-    The raw body is kept (AWX 400 bodies are field maps that say what was wrong); the caller
-    redacts the token from the message before raising, in case a proxy echoes headers.
-    """
-    status = response.status
-    if 200 <= status < 300:
-        return None
-    what = f"{request.describe()} answered {status}"
-    excerpt = _body_excerpt(response.body)
-    message = f"{what}: {excerpt}" if excerpt else what
-    if status == 401:
-        return ProviderUnauthorized(f"{message} (check the AAP token)", status=status)
-    if status == 404:
-        return ProviderNotFound(message, status=status)
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
-        return ProviderRateLimited(message, retry_after=retry_after, status=status)
-    if status >= 500:
-        return ProviderUnavailable(message, status=status)
-    if 300 <= status < 400:
-        # Redirects are not followed: a redirected POST loses its body. The usual cause is a
-        # base URL or path without the trailing slash AWX insists on.
-        location = response.headers.get("location", "?")
-        return ProviderInvalidResponse(
-            f"{what}: unexpected redirect to {location} (check the base URL)", status=status
-        )
-    # 400 (bad extra_vars, missing resources), 403, 405 and the rest: the backend refused.
-    return ProviderNotAllowed(message, status=status)
-
-
-def _json(request: Request, response: Response) -> Any:
-    try:
-        return json.loads(response.body)
-    except (UnicodeDecodeError, ValueError):
-        raise ProviderInvalidResponse(
-            f"{request.describe()} answered {response.status} with a body that is not JSON: "
-            f"{_body_excerpt(response.body)}",
-            status=response.status,
-        ) from None
-
-
-def _object(request: Request, response: Response) -> dict[str, Any]:
-    body = _json(request, response)
-    if not isinstance(body, dict):
-        raise ProviderInvalidResponse(
-            f"{request.describe()} answered a JSON {type(body).__name__}, expected an object",
-            status=response.status,
-        )
-    return body
-
-
-def _invalid(request: Request, response: Response, problem: str) -> ProviderInvalidResponse:
-    return ProviderInvalidResponse(
-        f"{request.describe()} answered {response.status}: {problem}", status=response.status
-    )
-
-
-def _int_field(request: Request, response: Response, obj: Mapping[str, Any], key: str) -> int:
-    value = obj.get(key)
-    # bool is an int subclass; a true "id" is a malformed body, not job 1.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _invalid(request, response, f"field {key!r} is missing or not an integer")
-    return value
-
-
 # --- templates ----------------------------------------------------------------------------------
 
 
@@ -258,13 +153,13 @@ def parse_template_lookup(
     request: Request, response: Response, kind: TemplateKind, name: str
 ) -> TemplateRef | None:
     """The first template of that name, or None. Names are unique only per organization."""
-    body = _object(request, response)
+    body = json_object(request, response)
     results = body.get("results")
     if not isinstance(results, list):
-        raise _invalid(request, response, "paginated list without 'results'")
+        raise invalid(request, response, "paginated list without 'results'")
     for item in results:
         if isinstance(item, dict) and item.get("name", name) == name:
-            return TemplateRef(name, _int_field(request, response, item, "id"), kind)
+            return TemplateRef(name, int_field(request, response, item, "id"), kind)
     return None
 
 
@@ -291,8 +186,8 @@ def parse_launch(request: Request, response: Response) -> AapJobId:
     our variables, listing them under ignored_fields: the playbook would run without the
     instance. The job has been created by then; the message names it so a person can cancel it.
     """
-    body = _object(request, response)
-    number = _int_field(request, response, body, "id")
+    body = json_object(request, response)
+    number = int_field(request, response, body, "id")
     # Slicing turns a job template launch into a workflow job: branch on `type`.
     job_type = body.get("type", "job")
     kind = JobKind.WORKFLOW if job_type == "workflow_job" else JobKind.JOB
@@ -349,9 +244,9 @@ def reading_from_job(job_id: str, job: Mapping[str, Any]) -> JobReading | None:
 
 
 def parse_job(request: Request, response: Response, job_id: AapJobId) -> JobReading:
-    reading = reading_from_job(str(job_id), _object(request, response))
+    reading = reading_from_job(str(job_id), json_object(request, response))
     if reading is None:
-        raise _invalid(request, response, "job without a 'status'")
+        raise invalid(request, response, "job without a 'status'")
     return reading
 
 
@@ -426,18 +321,18 @@ def parse_find(
     request: Request, response: Response, template: TemplateRef, correlation_id: str
 ) -> FoundPage:
     """The job on this page whose extra_vars carry the correlation id, and whether to go on."""
-    body = _object(request, response)
+    body = json_object(request, response)
     results = body.get("results")
     if not isinstance(results, list):
-        raise _invalid(request, response, "paginated list without 'results'")
+        raise invalid(request, response, "paginated list without 'results'")
     for item in results:
         if not isinstance(item, dict):
             continue
         if _extra_vars(item).get(CORRELATION_VAR) != correlation_id:
             continue
-        job_id = AapJobId(template.job_kind, _int_field(request, response, item, "id"))
+        job_id = AapJobId(template.job_kind, int_field(request, response, item, "id"))
         reading = reading_from_job(str(job_id), item)
         if reading is None:
-            raise _invalid(request, response, "job without a 'status'")
+            raise invalid(request, response, "job without a 'status'")
         return FoundPage(reading, has_next=False)
     return FoundPage(None, has_next=bool(body.get("next")))
