@@ -1,0 +1,80 @@
+"""kopf (as a real subprocess) runs its handlers, finalizer and status patches against us."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from apiserver_client import WIDGETS_CRD
+
+from cloudkit.local.apiserver.main import ApiServerHandle
+
+pytestmark = pytest.mark.stack
+OPERATOR = Path(__file__).with_name("kopf_widget_operator.py")
+FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kopf_operator_handlers(apiserver: ApiServerHandle, kubectl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kubectl("apply", "-f", str(WIDGETS_CRD), check=True)
+    kubectl("wait", "--for=condition=established", "crd/widgets.test.cloudkit.dev", check=True)
+    log_path = tmp_path / "kopf.log"
+    env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig)}
+    with log_path.open("w") as log:
+        operator = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "kopf"),
+                "run",
+                "--standalone",
+                "--namespace",
+                "default",
+                "--verbose",
+                str(OPERATOR),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+
+        def get(path: str) -> str:
+            return kubectl("get", "widget", "w1", "-o", f"jsonpath={path}").stdout
+
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input="apiVersion: test.cloudkit.dev/v1\nkind: Widget\n"
+            "metadata: {name: w1}\nspec: {size: 1, zone: a}\n",
+            check=True,
+        )
+        _until(lambda: get("{.status.phase}") == "Created-1", "the create handler")
+        assert FINALIZER in get("{.metadata.finalizers}")
+        kubectl("patch", "widget", "w1", "--type", "merge", "-p", '{"spec":{"size":2}}', check=True)
+        _until(lambda: get("{.status.phase}") == "Updated-2", "the update handler")
+        kubectl("delete", "widget", "w1", "--timeout=20s", check=True)
+        assert "NotFound" in kubectl("get", "widget", "w1").stderr
+        text = log_path.read_text()
+        for handler in ("HANDLER create", "HANDLER update", "HANDLER delete"):
+            assert handler in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        operator.terminate()
+        try:
+            operator.wait(10)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait()
