@@ -1,0 +1,244 @@
+"""provision.yml and deprovision.yml run by ansible-playbook against the real local API server
+and the VM simulator: the VM, its readiness, the annotation and both finalizers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudkit.api import names
+from cloudkit.local.apiserver.main import ApiServerHandle
+from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
+from cloudkit.local.stack_kube import KubeClient, resource_path
+
+pytestmark = pytest.mark.stack
+
+PLAYBOOKS = Path(str(resources.files("cloudkit.local") / "playbooks"))
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+NS = "cloudkit-computeinstance"
+TENANT_NS = "tenant-b"
+BOOT_S = 1.0
+OTHER_FINALIZER = "example.com/keep-me"
+
+
+def ci_path(name: str | None = None, subresource: str | None = None) -> str:
+    return resource_path(
+        names.GROUP, names.VERSION, names.PLURAL, namespace=NS, name=name, subresource=subresource
+    )
+
+
+def vm_path(name: str | None = None, namespace: str = TENANT_NS) -> str:
+    return resource_path(
+        names.KUBEVIRT_GROUP,
+        names.KUBEVIRT_VERSION,
+        names.VM_PLURAL,
+        namespace=namespace,
+        name=name,
+    )
+
+
+def ci_crd() -> dict[str, Any]:
+    try:
+        from cloudkit.api.crd import crd_manifest
+    except ImportError:  # until cloudkit.api.crd lands: an open schema with the same names
+        return _open_ci_crd()
+    return crd_manifest()
+
+
+def _open_ci_crd() -> dict[str, Any]:
+    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": names.KIND, "plural": names.PLURAL, "shortNames": ["ci"]},
+            "versions": [
+                {
+                    "name": names.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": open_object, "status": open_object},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+async def client(apiserver: ApiServerHandle) -> AsyncIterator[KubeClient]:
+    async with KubeClient.from_kubeconfig(apiserver.kubeconfig) as kube:
+        crds = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        await kube.ensure(crds, ci_crd())
+        namespaces = resource_path("", "v1", "namespaces")
+        await kube.ensure(
+            namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+        )
+        await until(lambda: kube.get(ci_path()), lambda listing: listing is not None)
+        yield kube
+
+
+@pytest.fixture
+async def simulator(apiserver: ApiServerHandle) -> AsyncIterator[VmSimulatorHandle]:
+    handle = await start_vm_simulator(apiserver.kubeconfig, boot_seconds=BOOT_S, stop_seconds=0.5)
+    try:
+        yield handle
+    finally:
+        await handle.stop()
+
+
+async def until(
+    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 10.0
+) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = await read()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value}")
+        await asyncio.sleep(0.05)
+
+
+async def run_playbook(
+    playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp_path: Path
+) -> tuple[int, str]:
+    """ansible-playbook with the AAP-direct extra vars shape; returns (rc, output)."""
+    extra_vars = tmp_path / f"{playbook}.vars.json"
+    extra_vars.write_text(
+        json.dumps({"ansible_eda": {"event": {"payload": payload}}, "cloudkit_correlation_id": "t"})
+    )
+    env = {
+        **os.environ,
+        "K8S_AUTH_KUBECONFIG": str(kubeconfig),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        "localhost,",
+        str(PLAYBOOKS / playbook),
+        "-e",
+        f"@{extra_vars}",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 90)
+    return process.returncode or 0, output.decode()
+
+
+def instance(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {names.INSTANCE_UUID_LABEL: "0000-1111"},
+            "finalizers": [names.OPERATOR_FINALIZER, OTHER_FINALIZER],
+        },
+        "spec": {
+            "templateID": "sample_template",
+            "cores": 2,
+            "memoryGiB": 4,
+            "runStrategy": "Always",
+            "image": {"sourceType": "registry", "sourceRef": "quay.io/containerdisks/fedora:41"},
+        },
+    }
+
+
+async def test_provision_then_deprovision(
+    apiserver: ApiServerHandle, simulator: VmSimulatorHandle, client: KubeClient, tmp_path: Path
+) -> None:
+    created = await client.create(ci_path(), instance("vm-one"))
+    status = {
+        "desiredConfigVersion": "0123456789abcdef",
+        "tenantReference": {"name": "t", "namespace": TENANT_NS},
+    }
+    payload = {**created, "status": status}
+
+    rc, output = await run_playbook("provision.yml", payload, apiserver.kubeconfig, tmp_path)
+    assert rc == 0, output
+
+    vm = await client.get(vm_path("vm-one"))
+    assert vm is not None, "provision.yml created no VirtualMachine"
+    assert vm["metadata"]["labels"][names.VM_INSTANCE_LABEL] == "vm-one"
+    assert vm["metadata"]["labels"][names.INSTANCE_UUID_LABEL] == "0000-1111"
+    assert vm["spec"]["runStrategy"] == "Always"
+    domain = vm["spec"]["template"]["spec"]["domain"]
+    assert domain["cpu"]["cores"] == 2
+    assert domain["memory"]["guest"] == "4Gi"
+    volume = vm["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["containerDisk"]["image"] == "quay.io/containerdisks/fedora:41"
+    # The playbook waited for readiness: the VM is Ready by the time it finished.
+    assert vm["status"]["ready"] is True
+
+    ci = await client.get(ci_path("vm-one"))
+    assert ci is not None
+    annotations = ci["metadata"]["annotations"]
+    assert annotations[names.RECONCILED_CONFIG_VERSION_ANNOTATION] == "0123456789abcdef"
+    assert ci["metadata"]["finalizers"] == [
+        names.OPERATOR_FINALIZER,
+        OTHER_FINALIZER,
+        names.AUTOMATION_FINALIZER,
+    ]
+
+    # Deletion: the CR waits on its finalizers; deprovision removes the VM, then ours.
+    await client.delete(ci_path("vm-one"))
+    live = await client.get(ci_path("vm-one"))
+    assert live is not None
+    deleting = {**live, "status": status}  # the operator sends its computed status
+    rc, output = await run_playbook("deprovision.yml", deleting, apiserver.kubeconfig, tmp_path)
+    assert rc == 0, output
+    assert await client.get(vm_path("vm-one")) is None, output
+    left = await client.get(ci_path("vm-one"))
+    assert left is not None
+    assert left["metadata"]["finalizers"] == [names.OPERATOR_FINALIZER, OTHER_FINALIZER]
+
+    # Re-running deprovision once the instance itself is gone is harmless.
+    await client.json_patch(ci_path("vm-one"), [{"op": "remove", "path": "/metadata/finalizers"}])
+    await until(lambda: client.get(ci_path("vm-one")), lambda v: v is None)
+    rc, output = await run_playbook("deprovision.yml", deleting, apiserver.kubeconfig, tmp_path)
+    assert rc == 0, output
+
+
+async def test_provision_creates_the_finalizer_list_on_a_stale_payload_for_a_halted_vm(
+    apiserver: ApiServerHandle, simulator: VmSimulatorHandle, client: KubeClient, tmp_path: Path
+) -> None:
+    body = instance("vm-two")
+    del body["metadata"]["finalizers"]
+    body["spec"]["runStrategy"] = "Halted"
+    created = await client.create(ci_path(), body)
+    # The instance changes after the payload was taken: the resourceVersion-guarded patch
+    # fails once, and the playbook re-reads and adds the finalizer (no duplicate, none lost).
+    await client.merge_patch(ci_path("vm-two"), {"metadata": {"labels": {"later": "change"}}})
+    # No tenant reference: the VM goes to the instance's own namespace.
+    payload = {**created, "status": {"desiredConfigVersion": "feedfacefeedface"}}
+    rc, output = await run_playbook("provision.yml", payload, apiserver.kubeconfig, tmp_path)
+    assert rc == 0, output
+    vm = await client.get(vm_path("vm-two", namespace=NS))
+    assert vm is not None
+    assert vm["status"]["printableStatus"] == "Stopped"
+    ci = await client.get(ci_path("vm-two"))
+    assert ci is not None
+    assert ci["metadata"]["finalizers"] == [names.AUTOMATION_FINALIZER]
+    assert VM_FINALIZER in vm["metadata"]["finalizers"]
