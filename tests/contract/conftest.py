@@ -92,4 +92,3 @@ def make_kubectl(kubeconfig: Path, cache_dir: Path) -> Kubectl:
 def kubectl(apiserver: ApiServerHandle, kube_cache_dir: Path) -> Kubectl:
     """Run `.venv/bin/kubectl --kubeconfig <apiserver kubeconfig>`; returns CompletedProcess."""
     return make_kubectl(apiserver.kubeconfig, kube_cache_dir)
-

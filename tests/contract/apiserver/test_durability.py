@@ -39,6 +39,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     ctx = ssl.create_default_context(cafile=str(state / "tls.crt"))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     acked: dict[str, int] = {}
+    enough = asyncio.Event()
 
     async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -54,10 +55,11 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
                 except (aiohttp.ClientError, ConnectionError):
                     return
                 acked[name] = int(obj["metadata"]["resourceVersion"])
+                if len(acked) >= 300:
+                    enough.set()
 
         tasks = [asyncio.create_task(writer(n)) for n in range(4)]
-        while len(acked) < 300:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(enough.wait(), 30)
         proc.send_signal(signal.SIGKILL)
         await asyncio.gather(*tasks)
         proc.wait()

@@ -145,7 +145,7 @@ async def test_namespace_termination(api: Api) -> None:
     ns = await api.ok("DELETE", "/api/v1/namespaces/team")
     assert ns["status"]["phase"] == "Terminating"
     assert (await api.call("GET", path + "/plain"))[0] == 404
-    status, body, _ = await api.call("POST", path, configmap("new"))
+    status, _, _ = await api.call("POST", path, configmap("new"))
     assert status == 403
     await api.ok("PATCH", path + "/held", {"metadata": {"finalizers": None}}, content_type=MERGE)
     assert (await api.call("GET", "/api/v1/namespaces/team"))[0] == 404
