@@ -1,0 +1,425 @@
+"""`cloudkit up`: start, supervise and stop the whole local stack on loopback.
+
+Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
+simulator (in this process) → automation service (subprocess, with a templates file written
+here) → operator (subprocess) → DIR/kubeconfig, written only once all of it is ready. Every
+server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
+operator reaches the others over sockets, exactly as in a cluster. If a child dies the stack
+says which and stops the rest; SIGINT/SIGTERM stop everything, children first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cloudkit.api import names
+from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
+from cloudkit.local.stack_kube import KubeClient, resource_path
+from cloudkit.local.stack_procs import (
+    Child,
+    ChildFailed,
+    LogSink,
+    cloudkit_command,
+    spawn,
+    wait_for_port,
+)
+
+log = logging.getLogger("cloudkit.local.stack")
+
+PROVIDERS = ("aap", "eda")
+INSTANCE_NAMESPACE = "cloudkit-computeinstance"
+PROVISION_TEMPLATE = "cloudkit-provision-compute-instance"
+DEPROVISION_TEMPLATE = "cloudkit-deprovision-compute-instance"
+NOTIFICATION_PATH = "/notifications"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60.0
+CRD_PATH = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or stopped unexpectedly; the message is meant for people."""
+
+
+def playbooks_dir() -> Path:
+    return Path(str(resources.files("cloudkit.local") / "playbooks"))
+
+
+def free_port() -> int:
+    # The port is released before the child binds it; on loopback the window is negligible.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class StackHandle:
+    """Where everything is, and `stop()`; `failed` is set with a reason if a child dies."""
+
+    provider: str
+    state_dir: Path
+    kubeconfig: Path
+    apiserver_url: str
+    automation_url: str
+    automation_token_file: Path
+    metrics_url: str
+    health_url: str
+    notification_url: str
+    vm_boot_seconds: float
+    operator_running: bool
+    children: list[Child] = field(default_factory=list)
+    simulator: VmSimulatorHandle | None = None
+    failure: str | None = None
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: bool = False
+
+    @property
+    def automation_token(self) -> str:
+        return self.automation_token_file.read_text().strip()
+
+    def pids(self) -> list[int]:
+        return [child.pid for child in self.children]
+
+    def supervise(self) -> None:
+        for child in self.children:
+            self._watchers.append(asyncio.create_task(self._watch(child)))
+
+    async def _watch(self, child: Child) -> None:
+        await child.process.wait()
+        if not child.stopping and not self._stopped:
+            self.failure = child.describe_exit()
+            self.failed.set()
+
+    async def stop(self) -> None:
+        """Operator first (it must not see a half-stopped world), then automation, simulator,
+        API server."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._watchers:
+            task.cancel()
+        for child in reversed(self.children):
+            if child.name == "apiserver" and self.simulator is not None:
+                await self.simulator.stop()  # before its API server goes away
+                self.simulator = None
+            await child.stop()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.kubeconfig.unlink()
+
+
+def computeinstance_crd() -> dict[str, Any]:
+    try:
+        from cloudkit.api.crd import crd_manifest
+    except ImportError:  # cloudkit.api.crd not available: the same names with an open schema
+        log.warning("cloudkit.api.crd not found; serving ComputeInstance with an open schema")
+        return _open_crd()
+    manifest: dict[str, Any] = crd_manifest()
+    return manifest
+
+
+def _open_crd() -> dict[str, Any]:
+    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": names.KIND, "plural": names.PLURAL, "shortNames": ["ci"]},
+            "versions": [
+                {
+                    "name": names.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": open_object, "status": open_object},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def write_templates(path: Path, notification_url: str) -> None:
+    playbooks = playbooks_dir()
+    entries = [
+        {
+            "name": name,
+            "kind": "job_template",
+            "description": description,
+            "playbook": str(playbooks / playbook),
+            "inventory": "localhost,",
+            "ask_variables_on_launch": True,
+            "notification_url": notification_url,
+        }
+        for name, playbook, description in (
+            (PROVISION_TEMPLATE, "provision.yml", "Create the VirtualMachine of an instance"),
+            (DEPROVISION_TEMPLATE, "deprovision.yml", "Delete the VirtualMachines of an instance"),
+        )
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
+
+
+def _prepare_state_dir(state_dir: Path) -> Path:
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (state_dir / "kubeconfig", state_dir / "apiserver" / "kubeconfig"):
+        # Presence of DIR/kubeconfig means "ready"; a stale one would lie.
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    return state_dir
+
+
+def _publish_kubeconfig(source: Path, target: Path) -> None:
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(source.read_text())
+    tmp.chmod(0o600)
+    tmp.replace(target)
+
+
+def _base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+    # Playbooks and our own tools must never fall back to a user's cluster.
+    for name in ("K8S_AUTH_CONTEXT", "K8S_AUTH_HOST", "K8S_AUTH_API_KEY"):
+        env.pop(name, None)
+    return env
+
+
+async def _prepare_cluster(kubeconfig: Path) -> None:
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        crd = computeinstance_crd()
+        await kube.ensure(CRD_PATH, crd)
+        await kube.ensure(
+            resource_path("", "v1", "namespaces"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": INSTANCE_NAMESPACE}},
+        )
+        from cloudkit.local.kubevirt.simulator import wait_established
+
+        await wait_established(kube, crd["metadata"]["name"])
+
+
+async def start_stack(
+    *,
+    provider: str = "aap",
+    state_dir: Path = Path(".cloudkit"),
+    vm_boot_seconds: float = 5.0,
+    log_sink: LogSink | None = None,
+    with_operator: bool = True,
+) -> StackHandle:
+    """Start everything and return once it is ready (DIR/kubeconfig written last)."""
+    if provider not in PROVIDERS:
+        raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    if provider == "eda":
+        raise StackError(
+            "--provider eda is not available in the local stack yet (the ansible-rulebook "
+            "activation is not wired); use --provider aap"
+        )
+    state_dir = _prepare_state_dir(state_dir)
+    kubeconfig = state_dir / "kubeconfig"
+    logs = state_dir / "logs"
+    env = _base_env()
+    notify_port, metrics_port, health_port = free_port(), free_port(), free_port()
+    handle = StackHandle(
+        provider=provider,
+        state_dir=state_dir,
+        kubeconfig=kubeconfig,
+        apiserver_url="",
+        automation_url="",
+        automation_token_file=state_dir / "automation" / "automation-token",
+        metrics_url=f"http://{HOST}:{metrics_port}/metrics",
+        health_url=f"http://{HOST}:{health_port}/healthz",
+        notification_url=f"http://{HOST}:{notify_port}{NOTIFICATION_PATH}",
+        vm_boot_seconds=vm_boot_seconds,
+        operator_running=False,
+    )
+    try:
+        await _start_children(handle, env, logs, log_sink, with_operator)
+    except BaseException:
+        await handle.stop()
+        raise
+    handle.supervise()
+    return handle
+
+
+async def _start_children(
+    handle: StackHandle,
+    env: dict[str, str],
+    logs: Path,
+    sink: LogSink | None,
+    with_operator: bool,
+) -> None:
+    state_dir = handle.state_dir
+    apiserver_dir = state_dir / "apiserver"
+    apiserver = await spawn(
+        "apiserver",
+        cloudkit_command("apiserver", "--state-dir", str(apiserver_dir), "--port", "0"),
+        env=env,
+        log_dir=logs,
+        sink=sink,
+    )
+    handle.children.append(apiserver)
+    line = await _expect(apiserver, r"listening on (\S+)")
+    handle.apiserver_url = _group(line, r"listening on (\S+)")
+    inner_kubeconfig = apiserver_dir / "kubeconfig"
+
+    await _prepare_cluster(inner_kubeconfig)
+    handle.simulator = await start_vm_simulator(
+        inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
+    )
+
+    automation_dir = state_dir / "automation"
+    templates = automation_dir / "templates.yml"
+    write_templates(templates, handle.notification_url)
+    playbook_env = {
+        **env,
+        "KUBECONFIG": str(inner_kubeconfig),
+        "K8S_AUTH_KUBECONFIG": str(inner_kubeconfig),
+        "ANSIBLE_HOME": str(automation_dir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(automation_dir / "ansible-tmp"),
+    }
+    automation = await spawn(
+        "automation",
+        cloudkit_command(
+            "automation",
+            "--state-dir",
+            str(automation_dir),
+            "--templates",
+            str(templates),
+            "--port",
+            "0",
+        ),
+        env=playbook_env,
+        log_dir=logs,
+        sink=sink,
+    )
+    handle.children.append(automation)
+    line = await _expect(automation, r"automation service: (\S+)")
+    handle.automation_url = re.sub(r"/v2/?$", "", _group(line, r"automation service: (\S+)"))
+
+    if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
+        operator_env = {
+            **env,
+            "KUBECONFIG": str(inner_kubeconfig),
+            "CLOUDKIT_PROVISIONING_PROVIDER": handle.provider,
+            "CLOUDKIT_AAP_URL": handle.automation_url,
+            "CLOUDKIT_AAP_TOKEN": handle.automation_token,
+            "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
+            "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
+            "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
+            "CLOUDKIT_NOTIFICATION_ADDRESS": _address(handle.notification_url),
+            "CLOUDKIT_METRICS_ADDRESS": _address(handle.metrics_url),
+            "CLOUDKIT_HEALTH_ADDRESS": _address(handle.health_url),
+        }
+        operator = await spawn(
+            "operator", cloudkit_command("operator"), env=operator_env, log_dir=logs, sink=sink
+        )
+        handle.children.append(operator)
+        health_port = int(_address(handle.health_url).rsplit(":", 1)[1])
+        await wait_for_port(HOST, health_port, operator, START_TIMEOUT_S)
+        handle.operator_running = True
+    elif with_operator:
+        log.warning("cloudkit.operator.main is not installed; the stack runs without operator")
+
+    # Last: the kubeconfig users see, so its presence means everything is ready.
+    _publish_kubeconfig(inner_kubeconfig, handle.kubeconfig)
+
+
+async def _expect(child: Child, pattern: str) -> str:
+    regex = re.compile(pattern)
+    try:
+        return await child.wait_for_line(lambda line: bool(regex.search(line)), START_TIMEOUT_S)
+    except TimeoutError as error:
+        raise StackError(f"{child.name} did not start within {START_TIMEOUT_S:.0f}s") from error
+    except ChildFailed as error:
+        raise StackError(str(error)) from error
+
+
+def _group(line: str, pattern: str) -> str:
+    match = re.search(pattern, line)
+    return match.group(1) if match else ""
+
+
+def _address(url: str) -> str:
+    """host:port of an http URL."""
+    return url.split("://", 1)[1].split("/", 1)[0]
+
+
+# --- `cloudkit up` ------------------------------------------------------------------------------
+
+
+def run(*, provider: str, state_dir: Path, vm_boot_seconds: float) -> None:
+    """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
+    from cloudkit.local.stack_ui import StackConsole
+
+    ui = StackConsole()
+    logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
+    try:
+        code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, ui))
+    except StackError as error:
+        ui.error(str(error))
+        code = 1
+    if code:
+        raise SystemExit(code)
+
+
+async def _run(provider: str, state_dir: Path, vm_boot_seconds: float, ui: Any) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(
+        start_stack(
+            provider=provider,
+            state_dir=state_dir,
+            vm_boot_seconds=vm_boot_seconds,
+            log_sink=ui.child_line,
+        )
+    )
+    interrupted = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        ui.note("interrupted during start-up; stopping")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StackError):
+            await starting
+        return 130
+    interrupted.cancel()
+    handle = starting.result()
+    ui.ready(handle)
+    failed = asyncio.create_task(handle.failed.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (failed, stopping):
+        task.cancel()
+    if handle.failure:
+        ui.error(f"{handle.failure}\nstopping the stack")
+    else:
+        ui.note("stopping the stack")
+    await handle.stop()
+    ui.note("stopped; nothing left running")
+    return 1 if handle.failure else 0

@@ -1,0 +1,78 @@
+"""What `cloudkit up` shows a person: prefixed child logs, the ready panel, errors (rich)."""
+
+from __future__ import annotations
+
+import logging
+from itertools import cycle
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from cloudkit.local.stack import StackHandle
+
+_STYLES = cycle(["cyan", "magenta", "green", "yellow", "blue", "bright_red"])
+_WIDTH = 10
+
+
+class StackConsole:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self._styles: dict[str, str] = {}
+
+    def _style(self, name: str) -> str:
+        if name not in self._styles:
+            self._styles[name] = next(_STYLES)
+        return self._styles[name]
+
+    def child_line(self, name: str, line: str) -> None:
+        prefix = Text(f"{name[:_WIDTH]:>{_WIDTH}} │ ", style=self._style(name))
+        self.console.print(prefix + Text(line), soft_wrap=True)
+
+    def logging_handler(self) -> logging.Handler:
+        console = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                name = "simulator" if record.name.startswith("cloudkit.local.kubevirt") else "stack"
+                console.child_line(name, self.format(record))
+
+        handler = _Handler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        return handler
+
+    def note(self, message: str) -> None:
+        self.console.print(Text(message, style="bold"))
+
+    def error(self, message: str) -> None:
+        self.console.print(Panel(Text(message), title="cloudkit up failed", border_style="red"))
+
+    def ready(self, handle: StackHandle) -> None:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("provider", handle.provider)
+        table.add_row("API server", handle.apiserver_url)
+        table.add_row(
+            "automation (AWX API)",
+            f"{handle.automation_url}/v2/  (token: {handle.automation_token_file})",
+        )
+        if handle.operator_running:
+            table.add_row("operator metrics", handle.metrics_url)
+            table.add_row("operator health", handle.health_url)
+            table.add_row("job notifications", handle.notification_url)
+        else:
+            table.add_row("operator", Text("not running (cloudkit.operator missing)", "red"))
+        table.add_row("VM simulator", f"boots and stops VMs in {handle.vm_boot_seconds:g}s")
+        table.add_row("state and logs", f"{handle.state_dir}  ({handle.state_dir / 'logs'})")
+        table.add_row("", "")
+        table.add_row("use it", Text(f"export KUBECONFIG={handle.kubeconfig}", style="green"))
+        table.add_row("", Text("kubectl get ci -A", style="green"))
+        table.add_row("", Text("kubectl get vm -A", style="green"))
+        table.add_row("stop", "Ctrl-C (stops everything)")
+        self.console.print(Panel(table, title="cloudkit local stack is up", border_style="green"))
+        # Once more outside the panel, unwrapped, for copy and paste.
+        self.console.print(f"export KUBECONFIG={handle.kubeconfig}", soft_wrap=True)

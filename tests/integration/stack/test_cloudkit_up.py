@@ -1,0 +1,147 @@
+"""`cloudkit up` as a user runs it: a real subprocess, kubectl against it, Ctrl-C, a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 90.0
+
+
+def descendants(pid: int) -> set[int]:
+    """All live descendants of `pid`, from /proc (children of children included)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Up:
+    def __init__(self, state_dir: Path, log: Path) -> None:
+        self.state_dir = state_dir
+        self.log = log
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "COLUMNS": "120"}
+        self.process = subprocess.Popen(
+            [str(BIN / "cloudkit"), "up", "--state-dir", str(state_dir), "--vm-boot-seconds", "1"],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.kubeconfig.exists() or "export KUBECONFIG=" not in self.output():
+            assert self.process.poll() is None, f"cloudkit up exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no kubeconfig in time:\n{self.output()}"
+            time.sleep(0.1)
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(BIN / "kubectl"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--cache-dir",
+                str(self.state_dir / "kube-cache"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    stack = Up(tmp_path / "state", tmp_path / "up.log")
+    try:
+        yield stack
+    finally:
+        stack.kill()
+
+
+def test_up_serves_kubectl_and_ctrl_c_stops_everything(up: Up) -> None:
+    up.wait_ready()
+    output = up.output()
+    assert f"export KUBECONFIG={up.kubeconfig}" in output
+    assert "API server" in output and "automation" in output
+
+    ci = up.kubectl("get", "ci", "-A")
+    assert ci.returncode == 0, ci.stderr
+    vms = up.kubectl("get", "vm", "-A")
+    assert vms.returncode == 0, vms.stderr
+    ns = up.kubectl("get", "namespace", "cloudkit-computeinstance", "-o", "name")
+    assert ns.stdout.strip() == "namespace/cloudkit-computeinstance"
+    crds = up.kubectl("get", "crd", "-o", "name")
+    assert "computeinstances.cloudkit.openshift.io" in crds.stdout
+    assert "virtualmachines.kubevirt.io" in crds.stdout
+
+    children = descendants(up.process.pid)
+    assert len(children) >= 2, "expected the API server and automation service as children"
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(timeout=30) == 0, up.output()
+    left = [pid for pid in children if alive(pid)]
+    assert left == [], f"still running after Ctrl-C: {left}"
+    assert not up.kubeconfig.exists(), "the kubeconfig must not outlive the stack"
+    assert "nothing left running" in up.output()
+
+
+def test_a_dying_child_stops_the_stack_with_a_clear_message(up: Up) -> None:
+    up.wait_ready()
+    children = descendants(up.process.pid)
+    automation = next(
+        pid
+        for pid in children
+        if b"automation" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"--templates" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+    os.kill(automation, signal.SIGKILL)
+    assert up.process.wait(timeout=30) == 1, up.output()
+    assert "automation exited with code -9" in up.output()
+    left = [pid for pid in children if alive(pid)]
+    assert left == [], f"still running after a child died: {left}"
