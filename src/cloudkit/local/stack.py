@@ -1,11 +1,12 @@
 """`cloudkit up`: start, supervise and stop the whole local stack on loopback.
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
-simulator (in this process) → automation service (subprocess, with a templates file written
-here) → operator (subprocess) → DIR/kubeconfig, written only once all of it is ready. Every
-server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
-operator reaches the others over sockets, exactly as in a cluster. If a child dies the stack
-says which and stops the rest; SIGINT/SIGTERM stop everything, children first.
+simulator (in this process) → automation backend (the AWX-compatible service for AAP direct,
+or ansible-rulebook for EDA; see stack_backends) → operator (subprocess) → DIR/kubeconfig,
+written only once all of it is ready. Every server binds 127.0.0.1 on a free port and keeps
+its data under the one state directory; the operator reaches the others over sockets, exactly
+as in a cluster. If a child dies the stack says which and stops the rest; SIGINT/SIGTERM stop
+everything, children first.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cloudkit.api import names
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
+from cloudkit.local.stack_backends import (
+    BackendError,
+    start_automation_backend,
+    start_eda_backend,
+)
 from cloudkit.local.stack_kube import KubeClient, resource_path
 from cloudkit.local.stack_procs import (
     Child,
@@ -42,8 +45,6 @@ log = logging.getLogger("cloudkit.local.stack")
 
 PROVIDERS = ("aap", "eda")
 INSTANCE_NAMESPACE = "cloudkit-computeinstance"
-PROVISION_TEMPLATE = "cloudkit-provision-compute-instance"
-DEPROVISION_TEMPLATE = "cloudkit-deprovision-compute-instance"
 NOTIFICATION_PATH = "/notifications"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -52,10 +53,6 @@ CRD_PATH = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinition
 
 class StackError(RuntimeError):
     """The stack cannot start or stopped unexpectedly; the message is meant for people."""
-
-
-def playbooks_dir() -> Path:
-    return Path(str(resources.files("cloudkit.local") / "playbooks"))
 
 
 def free_port() -> int:
@@ -161,27 +158,6 @@ def _open_crd() -> dict[str, Any]:
     }
 
 
-def write_templates(path: Path, notification_url: str) -> None:
-    playbooks = playbooks_dir()
-    entries = [
-        {
-            "name": name,
-            "kind": "job_template",
-            "description": description,
-            "playbook": str(playbooks / playbook),
-            "inventory": "localhost,",
-            "ask_variables_on_launch": True,
-            "notification_url": notification_url,
-        }
-        for name, playbook, description in (
-            (PROVISION_TEMPLATE, "provision.yml", "Create the VirtualMachine of an instance"),
-            (DEPROVISION_TEMPLATE, "deprovision.yml", "Delete the VirtualMachines of an instance"),
-        )
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(entries, sort_keys=False))
-
-
 def _prepare_state_dir(state_dir: Path) -> Path:
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -234,11 +210,6 @@ async def start_stack(
     """Start everything and return once it is ready (DIR/kubeconfig written last)."""
     if provider not in PROVIDERS:
         raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
-    if provider == "eda":
-        raise StackError(
-            "--provider eda is not available in the local stack yet (the ansible-rulebook "
-            "activation is not wired); use --provider aap"
-        )
     state_dir = _prepare_state_dir(state_dir)
     kubeconfig = state_dir / "kubeconfig"
     logs = state_dir / "logs"
@@ -292,44 +263,39 @@ async def _start_children(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
 
-    automation_dir = state_dir / "automation"
-    templates = automation_dir / "templates.yml"
-    write_templates(templates, handle.notification_url)
+    backend_dir = state_dir / handle.provider
     playbook_env = {
         **env,
         "KUBECONFIG": str(inner_kubeconfig),
         "K8S_AUTH_KUBECONFIG": str(inner_kubeconfig),
-        "ANSIBLE_HOME": str(automation_dir / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(automation_dir / "ansible-tmp"),
+        "ANSIBLE_HOME": str(backend_dir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(backend_dir / "ansible-tmp"),
     }
-    automation = await spawn(
-        "automation",
-        cloudkit_command(
-            "automation",
-            "--state-dir",
-            str(automation_dir),
-            "--templates",
-            str(templates),
-            "--port",
-            "0",
-        ),
-        env=playbook_env,
-        log_dir=logs,
-        sink=sink,
-    )
-    handle.children.append(automation)
-    line = await _expect(automation, r"automation service: (\S+)")
-    handle.automation_url = re.sub(r"/v2/?$", "", _group(line, r"automation service: (\S+)"))
+    try:
+        if handle.provider == "aap":
+            backend = await start_automation_backend(
+                state_dir=state_dir,
+                env=playbook_env,
+                logs=logs,
+                sink=sink,
+                notification_url=handle.notification_url,
+            )
+        else:
+            backend = await start_eda_backend(
+                state_dir=state_dir, env=playbook_env, logs=logs, sink=sink, port=free_port()
+            )
+    except BackendError as error:
+        raise StackError(str(error)) from error
+    handle.children.append(backend.child)
+    handle.automation_url = backend.url
+    handle.automation_token_file = backend.token_file
 
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         operator_env = {
             **env,
             "KUBECONFIG": str(inner_kubeconfig),
             "CLOUDKIT_PROVISIONING_PROVIDER": handle.provider,
-            "CLOUDKIT_AAP_URL": handle.automation_url,
-            "CLOUDKIT_AAP_TOKEN": handle.automation_token,
-            "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
-            "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
+            **backend.operator_env,
             "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
             "CLOUDKIT_NOTIFICATION_ADDRESS": _address(handle.notification_url),
             "CLOUDKIT_METRICS_ADDRESS": _address(handle.metrics_url),

@@ -56,10 +56,17 @@ class StackConsole:
         table.add_column()
         table.add_row("provider", handle.provider)
         table.add_row("API server", handle.apiserver_url)
-        table.add_row(
-            "automation (AWX API)",
-            f"{handle.automation_url}/v2/  (token: {handle.automation_token_file})",
-        )
+        if handle.provider == "eda":
+            table.add_row(
+                "EDA (ansible-rulebook)",
+                f"{handle.automation_url}/provision, /deprovision  "
+                f"(token: {handle.automation_token_file})",
+            )
+        else:
+            table.add_row(
+                "automation (AWX API)",
+                f"{handle.automation_url}/v2/  (token: {handle.automation_token_file})",
+            )
         if handle.operator_running:
             table.add_row("operator metrics", handle.metrics_url)
             table.add_row("operator health", handle.health_url)

@@ -1,0 +1,1 @@
+"""Event source plugins for ansible-rulebook (`-S` points here)."""

@@ -1,0 +1,147 @@
+"""The automation backends of the local stack: the AWX-compatible service (AAP direct) or an
+ansible-rulebook activation (EDA). Each starts as a supervised child and returns the
+environment the operator needs to reach it."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cloudkit.local import eda
+from cloudkit.local.stack_procs import Child, ChildFailed, LogSink, cloudkit_command, spawn
+from cloudkit.local.stack_procs import wait_for_port as _wait_for_port
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60.0
+# The JVM behind ansible-rulebook takes a while on a busy two-core machine.
+EDA_START_TIMEOUT_S = 120.0
+PROVISION_TEMPLATE = "cloudkit-provision-compute-instance"
+DEPROVISION_TEMPLATE = "cloudkit-deprovision-compute-instance"
+
+
+class BackendError(RuntimeError):
+    """A backend did not come up; the message says which and why."""
+
+
+@dataclass
+class Backend:
+    child: Child
+    url: str
+    """Shown to people: the AWX API root, or the EDA webhook base (never with a token)."""
+    token_file: Path
+    operator_env: dict[str, str]
+
+
+def playbooks_dir() -> Path:
+    return Path(__file__).parent / "playbooks"
+
+
+def write_templates(path: Path, notification_url: str) -> None:
+    playbooks = playbooks_dir()
+    entries = [
+        {
+            "name": name,
+            "kind": "job_template",
+            "description": description,
+            "playbook": str(playbooks / playbook),
+            "inventory": "localhost,",
+            "ask_variables_on_launch": True,
+            "notification_url": notification_url,
+        }
+        for name, playbook, description in (
+            (PROVISION_TEMPLATE, "provision.yml", "Create the VirtualMachine of an instance"),
+            (DEPROVISION_TEMPLATE, "deprovision.yml", "Delete the VirtualMachines of an instance"),
+        )
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
+
+
+def _secret_file(path: Path) -> str:
+    """A new random token stored with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def _write_eda_files(eda_dir: Path, port: int, token: str) -> tuple[Path, Path]:
+    eda_dir.mkdir(parents=True, exist_ok=True)
+    rulebook = eda_dir / "rulebook.yml"
+    rulebook.write_text(
+        eda.rulebook_text(host=HOST, port=port, token=token, playbooks=playbooks_dir())
+    )
+    inventory = eda_dir / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local\n")
+    return rulebook, inventory
+
+
+async def start_automation_backend(
+    *, state_dir: Path, env: dict[str, str], logs: Path, sink: LogSink | None, notification_url: str
+) -> Backend:
+    automation_dir = state_dir / "automation"
+    templates = automation_dir / "templates.yml"
+    write_templates(templates, notification_url)
+    command = cloudkit_command(
+        "automation", "--state-dir", str(automation_dir), "--templates", str(templates)
+    )
+    child = await spawn("automation", [*command, "--port", "0"], env=env, log_dir=logs, sink=sink)
+    pattern = re.compile(r"automation service: (\S+)")
+    try:
+        line = await child.wait_for_line(lambda text: bool(pattern.search(text)), START_TIMEOUT_S)
+    except (TimeoutError, ChildFailed) as error:
+        raise BackendError(f"automation service did not start: {error}") from error
+    match = pattern.search(line)
+    url = re.sub(r"/v2/?$", "", match.group(1) if match else "")
+    token_file = automation_dir / "automation-token"
+    operator_env = {
+        "CLOUDKIT_AAP_URL": url,
+        "CLOUDKIT_AAP_TOKEN": token_file.read_text().strip(),
+        "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
+        "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
+    }
+    return Backend(child, url, token_file, operator_env)
+
+
+async def start_eda_backend(
+    *, state_dir: Path, env: dict[str, str], logs: Path, sink: LogSink | None, port: int
+) -> Backend:
+    """ansible-rulebook with our rulebook and webhook source, ready once the webhook listens."""
+    eda_dir = state_dir / "eda"
+    token_file = eda_dir / "webhook-token"
+    token = _secret_file(token_file)
+    rulebook, inventory = _write_eda_files(eda_dir, port, token)
+    binary = Path(sys.executable).parent / "ansible-rulebook"
+    command = [
+        str(binary),
+        "--rulebook",
+        str(rulebook),
+        "--inventory",
+        str(inventory),
+        "--source-dir",
+        str(eda.SOURCES_DIR),
+    ]
+    child = await spawn("eda", command, env=env, log_dir=logs, sink=sink, cwd=eda_dir)
+    try:
+        await _wait_for_port(HOST, port, child, EDA_START_TIMEOUT_S)
+    except (TimeoutError, ChildFailed) as error:
+        raise BackendError(f"ansible-rulebook did not start: {error}") from error
+    base = f"http://{HOST}:{port}"
+    provision = f"{base}/{eda.PROVISION_ENDPOINT}?token={token}"
+    deprovision = f"{base}/{eda.DEPROVISION_ENDPOINT}?token={token}"
+    operator_env = {
+        # The names after upstream's 2026-02-11 rename, and the ones before it.
+        "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": provision,
+        "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": deprovision,
+        "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK": provision,
+        "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK": deprovision,
+    }
+    return Backend(child, base, token_file, operator_env)

@@ -1,0 +1,97 @@
+"""The playbooks through real ansible-rulebook: the stack's EDA activation and webhook source.
+
+The operator is left out: this test posts the ComputeInstance to the webhooks itself, as the
+EDA provider does, and checks what the playbooks did on the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cloudkit.api import names
+from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
+from cloudkit.local.stack_kube import KubeClient, resource_path
+
+pytestmark = pytest.mark.stack
+
+CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
+VM_PATH = resource_path(
+    names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, namespace=INSTANCE_NAMESPACE
+)
+
+
+@pytest.fixture
+async def eda_stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
+    handle = await start_stack(
+        provider="eda", state_dir=tmp_path / "state", vm_boot_seconds=0.5, with_operator=False
+    )
+    try:
+        yield handle
+    finally:
+        await handle.stop()
+
+
+async def until(
+    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 60.0
+) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = await read()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value}")
+        await asyncio.sleep(0.1)
+
+
+async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) -> None:
+    token = eda_stack.automation_token
+    async with (
+        KubeClient.from_kubeconfig(eda_stack.kubeconfig) as kube,
+        aiohttp.ClientSession() as http,
+    ):
+        created = await kube.create(
+            CI_PATH,
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "metadata": {"name": "eda-one", "finalizers": [names.OPERATOR_FINALIZER]},
+                "spec": {"templateID": "sample_template", "cores": 1, "memoryGiB": 1},
+            },
+        )
+        payload = {**created, "status": {"desiredConfigVersion": "aa32274dc7191c79"}}
+        url = f"{eda_stack.automation_url}/provision"
+        async with http.post(url, json=payload, params={"token": "wrong"}) as response:
+            assert response.status == 401
+        async with http.post(url, json=payload, params={"token": token}) as response:
+            assert response.status == 200
+
+        def annotated(ci: dict[str, Any] | None) -> bool:
+            annotations = (ci or {}).get("metadata", {}).get("annotations") or {}
+            return annotations.get(names.RECONCILED_CONFIG_VERSION_ANNOTATION) == (
+                "aa32274dc7191c79"
+            )
+
+        ci = await until(lambda: kube.get(f"{CI_PATH}/eda-one"), annotated)
+        assert names.AUTOMATION_FINALIZER in ci["metadata"]["finalizers"]
+        vm = await kube.get(f"{VM_PATH}/eda-one")
+        assert vm is not None and vm["status"]["ready"] is True
+
+        await kube.delete(f"{CI_PATH}/eda-one")
+        deleting = await kube.get(f"{CI_PATH}/eda-one")
+        url = f"{eda_stack.automation_url}/deprovision"
+        async with http.post(url, json=deleting, params={"token": token}) as response:
+            assert response.status == 200
+        released = await until(
+            lambda: kube.get(f"{CI_PATH}/eda-one"),
+            lambda ci: names.AUTOMATION_FINALIZER not in (ci or {})["metadata"]["finalizers"],
+        )
+        assert released["metadata"]["finalizers"] == [names.OPERATOR_FINALIZER]
+        assert await kube.get(f"{VM_PATH}/eda-one") is None
