@@ -1,0 +1,218 @@
+"""Local API server benchmark: prints one JSON document of figures.
+
+creates/updates per second with 8 concurrent aiohttp clients, the same clients against a
+trivial aiohttp handler (the HTTP ceiling, measured in the same run), watch delivery latency
+with 100 watchers, and the peak RSS of a server process holding 10,000 objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+CLIENTS = 8
+OPS_PER_CLIENT = 250
+WATCHERS = 100
+WATCH_EVENTS = 100
+RSS_OBJECTS = 10_000
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+BIN = Path(sys.executable).parent
+
+
+class Server:
+    """`cloudkit apiserver` as a subprocess (so its RSS is its own)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "cloudkit"), "apiserver", "--state-dir", str(state_dir), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().split()[-1]
+        token = (state_dir / "token").read_text()
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.ssl = ssl.create_default_context(cafile=str(state_dir / "tls.crt"))
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+async def _rate(
+    session: aiohttp.ClientSession, requests: list[list[tuple[str, str, Any]]], ctx: Any
+) -> float:
+    async def client(batch: list[tuple[str, str, Any]]) -> None:
+        for method, url, body in batch:
+            async with session.request(method, url, json=body, ssl=ctx) as resp:
+                await resp.read()
+                assert resp.status < 300, (resp.status, await resp.text())
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(b) for b in requests))
+    elapsed = time.perf_counter() - start
+    return sum(len(b) for b in requests) / elapsed
+
+
+async def _ceiling(ctx: ssl.SSLContext, cert: Path, key: Path) -> float:
+    """The same client against a trivial aiohttp handler (also TLS, as the server is)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{port}/x"
+    try:
+        async with aiohttp.ClientSession() as session:
+            batches = [
+                [("POST", url, {"metadata": {"name": f"c{n}-{i}"}}) for i in range(OPS_PER_CLIENT)]
+                for n in range(CLIENTS)
+            ]
+            return await _rate(session, batches, None if ctx is None else ctx)
+    finally:
+        await runner.cleanup()
+
+
+async def _throughput(server: Server) -> tuple[float, float]:
+    url = server.url + CONFIGMAPS
+    async with aiohttp.ClientSession(headers=server.headers) as session:
+        creates = [
+            [
+                ("POST", url, {"metadata": {"name": f"c{n}-{i}"}, "data": {"v": "0"}})
+                for i in range(OPS_PER_CLIENT)
+            ]
+            for n in range(CLIENTS)
+        ]
+        create_rate = await _rate(session, creates, server.ssl)
+        updates = [
+            [
+                ("PUT", f"{url}/c{n}-{i}", {"metadata": {"name": f"c{n}-{i}"}, "data": {"v": "1"}})
+                for i in range(OPS_PER_CLIENT)
+            ]
+            for n in range(CLIENTS)
+        ]
+        update_rate = await _rate(session, updates, server.ssl)
+    return create_rate, update_rate
+
+
+async def _watch_latency(server: Server) -> list[float]:
+    url = server.url + "/api/v1/namespaces/default/configmaps"
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+    # 100 long-lived watch connections plus the writer: lift aiohttp's 100-connection cap.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=server.headers, connector=connector) as session:
+        async with session.get(url, ssl=server.ssl) as resp:
+            rv = (await resp.json())["metadata"]["resourceVersion"]
+        ready = 0
+        all_ready = asyncio.Event()
+
+        async def watcher() -> None:
+            nonlocal ready
+            params = {"watch": "true", "resourceVersion": rv, "labelSelector": "bench=watch"}
+            async with session.get(url, params=params, ssl=server.ssl) as resp:
+                ready += 1
+                if ready == WATCHERS:
+                    all_ready.set()
+                seen = 0
+                while seen < WATCH_EVENTS:
+                    line = await resp.content.readline()
+                    if not line:
+                        return
+                    event = json.loads(line)
+                    latencies.append(
+                        time.perf_counter() - sent[event["object"]["metadata"]["name"]]
+                    )
+                    seen += 1
+
+        tasks = [asyncio.create_task(watcher()) for _ in range(WATCHERS)]
+        await asyncio.wait_for(all_ready.wait(), 30)
+        await asyncio.sleep(0.2)  # the watch handlers subscribe right after the headers
+        for i in range(WATCH_EVENTS):
+            name = f"watched-{i}"
+            sent[name] = time.perf_counter()
+            body = {"metadata": {"name": name, "labels": {"bench": "watch"}}}
+            async with session.post(url, json=body, ssl=server.ssl) as resp:
+                await resp.read()
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return latencies
+
+
+async def _fill(server: Server, total: int) -> None:
+    url = server.url + CONFIGMAPS
+    async with aiohttp.ClientSession(headers=server.headers) as session:
+        existing = CLIENTS * OPS_PER_CLIENT + WATCH_EVENTS
+        per_client = (total - existing) // CLIENTS + 1
+        batches = [
+            [
+                (
+                    "POST",
+                    url,
+                    {
+                        "metadata": {"name": f"fill{n}-{i}", "labels": {"a": "b"}},
+                        "data": {"k": "v" * 64},
+                    },
+                )
+                for i in range(per_client)
+            ]
+            for n in range(CLIENTS)
+        ]
+        await _rate(session, batches, server.ssl)
+
+
+async def main() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        server = Server(state)
+        try:
+            create_rate, update_rate = await _throughput(server)
+            ceiling = await _ceiling(server.ssl, state / "tls.crt", state / "tls.key")
+            latencies = sorted(await _watch_latency(server))
+            await _fill(server, RSS_OBJECTS)
+            rss = server.peak_rss_mb()
+        finally:
+            server.stop()
+    return {
+        "creates_per_s": round(create_rate, 1),
+        "updates_per_s": round(update_rate, 1),
+        "http_ceiling_per_s": round(ceiling, 1),
+        "ratio_creates_to_ceiling": round(create_rate / ceiling, 3),
+        "watch_p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "watch_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "watch_events_measured": len(latencies),
+        "rss_mb_10k": round(rss, 1),
+        "transport": "https (loopback, self-signed; kubectl sends tokens only over TLS)",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
