@@ -162,3 +162,37 @@ async def test_crd_deletion_deletes_its_resources(api: Api) -> None:
     await api.ok("PATCH", WIDGETS + "/w2", {"metadata": {"finalizers": None}}, content_type=MERGE)
     assert (await api.call("GET", crd_path))[0] == 404
     assert (await api.call("GET", "/apis/test.cloudkit.dev/v1"))[0] == 404
+
+
+async def test_discovery_updated_before_crd_watch_event(api: Api) -> None:
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    async with api.watch(crds, {"timeoutSeconds": "5"}) as resp:
+        await api.install_widgets()
+        events = await read_events(resp, 1)
+        assert events[0]["type"] == "ADDED"
+        # kopf rescans the group as soon as it sees the event: it must already be served
+        status, doc, _ = await api.call("GET", "/apis/test.cloudkit.dev/v1")
+    assert status == 200 and doc["resources"][0]["kind"] == "Widget"
+
+
+async def test_leases_and_events(api: Api) -> None:
+    lease = {
+        "metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "me", "renewTime": "2026-01-01T00:00:00.123456Z"},
+    }
+    got = await api.ok("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases", lease)
+    assert got["spec"]["renewTime"] == "2026-01-01T00:00:00.123456Z"
+    event = {
+        "metadata": {"generateName": "w1."},
+        "involvedObject": {"kind": "Widget", "name": "w1", "namespace": "default"},
+        "reason": "Created",
+        "type": "Normal",
+        "message": "hello",
+    }
+    await api.ok("POST", "/api/v1/namespaces/default/events", event)
+    found = await api.ok(
+        "GET",
+        "/api/v1/namespaces/default/events",
+        params={"fieldSelector": "involvedObject.name=w1,involvedObject.kind=Widget"},
+    )
+    assert [e["reason"] for e in found["items"]] == ["Created"]
