@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloudkit.api import names
-from cloudkit.local.apiserver.main import ApiServerHandle
+from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack_kube import KubeClient, resource_path
 
@@ -157,3 +158,26 @@ async def test_vms_created_before_start_and_after_a_restart_are_handled(
         await until(lambda: client.get(vm_path("vm-early")), ready)
     finally:
         await second.stop()
+
+
+async def test_survives_an_api_server_restart(tmp_path: Path) -> None:
+    """The watch drops when the API server stops; the simulator re-lists once it is back."""
+    state = tmp_path / "restart"
+    first = await start_apiserver(state)
+    port = int(first.url.rsplit(":", 1)[1])
+    simulator = await start_vm_simulator(first.kubeconfig, boot_seconds=0.2, stop_seconds=0)
+    try:
+        await first.stop()
+        second = await start_apiserver(state, port=port)
+        try:
+            async with KubeClient.from_kubeconfig(second.kubeconfig) as kube:
+                await kube.ensure(
+                    resource_path("", "v1", "namespaces"),
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+                )
+                await kube.create(vm_path(), vm_body("vm-after-restart"))
+                await until(lambda: kube.get(vm_path("vm-after-restart")), ready, within=20)
+        finally:
+            await second.stop()
+    finally:
+        await simulator.stop()
