@@ -109,3 +109,16 @@ def test_kubectl_builtins(kubectl) -> None:  # type: ignore[no-untyped-def]
     assert "kube-system" in out and "Active" in out
     kubectl("delete", "configmap", "c1", check=True)
     assert "c1" not in kubectl("get", "cm").stdout
+
+
+def test_kubectl_typed_create_commands(kubectl) -> None:  # type: ignore[no-untyped-def]
+    """`kubectl create configmap|secret|namespace` POST protobuf bodies."""
+    kubectl("create", "configmap", "c1", "--from-literal=a=b", check=True)
+    kubectl("create", "secret", "generic", "s1", "--from-literal=pw=x", check=True)
+    kubectl("create", "namespace", "team", check=True)
+    assert kubectl("get", "cm", "c1", "-o", "jsonpath={.data.a}", check=True).stdout == "b"
+    secret = kubectl("get", "secret", "s1", "-o", "jsonpath={.data.pw} {.type}", check=True).stdout
+    assert secret == "eA== Opaque"
+    assert "Active" in kubectl("get", "ns", "team", check=True).stdout
+    kubectl("delete", "namespace", "team", "--timeout=10s", check=True)
+    assert "NotFound" in kubectl("get", "ns", "team").stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudkit.local.apiserver import discovery, openapi, selectors, table, watch
+from cloudkit.local.apiserver import discovery, openapi, protobuf, selectors, table, watch
 from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
 from cloudkit.local.apiserver.errors import ApiError
 from cloudkit.local.apiserver.resources import ResourceInfo
@@ -341,6 +341,8 @@ class ApiServerApp:
     @staticmethod
     async def _json_body(request: web.Request) -> Any:
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0]
+        if content_type.strip() == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(await request.read())
         if content_type.strip() not in ("application/json", ""):
             # client-go tries protobuf for built-ins first and falls back to JSON on 415.
             raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")

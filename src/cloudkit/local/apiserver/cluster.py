@@ -24,6 +24,7 @@ from cloudkit.local.apiserver.store import Obj, Put, Remove, Store
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 FOREGROUND = "foregroundDeletion"
+SECRET_RKEY = "/secrets"
 ORPHAN = "orphan"
 
 
@@ -112,6 +113,8 @@ class Cluster:
             obj = self._apply_schema(info, obj, None, opts)
         if info.rkey == CRD_RKEY:
             obj = self._prepare_crd(obj)
+        if info.rkey == SECRET_RKEY:
+            semantics.secret_defaults(obj)
         if info.rkey == NAMESPACE_RKEY:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
@@ -298,6 +301,8 @@ class Cluster:
     def _store_update(self, info: ResourceInfo, old: Obj, new: Obj, opts: WriteOptions) -> Obj:
         if info.custom:
             new = self._apply_schema(info, new, old, opts)
+        if info.rkey == SECRET_RKEY:
+            semantics.secret_defaults(new)
         causes = semantics.finalizer_causes(old, new)
         if causes:
             raise invalid(info.kind, info.group, old["metadata"]["name"], causes)

@@ -3,6 +3,7 @@ update, names, and finalizer/deletion constraints. Pure: the clock and ids are p
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import secrets
@@ -149,6 +150,17 @@ def prepare_create(info: ResourceInfo, body: Obj, namespace: str | None, now: st
     if info.status_subresource and info.custom:
         obj.pop("status", None)
     return obj
+
+
+def secret_defaults(obj: Obj) -> None:
+    """Secrets: `type` defaults to Opaque and `stringData` is folded into base64 `data`."""
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
 
 
 def carry_over(info: ResourceInfo, old: Obj, new: Obj, subresource: str | None) -> Obj:
