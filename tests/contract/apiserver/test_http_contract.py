@@ -296,3 +296,12 @@ async def test_openapi_v3_patch_has_field_validation(api: Api) -> None:
         for op in patches
     )
     assert "api/v1" in index["paths"]
+
+
+async def test_delete_collection_by_label(api: Api) -> None:
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        await api.ok("POST", CONFIGMAPS, configmap(name, labels={"tier": tier}))
+    deleted = await api.ok("DELETE", CONFIGMAPS, params={"labelSelector": "tier=x"})
+    assert sorted(o["metadata"]["name"] for o in deleted["items"]) == ["a", "b"]
+    left = await api.ok("GET", CONFIGMAPS)
+    assert [o["metadata"]["name"] for o in left["items"]] == ["c"]

@@ -176,6 +176,8 @@ class ApiServerApp:
                 return self._list(request, target)
             if method == "POST":
                 return await self._create(request, target)
+            if method == "DELETE" and target.subresource is None:
+                return await self._delete_collection(request, target)
             raise ApiError(
                 405, f"{method} is not supported on a collection", reason="MethodNotAllowed"
             )
@@ -420,5 +422,34 @@ class ApiServerApp:
                     "kind": info.plural,
                     "uid": obj["metadata"].get("uid", ""),
                 },
+            }
+        )
+
+    async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        """DELETE on a collection: delete every match (the `deletecollection` verb)."""
+        opts = self._write_options(request)
+        info = target.info
+        match = self._matcher(request, info)
+        options: dict[str, Any] = {}
+        if request.query.get("propagationPolicy"):
+            options["propagationPolicy"] = request.query["propagationPolicy"]
+        items = [
+            o for o in self.cluster.store.list_objects(info.rkey, target.namespace) if match(o)
+        ]
+        deleted = []
+        for obj in items:
+            meta = obj["metadata"]
+            if self.cluster.store.get(info.rkey, meta.get("namespace") or "", meta["name"]) is None:
+                continue  # already collected as a dependent of an earlier item
+            current, _ = self.cluster.delete(
+                info, meta.get("namespace") or "", meta["name"], options, opts
+            )
+            deleted.append(self.cluster.present(info, current))
+        return json_response(
+            {
+                "kind": info.list_kind,
+                "apiVersion": info.api_version,
+                "metadata": {"resourceVersion": str(self.cluster.store.rv)},
+                "items": deleted,
             }
         )
