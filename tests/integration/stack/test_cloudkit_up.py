@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +49,42 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def launch_provision_job(up: Up) -> None:
+    """POST a launch of the provision template, as the operator's AAP provider does."""
+    text = (up.state_dir / "automation" / "automation-token").read_text().strip()
+    url = re.search(r"http://127\.0\.0\.1:\d+/api", up.output())
+    assert url, up.output()
+    headers = {"Authorization": f"Bearer {text}", "Content-Type": "application/json"}
+    query = urllib.request.Request(
+        f"{url.group(0)}/v2/job_templates/?name=cloudkit-provision-compute-instance",
+        headers=headers,
+    )
+    with urllib.request.urlopen(query, timeout=10) as response:
+        template_id = json.load(response)["results"][0]["id"]
+    payload = {
+        "apiVersion": "cloudkit.openshift.io/v1alpha1",
+        "kind": "ComputeInstance",
+        "metadata": {"name": "in-flight", "namespace": "cloudkit-computeinstance"},
+        "spec": {"templateID": "sample"},
+    }
+    body = json.dumps({"extra_vars": {"ansible_eda": {"event": {"payload": payload}}}}).encode()
+    launch = urllib.request.Request(
+        f"{url.group(0)}/v2/job_templates/{template_id}/launch/",
+        data=body,
+        headers=headers,
+        method="POST",
+    )
+    with urllib.request.urlopen(launch, timeout=10) as response:
+        assert response.status == 201
 
 
 class Up:
@@ -121,8 +160,16 @@ def test_up_serves_kubectl_and_ctrl_c_stops_everything(up: Up) -> None:
     assert "computeinstances.cloudkit.openshift.io" in crds.stdout
     assert "virtualmachines.kubevirt.io" in crds.stdout
 
+    # A provision job in flight: its ansible-playbook (own session, via ansible-runner's pty)
+    # must go too.
+    launch_provision_job(up)
+    deadline = time.monotonic() + 30
+    while not any(b"ansible-playbook" in cmdline(pid) for pid in descendants(up.process.pid)):
+        assert time.monotonic() < deadline, "no ansible-playbook process started"
+        time.sleep(0.1)
+
     children = descendants(up.process.pid)
-    assert len(children) >= 2, "expected the API server and automation service as children"
+    assert len(children) >= 3, "expected the API server, automation service and a playbook"
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(timeout=30) == 0, up.output()
     left = [pid for pid in children if alive(pid)]
