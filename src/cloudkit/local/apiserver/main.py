@@ -17,10 +17,11 @@ import yaml
 from aiohttp import web
 
 from cloudkit.local.apiserver import tls
-from cloudkit.local.apiserver.app import ApiServerApp, ServerConfig
+from cloudkit.local.apiserver.app import ApiServerApp
 from cloudkit.local.apiserver.cluster import Cluster
 from cloudkit.local.apiserver.resources import Registry
 from cloudkit.local.apiserver.store import Store
+from cloudkit.local.apiserver.wire import ServerConfig
 
 CONTEXT = "cloudkit-local"
 
