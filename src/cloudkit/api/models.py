@@ -142,6 +142,8 @@ class JobStatus(_Model):
     """When `state` last changed; drives adaptive polling."""
     finished_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    purged: bool | None = None
+    """The backend no longer knows the job; `state` is the last state seen."""
 
 
 class JobRecord(_Model):

@@ -1,0 +1,177 @@
+"""The delete path: stop provisioning, deprovision once, release the finalizer only when clean.
+
+Order is the whole point (upstream's three 2026-02-10 bugs were ordering bugs):
+1. a provision job that is still running is canceled, and followed until the backend reports
+   it terminal; its reading (state and message together) is in the status from then on;
+2. only then is one deprovision job launched (its intent is recorded in a later or the same
+   write as that terminal reading, never an earlier one);
+3. the operator finalizer goes when deprovisioning succeeded, was skipped, or failed without
+   blockDeletionOnFailure; a blocking failure is retried with back-off.
+"""
+
+from __future__ import annotations
+
+from cloudkit.api import names
+from cloudkit.api.jobs import JobReading, JobState, JobType
+from cloudkit.api.models import ConditionType, JobStatus, Phase
+from cloudkit.lifecycle import jobs, launch
+from cloudkit.lifecycle.conditions import set_condition
+from cloudkit.lifecycle.step import Step, has_automation_finalizer
+from cloudkit.lifecycle.types import (
+    CancelJob,
+    EventType,
+    LaunchOutcome,
+    PollJob,
+    RemoveFinalizer,
+)
+
+ABANDONED = "canceled before launch: the instance was deleted and no job was found"
+EDA_DONE = "AAP playbook completed (finalizer removed)"
+EDA_WAITING = "Waiting for AAP playbook to complete"
+
+
+def step_deprovision(step: Step) -> None:
+    status = step.status
+    status.phase = Phase.DELETING
+    set_condition(
+        status,
+        ConditionType.DELETING,
+        "True",
+        "Deleting",
+        "Deprovisioning the instance",
+        now=step.now,
+        generation=step.instance.metadata.generation,
+    )
+    if not step.has_finalizer(names.OPERATOR_FINALIZER):
+        return
+    state = step.instance.management_state
+    if state in {names.MANAGEMENT_STATE_MANUAL, names.MANAGEMENT_STATE_UNMANAGED}:
+        _release(step, f"management-state {state}: nothing is deprovisioned")
+        return
+    if not _provision_settled(step):
+        return
+    _drive_deprovision(step)
+
+
+def _provision_settled(step: Step) -> bool:
+    """True once no provision job can still change anything (canceled if need be)."""
+    job = step.status.provision_job
+    caps = step.config.capabilities
+    if job is None or jobs.is_terminal(job):
+        return True
+    if job.id.startswith("eda-webhook-") or not caps.polls_jobs:
+        return True  # nothing to ask: EDA jobs cannot be observed or canceled
+    if jobs.is_intent(job):
+        return _settle_intent(step, job)
+    if not job.id:
+        return True
+    if caps.cancels_jobs:
+        cancel = step.cancel_outcome(job.id)
+        resend = (
+            job.cancel_requested_at is not None
+            and step.now - job.cancel_requested_at >= step.config.cancel_grace
+        )
+        if cancel is None and (job.cancel_requested_at is None or resend):
+            if resend:
+                job.cancel_requested_at = None  # recorded again when the backend accepts
+            step.act(CancelJob(job.id))
+            return False
+    if not step.polled(job.id):
+        step.act(PollJob(JobType.PROVISION, job.id))
+        return False
+    if jobs.is_terminal(job):
+        return True
+    step.requeue(jobs.poll_delay(job, step.now, step.config))
+    return False
+
+
+def _settle_intent(step: Step, job: JobStatus) -> bool:
+    """An intended provision launch at deletion: find it, or give it up after the grace."""
+    cid = job.correlation_id
+    caps = step.config.capabilities
+    lookup = step.lookup_outcome(cid)
+    if caps.finds_jobs and lookup is None:
+        launch.resume(step, JobType.PROVISION, job)  # asks FindJob first
+        return False
+    if lookup is not None and lookup.failure is not None:
+        step.requeue(jobs.poll_delay(job, step.now, step.config))
+        return False
+    age = step.now - (job.launched_at or step.now)
+    if caps.finds_jobs and age < step.config.launch_lookup_grace:
+        step.requeue(step.config.launch_lookup_grace - age)
+        return False
+    jobs.apply_reading(job, JobReading("", JobState.CANCELED, ABANDONED), step.now)
+    return True
+
+
+def _drive_deprovision(step: Step) -> None:
+    status = step.status
+    caps = step.config.capabilities
+    job = status.deprovision_job
+    if job is None:
+        if caps.deprovision_needs_automation_finalizer and not has_automation_finalizer(step):
+            _release(step, "no automation finalizer: nothing was provisioned to deprovision")
+            return
+        launch.start(step, JobType.DEPROVISION, config_version=status.desired_config_version)
+        return
+    outcome = step.launch_outcome(job.correlation_id)
+    if outcome is not None and _launch_settled(step, outcome):
+        return
+    if jobs.is_intent(job):
+        launch.resume(step, JobType.DEPROVISION, job)
+        return
+    if not jobs.is_terminal(job):
+        _follow(step, job)
+        if not jobs.is_terminal(job):
+            return
+    if job.state is JobState.SUCCEEDED or job.purged:
+        _release(step, f"deprovisioning job {job.id} {job.state.value}")
+    elif not job.block_deletion_on_failure:
+        _release(step, f"deprovisioning job {job.id} {job.state.value}; deletion not blocked")
+    else:
+        _retry(step, job)
+
+
+def _launch_settled(step: Step, outcome: LaunchOutcome) -> bool:
+    """Handle the provider's skipped/waiting answers; True when this call is done."""
+    if outcome.skipped:
+        _release(step, "the provider says there is nothing to deprovision")
+        return True
+    if outcome.waiting:
+        step.requeue(step.config.first_poll)
+        return True
+    return False
+
+
+def _follow(step: Step, job: JobStatus) -> None:
+    caps = step.config.capabilities
+    if not caps.polls_jobs:
+        # EDA: the deprovision playbook removes the automation finalizer when it is done.
+        if has_automation_finalizer(step):
+            jobs.apply_reading(job, JobReading(job.id, JobState.RUNNING, EDA_WAITING), step.now)
+            step.requeue(step.config.poll_interval)
+        else:
+            jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_DONE), step.now)
+        return
+    if not step.polled(job.id):
+        step.act(PollJob(JobType.DEPROVISION, job.id))
+        return
+    step.requeue(jobs.poll_delay(job, step.now, step.config))
+
+
+def _retry(step: Step, job: JobStatus) -> None:
+    due = jobs.retry_at(step.status, JobType.DEPROVISION, step.config)
+    if due is None or step.now >= due:
+        step.event(
+            EventType.WARNING,
+            "DeprovisionRetry",
+            f"Deprovisioning job {job.id} {job.state.value}; retrying (deletion is blocked)",
+        )
+        launch.start(step, JobType.DEPROVISION, config_version=step.status.desired_config_version)
+    else:
+        step.requeue(due - step.now)
+
+
+def _release(step: Step, why: str) -> None:
+    step.finalizers.append(RemoveFinalizer(names.OPERATOR_FINALIZER))
+    step.event(EventType.NORMAL, "FinalizerRemoved", f"Released the instance: {why}")

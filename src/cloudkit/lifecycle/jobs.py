@@ -1,0 +1,206 @@
+"""Job bookkeeping: intents, readings, the bounded history, polling cadence and retry backoff.
+
+Every function here edits a status in memory or computes a time; nothing decides policy. The
+rule that makes status truthful lives in `apply_reading`: state and message are always taken
+from the same reading and written together (invariant 2).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cloudkit.api.jobs import JobReading, JobState, JobType
+from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
+from cloudkit.lifecycle.types import TERMINAL, LifecycleConfig
+
+
+def current(status: ComputeInstanceStatus, job_type: JobType) -> JobStatus | None:
+    return status.provision_job if job_type is JobType.PROVISION else status.deprovision_job
+
+
+def set_current(status: ComputeInstanceStatus, job_type: JobType, job: JobStatus | None) -> None:
+    if job_type is JobType.PROVISION:
+        status.provision_job = job
+    else:
+        status.deprovision_job = job
+
+
+def is_terminal(job: JobStatus | None) -> bool:
+    return job is not None and (job.state in TERMINAL or bool(job.purged))
+
+
+def is_intent(job: JobStatus | None) -> bool:
+    """A launch that was decided and persisted but has no backend job id (yet)."""
+    return job is not None and not job.id and bool(job.correlation_id) and not is_terminal(job)
+
+
+def next_correlation_id(status: ComputeInstanceStatus, uid: str, job_type: JobType) -> str:
+    """`<uid>-<type>-<n>`, n one above any seen: unique per launch even after history trims."""
+    prefix = f"{uid}-{job_type.value}-"
+    seen = [r.correlation_id for r in status.jobs if r.type is job_type]
+    cur = current(status, job_type)
+    if cur is not None:
+        seen.append(cur.correlation_id)
+    numbers = [
+        int(cid[len(prefix) :])
+        for cid in seen
+        if cid and cid.startswith(prefix) and cid[len(prefix) :].isdigit()
+    ]
+    return f"{prefix}{max(numbers, default=0) + 1}"
+
+
+def record_intent(
+    status: ComputeInstanceStatus,
+    job_type: JobType,
+    *,
+    correlation_id: str,
+    config_version: str | None,
+    now: datetime,
+    message: str,
+    config: LifecycleConfig,
+) -> JobStatus:
+    job = JobStatus(
+        id="",
+        state=JobState.PENDING,
+        message=message,
+        correlation_id=correlation_id,
+        config_version=config_version,
+        launched_at=now,
+        state_changed_at=now,
+    )
+    set_current(status, job_type, job)
+    status.jobs.append(
+        JobRecord(
+            job_id="",
+            type=job_type,
+            timestamp=now,
+            state=job.state,
+            message=message,
+            correlation_id=correlation_id,
+            config_version=config_version,
+        )
+    )
+    trim_history(status, config.max_job_history)
+    return job
+
+
+def apply_reading(
+    job: JobStatus, reading: JobReading, now: datetime, *, block: bool | None = None
+) -> bool:
+    """Copy one reading into the job: state and message together. Returns True if it changed."""
+    before = (job.id, job.state, job.message, job.purged)
+    if reading.job_id:
+        job.id = reading.job_id
+    if reading.purged:
+        job.purged = True
+        job.message = reading.message or "job no longer exists in the backend (purged)"
+    else:
+        message = reading.message
+        if reading.details and reading.state in {JobState.FAILED, JobState.CANCELED}:
+            message = f"{message}: {reading.details}"
+        if reading.state != job.state:
+            job.state_changed_at = now
+            if reading.state in TERMINAL:
+                job.finished_at = now
+        job.state = reading.state
+        job.message = message
+    if block is not None:
+        job.block_deletion_on_failure = block
+    return before != (job.id, job.state, job.message, job.purged)
+
+
+def sync_history(status: ComputeInstanceStatus, job_type: JobType, config: LifecycleConfig) -> None:
+    """Mirror the current job of a type into its history record (matched by correlation id)."""
+    job = current(status, job_type)
+    if job is None:
+        return
+    for record in reversed(status.jobs):
+        if record.type is job_type and (
+            (job.correlation_id and record.correlation_id == job.correlation_id)
+            or (job.id and record.job_id == job.id)
+        ):
+            record.job_id = job.id
+            record.state = job.state
+            record.message = job.message
+            record.block_deletion_on_failure = job.block_deletion_on_failure
+            record.finished_at = job.finished_at
+            return
+    status.jobs.append(
+        JobRecord(
+            job_id=job.id,
+            type=job_type,
+            timestamp=job.launched_at or job.state_changed_at or datetime.min,
+            state=job.state,
+            message=job.message,
+            block_deletion_on_failure=job.block_deletion_on_failure,
+            correlation_id=job.correlation_id,
+            config_version=job.config_version,
+            finished_at=job.finished_at,
+        )
+    )
+    trim_history(status, config.max_job_history)
+
+
+def trim_history(status: ComputeInstanceStatus, limit: int) -> None:
+    """Keep the newest `limit` records, never dropping a current job or the last success."""
+    if len(status.jobs) <= limit:
+        return
+    protected: set[int] = set()
+    for job_type in JobType:
+        cur = current(status, job_type)
+        for i in range(len(status.jobs) - 1, -1, -1):
+            rec = status.jobs[i]
+            if (
+                rec.type is job_type
+                and cur is not None
+                and rec.correlation_id == cur.correlation_id
+            ):
+                protected.add(i)
+                break
+    for i in range(len(status.jobs) - 1, -1, -1):
+        rec = status.jobs[i]
+        if rec.type is JobType.PROVISION and rec.state is JobState.SUCCEEDED:
+            protected.add(i)
+            break
+    order = sorted(range(len(status.jobs)), key=lambda i: status.jobs[i].timestamp, reverse=True)
+    keep = set(order[:limit]) | protected
+    status.jobs = [rec for i, rec in enumerate(status.jobs) if i in keep]
+
+
+def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedelta:
+    """Next poll: sub-second at first, then as long as the job has been in its state, capped.
+
+    This doubles the gap between polls while nothing changes (geometric back-off) and restarts
+    it at every state change; the configured interval is a ceiling, not the latency.
+    """
+    since = job.state_changed_at or job.launched_at or now
+    if job.cancel_requested_at is not None and job.cancel_requested_at > since:
+        since = job.cancel_requested_at
+    age = max(now - since, timedelta(0))
+    return min(max(age, config.first_poll), config.poll_interval)
+
+
+def retry_at(
+    status: ComputeInstanceStatus, job_type: JobType, config: LifecycleConfig
+) -> datetime | None:
+    """When a failed job of this type may be launched again (upstream's later backoff rule).
+
+    The first retry comes retry_backoff_min after the failed launch; each next one after twice
+    the gap between the last two failed launches, clamped to [min, max].
+    """
+    job = current(status, job_type)
+    if job is None or job.launched_at is None:
+        return None
+    failed = sorted(
+        r.timestamp
+        for r in status.jobs
+        if r.type is job_type
+        and r.state in {JobState.FAILED, JobState.CANCELED}
+        and r.config_version == job.config_version
+    )
+    if len(failed) < 2:
+        delay = config.retry_backoff_min
+    else:
+        delay = 2 * (failed[-1] - failed[-2])
+        delay = min(max(delay, config.retry_backoff_min), config.retry_backoff_max)
+    return job.launched_at + delay

@@ -1,0 +1,125 @@
+"""The live path: launch, follow and retry provisioning until the spec's config is applied.
+
+"Applied" is the playbook's word, not ours: the reconciled-config-version annotation it writes
+equals the spec's hash. A job is launched when the latest one is for an older config version
+(or there is none), followed while it runs, and retried with back-off when it failed.
+"""
+
+from __future__ import annotations
+
+from cloudkit.api import names
+from cloudkit.api.jobs import JobReading, JobState, JobType
+from cloudkit.api.models import ConditionType, Phase
+from cloudkit.lifecycle import jobs, launch
+from cloudkit.lifecycle.conditions import set_condition
+from cloudkit.lifecycle.step import Step
+from cloudkit.lifecycle.types import AddFinalizer, EventType, PollJob
+
+EDA_COMPLETED = "Provisioning playbook completed (reconciled config version matches)"
+
+
+def step_provision(step: Step) -> None:
+    status = step.status
+    gen = step.instance.metadata.generation
+    if not step.has_finalizer(names.OPERATOR_FINALIZER):
+        step.finalizers.append(AddFinalizer(names.OPERATOR_FINALIZER))
+    desired = status.desired_config_version
+    applied = desired is not None and status.reconciled_config_version == desired
+    job = status.provision_job
+    manual = step.instance.management_state == names.MANAGEMENT_STATE_MANUAL
+
+    if applied:
+        _finish_applied(step)
+        return
+
+    status.phase = Phase.PROGRESSING
+    set_condition(
+        status,
+        ConditionType.PROGRESSING,
+        "True",
+        "Provisioning",
+        "Applying configuration",
+        now=step.now,
+        generation=gen,
+    )
+    if manual:
+        set_condition(
+            status,
+            ConditionType.PROGRESSING,
+            "True",
+            "ManualManagement",
+            "Managed manually: no provisioning job is launched",
+            now=step.now,
+            generation=gen,
+        )
+        return
+    if job is None or (jobs.is_terminal(job) and job.config_version != desired):
+        launch.start(step, JobType.PROVISION, config_version=desired)
+        return
+    if jobs.is_intent(job):
+        launch.resume(step, JobType.PROVISION, job)
+        return
+    if not jobs.is_terminal(job):
+        _follow(step)
+        return
+    if job.state is JobState.SUCCEEDED:
+        # Done by the backend; the playbook's annotation (a watch event) completes it.
+        step.requeue(step.config.poll_interval)
+        return
+    status.phase = Phase.FAILED
+    set_condition(
+        status,
+        ConditionType.PROGRESSING,
+        "False",
+        "ProvisioningFailed",
+        f"Provisioning job {job.id or '(not launched)'} {job.state.value}: {job.message}",
+        now=step.now,
+        generation=gen,
+    )
+    due = jobs.retry_at(status, JobType.PROVISION, step.config)
+    if due is None or step.now >= due:
+        step.event(EventType.NORMAL, "ProvisionRetry", "Retrying provisioning after a failure")
+        launch.start(step, JobType.PROVISION, config_version=desired)
+    else:
+        step.requeue(due - step.now)
+
+
+def _follow(step: Step) -> None:
+    """Poll a running provision job (adaptive), or, for EDA, wait for the playbook to report."""
+    job = step.status.provision_job
+    assert job is not None
+    if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
+        step.requeue(step.config.poll_interval)
+        return
+    if not step.polled(job.id):
+        step.act(PollJob(JobType.PROVISION, job.id))
+        return
+    step.requeue(jobs.poll_delay(job, step.now, step.config))
+
+
+def _finish_applied(step: Step) -> None:
+    status = step.status
+    gen = step.instance.metadata.generation
+    job = status.provision_job
+    status.phase = Phase.READY
+    set_condition(
+        status,
+        ConditionType.PROGRESSING,
+        "False",
+        "AsExpected",
+        "Configuration applied",
+        now=step.now,
+        generation=gen,
+    )
+    spec = step.instance.spec
+    if spec.restart_requested_at is not None and (
+        status.last_restarted_at is None or status.last_restarted_at < spec.restart_requested_at
+    ):
+        status.last_restarted_at = spec.restart_requested_at
+    if job is None or jobs.is_terminal(job) or jobs.is_intent(job):
+        return
+    if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
+        # EDA cannot be polled; the annotation is the playbook's own word that it finished.
+        jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_COMPLETED), step.now)
+        return
+    _follow(step)

@@ -1,0 +1,207 @@
+"""One decide() call's working state, and folding I/O outcomes into the status.
+
+Outcomes of earlier I/O actions of the same reconcile pass arrive with every call, and the
+instance passed in may already reflect some of them (the shell persisted the status after each
+decision). Folding is therefore idempotent: applying the same outcomes again in order leaves
+the status as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cloudkit.api import names
+from cloudkit.api.jobs import JobReading, JobState, JobType
+from cloudkit.api.models import ComputeInstance, ComputeInstanceStatus, JobStatus
+from cloudkit.lifecycle import jobs
+from cloudkit.lifecycle.types import (
+    CancelOutcome,
+    Decision,
+    EventType,
+    Failure,
+    IOAction,
+    LaunchOutcome,
+    LifecycleConfig,
+    LookupOutcome,
+    MetadataAction,
+    Observation,
+    PollOutcome,
+    RecordEvent,
+)
+
+
+@dataclass
+class Step:
+    instance: ComputeInstance
+    observation: Observation
+    now: datetime
+    config: LifecycleConfig
+    status: ComputeInstanceStatus
+    finalizers: list[MetadataAction] = field(default_factory=list)
+    io: IOAction | None = None
+    events: list[RecordEvent] = field(default_factory=list)
+    requeues: list[timedelta] = field(default_factory=list)
+
+    # --- what this pass already did --------------------------------------------------------
+
+    def polled(self, job_id: str) -> bool:
+        return any(isinstance(o, PollOutcome) and o.job_id == job_id for o in self.outcomes)
+
+    def cancel_outcome(self, job_id: str) -> CancelOutcome | None:
+        found = [o for o in self.outcomes if isinstance(o, CancelOutcome) and o.job_id == job_id]
+        return found[-1] if found else None
+
+    def launch_outcome(self, correlation_id: str | None) -> LaunchOutcome | None:
+        found = [
+            o
+            for o in self.outcomes
+            if isinstance(o, LaunchOutcome) and o.correlation_id == correlation_id
+        ]
+        return found[-1] if found else None
+
+    def lookup_outcome(self, correlation_id: str | None) -> LookupOutcome | None:
+        found = [
+            o
+            for o in self.outcomes
+            if isinstance(o, LookupOutcome) and o.correlation_id == correlation_id
+        ]
+        return found[-1] if found else None
+
+    @property
+    def outcomes(self) -> tuple[object, ...]:
+        return self.observation.outcomes
+
+    # --- building the decision -------------------------------------------------------------
+
+    def act(self, action: IOAction) -> None:
+        if self.io is None:
+            self.io = action
+
+    def requeue(self, delay: timedelta) -> None:
+        self.requeues.append(max(delay, timedelta(0)))
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        self.events.append(RecordEvent(type_, reason, message))
+
+    def has_finalizer(self, name: str) -> bool:
+        return name in self.instance.metadata.finalizers
+
+    def decision(self) -> Decision:
+        for job_type in JobType:
+            jobs.sync_history(self.status, job_type, self.config)
+        requeue = None if self.io is not None or not self.requeues else min(self.requeues)
+        return Decision(
+            status=self.status,
+            finalizers=tuple(self.finalizers),
+            io=self.io,
+            events=tuple(self.events),
+            requeue_after=requeue,
+        )
+
+
+def _job_for(step: Step, job_type: JobType) -> JobStatus | None:
+    return jobs.current(step.status, job_type)
+
+
+def _failure_text(failure: Failure) -> str:
+    return failure.message
+
+
+def fold_outcomes(step: Step) -> None:
+    """Apply every outcome of this pass, oldest first, to the working status."""
+    for outcome in step.observation.outcomes:
+        if isinstance(outcome, LaunchOutcome):
+            _fold_launch(step, outcome)
+        elif isinstance(outcome, PollOutcome):
+            _fold_poll(step, outcome)
+        elif isinstance(outcome, CancelOutcome):
+            _fold_cancel(step, outcome)
+        elif isinstance(outcome, LookupOutcome):
+            _fold_lookup(step, outcome)
+
+
+def _fold_launch(step: Step, outcome: LaunchOutcome) -> None:
+    job = _job_for(step, outcome.job_type)
+    if job is None or job.correlation_id != outcome.correlation_id:
+        return
+    verb = "provisioning" if outcome.job_type is JobType.PROVISION else "deprovisioning"
+    if outcome.reading is not None and not outcome.waiting:
+        if not job.id:
+            step.event(
+                EventType.NORMAL,
+                f"{outcome.job_type.value.capitalize()}JobLaunched",
+                f"Launched {verb} job {outcome.reading.job_id} via {step.config.provider_name}",
+            )
+        jobs.apply_reading(job, outcome.reading, step.now, block=outcome.block_deletion_on_failure)
+    elif outcome.waiting and outcome.reading is not None:
+        prov = step.status.provision_job
+        if prov is not None and prov.id == outcome.reading.job_id:
+            jobs.apply_reading(prov, outcome.reading, step.now)
+    elif outcome.failure is not None and not job.id:
+        failure = outcome.failure
+        text = f"Failed to trigger {verb}: {_failure_text(failure)}"
+        if failure.retryable:
+            job.message = f"{text}; will retry"
+        else:
+            if job.state != JobState.FAILED:
+                job.state_changed_at = step.now
+                job.finished_at = step.now
+            job.state = JobState.FAILED
+            job.message = text
+        step.event(EventType.WARNING, "LaunchFailed", text)
+
+
+def _fold_poll(step: Step, outcome: PollOutcome) -> None:
+    job = _job_for(step, outcome.job_type)
+    if job is None or job.id != outcome.job_id:
+        return
+    if outcome.reading is not None:
+        old_state = job.state
+        jobs.apply_reading(job, outcome.reading, step.now)
+        if job.state != old_state:
+            kind = EventType.WARNING if job.state is JobState.FAILED else EventType.NORMAL
+            step.event(
+                kind,
+                f"{outcome.job_type.value.capitalize()}Job{job.state.value}",
+                f"{outcome.job_type.value.capitalize()} job {job.id} is {job.state.value}: "
+                f"{job.message}",
+            )
+    elif outcome.failure is not None:
+        job.message = f"Failed to get job status: {_failure_text(outcome.failure)}"
+
+
+def _fold_cancel(step: Step, outcome: CancelOutcome) -> None:
+    job = step.status.provision_job
+    if job is None or job.id != outcome.job_id:
+        return
+    if outcome.accepted and job.cancel_requested_at is None:
+        job.cancel_requested_at = step.now
+        step.event(EventType.NORMAL, "ProvisionJobCancelRequested", f"Canceling job {job.id}")
+    elif outcome.failure is not None and not outcome.already_terminal:
+        job.message = f"Failed to cancel job: {_failure_text(outcome.failure)}"
+
+
+def _fold_lookup(step: Step, outcome: LookupOutcome) -> None:
+    job = _job_for(step, outcome.job_type)
+    if job is None or job.correlation_id != outcome.correlation_id or job.id:
+        return
+    if outcome.reading is not None:
+        jobs.apply_reading(job, outcome.reading, step.now)
+    elif outcome.failure is not None:
+        job.message = f"Failed to look up launched job: {_failure_text(outcome.failure)}"
+
+
+def reading_of(step: Step, job_type: JobType) -> JobReading | None:
+    """The newest reading this pass produced for the current job of a type, if any."""
+    job = _job_for(step, job_type)
+    if job is None:
+        return None
+    for outcome in reversed(step.observation.outcomes):
+        if isinstance(outcome, PollOutcome) and outcome.job_id == job.id:
+            return outcome.reading
+    return None
+
+
+def has_automation_finalizer(step: Step) -> bool:
+    return step.has_finalizer(names.AUTOMATION_FINALIZER)
