@@ -5,6 +5,7 @@ Handlers only parse, authorize, dispatch to the Cluster and render; they never t
 
 from __future__ import annotations
 
+import collections
 import hmac
 import json
 import logging
@@ -13,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudkit.local.apiserver import discovery, openapi, protobuf
+from cloudkit.local.apiserver import discovery, openapi, protobuf, watch
 from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
 from cloudkit.local.apiserver.errors import ApiError
 from cloudkit.local.apiserver.reads import ReadHandlers
@@ -36,6 +37,7 @@ class ApiServerApp(ReadHandlers):
         self.cluster = cluster
         self.registry = cluster.registry
         self.config = config
+        self.line_cache: watch.LineCache = collections.OrderedDict()
         self.app = web.Application(
             middlewares=[self._errors_and_auth], client_max_size=16 * 1024 * 1024
         )

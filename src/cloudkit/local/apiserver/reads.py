@@ -24,6 +24,7 @@ class ReadHandlers:
 
     cluster: Cluster
     config: ServerConfig
+    line_cache: watch.LineCache
 
     @staticmethod
     def _wants_table(request: web.Request) -> bool:
@@ -155,5 +156,6 @@ class ReadHandlers:
             timeout_s=timeout,
             bookmark_interval_s=self.config.bookmark_interval_s,
             render=render,
+            line_cache=None if wants_table else self.line_cache,
         )
         return await watch.stream(request, self.cluster.store, req)

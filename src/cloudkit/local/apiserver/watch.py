@@ -7,6 +7,7 @@ fall between the initial part and the live feed (the store publishes synchronous
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from cloudkit.local.apiserver.store import Change, Store
 
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]
+LineCache = collections.OrderedDict[tuple[int, str, str], bytes]
 
 
 @dataclass
@@ -34,6 +36,27 @@ class WatchRequest:
     timeout_s: float
     bookmark_interval_s: float
     render: Callable[[Obj], Obj]  # object as served (version, Table ...)
+    # Plain JSON renders depend only on the change and the served version, so the encoded
+    # line is shared by every watcher of that version (100 watchers encode once). One cache
+    # per server (RVs of different servers collide); None for Table watches.
+    line_cache: LineCache | None = None
+
+
+LINE_CACHE_LIMIT = 4096
+
+
+def _change_line(req: WatchRequest, rv: int, kind: str, obj: Obj) -> bytes:
+    cache = req.line_cache
+    if cache is None:
+        return _line(kind, req.render(obj))
+    key = (rv, kind, req.info.api_version)
+    line = cache.get(key)
+    if line is None:
+        line = _line(kind, req.render(obj))
+        cache[key] = line
+        if len(cache) > LINE_CACHE_LIMIT:
+            cache.popitem(last=False)
+    return line
 
 
 def _line(kind: str, obj: Obj) -> bytes:
@@ -142,7 +165,7 @@ async def _follow(
                 continue
             event = event_for(req, change)
             if event is not None:
-                lines.append(_line(event[0], req.render(event[1])))
+                lines.append(_change_line(req, change.rv, event[0], event[1]))
         if lines:
             await response.write(b"".join(lines))
         if sub.closed:
