@@ -305,3 +305,24 @@ async def test_delete_collection_by_label(api: Api) -> None:
     assert sorted(o["metadata"]["name"] for o in deleted["items"]) == ["a", "b"]
     left = await api.ok("GET", CONFIGMAPS)
     assert [o["metadata"]["name"] for o in left["items"]] == ["c"]
+
+
+async def test_field_validation_for_builtins(api: Api) -> None:
+    typo = {**configmap("c1"), "datta": {"a": "b"}}
+    status, body, _ = await api.call("POST", CONFIGMAPS, typo, params={"fieldValidation": "Strict"})
+    assert status == 400 and 'unknown field "datta"' in body["message"]
+    status, body, headers = await api.call("POST", CONFIGMAPS, typo)
+    assert status == 201 and "datta" not in body
+    assert headers["Warning"] == '299 - "unknown field \\"datta\\""'
+
+
+async def test_crd_name_conflict_not_served(api: Api) -> None:
+    crd = await api.install_widgets()
+    clash = {**crd, "metadata": {"name": "gadgets.test.cloudkit.dev"}}
+    clash["spec"] = {**crd["spec"], "names": {"plural": "gadgets", "kind": "Widget"}}
+    clash.pop("status")
+    made = await api.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", clash)
+    conditions = {c["type"]: c["status"] for c in made["status"]["conditions"]}
+    assert conditions == {"NamesAccepted": "False", "Established": "False"}
+    status, _, _ = await api.call("GET", "/apis/test.cloudkit.dev/v1/namespaces/default/gadgets")
+    assert status == 404

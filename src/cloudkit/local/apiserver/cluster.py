@@ -102,6 +102,9 @@ class Cluster(DeletionRules):
     def create(
         self, info: ResourceInfo, namespace: str | None, body: Obj, opts: WriteOptions
     ) -> Obj:
+        body = self._check_fields(
+            info, copy.deepcopy(body) if isinstance(body, dict) else body, opts
+        )
         obj = semantics.prepare_create(info, body, namespace, semantics.now_rfc3339())
         meta = obj["metadata"]
         ns = meta.get("namespace") or ""
@@ -148,6 +151,29 @@ class Cluster(DeletionRules):
                 reason="MethodNotAllowed",
             )
 
+    @staticmethod
+    def _report_unknown(unknown: list[str], opts: WriteOptions) -> None:
+        """fieldValidation: Strict rejects unknown fields (400), Warn returns a Warning."""
+        if not unknown:
+            return
+        if opts.field_validation == "Strict":
+            fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise ApiError(400, f"strict decoding error: {fields}")
+        if opts.field_validation != "Ignore":
+            opts.warnings.extend(f'unknown field "{u}"' for u in unknown)
+
+    def _check_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> Obj:
+        if info.custom or not isinstance(obj, dict):
+            return obj
+        unknown = semantics.unknown_fields(info, obj)
+        self._report_unknown(unknown, opts)
+        for field_path in unknown:
+            # Unknown fields are dropped, as the real server's decoder does.
+            parts = field_path.split(".")
+            parent = obj["metadata"] if parts[0] == "metadata" else obj
+            parent.pop(parts[-1], None)
+        return obj
+
     def _apply_schema(
         self, info: ResourceInfo, obj: Obj, old: Obj | None, opts: WriteOptions
     ) -> Obj:
@@ -155,12 +181,7 @@ class Cluster(DeletionRules):
         if not schema:
             return obj
         obj, unknown = schemas.prune(obj, schema)
-        if unknown:
-            if opts.field_validation == "Strict":
-                fields = ", ".join(f'unknown field "{u}"' for u in unknown)
-                raise ApiError(400, f"strict decoding error: {fields}")
-            if opts.field_validation != "Ignore":
-                opts.warnings.extend(f'unknown field "{u}"' for u in unknown)
+        self._report_unknown(unknown, opts)
         obj = schemas.apply_defaults(obj, schema)
         causes = schemas.validate(obj, schema, old)
         if causes:
@@ -222,6 +243,7 @@ class Cluster(DeletionRules):
             )
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(info.plural, name, info.group)
+        body = self._check_fields(info, copy.deepcopy(body), opts)
         new = semantics.carry_over(info, old, body, subresource)
         return self._store_update(info, old, new, opts)
 
@@ -294,6 +316,7 @@ class Cluster(DeletionRules):
         patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if patched_rv and patched_rv != old["metadata"]["resourceVersion"]:
             raise conflict(info.plural, name, info.group)
+        patched = self._check_fields(info, patched, opts)
         new = semantics.carry_over(info, old, patched, subresource)
         return self._store_update(info, old, new, opts), False
 

@@ -250,3 +250,32 @@ def normalize_time(value: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_OBJECT_META_FIELDS = frozenset(
+    {
+        "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+        "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+        "annotations", "ownerReferences", "finalizers", "managedFields",
+    }
+)  # fmt: skip
+_COMMON = frozenset({"apiVersion", "kind", "metadata"})
+# Top-level fields of the built-ins whose bodies we check under fieldValidation.
+_BUILTIN_FIELDS: dict[str, frozenset[str]] = {
+    "/configmaps": _COMMON | {"data", "binaryData", "immutable"},
+    "/secrets": _COMMON | {"data", "stringData", "type", "immutable"},
+    "/namespaces": _COMMON | {"spec", "status"},
+    "coordination.k8s.io/leases": _COMMON | {"spec"},
+}
+
+
+def unknown_fields(info: ResourceInfo, obj: Obj) -> list[str]:
+    """Unknown top-level and metadata fields of a built-in (CRs: the schema engine prunes)."""
+    known = _BUILTIN_FIELDS.get(info.rkey)
+    found: list[str] = []
+    if known is not None:
+        found += sorted(k for k in obj if k not in known)
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        found += sorted(f"metadata.{k}" for k in meta if k not in _OBJECT_META_FIELDS)
+    return found

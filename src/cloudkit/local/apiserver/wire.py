@@ -23,7 +23,8 @@ def json_response(body: Any, status: int = 200, warnings: list[str] | None = Non
         body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers=headers
     )
     for warning in warnings or []:
-        response.headers.add("Warning", f'299 - "{warning}"')
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
     return response
 
 
