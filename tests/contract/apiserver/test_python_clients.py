@@ -126,3 +126,45 @@ def test_ansible_k8s_module(apiserver: ApiServerHandle, kubectl, tmp_path: Path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "from-ansible" in kubectl("get", "cm", check=True).stdout
     assert "w-ansible" in kubectl("get", "widgets", check=True).stdout
+
+
+def test_typed_and_custom_objects_apis(apiserver: ApiServerHandle) -> None:
+    from kubernetes import client, watch
+
+    api_client = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    ext = client.ApiextensionsV1Api(api_client)
+    ext.create_custom_resource_definition(yaml.safe_load(WIDGETS_CRD.read_text()))
+    body = {
+        "apiVersion": "test.cloudkit.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 1, "zone": "a"},
+    }
+    custom.create_namespaced_custom_object("test.cloudkit.dev", "v1", "default", "widgets", body)
+    patched = custom.patch_namespaced_custom_object(
+        "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"spec": {"size": 2}}
+    )
+    assert patched["spec"]["size"] == 2
+    status = custom.patch_namespaced_custom_object_status(
+        "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"status": {"phase": "Ready"}}
+    )
+    assert status["status"]["phase"] == "Ready"
+
+    cm = core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "c1"}, "data": {"a": "b"}}
+    )
+    core.patch_namespaced_config_map("c1", "default", {"data": {"c": "d"}})
+    assert core.read_namespaced_config_map("c1", "default").data == {"a": "b", "c": "d"}
+    events = []
+    for event in watch.Watch().stream(
+        core.list_namespaced_config_map,
+        "default",
+        resource_version=cm.metadata.resource_version,
+        timeout_seconds=1,
+    ):
+        events.append(event["type"])
+    assert events == ["MODIFIED"]
+    core.delete_namespaced_config_map("c1", "default")
+    assert core.list_namespaced_config_map("default").items == []
