@@ -92,3 +92,9 @@ def make_kubectl(kubeconfig: Path, cache_dir: Path) -> Kubectl:
 def kubectl(apiserver: ApiServerHandle, kube_cache_dir: Path) -> Kubectl:
     """Run `.venv/bin/kubectl --kubeconfig <apiserver kubeconfig>`; returns CompletedProcess."""
     return make_kubectl(apiserver.kubeconfig, kube_cache_dir)
+
+
+@pytest.fixture
+def kubectl_session(apiserver_session: ApiServerHandle, kube_cache_dir: Path) -> Kubectl:
+    """Like `kubectl`, against the session-wide server."""
+    return make_kubectl(apiserver_session.kubeconfig, kube_cache_dir)

@@ -326,3 +326,9 @@ async def test_crd_name_conflict_not_served(api: Api) -> None:
     assert conditions == {"NamesAccepted": "False", "Established": "False"}
     status, _, _ = await api.call("GET", "/apis/test.cloudkit.dev/v1/namespaces/default/gadgets")
     assert status == 404
+
+
+async def test_list_with_future_resource_version(api: Api) -> None:
+    status, body, _ = await api.call("GET", CONFIGMAPS, params={"resourceVersion": "99999"})
+    assert status == 504 and "Too large resource version" in body["message"]
+    assert (await api.call("GET", CONFIGMAPS, params={"resourceVersion": "0"}))[0] == 200

@@ -122,3 +122,8 @@ def test_kubectl_typed_create_commands(kubectl) -> None:  # type: ignore[no-unty
     assert "Active" in kubectl("get", "ns", "team", check=True).stdout
     kubectl("delete", "namespace", "team", "--timeout=10s", check=True)
     assert "NotFound" in kubectl("get", "ns", "team").stderr
+
+
+def test_session_server_answers_kubectl(kubectl_session) -> None:  # type: ignore[no-untyped-def]
+    out = kubectl_session("version", "-o", "json", check=True).stdout
+    assert '"gitVersion": "v1.33' in out

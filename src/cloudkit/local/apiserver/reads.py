@@ -57,12 +57,17 @@ class ReadHandlers:
         store = self.cluster.store
         match = self._matcher(request, info)
         rv_param = request.query.get("resourceVersion")
-        if (
-            request.query.get("resourceVersionMatch") == "Exact"
-            and rv_param
-            and rv_param != str(store.rv)
-        ):
+        rv_match = request.query.get("resourceVersionMatch")
+        if rv_match == "Exact" and rv_param and rv_param != str(store.rv):
             raise ApiError(410, f"too old resource version: {rv_param} ({store.rv})")
+        if rv_param and rv_param.isdigit() and int(rv_param) > store.rv:
+            # A future RV (e.g. after a state reset): real servers time out like this, and
+            # client-go's reflector then re-lists without one.
+            raise ApiError(
+                504,
+                f"Too large resource version: {rv_param}, current: {store.rv}",
+                reason="Timeout",
+            )
         name = selectors.name_from_field_selector(request.query.get("fieldSelector"))
         if name is not None:
             found = (
