@@ -1,0 +1,302 @@
+"""A simulated backend and a simulated operator shell around the real, pure decide().
+
+The shell follows the loop documented in cloudkit.lifecycle.types exactly: decide, persist the
+status, apply finalizers, execute one I/O action, fold its outcome in, repeat. The backend
+behaves like AWX as far as the core can tell (pending → running → final state, cancel with
+202/405, purge, lookup by correlation id, unavailability). Both record what the invariants of
+design.md §4 are checked against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cloudkit.api import names
+from cloudkit.api.jobs import (
+    AAP_CAPABILITIES,
+    EDA_CAPABILITIES,
+    JobReading,
+    JobState,
+    JobType,
+)
+from cloudkit.api.models import ComputeInstance, ComputeInstanceStatus
+from cloudkit.lifecycle import decide
+from cloudkit.lifecycle.types import (
+    AddFinalizer,
+    CancelJob,
+    CancelOutcome,
+    Failure,
+    FailureKind,
+    FindJob,
+    LaunchDeprovision,
+    LaunchOutcome,
+    LaunchProvision,
+    LifecycleConfig,
+    LookupOutcome,
+    Observation,
+    Outcome,
+    PollJob,
+    PollOutcome,
+    RemoveFinalizer,
+    VirtualMachineObservation,
+)
+
+T0 = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
+AWX_WORD = {
+    JobState.PENDING: "pending",
+    JobState.RUNNING: "running",
+    JobState.SUCCEEDED: "successful",
+    JobState.FAILED: "failed",
+    JobState.CANCELED: "canceled",
+}
+UNAVAILABLE = Failure(FailureKind.UNAVAILABLE, "connection refused", retryable=True)
+
+
+def config(provider: str = "aap", **kw: Any) -> LifecycleConfig:
+    caps = AAP_CAPABILITIES if provider == "aap" else EDA_CAPABILITIES
+    return LifecycleConfig(provider_name=provider, capabilities=caps, **kw)
+
+
+def new_instance(name: str = "vm1") -> ComputeInstance:
+    return ComputeInstance.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1},
+            "spec": {"templateID": "tmpl", "templateParameters": "{}"},
+        }
+    )
+
+
+class Crash(Exception):
+    """The operator process died between persisting a decision and executing its action."""
+
+
+@dataclass
+class SimJob:
+    id: str
+    type: JobType
+    correlation_id: str
+    config_version: str | None
+    state: JobState = JobState.PENDING
+    cancel_requested: bool = False
+    purged: bool = False
+    fail: bool = False
+
+    def reading(self) -> JobReading:
+        if self.purged:
+            return JobReading(self.id, JobState.UNKNOWN, "purged", purged=True)
+        return JobReading(self.id, self.state, AWX_WORD.get(self.state, "unknown"))
+
+
+@dataclass
+class Backend:
+    provider: str = "aap"
+    jobs: dict[str, SimJob] = field(default_factory=dict)
+    launches: list[tuple[JobType, str]] = field(default_factory=list)
+    available: bool = True
+    violations: list[str] = field(default_factory=list)
+    next_id: int = 100
+
+    def active(self) -> list[SimJob]:
+        return [j for j in self.jobs.values() if j.state not in TERMINAL_STATES and not j.purged]
+
+    def launch(self, job_type: JobType, cid: str, cfg_version: str | None) -> SimJob:
+        if any(c == cid for _, c in self.launches):
+            self.violations.append(f"second launch with correlation id {cid}")
+        if self.active():
+            self.violations.append(f"{job_type} launched while {self.active()[0].id} active")
+        self.launches.append((job_type, cid))
+        self.next_id += 1
+        job = SimJob(str(self.next_id), job_type, cid, cfg_version)
+        if self.provider == "eda":
+            job.id = f"eda-webhook-{self.next_id}"
+            job.state = JobState.RUNNING
+        self.jobs[job.id] = job
+        return job
+
+    def progress(self, job: SimJob) -> None:
+        """One backend step: pending → running → successful/failed; cancels land here too."""
+        if job.state in TERMINAL_STATES:
+            return
+        if job.cancel_requested:
+            job.state = JobState.CANCELED
+        elif job.state is JobState.PENDING:
+            job.state = JobState.RUNNING
+        else:
+            job.state = JobState.FAILED if job.fail else JobState.SUCCEEDED
+
+
+TERMINAL_STATES = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}
+
+
+@dataclass
+class World:
+    """The API server's copy of one instance, a backend, VMs, a clock, and write history."""
+
+    provider: str = "aap"
+    cfg: LifecycleConfig = field(default_factory=config)
+    stored: ComputeInstance | None = field(default_factory=new_instance)
+    backend: Backend = field(default_factory=Backend)
+    now: datetime = T0
+    vm_exists: bool = False
+    vm_ready: bool = False
+    writes: list[ComputeInstanceStatus] = field(default_factory=list)
+    released_because: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.backend.provider = self.provider
+        if self.provider != self.cfg.provider_name:
+            self.cfg = config(self.provider)
+
+    # --- the playbooks' effect on the world ----------------------------------------------------
+
+    def settle_playbooks(self) -> None:
+        for job in self.backend.jobs.values():
+            if job.state is not JobState.SUCCEEDED or getattr(job, "_applied", False):
+                continue
+            job._applied = True  # type: ignore[attr-defined]
+            if self.stored is None:
+                continue
+            meta = self.stored.metadata
+            if job.type is JobType.PROVISION:
+                self.vm_exists = True
+                if job.config_version:
+                    meta.annotations[names.RECONCILED_CONFIG_VERSION_ANNOTATION] = (
+                        job.config_version
+                    )
+                if names.AUTOMATION_FINALIZER not in meta.finalizers and not self.stored.deleting:
+                    meta.finalizers.append(names.AUTOMATION_FINALIZER)
+            else:
+                self.vm_exists = False
+                self.vm_ready = False
+                if names.AUTOMATION_FINALIZER in meta.finalizers:
+                    meta.finalizers.remove(names.AUTOMATION_FINALIZER)
+                    self._maybe_gone()
+
+    def eda_progress(self) -> None:
+        """EDA jobs are not observable; the playbook finishing is what moves the world."""
+        for job in self.backend.jobs.values():
+            if job.state is JobState.RUNNING:
+                job.state = JobState.SUCCEEDED
+        self.settle_playbooks()
+
+    def _maybe_gone(self) -> None:
+        if self.stored is not None and self.stored.deleting and not self.stored.metadata.finalizers:
+            self.stored = None
+
+    # --- the shell ----------------------------------------------------------------------------
+
+    def execute(self, action: object) -> Outcome:
+        b = self.backend
+        assert self.stored is not None
+        if isinstance(action, LaunchProvision | LaunchDeprovision):
+            job_type = (
+                JobType.PROVISION if isinstance(action, LaunchProvision) else (JobType.DEPROVISION)
+            )
+            if not b.available:
+                return LaunchOutcome(job_type, action.correlation_id, failure=UNAVAILABLE)
+            if (
+                job_type is JobType.DEPROVISION
+                and self.provider == "eda"
+                and (names.AUTOMATION_FINALIZER not in self.stored.metadata.finalizers)
+            ):
+                return LaunchOutcome(job_type, action.correlation_id, skipped=True)
+            current = (
+                self.stored.status.provision_job
+                if job_type is JobType.PROVISION
+                else self.stored.status.deprovision_job
+            )
+            cfg_version = current.config_version if current else None
+            job = b.launch(job_type, action.correlation_id, cfg_version)
+            reading = job.reading()
+            return LaunchOutcome(
+                job_type,
+                action.correlation_id,
+                reading=reading,
+                block_deletion_on_failure=self.cfg.capabilities.block_deletion_on_failure,
+            )
+        if isinstance(action, PollJob):
+            if not b.available:
+                return PollOutcome(action.job_type, action.job_id, failure=UNAVAILABLE)
+            job = b.jobs[action.job_id]
+            return PollOutcome(action.job_type, action.job_id, reading=job.reading())
+        if isinstance(action, CancelJob):
+            if not b.available:
+                return CancelOutcome(action.job_id, failure=UNAVAILABLE)
+            job = b.jobs[action.job_id]
+            if job.state in TERMINAL_STATES:
+                return CancelOutcome(action.job_id, already_terminal=True)
+            job.cancel_requested = True
+            if job.state is JobState.PENDING:
+                job.state = JobState.CANCELED  # AWX cancels a queued job at once
+            return CancelOutcome(action.job_id, accepted=True)
+        if isinstance(action, FindJob):
+            if not b.available:
+                return LookupOutcome(action.job_type, action.correlation_id, failure=UNAVAILABLE)
+            found = [j for j in b.jobs.values() if j.correlation_id == action.correlation_id]
+            return LookupOutcome(
+                action.job_type,
+                action.correlation_id,
+                reading=found[0].reading() if found else None,
+            )
+        raise AssertionError(f"unknown action {action!r}")
+
+    def reconcile(self, *, crash_at: int | None = None) -> timedelta | None:
+        """One reconcile pass. crash_at=k: die after persisting the k-th decision's status."""
+        if self.stored is None:
+            return None
+        vms = (VirtualMachineObservation("vm1", "ns-t", self.vm_ready),) if self.vm_exists else ()
+        observation = Observation(vms=vms)
+        for i in range(30):
+            assert self.stored is not None
+            decision = decide(self.stored, observation, self.now, self.cfg)
+            if decision.ignored:
+                return None
+            if decision.status != self.stored.status:
+                self.stored.status = decision.status.model_copy(deep=True)
+                self.writes.append(self.stored.status.model_copy(deep=True))
+            for change in decision.finalizers:
+                fins = self.stored.metadata.finalizers
+                if isinstance(change, AddFinalizer) and change.name not in fins:
+                    if not self.stored.deleting:
+                        fins.append(change.name)
+                elif isinstance(change, RemoveFinalizer) and change.name in fins:
+                    self.released_because.append(self._release_reason())
+                    fins.remove(change.name)
+            self._maybe_gone()
+            if self.stored is None or decision.io is None:
+                return decision.requeue_after
+            if crash_at is not None and i >= crash_at:
+                raise Crash
+            observation = observation.with_outcome(self.execute(decision.io))
+        raise AssertionError("decide() did not converge in 30 steps")
+
+    def _release_reason(self) -> str:
+        assert self.stored is not None
+        dep = self.stored.status.deprovision_job
+        state = self.stored.metadata.annotations.get(names.MANAGEMENT_STATE_ANNOTATION)
+        if state in {names.MANAGEMENT_STATE_MANUAL, names.MANAGEMENT_STATE_UNMANAGED}:
+            return "managed-elsewhere"
+        if dep is None:
+            if self.provider == "eda" and (
+                names.AUTOMATION_FINALIZER not in self.stored.metadata.finalizers
+            ):
+                return "skipped"
+            return "BAD: no deprovision job"
+        if dep.state is JobState.SUCCEEDED or dep.purged:
+            return "succeeded"
+        if dep.state in TERMINAL_STATES and not dep.block_deletion_on_failure:
+            return "failed-non-blocking"
+        return f"BAD: deprovision {dep.state} block={dep.block_deletion_on_failure}"
+
+    def delete(self) -> None:
+        if self.stored is None or self.stored.deleting:
+            return
+        self.stored.metadata.deletion_timestamp = self.now
+        self._maybe_gone()
+        if self.stored is not None and not self.stored.metadata.finalizers:
+            self.stored = None
+
+    def tick(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

@@ -1,0 +1,186 @@
+"""Property tests: the five invariants of design.md §4 under arbitrary interleavings.
+
+A hypothesis state machine drives one instance through create, spec changes, backend progress,
+cancels landing, deletion, backend outages, the playbook's write-backs, VM readiness, time, and
+operator crashes between persisting a decision and executing it. After every step it checks:
+
+1. at most one non-terminal job per instance in the backend, so with AAP no deprovision job is
+   launched while the provision job is non-terminal (the backend records any violation);
+2. every persisted job state comes with the message of the same reading;
+3. the first write that records a deprovision job shows the provision job terminal (AAP);
+4. exactly-once launches: no correlation id reaches the backend twice, even across crashes;
+5. the operator finalizer is released only when deprovisioning succeeded, was skipped, or
+   failed without blockDeletionOnFailure.
+At the end, with a healthy backend, a deleted instance goes away within a bounded number of
+passes and leaves no VM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from cloudkit.api import names
+from cloudkit.api.jobs import JobState
+from cloudkit.api.models import ComputeInstanceStatus, JobStatus
+from tests.unit.lifecycle.sim import AWX_WORD, Crash, World, config
+
+NON_READING_PREFIXES = (
+    "Launching ",
+    "Failed to get job status",
+    "Failed to cancel job",
+    "Failed to trigger",
+    "Failed to look up",
+)
+
+
+def consistent(job: JobStatus, provider: str) -> bool:
+    """State and message come from one reading (or from a documented non-reading message)."""
+    if job.purged or job.message.startswith(NON_READING_PREFIXES):
+        return job.state not in {JobState.SUCCEEDED, JobState.CANCELED} or bool(job.purged)
+    if provider == "eda":
+        return True
+    if job.message.startswith("canceled before launch"):
+        return job.state is JobState.CANCELED
+    return job.message == AWX_WORD.get(job.state, job.message)
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World()
+        self.checked_writes = 0
+
+    @rule(provider=st.sampled_from(["aap", "eda"]))
+    @precondition(lambda self: not self.world.writes)
+    def choose_provider(self, provider: str) -> None:
+        self.world = World(provider=provider, cfg=config(provider))
+
+    @rule()
+    def reconcile(self) -> None:
+        self.world.reconcile()
+
+    @rule(k=st.integers(min_value=0, max_value=3))
+    def crash_during_reconcile(self, k: int) -> None:
+        # The next reconcile is a fresh process: no memory but the stored object.
+        with contextlib.suppress(Crash):
+            self.world.reconcile(crash_at=k)
+
+    @rule(data=st.data(), fail=st.booleans())
+    def backend_progress(self, data: st.DataObject, fail: bool) -> None:
+        active = self.world.backend.active()
+        if not active:
+            return
+        job = data.draw(st.sampled_from(active))
+        job.fail = job.fail or fail
+        if self.world.provider == "eda":
+            self.world.eda_progress()
+        else:
+            self.world.backend.progress(job)
+            self.world.settle_playbooks()
+
+    @rule()
+    @precondition(lambda self: self.world.stored is not None and not self.world.stored.deleting)
+    def spec_change(self) -> None:
+        stored = self.world.stored
+        assert stored is not None
+        stored.spec.template_parameters = f'{{"n": {len(self.world.writes)}}}'
+        stored.metadata.generation = (stored.metadata.generation or 1) + 1
+
+    @rule()
+    def delete(self) -> None:
+        self.world.delete()
+
+    @rule(available=st.booleans())
+    def backend_availability(self, available: bool) -> None:
+        self.world.backend.available = available
+
+    @rule()
+    def purge_finished_jobs(self) -> None:
+        for job in self.world.backend.jobs.values():
+            if job.state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}:
+                job.purged = True
+
+    @rule(ready=st.booleans())
+    def vm_readiness(self, ready: bool) -> None:
+        self.world.vm_ready = ready and self.world.vm_exists
+
+    @rule(seconds=st.sampled_from([0.2, 1.0, 10.0, 200.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.world.tick(seconds)
+
+    # --- invariants ---------------------------------------------------------------------------
+
+    @invariant()
+    def one_active_job_and_exactly_once_launches(self) -> None:  # invariants 1 and 4
+        assert not self.world.backend.violations, self.world.backend.violations
+        assert len(self.world.backend.active()) <= 1
+
+    @invariant()
+    def state_and_message_from_one_reading(self) -> None:  # invariant 2
+        for status in self.world.writes[self.checked_writes :]:
+            for job in (status.provision_job, status.deprovision_job):
+                if job is not None and job.id:
+                    assert consistent(job, self.world.provider), job
+
+    @invariant()
+    def provision_terminal_before_deprovision(self) -> None:  # invariant 3
+        if self.world.provider != "aap":
+            return
+        first = next((s for s in self.world.writes if s.deprovision_job is not None), None)
+        if first is not None:
+            assert first.provision_job is None or _settled(first)
+
+    @invariant()
+    def finalizer_released_only_when_clean(self) -> None:  # invariant 5
+        for reason in self.world.released_because:
+            assert not reason.startswith("BAD"), reason
+
+    def teardown(self) -> None:
+        """Eventually: a healthy backend lets a deleted instance go, with no VM left."""
+        world = self.world
+        if world.stored is None or not world.stored.deleting:
+            return
+        world.backend.available = True
+        for job in world.backend.jobs.values():
+            job.fail = False
+        for _ in range(40):
+            if world.stored is None:
+                break
+            if world.provider == "eda":
+                world.eda_progress()
+            else:
+                for job in list(world.backend.active()):
+                    world.backend.progress(job)
+                world.settle_playbooks()
+            world.tick(400)
+            world.reconcile()
+        assert world.stored is None, world.stored and world.stored.status
+        if world.provider == "aap":
+            assert not world.vm_exists
+        assert not world.backend.violations
+
+
+def _settled(status: ComputeInstanceStatus) -> bool:
+    prov = status.provision_job
+    assert prov is not None
+    return prov.state in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED} or bool(
+        prov.purged
+    )
+
+
+Lifecycle.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLifecycle = Lifecycle.TestCase
+
+
+def test_names_are_upstream() -> None:
+    assert names.OPERATOR_FINALIZER == "cloudkit.openshift.io/computeinstance"
