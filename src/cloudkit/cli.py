@@ -5,6 +5,7 @@ Subcommands import their implementation lazily so `cloudkit crds` does not pay f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -101,19 +102,45 @@ def scenario(
     ),
     json_report: Path | None = typer.Option(None, "--json", help="Write the report here."),
     namespace: str = typer.Option("cloudkit-computeinstance", help="Namespace of instances."),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="State directory of the local stack (default: a temporary one)."
+    ),
 ) -> None:
     """Run an end-to-end scenario with named validations; exit 0 only if all pass."""
-    from cloudkit.scenarios.cli import run
+    from cloudkit.scenarios.cli import run as run_scenario
 
-    raise typer.Exit(
-        run(
+    def go(config_file: Path) -> int:
+        return run_scenario(
             name=name,
             provider=provider,
-            kubeconfig=kubeconfig,
+            kubeconfig=config_file,
             json_report=json_report,
             namespace=namespace,
         )
-    )
+
+    if kubeconfig is not None:
+        raise typer.Exit(go(kubeconfig))
+    raise typer.Exit(_with_local_stack(provider, state_dir, go))
+
+
+def _with_local_stack(provider: str, state_dir: Path | None, work: Callable[[Path], int]) -> int:
+    """Start the local stack, run `work(kubeconfig)` in a thread, always stop the stack."""
+    import asyncio
+    import tempfile
+
+    from cloudkit.local.stack import start_stack
+
+    directory = state_dir or Path(tempfile.mkdtemp(prefix="cloudkit-scenario-"))
+
+    async def main() -> int:
+        typer.echo(f"starting a local stack ({provider}) in {directory} ...")
+        stack = await start_stack(provider=provider, state_dir=directory)
+        try:
+            return await asyncio.to_thread(work, stack.kubeconfig)
+        finally:
+            await stack.stop()
+
+    return asyncio.run(main())
 
 
 def main() -> None:

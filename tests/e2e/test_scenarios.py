@@ -1,0 +1,62 @@
+"""The end-to-end scenarios, run exactly as a user runs them: `cloudkit scenario ...`.
+
+Without --kubeconfig the command starts its own local stack (API server, automation service,
+VM simulator, operator as real processes) and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+CLOUDKIT = [sys.executable, "-m", "cloudkit.cli"]
+
+
+def run_scenario(name: str, provider: str, tmp_path: Path) -> dict[str, object]:
+    report = tmp_path / f"{name}.json"
+    proc = subprocess.run(
+        [
+            *CLOUDKIT,
+            "scenario",
+            name,
+            "--provider",
+            provider,
+            "--json",
+            str(report),
+            "--state-dir",
+            str(tmp_path / "stack"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert report.exists(), proc.stdout + proc.stderr
+    data: dict[str, object] = json.loads(report.read_text())
+    failed = [v for v in data["validations"] if not v["passed"]]  # type: ignore[attr-defined]
+    assert proc.returncode == 0 and not failed, (failed, proc.stdout[-4000:], proc.stderr[-4000:])
+    return data
+
+
+@pytest.mark.parametrize("provider", ["aap"])
+def test_delete_during_provision(provider: str, tmp_path: Path) -> None:
+    data = run_scenario("delete-during-provision", provider, tmp_path)
+    names = {v["name"] for v in data["validations"]}  # type: ignore[attr-defined]
+    assert {
+        "only-provision-job-before-delete",
+        "provision-job-terminal-with-matching-message",
+        "single-deprovision-job-after-provision-terminal",
+        "resource-gone",
+        "no-orphan-virtual-machine",
+    } <= names
+
+
+@pytest.mark.parametrize("provider", ["aap"])
+def test_lifecycle(provider: str, tmp_path: Path) -> None:
+    data = run_scenario("lifecycle", provider, tmp_path)
+    assert data["passed"] is True
