@@ -28,9 +28,19 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kopf_operator_handlers(apiserver: ApiServerHandle, kubectl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _install_crd(kubectl) -> None:  # type: ignore[no-untyped-def]
     kubectl("apply", "-f", str(WIDGETS_CRD), check=True)
     kubectl("wait", "--for=condition=established", "crd/widgets.test.cloudkit.dev", check=True)
+
+
+# crd_first=False: kopf starts while the group does not exist and must pick the CRD up from
+# its CRD watch (discovery has to be updated before that event goes out).
+@pytest.mark.parametrize("crd_first", [True, False])
+def test_kopf_operator_handlers(  # type: ignore[no-untyped-def]
+    apiserver: ApiServerHandle, kubectl, tmp_path: Path, crd_first: bool
+) -> None:
+    if crd_first:
+        _install_crd(kubectl)
     log_path = tmp_path / "kopf.log"
     env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig)}
     with log_path.open("w") as log:
@@ -49,6 +59,10 @@ def test_kopf_operator_handlers(apiserver: ApiServerHandle, kubectl, tmp_path: P
             env=env,
         )
     try:
+        if not crd_first:
+            # kopf has scanned discovery (before the group exists) once startup ran
+            _until(lambda: "Activity 'configure' succeeded" in log_path.read_text(), "startup")
+            _install_crd(kubectl)
 
         def get(path: str) -> str:
             return kubectl("get", "widget", "w1", "-o", f"jsonpath={path}").stdout
