@@ -1,3 +1,3 @@
-"""cloudkit: a Kubernetes operator that turns ComputeInstances into VMs through Ansible automation."""
+"""cloudkit: a Kubernetes operator turning ComputeInstances into VMs via Ansible automation."""
 
 __version__ = "0.1.0"
