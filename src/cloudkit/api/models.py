@@ -131,7 +131,7 @@ class JobStatus(_Model):
     """
 
     id: str = Field(default="", description="Backend job id; empty while only intended.")
-    state: JobState = JobState.PENDING
+    state: JobState = Field(default=JobState.PENDING, description="Last known job state.")
     message: str = ""
     block_deletion_on_failure: bool = False
     correlation_id: str | None = Field(default=None, alias="correlationID")
@@ -151,8 +151,8 @@ class JobRecord(_Model):
 
     job_id: str = Field(default="", alias="jobID")
     type: JobType
-    timestamp: datetime
-    state: JobState
+    timestamp: datetime = Field(description="UTC launch time.")
+    state: JobState = Field(description="Last known job state.")
     message: str = ""
     block_deletion_on_failure: bool = False
     correlation_id: str | None = Field(default=None, alias="correlationID")
@@ -173,9 +173,14 @@ class TenantReference(_Model):
 class ComputeInstanceStatus(_Model):
     phase: Phase | None = None
     conditions: list[Condition] = Field(default_factory=list)
-    provision_job: JobStatus | None = None
-    deprovision_job: JobStatus | None = None
-    jobs: list[JobRecord] = Field(default_factory=list)
+    provision_job: JobStatus | None = Field(default=None, description="The current provision job.")
+    deprovision_job: JobStatus | None = Field(
+        default=None, description="The current deprovision job."
+    )
+    jobs: list[JobRecord] = Field(
+        default_factory=list,
+        description="Every job started, oldest first, trimmed to the newest N.",
+    )
     desired_config_version: str | None = None
     reconciled_config_version: str | None = None
     virtual_machine_reference: VirtualMachineReference | None = None
