@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -245,6 +246,8 @@ async def _start_children(
     with_operator: bool,
 ) -> None:
     state_dir = handle.state_dir
+    # The operator's job-notification receiver requires this token (like every server here).
+    notification_token = secrets.token_urlsafe(24)
     apiserver_dir = state_dir / "apiserver"
     apiserver = await spawn(
         "apiserver",
@@ -278,7 +281,7 @@ async def _start_children(
                 env=playbook_env,
                 logs=logs,
                 sink=sink,
-                notification_url=handle.notification_url,
+                notification_url=f"{handle.notification_url}?token={notification_token}",
             )
         else:
             backend = await start_eda_backend(
@@ -291,13 +294,16 @@ async def _start_children(
     handle.automation_token_file = backend.token_file
 
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
+        # The stack's own backend settings win over any left in the user's shell.
+        inherited = {k: v for k, v in env.items() if k != "CLOUDKIT_AAP_TOKEN"}
         operator_env = {
-            **env,
+            **inherited,
             "KUBECONFIG": str(inner_kubeconfig),
             "CLOUDKIT_PROVISIONING_PROVIDER": handle.provider,
             **backend.operator_env,
             "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
             "CLOUDKIT_NOTIFICATION_ADDRESS": _address(handle.notification_url),
+            "CLOUDKIT_NOTIFICATION_TOKEN": notification_token,
             "CLOUDKIT_METRICS_ADDRESS": _address(handle.metrics_url),
             "CLOUDKIT_HEALTH_ADDRESS": _address(handle.health_url),
         }
@@ -306,7 +312,12 @@ async def _start_children(
         )
         handle.children.append(operator)
         health_port = int(_address(handle.health_url).rsplit(":", 1)[1])
-        await wait_for_port(HOST, health_port, operator, START_TIMEOUT_S)
+        try:
+            await wait_for_port(HOST, health_port, operator, START_TIMEOUT_S)
+        except ChildFailed as error:
+            raise StackError(str(error)) from error
+        except TimeoutError as error:
+            raise StackError(f"operator not healthy within {START_TIMEOUT_S:.0f}s") from error
         handle.operator_running = True
     elif with_operator:
         log.warning("cloudkit.operator.main is not installed; the stack runs without operator")

@@ -60,7 +60,10 @@ def write_templates(path: Path, notification_url: str) -> None:
         )
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(entries, sort_keys=False))
+    # 0600: the notification URL carries the receiver's token.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(yaml.safe_dump(entries, sort_keys=False))
 
 
 def _secret_file(path: Path) -> str:
@@ -104,7 +107,8 @@ async def start_automation_backend(
     token_file = automation_dir / "automation-token"
     operator_env = {
         "CLOUDKIT_AAP_URL": url,
-        "CLOUDKIT_AAP_TOKEN": token_file.read_text().strip(),
+        # The token stays in its 0600 file rather than in the operator's environment.
+        "CLOUDKIT_AAP_TOKEN_FILE": str(token_file),
         "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
         "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
     }
