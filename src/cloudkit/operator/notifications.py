@@ -1,0 +1,114 @@
+"""Receiver of AWX job notification webhooks: a job changed state → reconcile its instance now.
+
+AWX notification templates of the webhook type POST a JSON body with the job's `id`, `status`
+and `extra_vars` (a JSON string). Our launches put the whole instance in
+`extra_vars.ansible_eda.event.payload`, so its namespace and name identify whom to wake. The
+notification carries no authority: it only makes the reconcile come earlier, and the reconcile
+reads the job from AAP itself. An optional shared token (CLOUDKIT_NOTIFICATION_TOKEN) is
+checked as a Bearer header or a `token` query parameter, in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.settings import Address
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024
+"""A notification carries the whole instance in extra_vars; bigger bodies are refused."""
+
+
+def instance_of(notification: Mapping[str, Any]) -> InstanceKey | None:
+    """The instance a notification is about, or None if it names none."""
+    extra_vars: Any = notification.get("extra_vars")
+    if isinstance(extra_vars, str):
+        try:
+            extra_vars = json.loads(extra_vars) if extra_vars else {}
+        except ValueError:
+            return None
+    if not isinstance(extra_vars, Mapping):
+        return None
+    payload = _path(extra_vars, "ansible_eda", "event", "payload")
+    metadata = _path(payload, "metadata") if isinstance(payload, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        return None
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    if not isinstance(name, str) or not isinstance(namespace, str) or not name or not namespace:
+        return None
+    return InstanceKey(namespace, name)
+
+
+def _path(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+class NotificationReceiver:
+    def __init__(
+        self,
+        address: Address,
+        wake: Callable[[InstanceKey], None],
+        *,
+        token: SecretStr | None = None,
+    ) -> None:
+        self._address = address
+        self._wake = wake
+        self._token = token
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        expected = self._token.get_secret_value().encode()
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        given = given or request.query.get("token", "")
+        return hmac.compare_digest(given.encode(), expected)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"detail": "unauthorized"}, status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"detail": "body must be JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"detail": "body must be a JSON object"}, status=400)
+        key = instance_of(body)
+        if key is None:
+            # Not ours (or a test notification): accepted, nothing to wake.
+            return web.json_response({"woken": None}, status=202)
+        log.debug("job %s is %s: waking %s", body.get("id"), body.get("status"), key)
+        self._wake(key)
+        return web.json_response({"woken": str(key)}, status=202)
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/", self._handle)
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._address.host, self._address.port)
+        await site.start()
+        server: Any = site._server
+        sockets = server.sockets if server is not None else []
+        self.port = sockets[0].getsockname()[1] if sockets else self._address.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

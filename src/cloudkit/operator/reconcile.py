@@ -1,0 +1,246 @@
+"""One reconcile of one ComputeInstance: the loop of cloudkit.lifecycle.types, executed.
+
+read fresh → decide → write the status if it changed (resourceVersion precondition) → finalizer
+patch → run the one I/O action → fold its outcome → decide again (bounded) → events → requeue.
+A conflict re-reads the object and starts the pass over, keeping the outcomes already obtained
+(an executed launch must never be forgotten, or it would be launched again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from cloudkit.api.models import ComputeInstance, JobStatus
+from cloudkit.lifecycle import decide
+from cloudkit.lifecycle.types import (
+    AddFinalizer,
+    Decision,
+    EventType,
+    LifecycleConfig,
+    Observation,
+    RecordEvent,
+    RemoveFinalizer,
+)
+from cloudkit.operator.actions import execute
+from cloudkit.operator.kube import Conflict, InstanceKey, Kube, KubeError
+from cloudkit.operator.metrics import JobTracker, OperatorMetrics
+from cloudkit.providers.base import Provider
+
+log = logging.getLogger("cloudkit.operator")
+
+MAX_STEPS = 12
+"""decide() rounds in one pass; each executes at most one I/O action."""
+MAX_CONFLICTS = 5
+"""Re-reads after a write conflict before the pass gives up (and is retried with backoff)."""
+INVALID_REASON = "InvalidSpec"
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    provider: Provider
+    config: LifecycleConfig
+    metrics: OperatorMetrics
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    jobs: JobTracker = field(init=False)
+    _written: dict[InstanceKey, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = JobTracker(self.metrics, self.config.provider_name)
+
+    def is_own_write(self, key: InstanceKey, resource_version: str | None) -> bool:
+        """True for the watch event of a write this operator just made (no new information)."""
+        return resource_version is not None and self._written.get(key) == resource_version
+
+    async def __call__(self, key: InstanceKey) -> float | None:
+        """Reconcile `key`; the seconds until it wants to run again (None = on changes only)."""
+        started = time.monotonic()
+        try:
+            delay = await self.reconcile(key)
+        except Exception:
+            self.metrics.reconcile_errors.inc()
+            raise
+        finally:
+            self.metrics.reconcile_duration.observe(time.monotonic() - started)
+        return None if delay is None else delay.total_seconds()
+
+    async def reconcile(self, key: InstanceKey) -> timedelta | None:
+        observation = Observation()
+        events: dict[tuple[str, str, str], RecordEvent] = {}
+        for _ in range(MAX_CONFLICTS):
+            raw = await self.kube.get_instance(key)
+            if raw is None:
+                self._gone(key)
+                return None
+            instance = await self._parse(key, raw)
+            if instance is None:
+                return None
+            if not observation.outcomes:
+                observation = Observation(vms=await self.kube.list_vms(key.name))
+            try:
+                decision, raw = await self._steps(key, raw, instance, observation, events)
+            except _Restart as restart:
+                observation = restart.observation
+                log.info("%s: changed while reconciling; re-reading", key)
+                continue
+            if raw is not None:
+                await self._record(raw, events.values())
+            if decision is None or decision.ignored:
+                return None
+            return decision.requeue_after
+        raise RuntimeError(f"{key}: gave up after {MAX_CONFLICTS} write conflicts")
+
+    async def _steps(
+        self,
+        key: InstanceKey,
+        raw: dict[str, Any],
+        instance: ComputeInstance,
+        observation: Observation,
+        events: dict[tuple[str, str, str], RecordEvent],
+    ) -> tuple[Decision | None, dict[str, Any] | None]:
+        decision: Decision | None = None
+        for _ in range(MAX_STEPS):
+            decision = decide(instance, observation, self.clock(), self.config)
+            if decision.ignored:
+                return decision, None
+            for event in decision.events:
+                events.setdefault((event.type, event.reason, event.message), event)
+            persisted, instance = await self._persist(key, raw, instance, decision, observation)
+            if persisted is None:  # our finalizer was the last one: the object is gone
+                self._gone(key)
+                return None, None
+            raw = persisted
+            self._log(key, decision)
+            if decision.io is None:
+                return decision, raw
+            outcome = await execute(self.provider, decision.io, raw)
+            observation = observation.with_outcome(outcome)
+        # Out of rounds with I/O still wanted: come back soon rather than loop here for ever.
+        log.warning("%s: %d decision rounds in one pass; requeueing", key, MAX_STEPS)
+        return Decision(status=instance.status, requeue_after=self.config.first_poll), raw
+
+    async def _persist(
+        self,
+        key: InstanceKey,
+        raw: dict[str, Any],
+        instance: ComputeInstance,
+        decision: Decision,
+        observation: Observation,
+    ) -> tuple[dict[str, Any] | None, ComputeInstance]:
+        try:
+            new_status = decision.status.to_wire()
+            if new_status != instance.status.to_wire():
+                raw = await self.kube.replace_status(raw, new_status)
+                instance = ComputeInstance.model_validate(raw)
+                self._written[key] = raw["metadata"]["resourceVersion"]
+                self.jobs.observe(str(key), instance.status)
+            for action in decision.finalizers:
+                patched = await self._apply_finalizer(raw, action)
+                if patched is None:
+                    return None, instance
+                raw = patched
+                instance = ComputeInstance.model_validate(raw)
+                self._written[key] = raw["metadata"]["resourceVersion"]
+        except Conflict as error:
+            raise _Restart(observation) from error
+        return raw, instance
+
+    async def _apply_finalizer(
+        self, raw: dict[str, Any], action: AddFinalizer | RemoveFinalizer
+    ) -> dict[str, Any] | None:
+        finalizers = list(raw["metadata"].get("finalizers") or [])
+        if isinstance(action, AddFinalizer):
+            if action.name in finalizers:
+                return raw
+            finalizers.append(action.name)
+        else:
+            if action.name not in finalizers:
+                return raw
+            finalizers.remove(action.name)
+        return await self.kube.set_finalizers(raw, finalizers)
+
+    async def _parse(self, key: InstanceKey, raw: dict[str, Any]) -> ComputeInstance | None:
+        """The typed instance, or None after reporting why it cannot be read (no crash)."""
+        try:
+            return ComputeInstance.model_validate(raw)
+        except ValidationError as error:
+            problem = _validation_summary(error)
+        log.warning("%s: invalid ComputeInstance: %s", key, problem)
+        status = dict(raw.get("status") or {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Accepted"]
+        accepted = {
+            "type": "Accepted",
+            "status": "False",
+            "reason": INVALID_REASON,
+            "message": problem,
+        }
+        old: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Accepted"), {}
+        )
+        if old.get("reason") == INVALID_REASON and old.get("message") == problem:
+            return None  # already reported
+        accepted["lastTransitionTime"] = _timestamp(self.clock())
+        status["conditions"] = [*conditions, accepted]
+        try:
+            written = await self.kube.replace_status(raw, status)
+            self._written[key] = written["metadata"]["resourceVersion"]
+            await self._record(written, [RecordEvent(EventType.WARNING, INVALID_REASON, problem)])
+        except KubeError as error:
+            log.warning("%s: could not report the invalid spec: %s", key, error)
+        return None
+
+    async def _record(self, raw: dict[str, Any], events: Any) -> None:
+        for event in events:
+            try:
+                await self.kube.record_event(raw, event)
+            except KubeError as error:
+                log.warning("%s", error)
+
+    def _gone(self, key: InstanceKey) -> None:
+        self._written.pop(key, None)
+        self.jobs.forget(str(key))
+
+    def _log(self, key: InstanceKey, decision: Decision) -> None:
+        status = decision.status
+        io = type(decision.io).__name__ if decision.io is not None else "-"
+        requeue = decision.requeue_after
+        log.info(
+            "%s: phase=%s provision=%s deprovision=%s io=%s requeue=%s",
+            key,
+            status.phase.value if status.phase else "-",
+            _job_text(status.provision_job),
+            _job_text(status.deprovision_job),
+            io,
+            f"{requeue.total_seconds():g}s" if requeue is not None else "-",
+        )
+
+
+class _Restart(Exception):
+    def __init__(self, observation: Observation) -> None:
+        super().__init__("restart")
+        self.observation = observation
+
+
+def _job_text(job: JobStatus | None) -> str:
+    if job is None:
+        return "-"
+    return f"{job.id or '(intent)'}:{job.state.value}"
+
+
+def _timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _validation_summary(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item.get("loc", ()))
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid object"

@@ -1,0 +1,298 @@
+"""The operator's configuration: CLOUDKIT_* environment variables, validated once at start-up.
+
+Names are upstream's (reference §7) so a deployment can switch implementations without new
+config; ours are added beside them. Validation is stricter than upstream's: a bad value stops
+the process with a message naming the variable instead of silently falling back to a default.
+Secrets (the AAP token, webhook URLs that may carry a token, the notification token) are
+SecretStr: they never appear in repr, str, logs, status or events.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from cloudkit.operator.duration import parse_duration
+
+DEFAULT_NAMESPACE = "cloudkit-computeinstance"
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:8080"
+OFF_WORDS = frozenset({"", "off", "none", "disabled", "false", "0"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+T = TypeVar("T")
+
+
+class PollPolicy(StrEnum):
+    ADAPTIVE = "adaptive"
+    """Sub-second first poll, backing off to the poll interval (our default)."""
+    FIXED = "fixed"
+    """Every poll waits the full interval (upstream's fixed 30 s requeue; for benchmarks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host:port to listen on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class SettingsError(Exception):
+    """One or more variables are invalid; each problem names its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class AapSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    token: SecretStr
+    provision_template: str
+    deprovision_template: str
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+
+
+class EdaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    provision_webhook: SecretStr
+    """May carry a token in its query string (the local rulebook's does), hence secret."""
+    deprovision_webhook: SecretStr
+    minimum_request_interval: timedelta = timedelta(0)
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    provider: Literal["aap", "eda"]
+    aap: AapSettings | None = None
+    eda: EdaSettings | None = None
+    poll_interval: timedelta = timedelta(seconds=30)
+    poll_policy: PollPolicy = PollPolicy.ADAPTIVE
+    first_poll: timedelta = timedelta(milliseconds=500)
+    retry_backoff_min: timedelta = timedelta(minutes=2)
+    retry_backoff_max: timedelta = timedelta(minutes=30)
+    max_job_history: int = 10
+    namespace: str | None = DEFAULT_NAMESPACE
+    """The only namespace whose instances are reconciled; None = all namespaces."""
+    workers: int = 8
+    notification_address: Address | None = None
+    notification_token: SecretStr | None = None
+    metrics_address: Address | None = None
+    health_address: Address | None = None
+
+
+class _Reader:
+    """Reads variables from an environment, collecting every problem instead of stopping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        return None if value is None else value.strip()
+
+    def parsed(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError as error:
+            self.problems.append(f"{name}: {error}")
+            return default
+
+    def required(self, name: str, why: str) -> str:
+        value = self.raw(name)
+        if not value:
+            self.problems.append(f"{name} is required {why}")
+            return ""
+        return value
+
+
+def _positive_duration(text: str) -> timedelta:
+    value = parse_duration(text)
+    if value <= timedelta(0):
+        raise ValueError(f"must be a positive duration, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise ValueError(f"must be true or false, got {text!r}")
+
+
+def parse_address(text: str) -> Address | None:
+    """host:port (IPv6 in brackets); an empty value or "off" disables the listener."""
+    if text.lower() in OFF_WORDS:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"must be host:port (e.g. 127.0.0.1:8080) or off, got {text!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"invalid IPv6 host in {text!r}") from None
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"invalid port in {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return Address(host, port)
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")) or len(text) <= len("https://"):
+        # The value itself is not echoed: a webhook URL may carry a token.
+        raise ValueError("must be an http:// or https:// URL")
+    return text
+
+
+def _read_aap(env: _Reader) -> AapSettings | None:
+    why = "when CLOUDKIT_PROVISIONING_PROVIDER is aap"
+    before = len(env.problems)
+    url = env.parsed("CLOUDKIT_AAP_URL", _url, "")
+    if env.raw("CLOUDKIT_AAP_URL") is None:
+        env.problems.append(f"CLOUDKIT_AAP_URL is required {why}")
+    token = env.raw("CLOUDKIT_AAP_TOKEN") or ""
+    token_file = env.raw("CLOUDKIT_AAP_TOKEN_FILE")
+    unreadable = False
+    if not token and token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as error:
+            unreadable = True
+            env.problems.append(f"CLOUDKIT_AAP_TOKEN_FILE: cannot read: {error.strerror}")
+    if not token and not unreadable:
+        env.problems.append(
+            f"CLOUDKIT_AAP_TOKEN (or CLOUDKIT_AAP_TOKEN_FILE) is required and non-empty {why}"
+        )
+    provision = env.required("CLOUDKIT_AAP_PROVISION_TEMPLATE", why)
+    deprovision = env.required("CLOUDKIT_AAP_DEPROVISION_TEMPLATE", why)
+    ca_bundle = env.raw("CLOUDKIT_AAP_CA_BUNDLE") or None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        env.problems.append(f"CLOUDKIT_AAP_CA_BUNDLE: no such file: {ca_bundle}")
+    insecure = env.parsed("CLOUDKIT_AAP_INSECURE_SKIP_VERIFY", _boolean, False)
+    if len(env.problems) > before:
+        return None
+    return AapSettings(
+        url=url,
+        token=SecretStr(token),
+        provision_template=provision,
+        deprovision_template=deprovision,
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        verify_tls=not insecure,
+    )
+
+
+def _webhook(env: _Reader, name: str, older: str) -> str:
+    """The current name wins; the pre-2026-02-11 name is still accepted."""
+    chosen = name if env.raw(name) else older
+    value = env.raw(chosen)
+    if not value:
+        env.problems.append(f"{name} (or {older}) is required when the provider is eda")
+        return ""
+    return env.parsed(chosen, _url, "")
+
+
+def _read_eda(env: _Reader) -> EdaSettings | None:
+    before = len(env.problems)
+    prefix = "CLOUDKIT_COMPUTE_INSTANCE_"
+    provision = _webhook(env, f"{prefix}PROVISION_WEBHOOK", f"{prefix}CREATE_WEBHOOK")
+    deprovision = _webhook(env, f"{prefix}DEPROVISION_WEBHOOK", f"{prefix}DELETE_WEBHOOK")
+    interval = env.parsed("CLOUDKIT_MINIMUM_REQUEST_INTERVAL", parse_duration, timedelta(0))
+    if len(env.problems) > before:
+        return None
+    return EdaSettings(
+        provision_webhook=SecretStr(provision),
+        deprovision_webhook=SecretStr(deprovision),
+        minimum_request_interval=interval,
+    )
+
+
+def _provider(text: str) -> Literal["aap", "eda"]:
+    lowered = text.lower()
+    if lowered == "aap":
+        return "aap"
+    if lowered == "eda" or not lowered:
+        return "eda"
+    raise ValueError(f"must be aap or eda, got {text!r}")
+
+
+def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
+    """Read and validate every variable; raise SettingsError listing all problems at once."""
+    env = _Reader(environ)
+    provider = env.parsed("CLOUDKIT_PROVISIONING_PROVIDER", _provider, "eda")
+    aap = _read_aap(env) if provider == "aap" else None
+    eda = _read_eda(env) if provider == "eda" else None
+    poll_interval = env.parsed(
+        "CLOUDKIT_AAP_STATUS_POLL_INTERVAL", _positive_duration, timedelta(seconds=30)
+    )
+    first_poll = env.parsed("CLOUDKIT_FIRST_POLL", _positive_duration, timedelta(milliseconds=500))
+    backoff_min = env.parsed("CLOUDKIT_RETRY_BACKOFF_MIN", _positive_duration, timedelta(minutes=2))
+    backoff_max = env.parsed(
+        "CLOUDKIT_RETRY_BACKOFF_MAX", _positive_duration, timedelta(minutes=30)
+    )
+    if backoff_max < backoff_min:
+        env.problems.append(
+            "CLOUDKIT_RETRY_BACKOFF_MAX: must not be shorter than CLOUDKIT_RETRY_BACKOFF_MIN"
+        )
+    policy = env.parsed("CLOUDKIT_POLL_POLICY", PollPolicy, PollPolicy.ADAPTIVE)
+    namespace = env.raw("CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE")
+    notification_token = env.raw("CLOUDKIT_NOTIFICATION_TOKEN")
+    settings = OperatorSettings(
+        provider=provider,
+        aap=aap,
+        eda=eda,
+        poll_interval=poll_interval,
+        poll_policy=policy,
+        first_poll=first_poll,
+        retry_backoff_min=backoff_min,
+        retry_backoff_max=backoff_max,
+        max_job_history=env.parsed("CLOUDKIT_MAX_JOB_HISTORY", _positive_int, 10),
+        namespace=DEFAULT_NAMESPACE if namespace is None else (namespace or None),
+        workers=env.parsed("CLOUDKIT_WORKERS", _positive_int, 8),
+        notification_address=env.parsed("CLOUDKIT_NOTIFICATION_ADDRESS", parse_address, None),
+        notification_token=SecretStr(notification_token) if notification_token else None,
+        metrics_address=env.parsed(
+            "CLOUDKIT_METRICS_ADDRESS", parse_address, parse_address(DEFAULT_METRICS_ADDRESS)
+        ),
+        health_address=env.parsed("CLOUDKIT_HEALTH_ADDRESS", parse_address, None),
+    )
+    if env.problems:
+        raise SettingsError(env.problems)
+    return settings

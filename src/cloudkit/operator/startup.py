@@ -1,0 +1,102 @@
+"""From settings to running parts: the provider, its start-up check, the lifecycle config.
+
+The AAP check (GET <url>/v2/me/) runs before anything is watched, so a wrong URL or token
+stops the operator at once with one line naming the variable, instead of every instance
+collecting "unauthorized" messages. The check uses the AAP client directly: the Provider
+protocol has no such call (see the report to the providers' owner).
+"""
+
+from __future__ import annotations
+
+from cloudkit.api.jobs import AAP_CAPABILITIES, EDA_CAPABILITIES
+from cloudkit.lifecycle.types import LifecycleConfig
+from cloudkit.operator.settings import OperatorSettings, PollPolicy
+from cloudkit.providers.aap import AapClient, AapProvider
+from cloudkit.providers.aap.messages import Request
+from cloudkit.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderNotFound,
+    ProviderUnauthorized,
+    ProviderUnavailable,
+)
+from cloudkit.providers.eda import EdaProvider
+
+CHECK_TIMEOUT = 10.0
+
+
+class StartupError(Exception):
+    """The operator cannot start; the message is one line for people, without secrets."""
+
+
+def lifecycle_config(settings: OperatorSettings) -> LifecycleConfig:
+    capabilities = AAP_CAPABILITIES if settings.provider == "aap" else EDA_CAPABILITIES
+    first_poll = settings.first_poll
+    if settings.poll_policy is PollPolicy.FIXED:
+        # Upstream's behaviour: every poll waits the full interval.
+        first_poll = settings.poll_interval
+    return LifecycleConfig(
+        provider_name=settings.provider,
+        capabilities=capabilities,
+        poll_interval=settings.poll_interval,
+        first_poll=min(first_poll, settings.poll_interval),
+        max_job_history=settings.max_job_history,
+        retry_backoff_min=settings.retry_backoff_min,
+        retry_backoff_max=settings.retry_backoff_max,
+    )
+
+
+def build_provider(settings: OperatorSettings) -> Provider:
+    if settings.aap is not None:
+        aap = settings.aap
+        return AapProvider(
+            aap.url,
+            aap.token.get_secret_value(),
+            aap.provision_template,
+            aap.deprovision_template,
+            ca_bundle=str(aap.ca_bundle) if aap.ca_bundle else None,
+            verify_tls=aap.verify_tls,
+        )
+    if settings.eda is not None:
+        eda = settings.eda
+        return EdaProvider(
+            eda.provision_webhook.get_secret_value(),
+            eda.deprovision_webhook.get_secret_value(),
+            minimum_request_interval=eda.minimum_request_interval.total_seconds(),
+        )
+    raise StartupError(f"CLOUDKIT_PROVISIONING_PROVIDER: no settings for {settings.provider}")
+
+
+async def check_aap(settings: OperatorSettings) -> None:
+    """GET <url>/v2/me/ with the token; raise StartupError naming the variable to fix."""
+    aap = settings.aap
+    if aap is None:
+        return
+    client = AapClient(
+        aap.url,
+        aap.token.get_secret_value(),
+        ca_bundle=str(aap.ca_bundle) if aap.ca_bundle else None,
+        verify_tls=aap.verify_tls,
+        timeout=CHECK_TIMEOUT,
+        attempts=1,
+    )
+    try:
+        await client.send(Request("GET", "v2/me/"), retry=False)
+    except ProviderUnauthorized:
+        raise StartupError(
+            f"CLOUDKIT_AAP_TOKEN was rejected by {aap.url} (401 on v2/me/); "
+            "set a valid token in CLOUDKIT_AAP_TOKEN or CLOUDKIT_AAP_TOKEN_FILE"
+        ) from None
+    except ProviderUnavailable as error:
+        raise StartupError(f"CLOUDKIT_AAP_URL {aap.url} is unreachable: {error}") from None
+    except ProviderNotFound:
+        raise StartupError(
+            f"CLOUDKIT_AAP_URL {aap.url} has no v2/me/; it must be the API root "
+            "(e.g. https://host/api or https://host/api/controller)"
+        ) from None
+    except ProviderError as error:
+        raise StartupError(
+            f"CLOUDKIT_AAP_URL {aap.url}: the start-up check failed: {error}"
+        ) from None
+    finally:
+        await client.close()

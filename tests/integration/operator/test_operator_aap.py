@@ -1,0 +1,217 @@
+"""`cloudkit operator` with AAP direct on the local stack: create, delete, delete mid-provision,
+and a bad token at start. Every version of an instance is recorded from a watch, so ordering
+claims (the provision job is terminal no later than the write that adds the deprovision job)
+are checked on each write, not on lucky polls."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from operator_stack import (
+    BIN,
+    NAMESPACE,
+    Automation,
+    Cluster,
+    Operator,
+    operator_env,
+    wait_until,
+)
+
+from cloudkit.api import names
+
+pytestmark = pytest.mark.stack
+
+PROVISION_SECONDS_ANNOTATION = "test.cloudkit.io/provision-seconds"
+
+
+class Recorder:
+    """Every version of one instance, from a watch on a background thread."""
+
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.versions: list[dict[str, Any]] = []
+        self.deleted = False
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def _run(self) -> None:
+        custom = self.cluster.custom
+        listed = custom.list_namespaced_custom_object(
+            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL
+        )
+        version = listed["metadata"]["resourceVersion"]
+        self._ready.set()
+        while not self._stop.is_set():
+            watch = kubernetes.watch.Watch()
+            for event in watch.stream(
+                custom.list_namespaced_custom_object,
+                names.GROUP,
+                names.VERSION,
+                NAMESPACE,
+                names.PLURAL,
+                resource_version=version,
+                timeout_seconds=2,
+            ):
+                obj = event["object"]
+                version = obj["metadata"]["resourceVersion"]
+                if obj["metadata"]["name"] != self.name:
+                    continue
+                if event["type"] == "DELETED":
+                    self.deleted = True
+                else:
+                    self.versions.append(obj)
+                if self._stop.is_set():
+                    watch.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def record(cluster: Cluster) -> Iterator[Any]:
+    recorders: list[Recorder] = []
+
+    def start(name: str) -> Recorder:
+        recorder = Recorder(cluster, name)
+        recorders.append(recorder)
+        return recorder
+
+    yield start
+    for recorder in recorders:
+        recorder.stop()
+
+
+def status_of(obj: dict[str, Any] | None) -> dict[str, Any]:
+    return (obj or {}).get("status") or {}
+
+
+def job(obj: dict[str, Any] | None, field: str) -> dict[str, Any]:
+    return status_of(obj).get(field) or {}
+
+
+def ready(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    obj = cluster.get(name)
+    return obj if status_of(obj).get("phase") == "Ready" else None
+
+
+def jobs_for(automation: Automation, name: str, template: str) -> list[dict[str, Any]]:
+    return [
+        j
+        for j in automation.jobs()
+        if j.get("name") == template and f'"name": "{name}"' in (j.get("extra_vars") or "")
+    ]
+
+
+def kopf_keys(obj: dict[str, Any]) -> list[str]:
+    metadata = obj.get("metadata") or {}
+    keys = [*(metadata.get("annotations") or {}), *(metadata.get("finalizers") or [])]
+    return [k for k in keys if "kopf.zalando.org" in k]
+
+
+def test_create_reaches_ready(operator: Operator, cluster: Cluster, record: Any) -> None:
+    recorder = record("create-ready")
+    cluster.create("create-ready", {PROVISION_SECONDS_ANNOTATION: "1"})
+
+    obj = wait_until(lambda: ready(cluster, "create-ready"), timeout=60, what="phase Ready")
+
+    provision = job(obj, "provisionJob")
+    assert provision["state"] == "Succeeded", provision
+    assert provision["id"]
+    assert status_of(obj)["reconciledConfigVersion"] == status_of(obj)["desiredConfigVersion"]
+    assert names.OPERATOR_FINALIZER in obj["metadata"]["finalizers"]
+    history = status_of(obj)["jobs"]
+    assert [(h["type"], h["jobID"], h["state"]) for h in history] == [
+        ("provision", provision["id"], "Succeeded")
+    ]
+    # kopf's bookkeeping never reaches the object, in any version.
+    recorder.stop()
+    assert recorder.versions
+    for version in recorder.versions:
+        assert kopf_keys(version) == [], version["metadata"]
+    reasons = {e.reason for e in cluster.events("create-ready")}
+    assert "ProvisionJobLaunched" in reasons, reasons
+
+
+def test_delete_deprovisions_then_the_object_goes(
+    operator: Operator, cluster: Cluster, automation: Automation, record: Any
+) -> None:
+    cluster.create("delete-after-ready", {PROVISION_SECONDS_ANNOTATION: "0"})
+    wait_until(lambda: ready(cluster, "delete-after-ready"), timeout=60, what="phase Ready")
+    recorder = record("delete-after-ready")
+
+    cluster.delete("delete-after-ready")
+    wait_until(lambda: cluster.get("delete-after-ready") is None, timeout=60, what="deletion")
+
+    deprovisions = jobs_for(automation, "delete-after-ready", "cloudkit deprovision (test)")
+    assert [j["status"] for j in deprovisions] == ["successful"]
+    wait_until(lambda: recorder.deleted, timeout=10, what="the DELETED watch event")
+    recorder.stop()
+    states = [job(v, "deprovisionJob").get("state") for v in recorder.versions]
+    assert "Succeeded" in states, states
+    assert all(status_of(v).get("phase") == "Deleting" for v in recorder.versions[1:])
+
+
+def test_delete_during_provisioning_cancels_first(
+    operator: Operator, cluster: Cluster, automation: Automation, record: Any
+) -> None:
+    name = "delete-mid-provision"
+    recorder = record(name)
+    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "60"})
+
+    def provision_running() -> bool:
+        jobs = jobs_for(automation, name, "cloudkit provision (test)")
+        return bool(jobs) and jobs[0]["status"] == "running"
+
+    wait_until(provision_running, timeout=30, what="the provision job to run")
+    cluster.delete(name)
+    wait_until(lambda: cluster.get(name) is None, timeout=60, what="deletion")
+    wait_until(lambda: recorder.deleted, timeout=10, what="the DELETED watch event")
+    recorder.stop()
+
+    provisions = jobs_for(automation, name, "cloudkit provision (test)")
+    deprovisions = jobs_for(automation, name, "cloudkit deprovision (test)")
+    assert [j["status"] for j in provisions] == ["canceled"]
+    assert [j["status"] for j in deprovisions] == ["successful"]
+
+    with_deprovision = [v for v in recorder.versions if job(v, "deprovisionJob").get("id")]
+    assert with_deprovision, "no version recorded the deprovision job"
+    first = with_deprovision[0]
+    # Invariant 3: the write that records the deprovision job already shows the provision
+    # job's real terminal state with its own message.
+    assert job(first, "provisionJob")["state"] == "Canceled", job(first, "provisionJob")
+    assert job(first, "provisionJob")["message"] == "canceled"
+    assert job(first, "deprovisionJob")["state"] == "Pending"
+    assert job(first, "deprovisionJob")["blockDeletionOnFailure"] is True
+    for version in with_deprovision:
+        assert job(version, "provisionJob")["state"] == "Canceled"
+    ids = {job(v, "deprovisionJob")["id"] for v in with_deprovision}
+    assert len(ids) == 1
+
+
+def test_bad_token_exits_2_naming_the_variable(
+    cluster: Cluster, automation: Automation, tmp_path: Path
+) -> None:
+    secret = "not-the-right-token-d9c1f"
+    env = operator_env(cluster, automation, CLOUDKIT_AAP_TOKEN=secret)
+    finished = subprocess.run(
+        [str(BIN / "cloudkit"), "operator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 2, output
+    assert "CLOUDKIT_AAP_TOKEN" in output
+    assert secret not in output
