@@ -23,9 +23,8 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cloudkit.api import names
+from cloudkit.api.crd import crd_manifest
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack_backends import (
     BackendError,
@@ -41,6 +40,7 @@ from cloudkit.local.stack_procs import (
     spawn,
     wait_for_port,
 )
+from cloudkit.local.stack_ui import StackConsole
 
 log = logging.getLogger("cloudkit.local.stack")
 
@@ -121,44 +121,6 @@ class StackHandle:
             self.kubeconfig.unlink()
 
 
-def computeinstance_crd() -> dict[str, Any]:
-    try:
-        from cloudkit.api.crd import crd_manifest
-    except ImportError:  # cloudkit.api.crd not available: the same names with an open schema
-        log.warning("cloudkit.api.crd not found; serving ComputeInstance with an open schema")
-        return _open_crd()
-    manifest: dict[str, Any] = crd_manifest()
-    return manifest
-
-
-def _open_crd() -> dict[str, Any]:
-    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
-        "spec": {
-            "group": names.GROUP,
-            "scope": "Namespaced",
-            "names": {"kind": names.KIND, "plural": names.PLURAL, "shortNames": ["ci"]},
-            "versions": [
-                {
-                    "name": names.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {"spec": open_object, "status": open_object},
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 def _prepare_state_dir(state_dir: Path) -> Path:
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +151,7 @@ def _base_env() -> dict[str, str]:
 
 async def _prepare_cluster(kubeconfig: Path) -> None:
     async with KubeClient.from_kubeconfig(kubeconfig) as kube:
-        crd = computeinstance_crd()
+        crd = crd_manifest()
         await kube.ensure(CRD_PATH, crd)
         await kube.ensure(
             resource_path("", "v1", "namespaces"),
@@ -351,8 +313,6 @@ def _address(url: str) -> str:
 
 def run(*, provider: str, state_dir: Path, vm_boot_seconds: float) -> None:
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
-    from cloudkit.local.stack_ui import StackConsole
-
     ui = StackConsole()
     logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
     try:
@@ -364,7 +324,7 @@ def run(*, provider: str, state_dir: Path, vm_boot_seconds: float) -> None:
         raise SystemExit(code)
 
 
-async def _run(provider: str, state_dir: Path, vm_boot_seconds: float, ui: Any) -> int:
+async def _run(provider: str, state_dir: Path, vm_boot_seconds: float, ui: StackConsole) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cloudkit.api import names
+from cloudkit.api.crd import crd_manifest
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack_kube import KubeClient, resource_path
@@ -46,47 +47,11 @@ def vm_path(name: str | None = None, namespace: str = TENANT_NS) -> str:
     )
 
 
-def ci_crd() -> dict[str, Any]:
-    try:
-        from cloudkit.api.crd import crd_manifest
-    except ImportError:  # until cloudkit.api.crd lands: an open schema with the same names
-        return _open_ci_crd()
-    return crd_manifest()
-
-
-def _open_ci_crd() -> dict[str, Any]:
-    open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
-        "spec": {
-            "group": names.GROUP,
-            "scope": "Namespaced",
-            "names": {"kind": names.KIND, "plural": names.PLURAL, "shortNames": ["ci"]},
-            "versions": [
-                {
-                    "name": names.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {"spec": open_object, "status": open_object},
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 @pytest.fixture
 async def client(apiserver: ApiServerHandle) -> AsyncIterator[KubeClient]:
     async with KubeClient.from_kubeconfig(apiserver.kubeconfig) as kube:
         crds = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        await kube.ensure(crds, ci_crd())
+        await kube.ensure(crds, crd_manifest())
         namespaces = resource_path("", "v1", "namespaces")
         await kube.ensure(
             namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
