@@ -168,16 +168,17 @@ def trim_history(status: ComputeInstanceStatus, limit: int) -> None:
 
 
 def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedelta:
-    """Next poll: sub-second at first, then as long as the job has been in its state, capped.
+    """Next poll: clamp(age_in_state / 2, first_poll, poll_interval).
 
-    This doubles the gap between polls while nothing changes (geometric back-off) and restarts
-    it at every state change; the configured interval is a ceiling, not the latency.
+    Sub-second right after a launch or state change, then the gap grows geometrically (each
+    poll waits half the time the job has already spent in its state) while nothing changes; the
+    configured interval is a ceiling, not the latency (design §9).
     """
     since = job.state_changed_at or job.launched_at or now
     if job.cancel_requested_at is not None and job.cancel_requested_at > since:
         since = job.cancel_requested_at
     age = max(now - since, timedelta(0))
-    return min(max(age, config.first_poll), config.poll_interval)
+    return min(max(age / 2, config.first_poll), config.poll_interval)
 
 
 def retry_at(

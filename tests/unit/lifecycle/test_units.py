@@ -1,0 +1,162 @@
+"""Unit tests of the core's parts: polling, backoff, history, tenant names, management states,
+EDA flows and the unreachable-backend message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cloudkit.api import names
+from cloudkit.api.jobs import JobState, JobType
+from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
+from cloudkit.lifecycle import decide
+from cloudkit.lifecycle.types import Decision, LaunchProvision, Observation, RemoveFinalizer
+from cloudkit.lifecycle.jobs import poll_delay, retry_at, trim_history
+from cloudkit.lifecycle.tenant import tenant_hash, tenant_reference
+from tests.unit.lifecycle.sim import World, config, new_instance
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_poll_delay_is_sub_second_then_geometric_then_capped() -> None:
+    cfg = config()
+    job = JobStatus(id="1", state=JobState.RUNNING, launched_at=T, state_changed_at=T)
+    assert poll_delay(job, T, cfg) == cfg.first_poll
+    assert poll_delay(job, T + timedelta(seconds=4), cfg) == timedelta(seconds=2)
+    assert poll_delay(job, T + timedelta(seconds=16), cfg) == timedelta(seconds=8)
+    assert poll_delay(job, T + timedelta(hours=1), cfg) == cfg.poll_interval
+
+
+def _failed(status: ComputeInstanceStatus, at: datetime) -> None:
+    status.jobs.append(
+        JobRecord(type=JobType.PROVISION, timestamp=at, state=JobState.FAILED, config_version="v")
+    )
+    status.provision_job = JobStatus(
+        id="x", state=JobState.FAILED, launched_at=at, config_version="v", correlation_id="c"
+    )
+
+
+def test_backoff_min_then_twice_the_gap_clamped() -> None:
+    cfg = config()
+    status = ComputeInstanceStatus()
+    _failed(status, T)
+    assert retry_at(status, JobType.PROVISION, cfg) == T + cfg.retry_backoff_min
+    second = T + timedelta(minutes=2)
+    _failed(status, second)
+    assert retry_at(status, JobType.PROVISION, cfg) == second + timedelta(minutes=4)
+    third = second + timedelta(minutes=20)
+    _failed(status, third)
+    assert retry_at(status, JobType.PROVISION, cfg) == third + cfg.retry_backoff_max
+
+
+def test_history_trim_keeps_current_and_latest_success() -> None:
+    status = ComputeInstanceStatus()
+    status.jobs.append(
+        JobRecord(type=JobType.PROVISION, timestamp=T, state=JobState.SUCCEEDED, correlation_id="s")
+    )
+    for i in range(1, 15):
+        status.jobs.append(
+            JobRecord(
+                type=JobType.PROVISION,
+                timestamp=T + timedelta(minutes=i),
+                state=JobState.FAILED,
+                correlation_id=f"f{i}",
+            )
+        )
+    status.deprovision_job = JobStatus(id="d", correlation_id="d")
+    status.jobs.append(
+        JobRecord(type=JobType.DEPROVISION, timestamp=T, state=JobState.PENDING, correlation_id="d")
+    )
+    trim_history(status, 5)
+    kept = {r.correlation_id for r in status.jobs}
+    assert {"s", "d", "f14", "f13"} <= kept
+    assert "f1" not in kept
+
+
+def test_tenant_namespace_hash() -> None:
+    h = tenant_hash("default")
+    assert h == h.lower() and "=" not in h and len(h) == 13
+    inst = new_instance()
+    inst.metadata.annotations[names.TENANT_ANNOTATION] = "acme"
+    ref = tenant_reference(inst)
+    assert (ref.name, ref.namespace) == ("acme", f"ns-{tenant_hash('acme')}")
+    assert tenant_reference(inst, "tenants").namespace == f"tenants-{tenant_hash('acme')}"
+
+
+def _decide(world: World) -> Decision:
+    assert world.stored is not None
+    return decide(world.stored, Observation(vms=()), world.now, world.cfg)
+
+
+def test_unmanaged_is_ignored_while_live_and_released_when_deleted() -> None:
+    world = World()
+    assert world.stored is not None
+    world.stored.metadata.annotations[names.MANAGEMENT_STATE_ANNOTATION] = "unmanaged"
+    assert _decide(world).ignored
+    world.stored.metadata.finalizers.append(names.OPERATOR_FINALIZER)
+    world.stored.metadata.deletion_timestamp = T
+    decision = _decide(world)
+    assert decision.io is None
+    assert RemoveFinalizer(names.OPERATOR_FINALIZER) in decision.finalizers
+
+
+def test_manual_never_launches_and_releases_at_once_on_delete() -> None:
+    world = World()
+    assert world.stored is not None
+    world.stored.metadata.annotations[names.MANAGEMENT_STATE_ANNOTATION] = "manual"
+    world.reconcile()
+    assert world.backend.jobs == {}
+    world.delete()
+    world.reconcile()
+    assert world.stored is None and world.backend.jobs == {}
+
+
+def test_first_decision_is_a_persisted_intent() -> None:
+    world = World()
+    decision = _decide(world)
+    job = decision.status.provision_job
+    assert isinstance(decision.io, LaunchProvision)
+    assert job is not None and job.id == "" and job.state is JobState.PENDING
+    assert job.correlation_id == decision.io.correlation_id == "uid-vm1-provision-1"
+    assert decision.status.jobs[-1].correlation_id == job.correlation_id
+
+
+def test_unreachable_backend_keeps_intent_with_message() -> None:
+    world = World()
+    world.backend.available = False
+    delay = world.reconcile()
+    assert world.stored is not None
+    job = world.stored.status.provision_job
+    assert job is not None and job.id == "" and not job.state.terminal
+    assert job.message.startswith("Failed to trigger provisioning: ")
+    assert job.message.endswith("; will retry")
+    assert delay is not None
+
+
+def test_eda_provision_completes_on_annotation_and_delete_waits_for_finalizer() -> None:
+    world = World(provider="eda")
+    world.reconcile()
+    assert world.stored is not None
+    assert world.stored.status.provision_job is not None
+    assert world.stored.status.provision_job.id.startswith("eda-webhook-")
+    world.eda_progress()  # the playbook writes the annotation and the automation finalizer
+    world.tick(1)
+    world.reconcile()
+    assert world.stored.status.phase == "Ready"
+    world.delete()
+    world.reconcile()
+    assert world.stored is not None
+    dep = world.stored.status.deprovision_job
+    assert dep is not None and not dep.state.terminal
+    world.eda_progress()  # the deprovision playbook removes the automation finalizer
+    world.tick(1)
+    world.reconcile()
+    assert world.stored is None
+
+
+def test_eda_delete_without_automation_finalizer_is_skipped() -> None:
+    world = World(provider="eda")
+    world.reconcile()
+    world.delete()
+    world.reconcile()
+    assert world.stored is None
+    assert world.released_because == ["skipped"]
