@@ -9,9 +9,9 @@ from cloudkit.api import names
 from cloudkit.api.jobs import JobState, JobType
 from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
 from cloudkit.lifecycle import decide
-from cloudkit.lifecycle.types import Decision, LaunchProvision, Observation, RemoveFinalizer
 from cloudkit.lifecycle.jobs import poll_delay, retry_at, trim_history
 from cloudkit.lifecycle.tenant import tenant_hash, tenant_reference
+from cloudkit.lifecycle.types import Decision, LaunchProvision, Observation, RemoveFinalizer
 from tests.unit.lifecycle.sim import World, config, new_instance
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
