@@ -1,0 +1,168 @@
+"""Work-queue semantics: dedup, earliest due time wins, one worker per key, bounded concurrency,
+requeue from the result, backoff on errors. Real asyncio with short delays; every wait has a
+deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from cloudkit.operator.workqueue import WorkQueue
+
+DEADLINE = 5.0
+
+
+class Recorder:
+    def __init__(self, hold: float = 0.0) -> None:
+        self.hold = hold
+        self.runs: list[tuple[str, float]] = []
+        self.active: Counter[str] = Counter()
+        self.max_active_per_key = 0
+        self.max_active = 0
+        self.delays: dict[str, list[float | None]] = {}
+        self.fail: dict[str, int] = {}
+        self.changed = asyncio.Event()
+
+    async def __call__(self, key: str) -> float | None:
+        self.active[key] += 1
+        self.max_active_per_key = max(self.max_active_per_key, self.active[key])
+        self.max_active = max(self.max_active, sum(self.active.values()))
+        try:
+            self.runs.append((key, asyncio.get_running_loop().time()))
+            self.changed.set()
+            await asyncio.sleep(self.hold)
+            if self.fail.get(key, 0) > 0:
+                self.fail[key] -= 1
+                raise RuntimeError("boom")
+            queue = self.delays.get(key)
+            return queue.pop(0) if queue else None
+        finally:
+            self.active[key] -= 1
+
+    def count(self, key: str) -> int:
+        return sum(1 for k, _ in self.runs if k == key)
+
+    async def wait_runs(self, key: str, n: int) -> None:
+        async def until() -> None:
+            while self.count(key) < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), DEADLINE)
+
+
+@pytest.fixture
+async def make_queue():  # type: ignore[no-untyped-def]
+    queues: list[WorkQueue[str]] = []
+
+    def make(recorder: Recorder, **kwargs: float) -> WorkQueue[str]:
+        queue: WorkQueue[str] = WorkQueue(recorder, **kwargs)  # type: ignore[arg-type]
+        queues.append(queue)
+        queue.start()
+        return queue
+
+    yield make
+    for queue in queues:
+        await queue.stop()
+
+
+async def test_duplicate_adds_run_once(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    queue = make_queue(recorder, workers=2)
+    for _ in range(5):
+        queue.add("a", 0.05)
+    assert len(queue) == 1
+    await recorder.wait_runs("a", 1)
+    await asyncio.sleep(0.1)  # would be a second run if the adds were not merged
+    assert recorder.count("a") == 1
+
+
+async def test_earliest_due_time_wins(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    queue = make_queue(recorder)
+    queue.add("a", 10.0)
+    queue.add("a", 0.05)
+    queue.add("a", 5.0)  # later than the queued time: ignored
+    due = queue.due_in("a")
+    assert due is not None and due < 0.1
+    await recorder.wait_runs("a", 1)
+
+
+async def test_delayed_key_waits(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    queue = make_queue(recorder)
+    loop = asyncio.get_running_loop()
+    added = loop.time()
+    queue.add("a", 0.2)
+    queue.add("b")
+    await recorder.wait_runs("a", 1)
+    ran_at = dict(recorder.runs)
+    assert ran_at["b"] < ran_at["a"]
+    assert ran_at["a"] - added >= 0.19
+
+
+async def test_a_key_is_never_processed_twice_at_once(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(hold=0.1)
+    queue = make_queue(recorder, workers=4)
+    queue.add("a")
+    await recorder.wait_runs("a", 1)
+    for _ in range(3):
+        queue.add("a")  # parked while "a" runs
+    await recorder.wait_runs("a", 2)
+    await asyncio.sleep(0.15)
+    assert recorder.max_active_per_key == 1
+    assert recorder.count("a") == 2  # the parked adds became one more run
+
+
+async def test_concurrency_is_bounded(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(hold=0.05)
+    queue = make_queue(recorder, workers=3)
+    for n in range(10):
+        queue.add(f"k{n}")
+    for n in range(10):
+        await recorder.wait_runs(f"k{n}", 1)
+    assert recorder.max_active == 3
+
+
+async def test_result_requeues_the_key(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    recorder.delays["a"] = [0.05, 0.05, None]
+    queue = make_queue(recorder)
+    queue.add("a")
+    await recorder.wait_runs("a", 3)
+    await asyncio.sleep(0.1)
+    assert recorder.count("a") == 3
+    assert queue.due_in("a") is None
+
+
+async def test_requeue_keeps_an_earlier_wakeup(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(hold=0.1)
+    recorder.delays["a"] = [30.0]
+    queue = make_queue(recorder)
+    queue.add("a")
+    await recorder.wait_runs("a", 1)
+    queue.add("a", 0.05)  # a notification during processing: earlier than the 30 s requeue
+    await recorder.wait_runs("a", 2)
+
+
+async def test_errors_back_off_then_succeed(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder()
+    recorder.fail["a"] = 2
+    queue = make_queue(recorder, error_backoff_min=0.05, error_backoff_max=0.2)
+    queue.add("a")
+    await recorder.wait_runs("a", 3)
+    times = [t for k, t in recorder.runs if k == "a"]
+    assert times[1] - times[0] >= 0.04
+    assert times[2] - times[1] >= 0.09  # doubled
+
+
+async def test_stop_ends_workers_and_ignores_adds(make_queue) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(hold=10.0)
+    queue = make_queue(recorder)
+    queue.add("a")
+    await recorder.wait_runs("a", 1)
+    await asyncio.wait_for(queue.stop(), DEADLINE)
+    queue.add("b")
+    assert len(queue) == 0
