@@ -153,6 +153,10 @@ def _follow(step: Step, job: JobStatus) -> None:
         else:
             jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_DONE), step.now)
         return
+    wait = jobs.poll_wait(job, step.now, step.config)
+    if wait is not None:
+        step.requeue(wait)
+        return
     if not step.polled(job.id):
         step.act(PollJob(JobType.DEPROVISION, job.id))
         return

@@ -181,6 +181,20 @@ def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timede
     return min(max(age / 2, config.first_poll), config.poll_interval)
 
 
+def poll_wait(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedelta | None:
+    """How long a reading stays fresh: None when a poll is due now.
+
+    A reading younger than `first_poll` (the state just changed, or the job was just launched)
+    is not re-read; past that, a pass may poll once. The last poll time is not persisted (a
+    status write per poll would cost more than the poll), so the geometric schedule is carried
+    by the requeue delays (`poll_delay`) and by the one-poll-per-pass rule.
+    """
+    since = job.state_changed_at or job.launched_at
+    if since is None or now - since >= config.first_poll:
+        return None
+    return since + config.first_poll - now
+
+
 def retry_at(
     status: ComputeInstanceStatus, job_type: JobType, config: LifecycleConfig
 ) -> datetime | None:

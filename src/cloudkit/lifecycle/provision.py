@@ -24,7 +24,7 @@ def step_provision(step: Step) -> None:
     if not step.has_finalizer(names.OPERATOR_FINALIZER):
         step.finalizers.append(AddFinalizer(names.OPERATOR_FINALIZER))
     desired = status.desired_config_version
-    applied = desired is not None and status.reconciled_config_version == desired
+    applied = _applied(step)
     job = status.provision_job
     manual = step.instance.management_state == names.MANAGEMENT_STATE_MANUAL
 
@@ -91,10 +91,37 @@ def _follow(step: Step) -> None:
     if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
         step.requeue(step.config.poll_interval)
         return
+    wait = jobs.poll_wait(job, step.now, step.config)
+    if wait is not None:
+        step.requeue(wait)
+        return
     if not step.polled(job.id):
         step.act(PollJob(JobType.PROVISION, job.id))
         return
     step.requeue(jobs.poll_delay(job, step.now, step.config))
+
+
+def _applied(step: Step) -> bool:
+    """Applied ⇔ the playbook echoed the current version AND our latest job for it succeeded.
+
+    Only the latest provision job counts (upstream 2026-05-10), so spec A→B→A re-provisions A
+    once B's job is done. A job without a config version (upstream-era status) or no job at all
+    (manual management) leaves the annotation as the only word. Jobs that cannot be polled (EDA)
+    complete when the annotation names their version.
+    """
+    status = step.status
+    desired = status.desired_config_version
+    if desired is None or status.reconciled_config_version != desired:
+        return False
+    job = status.provision_job
+    if job is None or job.config_version is None:
+        return True
+    if job.config_version != desired or jobs.is_intent(job):
+        return False
+    if job.state is JobState.SUCCEEDED:
+        return True
+    observable = step.config.capabilities.polls_jobs and not job.id.startswith("eda-webhook-")
+    return not observable and not jobs.is_terminal(job)
 
 
 def _finish_applied(step: Step) -> None:

@@ -160,3 +160,108 @@ def test_eda_delete_without_automation_finalizer_is_skipped() -> None:
     world.reconcile()
     assert world.stored is None
     assert world.released_because == ["skipped"]
+
+
+def _finish(world: World, job_id: str) -> None:
+    job = world.backend.jobs[job_id]
+    while not job.state.terminal:
+        world.backend.progress(job)
+    world.settle_playbooks()
+    world.tick(1)
+    world.reconcile()
+
+
+def _change_spec(world: World, params: str) -> None:
+    assert world.stored is not None
+    world.stored.spec.template_parameters = params
+    world.stored.metadata.generation = (world.stored.metadata.generation or 0) + 1
+
+
+def test_spec_change_while_running_lets_the_job_finish_then_launches_new_version() -> None:
+    world = World()
+    world.reconcile()
+    assert world.stored is not None and world.stored.status.provision_job is not None
+    first = world.stored.status.provision_job.id
+    world.backend.progress(world.backend.jobs[first])
+    _change_spec(world, '{"b": 1}')
+    world.tick(1)
+    world.reconcile()
+    assert len(world.backend.launches) == 1  # polled, not relaunched
+    _finish(world, first)
+    assert len(world.backend.launches) == 2
+    second = world.stored.status.provision_job
+    assert (
+        second is not None and second.config_version == world.stored.status.desired_config_version
+    )
+    _finish(world, second.id)
+    assert world.stored.status.phase == "Ready"
+    assert world.backend.violations == []
+
+
+def test_spec_a_b_a_reprovisions_a() -> None:
+    world = World()
+    world.reconcile()
+    assert world.stored is not None and world.stored.status.provision_job is not None
+    _finish(world, world.stored.status.provision_job.id)
+    assert world.stored.status.phase == "Ready"
+    original = world.stored.spec.template_parameters
+    _change_spec(world, '{"b": 1}')
+    world.tick(1)
+    world.reconcile()
+    b_job = world.stored.status.provision_job
+    assert b_job is not None and len(world.backend.launches) == 2
+    _change_spec(world, original or "{}")  # back to A while B runs: annotation still says A
+    world.tick(1)
+    world.reconcile()
+    assert world.stored.status.phase != "Ready" and len(world.backend.launches) == 2
+    _finish(world, b_job.id)
+    assert len(world.backend.launches) == 3  # A again, once B's job is done
+
+
+def test_no_poll_while_the_reading_is_fresh() -> None:
+    world = World()
+    world.reconcile()  # intent, launch, reading folded at the same instant
+    assert world.stored is not None
+    decision = _decide(world)
+    assert decision.io is None
+    assert decision.requeue_after is not None
+    assert decision.requeue_after <= world.cfg.first_poll
+    world.tick(world.cfg.first_poll.total_seconds())
+    assert _decide(world).io is not None
+
+
+def test_restart_request_recorded_once_applied() -> None:
+    world = World()
+    world.reconcile()
+    assert world.stored is not None and world.stored.status.provision_job is not None
+    _finish(world, world.stored.status.provision_job.id)
+    world.stored.spec.restart_requested_at = world.now
+    world.tick(1)
+    world.reconcile()
+    assert world.stored.status.last_restarted_at is None  # the hash changed: re-provisioning
+    job = world.stored.status.provision_job
+    assert job is not None and len(world.backend.launches) == 2
+    _finish(world, job.id)
+    assert world.stored.status.last_restarted_at == world.stored.spec.restart_requested_at
+
+
+def test_non_retryable_launch_failure_fails_then_retries_after_backoff() -> None:
+    from cloudkit.lifecycle.types import Failure, FailureKind, LaunchOutcome
+
+    world = World()
+    assert world.stored is not None
+    first = _decide(world)
+    assert isinstance(first.io, LaunchProvision)
+    world.stored.status = first.status
+    refused = LaunchOutcome(
+        JobType.PROVISION,
+        first.io.correlation_id,
+        failure=Failure(FailureKind.NOT_ALLOWED, "template missing", retryable=False),
+    )
+    second = decide(world.stored, Observation(vms=(), outcomes=(refused,)), world.now, world.cfg)
+    job = second.status.provision_job
+    assert job is not None and job.state is JobState.FAILED
+    assert job.message == "Failed to trigger provisioning: template missing"
+    assert second.status.phase == "Failed" and second.io is None
+    assert any(e.type == "Warning" for e in second.events)
+    assert second.requeue_after == world.cfg.retry_backoff_min
