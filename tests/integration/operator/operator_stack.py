@@ -201,9 +201,7 @@ def loop_thread() -> Iterator[LoopThread]:
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
+def cluster(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = tmp_path_factory.mktemp("apiserver")
     handle = loop_thread.run(start_apiserver(state, bookmark_interval_s=0.5))
     api = kubernetes.config.new_client_from_config(config_file=str(handle.kubeconfig))
@@ -274,9 +272,7 @@ def automation(
             os.environ["K8S_AUTH_KUBECONFIG"] = previous
 
 
-def operator_env(
-    cluster: Cluster, automation: Automation, **overrides: str
-) -> dict[str, str]:
+def operator_env(cluster: Cluster, automation: Automation, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDKIT_")}
     env.update(
         {
@@ -311,7 +307,9 @@ def start_operator(env: dict[str, str], log_path: Path) -> Operator:
 
 def healthy(operator: Operator) -> bool:
     if operator.process.poll() is not None:
-        raise AssertionError(f"operator exited with {operator.process.returncode}:\n{operator.log()}")
+        raise AssertionError(
+            f"operator exited with {operator.process.returncode}:\n{operator.log()}"
+        )
     url = f"http://{operator.env['CLOUDKIT_HEALTH_ADDRESS']}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
