@@ -81,7 +81,7 @@ def _provision_settled(step: Step) -> bool:
         return False
     if jobs.is_terminal(job):
         return True
-    step.requeue(jobs.poll_delay(job, step.now, step.config))
+    step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
     return False
 
 
@@ -94,7 +94,7 @@ def _settle_intent(step: Step, job: JobStatus) -> bool:
         launch.resume(step, JobType.PROVISION, job)  # asks FindJob first
         return False
     if lookup is not None and lookup.failure is not None:
-        step.requeue(jobs.poll_delay(job, step.now, step.config))
+        step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
         return False
     age = step.now - (job.launched_at or step.now)
     if caps.finds_jobs and age < step.config.launch_lookup_grace:
@@ -160,7 +160,7 @@ def _follow(step: Step, job: JobStatus) -> None:
     if not step.polled(job.id):
         step.act(PollJob(JobType.DEPROVISION, job.id))
         return
-    step.requeue(jobs.poll_delay(job, step.now, step.config))
+    step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
 
 
 def _retry(step: Step, job: JobStatus) -> None:

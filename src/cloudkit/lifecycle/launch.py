@@ -46,8 +46,10 @@ def resume(step: Step, job_type: JobType, job: JobStatus) -> None:
     assert cid is not None
     launched = step.launch_outcome(cid)
     if launched is not None:
-        # This pass already tried; a retryable failure comes back after a growing delay.
-        step.requeue(jobs.poll_delay(job, step.now, step.config))
+        # This pass already tried; a retryable failure comes back after a growing delay, or
+        # when the backend said (rate limit).
+        hint = launched.failure.retry_after if launched.failure is not None else None
+        step.requeue(hint or jobs.poll_delay(job, step.now, step.config))
         return
     caps = step.config.capabilities
     lookup = step.lookup_outcome(cid)

@@ -98,7 +98,7 @@ def _follow(step: Step) -> None:
     if not step.polled(job.id):
         step.act(PollJob(JobType.PROVISION, job.id))
         return
-    step.requeue(jobs.poll_delay(job, step.now, step.config))
+    step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
 
 
 def _applied(step: Step) -> bool:

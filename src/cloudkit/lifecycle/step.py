@@ -48,6 +48,13 @@ class Step:
     def polled(self, job_id: str) -> bool:
         return any(isinstance(o, PollOutcome) and o.job_id == job_id for o in self.outcomes)
 
+    def retry_hint(self, job_id: str) -> timedelta | None:
+        """The backend's retry-after from a failed poll of this job in this pass (rate limit)."""
+        for outcome in reversed(self.outcomes):
+            if isinstance(outcome, PollOutcome) and outcome.job_id == job_id:
+                return outcome.failure.retry_after if outcome.failure is not None else None
+        return None
+
     def cancel_outcome(self, job_id: str) -> CancelOutcome | None:
         found = [o for o in self.outcomes if isinstance(o, CancelOutcome) and o.job_id == job_id]
         return found[-1] if found else None
@@ -127,12 +134,13 @@ def _fold_launch(step: Step, outcome: LaunchOutcome) -> None:
         return
     verb = "provisioning" if outcome.job_type is JobType.PROVISION else "deprovisioning"
     if outcome.reading is not None and not outcome.waiting:
-        if not job.id:
-            step.event(
-                EventType.NORMAL,
-                f"{outcome.job_type.value.capitalize()}JobLaunched",
-                f"Launched {verb} job {outcome.reading.job_id} via {step.config.provider_name}",
-            )
+        if job.id:
+            return  # folded by an earlier decision of this pass; later readings supersede it
+        step.event(
+            EventType.NORMAL,
+            f"{outcome.job_type.value.capitalize()}JobLaunched",
+            f"Launched {verb} job {outcome.reading.job_id} via {step.config.provider_name}",
+        )
         jobs.apply_reading(job, outcome.reading, step.now, block=outcome.block_deletion_on_failure)
     elif outcome.waiting and outcome.reading is not None:
         prov = step.status.provision_job

@@ -265,3 +265,55 @@ def test_non_retryable_launch_failure_fails_then_retries_after_backoff() -> None
     assert second.status.phase == "Failed" and second.io is None
     assert any(e.type == "Warning" for e in second.events)
     assert second.requeue_after == world.cfg.retry_backoff_min
+
+
+def test_poll_failure_keeps_state_and_honours_retry_after() -> None:
+    from cloudkit.lifecycle.types import Failure, FailureKind, PollOutcome
+
+    world = World()
+    world.reconcile()
+    assert world.stored is not None and world.stored.status.provision_job is not None
+    world.tick(5)
+    decision = _decide(world)
+    assert decision.io is not None
+    job_id = world.stored.status.provision_job.id
+    limited = PollOutcome(
+        JobType.PROVISION,
+        job_id,
+        failure=Failure(FailureKind.RATE_LIMITED, "slow down", retry_after=timedelta(seconds=7)),
+    )
+    after = decide(world.stored, Observation(vms=(), outcomes=(limited,)), world.now, world.cfg)
+    job = after.status.provision_job
+    assert job is not None and job.state is JobState.PENDING
+    assert job.message == "Failed to get job status: slow down"
+    assert after.io is None and after.requeue_after == timedelta(seconds=7)
+
+
+def test_refolding_outcomes_is_idempotent() -> None:
+    from cloudkit.api.jobs import JobReading
+    from cloudkit.lifecycle.types import LaunchOutcome, PollOutcome
+
+    world = World()
+    assert world.stored is not None
+    first = _decide(world)
+    assert isinstance(first.io, LaunchProvision)
+    world.stored.status = first.status
+    launched = LaunchOutcome(
+        JobType.PROVISION,
+        first.io.correlation_id,
+        reading=JobReading("7", JobState.PENDING, "Provisioning job triggered"),
+    )
+    obs = Observation(vms=(), outcomes=(launched,))
+    second = decide(world.stored, obs, world.now, world.cfg)
+    world.stored.status = second.status
+    world.tick(2)
+    third = decide(world.stored, obs, world.now, world.cfg)
+    assert third.io is not None  # poll due
+    polled = PollOutcome(JobType.PROVISION, "7", JobReading("7", JobState.RUNNING, "running"))
+    obs = obs.with_outcome(polled)
+    fourth = decide(world.stored, obs, world.now, world.cfg)
+    world.stored.status = fourth.status
+    again = decide(world.stored, obs, world.now, world.cfg)
+    assert again.status == fourth.status
+    job = again.status.provision_job
+    assert job is not None and (job.state, job.message) == (JobState.RUNNING, "running")
