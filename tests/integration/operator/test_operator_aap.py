@@ -5,8 +5,10 @@ are checked on each write, not on lucky polls."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from operator_stack import (
 )
 
 from cloudkit.api import names
+from cloudkit.local.kubevirt.crd import vm_crd_manifest
 
 pytestmark = pytest.mark.stack
 
@@ -197,6 +200,78 @@ def test_delete_during_provisioning_cancels_first(
         assert job(version, "provisionJob")["state"] == "Canceled"
     ids = {job(v, "deprovisionJob")["id"] for v in with_deprovision}
     assert len(ids) == 1
+
+
+def available(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    obj = cluster.get(name)
+    conditions = {c["type"]: c for c in status_of(obj).get("conditions") or []}
+    return obj if conditions.get("Available", {}).get("status") == "True" else None
+
+
+def test_a_vm_crd_installed_later_is_watched(operator: Operator, cluster: Cluster) -> None:
+    """kopf started without the VirtualMachine CRD; once it exists, a labelled VM's readiness
+    reaches the (already Ready, not requeued) instance through the VM watch alone."""
+    name = "vm-watched"
+    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "0"})
+    wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready")
+    extensions = kubernetes.client.ApiextensionsV1Api(cluster.api)
+    extensions.create_custom_resource_definition(vm_crd_manifest())
+    kubernetes.client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": "tenant-x"}})
+
+    def create_vm() -> bool:
+        try:
+            cluster.custom.create_namespaced_custom_object(
+                names.KUBEVIRT_GROUP,
+                names.KUBEVIRT_VERSION,
+                "tenant-x",
+                names.VM_PLURAL,
+                {
+                    "apiVersion": f"{names.KUBEVIRT_GROUP}/{names.KUBEVIRT_VERSION}",
+                    "kind": "VirtualMachine",
+                    "metadata": {"name": name, "labels": {names.VM_INSTANCE_LABEL: name}},
+                    "spec": {"runStrategy": "Always"},
+                },
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:  # CRD not served yet
+                return False
+            raise
+        return True
+
+    wait_until(create_vm, timeout=30, what="the VirtualMachine CRD to be served")
+    cluster.custom.patch_namespaced_custom_object_status(
+        names.KUBEVIRT_GROUP,
+        names.KUBEVIRT_VERSION,
+        "tenant-x",
+        names.VM_PLURAL,
+        name,
+        {
+            "status": {
+                "printableStatus": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        },
+    )
+    obj = wait_until(lambda: available(cluster, name), timeout=60, what="Available=True")
+    assert status_of(obj)["virtualMachineReference"] == {
+        "namespace": "tenant-x",
+        "kubeVirtVirtualMachineName": name,
+    }
+
+
+def test_metrics_count_jobs(operator: Operator) -> None:
+    url = f"http://{operator.env['CLOUDKIT_METRICS_ADDRESS']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    finished = re.search(
+        r'cloudkit_job_duration_seconds_count\{provider="aap",state="Succeeded",'
+        r'type="provision"\} (\d+)',
+        text,
+    )
+    assert finished is not None and float(finished.group(1)) >= 1, text
+    assert 'cloudkit_jobs_in_flight{provider="aap",type="deprovision"} 0.0' in text
+    assert "cloudkit_reconcile_duration_seconds_count" in text
+    assert "cloudkit_reconcile_errors_total" in text
 
 
 def test_bad_token_exits_2_naming_the_variable(
