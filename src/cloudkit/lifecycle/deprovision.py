@@ -124,7 +124,9 @@ def _drive_deprovision(step: Step) -> None:
         _follow(step, job)
         if not jobs.is_terminal(job):
             return
-    if job.state is JobState.SUCCEEDED or job.purged:
+    # A purged job whose success we never saw counts as failed (invariant 5): AWX purges only
+    # finished jobs, but "finished" may have been a failure that left the VM behind.
+    if job.state is JobState.SUCCEEDED:
         _release(step, f"deprovisioning job {job.id} {job.state.value}")
     elif not job.block_deletion_on_failure:
         _release(step, f"deprovisioning job {job.id} {job.state.value}; deletion not blocked")

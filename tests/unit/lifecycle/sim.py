@@ -284,7 +284,7 @@ class World:
             ):
                 return "skipped"
             return "BAD: no deprovision job"
-        if dep.state is JobState.SUCCEEDED or dep.purged:
+        if dep.state is JobState.SUCCEEDED:
             return "succeeded"
         if dep.state in TERMINAL_STATES and not dep.block_deletion_on_failure:
             return "failed-non-blocking"

@@ -317,3 +317,26 @@ def test_refolding_outcomes_is_idempotent() -> None:
     assert again.status == fourth.status
     job = again.status.provision_job
     assert job is not None and (job.state, job.message) == (JobState.RUNNING, "running")
+
+
+def test_available_follows_the_vm_both_ways_and_two_vms_warn() -> None:
+    from cloudkit.lifecycle.types import VirtualMachineObservation
+
+    world = World()
+    assert world.stored is not None
+
+    def available(*vms: VirtualMachineObservation) -> tuple[str, Decision]:
+        assert world.stored is not None
+        decision = decide(world.stored, Observation(vms=vms), world.now, world.cfg)
+        world.stored.status = decision.status
+        cond = next(c for c in decision.status.conditions if c.type == "Available")
+        return cond.status, decision
+
+    assert available(VirtualMachineObservation("vm1", "t", True))[0] == "True"
+    assert world.stored.status.virtual_machine_reference is not None
+    assert available(VirtualMachineObservation("vm1", "t", False))[0] == "False"
+    status, decision = available(
+        VirtualMachineObservation("a", "t", True), VirtualMachineObservation("b", "t", True)
+    )
+    assert status == "False"
+    assert any(e.reason == "MultipleVirtualMachines" for e in decision.events)
