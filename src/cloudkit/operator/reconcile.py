@@ -211,10 +211,12 @@ class Reconciler:
         status = decision.status
         io = type(decision.io).__name__ if decision.io is not None else "-"
         requeue = decision.requeue_after
+        available = next((c.status for c in status.conditions if c.type == "Available"), "-")
         log.info(
-            "%s: phase=%s provision=%s deprovision=%s io=%s requeue=%s",
+            "%s: phase=%s available=%s provision=%s deprovision=%s io=%s requeue=%s",
             key,
             status.phase.value if status.phase else "-",
+            available,
             _job_text(status.provision_job),
             _job_text(status.deprovision_job),
             io,
