@@ -340,3 +340,43 @@ def test_available_follows_the_vm_both_ways_and_two_vms_warn() -> None:
     )
     assert status == "False"
     assert any(e.reason == "MultipleVirtualMachines" for e in decision.events)
+
+
+def test_intent_without_id_is_looked_up_before_relaunching_with_the_same_id() -> None:
+    from cloudkit.api.jobs import JobReading
+    from cloudkit.lifecycle.types import FindJob, LookupOutcome
+
+    world = World()
+    assert world.stored is not None
+    intent = _decide(world)
+    assert isinstance(intent.io, LaunchProvision)
+    cid = intent.io.correlation_id
+    world.stored.status = intent.status  # persisted; the operator dies before launching
+    world.tick(1)
+    find = _decide(world)
+    assert find.io == FindJob(JobType.PROVISION, cid, since=_launched_at(intent))
+    missing = Observation(vms=(), outcomes=(LookupOutcome(JobType.PROVISION, cid),))
+    young = decide(world.stored, missing, world.now, world.cfg)
+    assert young.io is None and young.requeue_after == world.cfg.launch_lookup_grace - timedelta(
+        seconds=1
+    )
+    world.tick(10)
+    old = decide(world.stored, missing, world.now, world.cfg)
+    assert old.io == LaunchProvision(cid)  # same correlation id: the backend can dedupe
+    found = LookupOutcome(
+        JobType.PROVISION, cid, reading=JobReading("42", JobState.RUNNING, "running")
+    )
+    got = decide(world.stored, Observation(vms=(), outcomes=(found,)), world.now, world.cfg)
+    job = got.status.provision_job
+    assert job is not None and (job.id, job.state, job.message) == (
+        "42",
+        JobState.RUNNING,
+        "running",
+    )
+    assert not isinstance(got.io, LaunchProvision)
+
+
+def _launched_at(decision: Decision) -> datetime:
+    job = decision.status.provision_job
+    assert job is not None and job.launched_at is not None
+    return job.launched_at
