@@ -98,7 +98,7 @@ async def _poll_vms(kube: KubeClient, seen: Observed) -> None:
             (vm["metadata"].get("labels") or {}).get(names.VM_INSTANCE_LABEL, ""): vm
             for vm in listing.get("items") or []
         }
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
 
 
 def _table(seen: Observed, elapsed: float, note: str) -> Table:
@@ -223,7 +223,7 @@ async def _watch_progress(
     started = time.monotonic()
     deleted_at: float | None = None
     note = "creating three instances"
-    with Live(_table(seen, 0, note), console=console, refresh_per_second=8) as live:
+    with Live(_table(seen, 0, note), console=console, refresh_per_second=4) as live:
         while True:
             elapsed = time.monotonic() - started
             doomed = seen.instances.get(DOOMED)
@@ -236,8 +236,9 @@ async def _watch_progress(
                 raise StackError(handle.failure or "the stack failed")
             if _finished(seen) or elapsed > DEADLINE_S:
                 live.update(_table(seen, elapsed, "done" if _finished(seen) else "timed out"))
-                return
-            await asyncio.sleep(0.1)
+                break
+            await asyncio.sleep(0.25)
+    console.print()
 
 
 def _finished(seen: Observed) -> bool:
