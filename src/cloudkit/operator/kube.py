@@ -147,8 +147,8 @@ class Kube:
 
     async def replace_status(
         self, instance: dict[str, Any], status: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Write the whole status, conditional on the instance's resourceVersion."""
+    ) -> dict[str, Any] | None:
+        """Write the whole status, conditional on the instance's resourceVersion; None if gone."""
         metadata = instance["metadata"]
         body = {**instance, "status": status}
         try:
@@ -161,6 +161,8 @@ class Kube:
                 body,
             )
         except ApiException as error:
+            if error.status == 404:
+                return None
             raise _write_error(f"writing the status of {_describe(instance)}", error) from None
         return written
 

@@ -137,7 +137,10 @@ class Reconciler:
         try:
             new_status = decision.status.to_wire()
             if new_status != instance.status.to_wire():
-                raw = await self.kube.replace_status(raw, new_status)
+                written = await self.kube.replace_status(raw, new_status)
+                if written is None:
+                    return None, instance
+                raw = written
                 instance = ComputeInstance.model_validate(raw)
                 self._written[key] = raw["metadata"]["resourceVersion"]
                 self.jobs.observe(str(key), instance.status)
@@ -148,6 +151,8 @@ class Reconciler:
                 raw = patched
                 instance = ComputeInstance.model_validate(raw)
                 self._written[key] = raw["metadata"]["resourceVersion"]
+                if instance.deleting and not instance.metadata.finalizers:
+                    return None, instance  # the last finalizer went: the server deleted it
         except Conflict as error:
             raise _Restart(observation) from error
         return raw, instance
@@ -190,8 +195,10 @@ class Reconciler:
         status["conditions"] = [*conditions, accepted]
         try:
             written = await self.kube.replace_status(raw, status)
-            self._written[key] = written["metadata"]["resourceVersion"]
-            await self._record(written, [RecordEvent(EventType.WARNING, INVALID_REASON, problem)])
+            if written is not None:
+                self._written[key] = written["metadata"]["resourceVersion"]
+                event = RecordEvent(EventType.WARNING, INVALID_REASON, problem)
+                await self._record(written, [event])
         except KubeError as error:
             log.warning("%s: could not report the invalid spec: %s", key, error)
         return None

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -21,6 +20,7 @@ from operator_stack import (
     Automation,
     Cluster,
     Operator,
+    free_port,
     operator_env,
     wait_until,
 )
@@ -274,11 +274,7 @@ def test_metrics_count_jobs(operator: Operator) -> None:
     assert "cloudkit_reconcile_errors_total" in text
 
 
-def test_bad_token_exits_2_naming_the_variable(
-    cluster: Cluster, automation: Automation, tmp_path: Path
-) -> None:
-    secret = "not-the-right-token-d9c1f"
-    env = operator_env(cluster, automation, CLOUDKIT_AAP_TOKEN=secret)
+def run_operator_expecting_exit(env: dict[str, str]) -> str:
     finished = subprocess.run(
         [str(BIN / "cloudkit"), "operator"],
         env=env,
@@ -288,5 +284,39 @@ def test_bad_token_exits_2_naming_the_variable(
     )
     output = finished.stdout + finished.stderr
     assert finished.returncode == 2, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def test_bad_token_exits_2_naming_the_variable(cluster: Cluster, automation: Automation) -> None:
+    secret = "not-the-right-token-d9c1f"
+    output = run_operator_expecting_exit(
+        operator_env(cluster, automation, CLOUDKIT_AAP_TOKEN=secret)
+    )
     assert "CLOUDKIT_AAP_TOKEN" in output
     assert secret not in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+def test_unreachable_url_exits_2_naming_the_variable(
+    cluster: Cluster, automation: Automation
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    output = run_operator_expecting_exit(operator_env(cluster, automation, CLOUDKIT_AAP_URL=url))
+    assert "CLOUDKIT_AAP_URL" in output
+    assert automation.handle.token not in output
+
+
+def test_invalid_settings_exit_2_naming_each_variable(
+    cluster: Cluster, automation: Automation
+) -> None:
+    env = operator_env(
+        cluster,
+        automation,
+        CLOUDKIT_AAP_STATUS_POLL_INTERVAL="0",
+        CLOUDKIT_MAX_JOB_HISTORY="none",
+    )
+    output = run_operator_expecting_exit(env)
+    assert "CLOUDKIT_AAP_STATUS_POLL_INTERVAL" in output
+    assert "CLOUDKIT_MAX_JOB_HISTORY" in output
+    assert automation.handle.token not in output
