@@ -1,7 +1,8 @@
 """The local EDA activation: a rulebook run by real ansible-rulebook, with a webhook source.
 
-`rulebook_text()` renders the rulebook (two webhook endpoints → the two playbooks) and
-`SOURCES_DIR` holds the webhook source plugin passed to `ansible-rulebook -S`.
+`start_eda_activation()` (activation.py) runs the static rulebook.yml with the webhook source
+in `SOURCES_DIR` and returns an `EdaHandle`. `rulebook_text()` renders an equivalent rulebook
+with literal values; the stack's backend still uses it (until it moves to the activation).
 """
 
 from __future__ import annotations
@@ -10,9 +11,26 @@ from pathlib import Path
 
 import yaml
 
-SOURCES_DIR = Path(__file__).parent / "sources"
-PROVISION_ENDPOINT = "provision"
-DEPROVISION_ENDPOINT = "deprovision"
+from cloudkit.local.eda.activation import (
+    DEPROVISION_ENDPOINT,
+    PROVISION_ENDPOINT,
+    RULEBOOK,
+    SOURCES_DIR,
+    EdaHandle,
+    EdaStartError,
+    start_eda_activation,
+)
+
+__all__ = [
+    "DEPROVISION_ENDPOINT",
+    "PROVISION_ENDPOINT",
+    "RULEBOOK",
+    "SOURCES_DIR",
+    "EdaHandle",
+    "EdaStartError",
+    "rulebook_text",
+    "start_eda_activation",
+]
 
 
 def rulebook_text(*, host: str, port: int, token: str, playbooks: Path) -> str:

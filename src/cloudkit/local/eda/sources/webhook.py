@@ -1,9 +1,17 @@
-"""ansible-rulebook event source: an HTTP webhook (POST /<endpoint>, JSON body).
+"""ansible-rulebook event source: an HTTP webhook (POST /<endpoint>, JSON object body).
 
-Each POST becomes one event {"payload": <body>, "meta": {"endpoint": ..., "received_at": ...}},
-the shape of ansible.eda.webhook, so rulebooks written for it match. The token is required as
-`?token=` or a Bearer header, compared in constant time. Loaded by `ansible-rulebook -S`, so it
-imports only the standard library and aiohttp (a dependency of ansible-rulebook).
+Hand-written because the `ansible.eda` collection (which ships `ansible.eda.webhook`) cannot
+be installed here: Galaxy is unreachable and the `ansible` PyPI package does not carry it.
+Each POST becomes one event in the shape ansible.eda.webhook produces, so rulebooks written
+for it match: {"payload": <body>, "meta": {"endpoint", "headers", "received_at"}}.
+
+Loaded by `ansible-rulebook -S <this dir>` (runpy), so it imports only the standard library
+and aiohttp (a dependency of ansible-rulebook). Arguments (rulebook `webhook:` source args):
+  host, port        where to listen; port 0 picks a free port
+  port_file         optional: the bound port is written there once the server listens
+  token             optional: required as `Authorization: Bearer <token>` or `?token=`
+  endpoints         optional list: only these paths are accepted (others 404)
+GET /healthz answers 200 without auth and queues nothing (readiness probe).
 """
 
 from __future__ import annotations
@@ -11,10 +19,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+# Never copied into the event: events reach playbook extra vars and ansible-rulebook's logs.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def _authorized(request: web.Request, token: str) -> bool:
@@ -27,30 +40,67 @@ def _authorized(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-async def main(queue: asyncio.Queue[Any], args: dict[str, Any]) -> None:
+def _event_headers(request: web.Request) -> dict[str, str]:
+    return {
+        name: value for name, value in request.headers.items() if name.lower() not in SECRET_HEADERS
+    }
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    """Atomically (rename), so a reader never sees a half-written number."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(f"{port}\n")
+    os.replace(partial, path)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the webhook server has no TCP address")
+
+
+async def main(queue: Any, args: dict[str, Any]) -> None:
     """Serve until cancelled (ansible-rulebook cancels sources on shutdown)."""
-    host, port, token = args.get("host", "127.0.0.1"), int(args["port"]), str(args.get("token", ""))
+    host = str(args.get("host") or "127.0.0.1")
+    port = int(args.get("port") or 0)
+    token = str(args.get("token") or "")
+    port_file = str(args.get("port_file") or "")
+    allowed = {str(name) for name in args.get("endpoints") or []}
 
     async def receive(request: web.Request) -> web.Response:
+        endpoint = request.match_info["endpoint"]
+        if allowed and endpoint not in allowed:
+            return web.json_response({"error": f"unknown endpoint {endpoint!r}"}, status=404)
         if not _authorized(request, token):
             return web.json_response({"error": "unauthorized"}, status=401)
         try:
             payload = json.loads(await request.read())
         except ValueError:
             return web.json_response({"error": "the body must be JSON"}, status=400)
-        endpoint = request.match_info["endpoint"]
-        received_at = datetime.now(UTC).isoformat()
-        await queue.put(
-            {"payload": payload, "meta": {"endpoint": endpoint, "received_at": received_at}}
-        )
+        if not isinstance(payload, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        meta = {
+            "endpoint": endpoint,
+            "headers": _event_headers(request),
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        # 200 only once the event is queued: a 2xx tells the operator the launch happened.
+        await queue.put({"payload": payload, "meta": meta})
         return web.json_response({"status": "accepted", "endpoint": endpoint})
 
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
     app = web.Application()
+    app.router.add_get("/healthz", healthz)
     app.router.add_post("/{endpoint}", receive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
+    if port_file:
+        _write_port_file(Path(port_file), _bound_port(runner))
     try:
         await asyncio.Future()  # until cancelled
     finally:
