@@ -41,7 +41,15 @@ def _program(rule: str) -> Any:
     try:
         return env.program(env.compile(rule))
     except Exception as exc:  # celpy raises several unrelated error types
-        raise CelError(f"compilation failed: {_short(exc)}") from None
+        raise CelError(f"compilation failed: {_parse_detail(exc)}") from None
+
+
+def _parse_detail(exc: Exception) -> str:
+    """celpy parse errors are the source with a caret line under the offending column."""
+    lines = _short(exc).splitlines()
+    if len(lines) >= 2 and lines[-1].strip() == "^":
+        return f"syntax error at column {lines[-1].index('^') + 1}"
+    return " ".join(" ".join(lines).split())[:_MAX_ERROR]
 
 
 def is_transition_rule(rule: str) -> bool:
