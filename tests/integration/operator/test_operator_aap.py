@@ -146,6 +146,24 @@ def test_create_reaches_ready(operator: Operator, cluster: Cluster, record: Any)
     assert "ProvisionJobLaunched" in reasons, reasons
 
 
+def test_unmanaged_instance_is_left_alone(
+    operator: Operator, cluster: Cluster, automation: Automation
+) -> None:
+    cluster.create(
+        "unmanaged",
+        {names.MANAGEMENT_STATE_ANNOTATION: names.MANAGEMENT_STATE_UNMANAGED},
+    )
+    # A witness created after it: once the witness is Ready, the operator has long seen both.
+    cluster.create("unmanaged-witness", {PROVISION_SECONDS_ANNOTATION: "0"})
+    wait_until(lambda: ready(cluster, "unmanaged-witness"), timeout=60, what="witness Ready")
+    obj = cluster.get("unmanaged")
+    assert obj is not None
+    assert not obj.get("status"), obj.get("status")
+    assert not obj["metadata"].get("finalizers")
+    assert jobs_for(automation, "unmanaged", "cloudkit provision (test)") == []
+    assert cluster.events("unmanaged") == []
+
+
 def test_delete_deprovisions_then_the_object_goes(
     operator: Operator, cluster: Cluster, automation: Automation, record: Any
 ) -> None:
