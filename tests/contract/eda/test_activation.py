@@ -1,0 +1,233 @@
+"""The EDA activation through real ansible-rulebook: webhook source, rulebook, playbook runs.
+
+Posts ComputeInstance-shaped JSON as the EDA provider does and checks, through the test
+playbooks' output files, that the right playbook ran with the resource as
+`ansible_eda.event.payload`. The last test stops the activation mid-playbook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cloudkit.local.eda import EdaHandle, EdaStartError, start_eda_activation
+from cloudkit.local.eda.activation import descendant_pids
+
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
+
+PLAYBOOK_WITHIN_S = 30.0
+PLAYBOOKS = Path(__file__).parent / "playbooks"
+
+
+def instance(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cloudkit.openshift.io/v1alpha1",
+        "kind": "ComputeInstance",
+        "metadata": {"name": name, "namespace": "cloudkit-instances", "uid": f"uid-{name}"},
+        "spec": {"templateID": "sample_template", "cores": 1, "memoryGiB": 1, **spec},
+        "status": {"desiredConfigVersion": f"version-of-{name}"},
+    }
+
+
+def bearer(activation: EdaHandle) -> dict[str, str]:
+    return {"Authorization": f"Bearer {activation.token}"}
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+async def playbook_record(path: Path, within: float = PLAYBOOK_WITHIN_S) -> dict[str, Any]:
+    """What a test playbook wrote (it writes atomically), once it appears."""
+    deadline = time.monotonic() + within
+    while (record := _read_record(path)) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} not written within {within}s")
+        await asyncio.sleep(0.05)
+    return record
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() if alive(pid) else b""
+    except OSError:
+        return b""
+
+
+def in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def test_health_and_rejected_requests(activation: EdaHandle, eda_out_dir: Path) -> None:
+    handle = activation
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{handle.base_url}/healthz") as response:
+            assert response.status == 200
+        body = b'{"metadata": {"name": '
+        headers = {**bearer(activation), "Content-Type": "application/json"}
+        async with http.post(handle.provision_url, data=body, headers=headers) as response:
+            assert response.status == 400
+            assert "JSON" in (await response.json())["error"]
+        async with http.post(handle.provision_url, json=[1, 2], headers=bearer(activation)) as r:
+            assert r.status == 400
+        async with http.post(handle.provision_url, json=instance("no-token")) as response:
+            assert response.status == 401
+        wrong = {"Authorization": "Bearer wrong"}
+        async with http.post(handle.provision_url, json=instance("bad"), headers=wrong) as r:
+            assert r.status == 401
+        unknown = f"{handle.base_url}/reprovision"
+        async with http.post(unknown, json=instance("x"), headers=bearer(activation)) as r:
+            assert r.status == 404
+    assert handle.provision_url == f"http://127.0.0.1:{handle.port}/provision"
+    assert handle.deprovision_url == f"http://127.0.0.1:{handle.port}/deprovision"
+    assert "?" not in handle.provision_url  # the token never travels in a printed URL
+
+
+async def test_provision_post_runs_the_provision_playbook(
+    activation: EdaHandle, eda_out_dir: Path
+) -> None:
+    handle = activation
+    async with aiohttp.ClientSession() as http:
+        posted = time.time()
+        async with http.post(
+            handle.provision_url, json=instance("ci-one"), headers=bearer(activation)
+        ) as response:
+            answered = time.time()
+            assert response.status == 200
+            assert await response.json() == {"status": "accepted", "endpoint": "provision"}
+    record = await playbook_record(eda_out_dir / "provision-ci-one.json")
+    seen = time.time()
+    assert record["name"] == "ci-one"
+    assert record["endpoint"] == "provision"
+    assert record["desired"] == "version-of-ci-one"
+    assert "authorization" not in {name.lower() for name in record["header_names"]}
+    assert "content-type" in {name.lower() for name in record["header_names"]}
+    assert not (eda_out_dir / "deprovision-ci-one.json").exists()
+    print(
+        f"\nPOST answered in {answered - posted:.3f}s; playbook's first task "
+        f"{record['started'] - posted:.2f}s after the POST; output seen after "
+        f"{seen - posted:.2f}s"
+    )
+
+
+async def test_deprovision_post_runs_the_deprovision_playbook(
+    activation: EdaHandle, eda_out_dir: Path
+) -> None:
+    handle = activation
+    async with aiohttp.ClientSession() as http:
+        posted = time.time()
+        # The other way to pass the token (what the stack's webhook URLs use).
+        params = {"token": handle.token}
+        async with http.post(
+            handle.deprovision_url, json=instance("ci-two"), params=params
+        ) as response:
+            assert response.status == 200
+    record = await playbook_record(eda_out_dir / "deprovision-ci-two.json")
+    assert record["name"] == "ci-two"
+    assert record["endpoint"] == "deprovision"
+    assert not (eda_out_dir / "provision-ci-two.json").exists()
+    print(f"\ndeprovision playbook's first task {record['started'] - posted:.2f}s after the POST")
+
+
+async def test_concurrent_posts_run_in_parallel(activation: EdaHandle, eda_out_dir: Path) -> None:
+    handle = activation
+    names = [f"burst-{n}" for n in range(3)]
+    async with aiohttp.ClientSession() as http:
+
+        async def post(name: str) -> int:
+            async with http.post(
+                handle.provision_url, json=instance(name), headers=bearer(activation)
+            ) as response:
+                return response.status
+
+        posted = time.time()
+        assert await asyncio.gather(*(post(name) for name in names)) == [200] * len(names)
+    records = [await playbook_record(eda_out_dir / f"provision-{n}.json") for n in names]
+    done = time.time()
+    assert sorted(record["name"] for record in records) == names
+    starts = sorted(record["started"] - posted for record in records)
+    print(
+        f"\n{len(names)} concurrent POSTs: first tasks at "
+        + ", ".join(f"{start:.2f}s" for start in starts)
+        + f"; all output seen after {done - posted:.2f}s"
+    )
+
+
+async def test_start_failure_reports_ansible_rulebook_output(tmp_path: Path) -> None:
+    with pytest.raises(EdaStartError, match="playbook not found"):
+        await start_eda_activation(
+            tmp_path,
+            provision_playbook=tmp_path / "missing.yml",
+            deprovision_playbook=PLAYBOOKS / "deprovision.yml",
+        )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(EdaStartError, match="address already in use"):
+            await start_eda_activation(
+                tmp_path,
+                provision_playbook=PLAYBOOKS / "provision.yml",
+                deprovision_playbook=PLAYBOOKS / "deprovision.yml",
+                port=taken.getsockname()[1],
+            )
+
+
+async def test_stop_mid_playbook_leaves_nothing_running(
+    activation: EdaHandle, eda_out_dir: Path
+) -> None:
+    """Last in this module: it stops the shared activation (the fixture's stop is a no-op)."""
+    handle = activation
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            handle.provision_url,
+            json=instance("slow", sleepSeconds=120),
+            headers=bearer(activation),
+        ) as response,
+    ):
+        assert response.status == 200
+    await playbook_record(eda_out_dir / "provision-slow.json")
+    deadline = time.monotonic() + PLAYBOOK_WITHIN_S
+    # The playbook's `sleep` task: a process below ansible-rulebook, in a session of its own.
+    while not any(b"sleep" in cmdline(pid) for pid in descendant_pids(handle.pid)):
+        assert time.monotonic() < deadline, "the playbook's sleep never started"
+        await asyncio.sleep(0.05)
+    below = descendant_pids(handle.pid)
+    assert any(os.getsid(pid) != os.getsid(handle.pid) for pid in below if alive(pid))
+
+    await handle.stop()
+
+    assert not handle.running()
+    assert not alive(handle.pid)
+    assert in_group(handle.pid) == []
+    assert [pid for pid in below if alive(pid)] == []
+    await handle.stop()  # idempotent
