@@ -76,6 +76,7 @@ def test_eda_provision_and_deprovision(
         cluster,
         automation,
         CLOUDKIT_PROVISIONING_PROVIDER="eda",
+        CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE="",  # all namespaces (kopf is cluster-wide anyway)
         CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK=f"{webhooks.url}/provision?token=eda-hook-token",
         CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK=f"{webhooks.url}/deprovision?token=eda-hook-token",
     )
