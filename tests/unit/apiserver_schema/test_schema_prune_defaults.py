@@ -158,3 +158,28 @@ def test_structural_violations_have_schema_relative_paths() -> None:
         ("FieldValueNotSupported", "properties[spec].properties[d].type"),
     }
     assert [c.field for c in check_structural({"properties": {}})] == ["type"]
+
+
+def test_defaults_must_be_valid_and_known() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "c": {"type": "string", "enum": ["a"], "default": "b"},
+                    "o": {
+                        "type": "object",
+                        "properties": {"x": {"type": "integer"}},
+                        "default": {"x": 1, "y": 2},
+                    },
+                    "ok": {"type": "integer", "minimum": 1, "default": 1},
+                },
+            }
+        },
+    }
+    causes = [(c.reason, c.field) for c in check_structural(schema)]
+    assert causes == [
+        ("FieldValueNotSupported", "properties[spec].properties[c].default"),
+        ("FieldValueInvalid", "properties[spec].properties[o].default"),
+    ]

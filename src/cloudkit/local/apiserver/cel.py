@@ -20,6 +20,22 @@ _OLD_SELF = re.compile(r"\boldSelf\b")
 _MAX_ERROR = 200
 
 
+_IMMUTABLE_FORMS = frozenset({"self==oldSelf", "oldSelf==self"})
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Deep JSON equality as CEL sees it (true is not 1; 1 equals 1.0 after conversion)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return False
+    return bool(a == b)
+
+
 class CelError(Exception):
     """A rule that cannot be compiled or evaluated; the text is short and safe to return."""
 
@@ -97,6 +113,9 @@ def to_cel(value: Any, schema: dict[str, Any] | None) -> Any:
 
 def evaluate(rule: str, value: Any, schema: dict[str, Any], old: Any = None) -> bool:
     """True when the rule holds for `self` (and `oldSelf`); CelError when it cannot tell."""
+    if old is not None and "".join(rule.split()) in _IMMUTABLE_FORMS:
+        # The common immutability rule, answered without celpy (~1 ms per rule per write).
+        return json_equal(value, old)
     program = _program(rule)
     activation: dict[str, Any] = {"self": to_cel(value, schema)}
     if old is not None:

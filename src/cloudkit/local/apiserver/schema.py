@@ -16,6 +16,7 @@ from cloudkit.local.apiserver.schema_validate import (
     Cause,
     child,
     validate,
+    validate_value,
 )
 
 __all__ = [
@@ -102,6 +103,8 @@ def _structural(node: Any, path: str, causes: list[Cause], *, skeleton: bool) ->
                 child(path, "additionalProperties"),
             )
         )
+    if skeleton and "default" in node:
+        _check_default(node, child(path, "default"), causes)
     for name, sub in (node.get("properties") or {}).items():
         _structural(sub, child(path, f"properties[{name}]"), causes, skeleton=skeleton)
     items = node.get("items")
@@ -124,6 +127,20 @@ def _structural(node: Any, path: str, causes: list[Cause], *, skeleton: bool) ->
             _structural(sub, child(path, f"{key}[{i}]"), causes, skeleton=False)
     if isinstance(node.get("not"), dict):
         _structural(node["not"], child(path, "not"), causes, skeleton=False)
+
+
+def _check_default(node: dict[str, Any], path: str, causes: list[Cause]) -> None:
+    """A default must survive pruning unchanged and pass validation, as upstream requires."""
+    default = node["default"]
+    _, unknown = prune({"value": default}, {"type": "object", "properties": {"value": node}})
+    if unknown:
+        names = ", ".join(u.removeprefix("value").lstrip(".") for u in unknown)
+        causes.append(
+            Cause(
+                "FieldValueInvalid", f"Invalid value: must not have unknown fields: {names}", path
+            )
+        )
+    causes.extend(validate_value(default, node, path))
 
 
 # -- pruning -----------------------------------------------------------------------------------

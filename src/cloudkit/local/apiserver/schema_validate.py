@@ -331,3 +331,10 @@ def validate(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = N
     validator = _Validator()
     validator.node(obj, schema, "", old, True)
     return validator.causes
+
+
+def validate_value(value: Any, schema: Schema, path: str) -> list[Cause]:
+    """Violations of a single value (a schema `default`) reported under `path`."""
+    validator = _Validator()
+    validator.node(value, schema, path, None, False)
+    return validator.causes
