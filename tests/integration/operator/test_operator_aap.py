@@ -6,10 +6,12 @@ are checked on each write, not on lucky polls."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -21,7 +23,9 @@ from operator_stack import (
     Cluster,
     Operator,
     free_port,
+    healthy,
     operator_env,
+    start_operator,
     wait_until,
 )
 
@@ -290,6 +294,34 @@ def test_metrics_count_jobs(operator: Operator) -> None:
     assert 'cloudkit_jobs_in_flight{provider="aap",type="deprovision"} 0.0' in text
     assert "cloudkit_reconcile_duration_seconds_count" in text
     assert "cloudkit_reconcile_errors_total" in text
+
+
+def test_restart_mid_provision_resumes_without_a_second_launch(
+    operator: Operator, cluster: Cluster, automation: Automation, tmp_path: Path
+) -> None:
+    """SIGKILL while a provision job runs; the next operator finds the job in status, polls it
+    to the end and never launches a second one. (Runs last among the tests that need the
+    module's operator: the restarted process takes its place.)"""
+    name = "restarted"
+    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "4"})
+
+    def launched() -> dict[str, Any] | None:
+        provision = job(cluster.get(name), "provisionJob")
+        return provision if provision.get("id") else None
+
+    job_id = wait_until(launched, timeout=30, what="the provision job id in status")["id"]
+    operator.process.send_signal(signal.SIGKILL)
+    operator.process.wait(timeout=10)
+
+    restarted = start_operator(operator.env, tmp_path / "restarted.log")
+    operator.process, operator.log_path = restarted.process, restarted.log_path
+    wait_until(lambda: healthy(operator), timeout=60, what="the restarted operator's health")
+
+    obj = wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready after restart")
+    assert job(obj, "provisionJob")["id"] == job_id
+    assert job(obj, "provisionJob")["state"] == "Succeeded"
+    launches = jobs_for(automation, name, "cloudkit provision (test)")
+    assert [str(j["id"]) for j in launches] == [job_id]
 
 
 def run_operator_expecting_exit(env: dict[str, str]) -> str:
