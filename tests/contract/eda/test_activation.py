@@ -18,7 +18,6 @@ import aiohttp
 import pytest
 
 from cloudkit.local.eda import EdaHandle, EdaStartError, start_eda_activation
-from cloudkit.local.eda.activation import descendant_pids
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -211,17 +210,19 @@ async def test_stop_mid_playbook_leaves_nothing_running(
         assert response.status == 200
     await playbook_record(eda_out_dir / "provision-slow.json")
     deadline = time.monotonic() + PLAYBOOK_WITHIN_S
-    # The playbook's `sleep` task: a process below ansible-rulebook, in a session of its own.
-    while not any(b"sleep" in cmdline(pid) for pid in descendant_pids(handle.pid)):
+    # The playbook's `sleep 120`: started by ansible-playbook, in a session of its own.
+    sleep_cmdline = b"sleep\x00120\x00"
+    while not (sleeping := [p for p in handle.processes() if cmdline(p) == sleep_cmdline]):
         assert time.monotonic() < deadline, "the playbook's sleep never started"
         await asyncio.sleep(0.05)
-    below = descendant_pids(handle.pid)
-    assert any(os.getsid(pid) != os.getsid(handle.pid) for pid in below if alive(pid))
+    started = handle.processes()
+    assert handle.pid in started
+    assert any(os.getsid(pid) != os.getsid(handle.pid) for pid in started if alive(pid))
 
     await handle.stop()
 
     assert not handle.running()
-    assert not alive(handle.pid)
+    assert handle.processes() == []
     assert in_group(handle.pid) == []
-    assert [pid for pid in below if alive(pid)] == []
+    assert [pid for pid in [*started, *sleeping] if alive(pid)] == []
     await handle.stop()  # idempotent

@@ -3,7 +3,7 @@
 `start_eda_activation` writes the activation's files under a state directory (vars 0600,
 inventory), starts ansible-rulebook in its own process group, and returns once the webhook
 answers. `EdaHandle.stop()` ends ansible-rulebook and every process it started, including
-playbooks that ansible-runner put in sessions of their own.
+playbooks that ansible-runner put in sessions of their own (found by an environment marker).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ DEPROVISION_ENDPOINT = "deprovision"
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 8.0
 PROBE_INTERVAL_S = 0.1
+MARKER_ENV = "CLOUDKIT_EDA_ACTIVATION"
 
 
 class EdaStartError(RuntimeError):
@@ -49,6 +50,8 @@ class EdaHandle:
     started_in_s: float
     """Seconds from spawning ansible-rulebook until the webhook answered."""
     log_file: Path
+    marker: str
+    """Value of MARKER_ENV in the environment of ansible-rulebook and all it starts."""
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -70,38 +73,44 @@ class EdaHandle:
     def running(self) -> bool:
         return self.child.process.returncode is None
 
+    def processes(self) -> list[int]:
+        """Live processes of this activation: ansible-rulebook and everything it started."""
+        return marked_pids(self.marker)
+
     async def stop(self) -> None:
-        """SIGTERM, grace, SIGKILL for the group; then any straggling descendant."""
+        """SIGTERM, grace, SIGKILL for the group; then SIGKILL whatever still carries the marker.
+
+        ansible-runner starts each playbook in a session of its own, so a group kill misses
+        it, and once ansible-rulebook is gone the playbook is re-parented; the environment
+        marker finds it wherever it ended up.
+        """
         if self._stopped:
             return
         self._stopped = True
-        # Collected first: once ansible-rulebook is gone, its children are re-parented and
-        # can no longer be found by walking down from it.
-        descendants = descendant_pids(self.child.pid)
         await self.child.stop(STOP_GRACE_S)
-        for pid in descendants:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while pids := self.processes():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"EDA activation processes survived SIGKILL: {pids}")
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(PROBE_INTERVAL_S)
 
 
-def descendant_pids(root: int) -> list[int]:
-    """All processes below `root` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
+def marked_pids(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment holds MARKER_ENV=marker (Linux /proc)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # The command name (field 2) may contain spaces; the parent pid follows its ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 2:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
+        if stat[stat.rfind(")") + 2 :].split()[0] != "Z":
+            found.append(int(entry.name))
     return found
 
 
@@ -112,8 +121,10 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    merged = {**os.environ, **(env or {})}
+def _child_env(env: Mapping[str, str] | None, marker: str) -> dict[str, str]:
+    # The marker is inherited by every process ansible-rulebook starts (ansible-runner passes
+    # the environment on), so stop() can find playbooks that left the process group.
+    merged = {**os.environ, **(env or {}), MARKER_ENV: marker}
     # ansible-runner finds ansible-playbook on PATH: put this interpreter's bin dir first.
     bin_dir = str(Path(sys.executable).parent)
     merged["PATH"] = os.pathsep.join([bin_dir, merged.get("PATH", "")])
@@ -228,16 +239,21 @@ async def start_eda_activation(
         "--source-dir",
         str(SOURCES_DIR),
     ]
+    marker = secrets.token_hex(8)
     began = time.monotonic()
     # spawn: own session (process group), output to eda/ansible-rulebook.log, and SIGTERM
     # if this process dies.
+    child_env = _child_env(env, marker)
     child = await spawn(
-        "ansible-rulebook", command, env=_child_env(env), log_dir=eda_dir, sink=sink, cwd=eda_dir
+        "ansible-rulebook", command, env=child_env, log_dir=eda_dir, sink=sink, cwd=eda_dir
     )
     try:
         bound = await _wait_until_answering(child, port_file, began + start_timeout_s)
     except BaseException:
         await child.stop(STOP_GRACE_S)
+        for pid in marked_pids(marker):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         raise
     return EdaHandle(
         child=child,
@@ -245,4 +261,5 @@ async def start_eda_activation(
         token=token or "",
         started_in_s=time.monotonic() - began,
         log_file=eda_dir / "ansible-rulebook.log",
+        marker=marker,
     )
