@@ -132,8 +132,6 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf would post its own log lines as Events on the objects; ours are explicit.
     settings.posting.enabled = False
-    # Event handlers never fail for long; do not let a broken one spam retries.
-    settings.watching.reconnect_backoff = 1.0
     return settings
 
 

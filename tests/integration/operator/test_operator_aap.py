@@ -222,6 +222,7 @@ def test_delete_during_provisioning_cancels_first(
         assert job(version, "provisionJob")["state"] == "Canceled"
     ids = {job(v, "deprovisionJob")["id"] for v in with_deprovision}
     assert len(ids) == 1
+    assert all(kopf_keys(v) == [] for v in recorder.versions)
 
 
 def available(cluster: Cluster, name: str) -> dict[str, Any] | None:
