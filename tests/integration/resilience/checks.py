@@ -107,3 +107,20 @@ def failures(named: dict[str, list[Validation]]) -> list[str]:
         for v in validations
         if not v.passed
     ]
+
+
+def trace_lines(versions: list[dict[str, Any]]) -> list[str]:
+    """Every recorded version in one line each: resourceVersion, phase, jobs (for reports)."""
+    lines = []
+    for obj in versions:
+        status = obj.get("status") or {}
+        history = ", ".join(
+            f"{e.get('type')}:{e.get('jobID') or '-'}:{e.get('state')}:{e.get('message')!r}"
+            for e in status.get("jobs") or []
+        )
+        deleting = "D" if (obj.get("metadata") or {}).get("deletionTimestamp") else " "
+        lines.append(
+            f"    rv={obj['metadata'].get('resourceVersion')} {deleting} "
+            f"{status.get('phase') or '-'} [{history}]"
+        )
+    return lines

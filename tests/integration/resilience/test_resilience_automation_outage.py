@@ -30,6 +30,7 @@ from checks import (
     no_overlapping_jobs,
     one_provision_job_per_correlation_id,
     status_agrees_with_automation,
+    trace_lines,
 )
 from resilience_lab import describe, job_of, open_lab, phase, status_of
 
@@ -165,4 +166,7 @@ async def test_automation_outage_mid_provisioning(tmp_path: Path) -> None:
 
     print(f"\noutage {outage:.1f}s; messages while down: {while_down}")
     problems = failures(named) + leaked
+    if problems:
+        for name in (first, second):
+            print(f"  {name}:", *trace_lines(rec.versions[name]), sep="\n")
     assert not problems, "\n".join(problems)
