@@ -84,6 +84,8 @@ class OperatorSettings(BaseModel):
     aap: AapSettings | None = None
     eda: EdaSettings | None = None
     poll_interval: timedelta = timedelta(seconds=30)
+    aap_startup_timeout: timedelta = timedelta(seconds=30)
+    """How long an unreachable AAP is retried at start before exiting with code 2."""
     poll_policy: PollPolicy = PollPolicy.ADAPTIVE
     first_poll: timedelta = timedelta(milliseconds=500)
     retry_backoff_min: timedelta = timedelta(minutes=2)
@@ -271,6 +273,9 @@ def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
         env.problems.append(
             "CLOUDKIT_RETRY_BACKOFF_MAX: must not be shorter than CLOUDKIT_RETRY_BACKOFF_MIN"
         )
+    startup_timeout = env.parsed(
+        "CLOUDKIT_AAP_STARTUP_TIMEOUT", parse_duration, timedelta(seconds=30)
+    )
     policy = env.parsed("CLOUDKIT_POLL_POLICY", PollPolicy, PollPolicy.ADAPTIVE)
     namespace = env.raw("CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE")
     notification_token = env.raw("CLOUDKIT_NOTIFICATION_TOKEN")
@@ -279,6 +284,7 @@ def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
         aap=aap,
         eda=eda,
         poll_interval=poll_interval,
+        aap_startup_timeout=startup_timeout,
         poll_policy=policy,
         first_poll=first_poll,
         retry_backoff_min=backoff_min,

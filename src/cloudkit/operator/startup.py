@@ -8,6 +8,8 @@ protocol has no such call (see the report to the providers' owner).
 
 from __future__ import annotations
 
+import asyncio
+
 from cloudkit.api.jobs import AAP_CAPABILITIES, EDA_CAPABILITIES
 from cloudkit.lifecycle.types import LifecycleConfig
 from cloudkit.operator.settings import OperatorSettings, PollPolicy
@@ -68,7 +70,12 @@ def build_provider(settings: OperatorSettings) -> Provider:
 
 
 async def check_aap(settings: OperatorSettings) -> None:
-    """GET <url>/v2/me/ with the token; raise StartupError naming the variable to fix."""
+    """GET <url>/v2/me/ with the token; raise StartupError naming the variable to fix.
+
+    A rejected token or a wrong path fails at once. An unreachable controller is retried until
+    CLOUDKIT_AAP_STARTUP_TIMEOUT: a stack may start the operator beside its backend, and a
+    Deployment beside a restarting controller; past the deadline it is a configuration error.
+    """
     aap = settings.aap
     if aap is None:
         return
@@ -80,15 +87,26 @@ async def check_aap(settings: OperatorSettings) -> None:
         timeout=CHECK_TIMEOUT,
         attempts=1,
     )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.aap_startup_timeout.total_seconds()
+    delay = 0.2
     try:
-        await client.send(Request("GET", "v2/me/"), retry=False)
+        while True:
+            try:
+                await client.send(Request("GET", "v2/me/"), retry=False)
+                return
+            except ProviderUnavailable as error:
+                if loop.time() + delay > deadline:
+                    raise StartupError(
+                        f"CLOUDKIT_AAP_URL {aap.url} is unreachable: {error}"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
     except ProviderUnauthorized:
         raise StartupError(
             f"CLOUDKIT_AAP_TOKEN was rejected by {aap.url} (401 on v2/me/); "
             "set a valid token in CLOUDKIT_AAP_TOKEN or CLOUDKIT_AAP_TOKEN_FILE"
         ) from None
-    except ProviderUnavailable as error:
-        raise StartupError(f"CLOUDKIT_AAP_URL {aap.url} is unreachable: {error}") from None
     except ProviderNotFound:
         raise StartupError(
             f"CLOUDKIT_AAP_URL {aap.url} has no v2/me/; it must be the API root "

@@ -353,7 +353,8 @@ def test_unreachable_url_exits_2_naming_the_variable(
     cluster: Cluster, automation: Automation
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/api"
-    output = run_operator_expecting_exit(operator_env(cluster, automation, CLOUDKIT_AAP_URL=url))
+    env = operator_env(cluster, automation, CLOUDKIT_AAP_URL=url, CLOUDKIT_AAP_STARTUP_TIMEOUT="1s")
+    output = run_operator_expecting_exit(env)
     assert "CLOUDKIT_AAP_URL" in output
     assert automation.handle.token not in output
 

@@ -154,6 +154,7 @@ def test_missing_aap_variable_is_named(variable: str) -> None:
         ("CLOUDKIT_METRICS_ADDRESS", "localhost:http"),
         ("CLOUDKIT_HEALTH_ADDRESS", "127.0.0.1:70000"),
         ("CLOUDKIT_WORKERS", "-1"),
+        ("CLOUDKIT_AAP_STARTUP_TIMEOUT", "later"),
     ],
 )
 def test_bad_variable_is_named(variable: str, value: str) -> None:
