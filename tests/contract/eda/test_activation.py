@@ -219,7 +219,9 @@ async def test_stop_mid_playbook_leaves_nothing_running(
     assert handle.pid in started
     assert any(os.getsid(pid) != os.getsid(handle.pid) for pid in started if alive(pid))
 
+    stopping = time.monotonic()
     await handle.stop()
+    print(f"\nstop() with a playbook running took {time.monotonic() - stopping:.2f}s")
 
     assert not handle.running()
     assert handle.processes() == []
