@@ -17,7 +17,7 @@ from resilience_lab import NAMESPACE, Lab, open_lab
 
 from cloudkit.api import names
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBECTL_TIMEOUT_S = 30.0

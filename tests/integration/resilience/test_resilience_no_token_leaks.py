@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from resilience_lab import Lab, describe, open_lab, phase
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
 VM_BOOT_SECONDS = 1.0
-LIFECYCLE_TIMEOUT_S = 120.0
+LIFECYCLE_TIMEOUT_S = 240.0
 
 
 def leaks(text: str, secrets: dict[str, str], where: str) -> list[str]:

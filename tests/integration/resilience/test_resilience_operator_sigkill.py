@@ -23,6 +23,7 @@ from checks import (
     no_overlapping_jobs,
     one_provision_job_per_correlation_id,
     status_agrees_with_automation,
+    trace_lines,
 )
 from resilience_lab import Lab, describe, open_lab, phase
 
@@ -30,7 +31,7 @@ from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Validation
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 
 INSTANCE_COUNT = 8
 KILLS = 20
@@ -38,7 +39,7 @@ VM_BOOT_SECONDS = 2.0
 STAGGER_S = 4.0
 KILL_GAP_S = (0.3, 3.0)
 """A kill comes this long (uniform) after the previous operator became healthy."""
-LIFECYCLE_TIMEOUT_S = 240.0
+LIFECYCLE_TIMEOUT_S = 400.0
 
 
 @dataclass
@@ -101,6 +102,7 @@ async def test_operator_sigkilled_at_random_moments(tmp_path: Path, rng: random.
         elapsed = time.monotonic() - started
         jobs = await lab.automation.jobs()
         named: dict[str, list[Validation]] = {}
+        traces = {name: trace_lines(lab.recorder.versions[name]) for name in lab.recorder.versions}
         for result in lifecycles:
             name = result.name
             mine = [j for j in jobs if j.instance == name]
@@ -130,4 +132,6 @@ async def test_operator_sigkilled_at_random_moments(tmp_path: Path, rng: random.
     inside = [t for t in killer.kills if t < last_gone]
     if len(inside) < KILLS // 2:
         problems.append(f"schedule: only {len(inside)} of {KILLS} kills landed during lifecycles")
+    for failed in sorted({line.split(":", 1)[0] for line in problems} & set(traces)):
+        print(f"  {failed}:", *traces[failed], sep="\n")
     assert not problems, "\n".join(problems)
