@@ -27,9 +27,10 @@ from pathlib import Path
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack_backends import (
+    Backend,
     BackendError,
-    start_automation_backend,
-    start_eda_backend,
+    spawn_automation_backend,
+    spawn_eda_backend,
 )
 from cloudkit.local.stack_kube import KubeClient, resource_path
 from cloudkit.local.stack_procs import (
@@ -236,25 +237,26 @@ async def _start_children(
         "ANSIBLE_HOME": str(backend_dir / "ansible-home"),
         "ANSIBLE_LOCAL_TEMP": str(backend_dir / "ansible-tmp"),
     }
-    try:
-        if handle.provider == "aap":
-            backend = await start_automation_backend(
-                state_dir=state_dir,
-                env=playbook_env,
-                logs=logs,
-                sink=sink,
-                notification_url=f"{handle.notification_url}?token={notification_token}",
-            )
-        else:
-            backend = await start_eda_backend(
-                state_dir=state_dir, env=playbook_env, logs=logs, sink=sink, port=free_port()
-            )
-    except BackendError as error:
-        raise StackError(str(error)) from error
+    if handle.provider == "aap":
+        backend = await spawn_automation_backend(
+            state_dir=state_dir,
+            env=playbook_env,
+            logs=logs,
+            sink=sink,
+            notification_url=f"{handle.notification_url}?token={notification_token}",
+            port=free_port(),
+        )
+    else:
+        backend = await spawn_eda_backend(
+            state_dir=state_dir, env=playbook_env, logs=logs, sink=sink, port=free_port()
+        )
     handle.children.append(backend.child)
     handle.automation_url = backend.url
     handle.automation_token_file = backend.token_file
 
+    # The operator checks at start-up that its backend answers, so the backend comes first.
+    await _backend_ready(backend)
+    waits = []
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         # The stack's own backend settings win over any left in the user's shell.
         inherited = {k: v for k, v in env.items() if k != "CLOUDKIT_AAP_TOKEN"}
@@ -273,19 +275,31 @@ async def _start_children(
             "operator", cloudkit_command("operator"), env=operator_env, log_dir=logs, sink=sink
         )
         handle.children.append(operator)
-        health_port = int(_address(handle.health_url).rsplit(":", 1)[1])
-        try:
-            await wait_for_port(HOST, health_port, operator, START_TIMEOUT_S)
-        except ChildFailed as error:
-            raise StackError(str(error)) from error
-        except TimeoutError as error:
-            raise StackError(f"operator not healthy within {START_TIMEOUT_S:.0f}s") from error
+        waits.append(_operator_healthy(operator, handle.health_url))
         handle.operator_running = True
     elif with_operator:
         log.warning("cloudkit.operator.main is not installed; the stack runs without operator")
+    await asyncio.gather(*waits)
 
     # Last: the kubeconfig users see, so its presence means everything is ready.
     _publish_kubeconfig(inner_kubeconfig, handle.kubeconfig)
+
+
+async def _backend_ready(backend: Backend) -> None:
+    try:
+        await backend.wait_ready()
+    except BackendError as error:
+        raise StackError(str(error)) from error
+
+
+async def _operator_healthy(operator: Child, health_url: str) -> None:
+    health_port = int(_address(health_url).rsplit(":", 1)[1])
+    try:
+        await wait_for_port(HOST, health_port, operator, START_TIMEOUT_S)
+    except ChildFailed as error:
+        raise StackError(str(error)) from error
+    except TimeoutError as error:
+        raise StackError(f"operator not healthy within {START_TIMEOUT_S:.0f}s") from error
 
 
 async def _expect(child: Child, pattern: str) -> str:

@@ -5,7 +5,6 @@ environment the operator needs to reach it."""
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 from dataclasses import dataclass
@@ -14,8 +13,14 @@ from pathlib import Path
 import yaml
 
 from cloudkit.local import eda
-from cloudkit.local.stack_procs import Child, ChildFailed, LogSink, cloudkit_command, spawn
-from cloudkit.local.stack_procs import wait_for_port as _wait_for_port
+from cloudkit.local.stack_procs import (
+    Child,
+    ChildFailed,
+    LogSink,
+    cloudkit_command,
+    spawn,
+    wait_for_port,
+)
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -36,6 +41,16 @@ class Backend:
     """Shown to people: the AWX API root, or the EDA webhook base (never with a token)."""
     token_file: Path
     operator_env: dict[str, str]
+    title: str
+    port: int
+
+    async def wait_ready(self) -> None:
+        """Until the backend accepts connections; BackendError if it exits or takes too long."""
+        timeout = EDA_START_TIMEOUT_S if self.child.name == "eda" else START_TIMEOUT_S
+        try:
+            await wait_for_port(HOST, self.port, self.child, timeout)
+        except (TimeoutError, ChildFailed) as error:
+            raise BackendError(f"{self.title} did not start: {error or 'timed out'}") from error
 
 
 def playbooks_dir() -> Path:
@@ -87,24 +102,30 @@ def _write_eda_files(eda_dir: Path, port: int, token: str) -> tuple[Path, Path]:
     return rulebook, inventory
 
 
-async def start_automation_backend(
-    *, state_dir: Path, env: dict[str, str], logs: Path, sink: LogSink | None, notification_url: str
+async def spawn_automation_backend(
+    *,
+    state_dir: Path,
+    env: dict[str, str],
+    logs: Path,
+    sink: LogSink | None,
+    notification_url: str,
+    port: int,
 ) -> Backend:
+    """Spawn the automation service; its port and token are fixed here, so the operator can
+    start at the same time (`Backend.wait_ready()` waits for the service)."""
     automation_dir = state_dir / "automation"
     templates = automation_dir / "templates.yml"
     write_templates(templates, notification_url)
+    token_file = automation_dir / "automation-token"
+    if not token_file.exists():  # the service reuses a stored token
+        _secret_file(token_file)
     command = cloudkit_command(
         "automation", "--state-dir", str(automation_dir), "--templates", str(templates)
     )
-    child = await spawn("automation", [*command, "--port", "0"], env=env, log_dir=logs, sink=sink)
-    pattern = re.compile(r"automation service: (\S+)")
-    try:
-        line = await child.wait_for_line(lambda text: bool(pattern.search(text)), START_TIMEOUT_S)
-    except (TimeoutError, ChildFailed) as error:
-        raise BackendError(f"automation service did not start: {error}") from error
-    match = pattern.search(line)
-    url = re.sub(r"/v2/?$", "", match.group(1) if match else "")
-    token_file = automation_dir / "automation-token"
+    child = await spawn(
+        "automation", [*command, "--port", str(port)], env=env, log_dir=logs, sink=sink
+    )
+    url = f"http://{HOST}:{port}/api"
     operator_env = {
         "CLOUDKIT_AAP_URL": url,
         # The token stays in its 0600 file rather than in the operator's environment.
@@ -112,13 +133,13 @@ async def start_automation_backend(
         "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
         "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
     }
-    return Backend(child, url, token_file, operator_env)
+    return Backend(child, url, token_file, operator_env, "automation service", port)
 
 
-async def start_eda_backend(
+async def spawn_eda_backend(
     *, state_dir: Path, env: dict[str, str], logs: Path, sink: LogSink | None, port: int
 ) -> Backend:
-    """ansible-rulebook with our rulebook and webhook source, ready once the webhook listens."""
+    """Spawn ansible-rulebook with our rulebook and webhook source (ready once it listens)."""
     eda_dir = state_dir / "eda"
     token_file = eda_dir / "webhook-token"
     token = _secret_file(token_file)
@@ -134,10 +155,6 @@ async def start_eda_backend(
         str(eda.SOURCES_DIR),
     ]
     child = await spawn("eda", command, env=env, log_dir=logs, sink=sink, cwd=eda_dir)
-    try:
-        await _wait_for_port(HOST, port, child, EDA_START_TIMEOUT_S)
-    except (TimeoutError, ChildFailed) as error:
-        raise BackendError(f"ansible-rulebook did not start: {error}") from error
     base = f"http://{HOST}:{port}"
     provision = f"{base}/{eda.PROVISION_ENDPOINT}?token={token}"
     deprovision = f"{base}/{eda.DEPROVISION_ENDPOINT}?token={token}"
@@ -148,4 +165,4 @@ async def start_eda_backend(
         "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK": provision,
         "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK": deprovision,
     }
-    return Backend(child, base, token_file, operator_env)
+    return Backend(child, base, token_file, operator_env, "ansible-rulebook", port)
