@@ -249,6 +249,13 @@ def _finished(seen: Observed) -> bool:
 
 
 async def _demo(provider: str, state_dir: Path, console: Console) -> int:
+    if provider != "aap":
+        # The verdict is AAP direct's contract (cancel, then exactly one deprovision job);
+        # EDA cannot cancel a running playbook, so that story does not apply to it.
+        raise StackError(
+            "the demo tells the AAP-direct story (cancel, then deprovision); use --provider aap"
+            " (`cloudkit up --provider eda` runs the EDA stack)"
+        )
     demo_dir = state_dir / "demo"
     await asyncio.to_thread(shutil.rmtree, demo_dir, True)
     await asyncio.to_thread(_log_to_file, demo_dir / "logs" / "demo.log")
