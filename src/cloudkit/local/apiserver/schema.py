@@ -2,6 +2,10 @@
 
 The server runs prune → default → validate on every write of a custom resource; validation
 (and its CEL rules) lives in schema_validate.py and cel.py, re-exported here.
+
+Known gaps against kube-apiserver: no CEL cost budgets, no `optionalOldSelf`, patterns use
+Python's `re` (not RE2), item/length limits report FieldValueInvalid (upstream: TooMany/TooLong),
+transition rules are not correlated inside atomic lists, and rules are skipped on null values.
 """
 
 from __future__ import annotations
