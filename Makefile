@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo bench crds clean
+.PHONY: install test lint typecheck pytest soak demo bench crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ pytest: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The long resilience proofs (about 15 minutes on 2 cores); not part of `make test`.
+soak: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m soak tests/integration/resilience
 
 crds: $(STAMP)
 	$(BIN)/cloudkit crds > deploy/crds/cloudkit.openshift.io_computeinstances.yaml

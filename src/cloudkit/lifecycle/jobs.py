@@ -59,6 +59,9 @@ def record_intent(
     message: str,
     config: LifecycleConfig,
 ) -> JobStatus:
+    # The job being replaced keeps its last reading in the history (a retry must not leave a
+    # finished job looking as it was when last synced).
+    sync_history(status, job_type, config)
     job = JobStatus(
         id="",
         state=JobState.PENDING,

@@ -38,7 +38,7 @@ from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Validation
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 
 OUTAGE_S = 30.0
 """How long the automation service stays down (the issue's 30 s)."""

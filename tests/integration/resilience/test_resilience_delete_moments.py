@@ -34,7 +34,7 @@ from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Snapshot, Validation
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 
 INSTANCE_COUNT = 20
 VM_BOOT_SECONDS = 2.0

@@ -31,7 +31,7 @@ from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Validation
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 
 INSTANCE_COUNT = 8
 KILLS = 20
