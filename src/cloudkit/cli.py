@@ -145,3 +145,7 @@ def _with_local_stack(provider: str, state_dir: Path | None, work: Callable[[Pat
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
