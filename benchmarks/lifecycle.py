@@ -10,7 +10,8 @@ all, wait until every one is Ready, delete them all, wait until every one is gon
 
 The same run is repeated with CLOUDKIT_POLL_POLICY=fixed (upstream's fixed 30 s requeue).
 Also: Kubernetes API requests per lifecycle (from the operator's metrics), operator CPU seconds
-and peak RSS (from /proc). Prints one JSON document:
+spent during the measurement (start-up excluded) and peak RSS (from /proc).
+Prints one JSON document:
 
   overhead_ratio                        worst mean overhead / mean cycle over N (adaptive)
   overhead_improvement_vs_fixed_poll    fixed-policy overhead / ours (mean over N)
@@ -139,16 +140,20 @@ def _backend_durations(jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]
     return out
 
 
-def _operator_usage(stack: StackHandle) -> dict[str, float]:
-    pid = next(c.pid for c in stack.children if c.name == "operator")
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(stat[11]) + int(stat[12])) / ticks
-    hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-    return {
-        "operator_cpu_s": round(cpu, 2),
-        "operator_peak_rss_mb": int(hwm.group(1)) / 1024 if hwm else 0.0,
-    }
+def _operator_pid(stack: StackHandle) -> int:
+    return next(c.pid for c in stack.children if c.name == "operator")
+
+
+def _operator_cpu_s(stack: StackHandle) -> float:
+    """User + system CPU seconds of the operator process so far."""
+    stat = Path(f"/proc/{_operator_pid(stack)}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _operator_peak_rss_mb(stack: StackHandle) -> float:
+    status = Path(f"/proc/{_operator_pid(stack)}/status").read_text()
+    hwm = re.search(r"VmHWM:\s+(\d+)", status)
+    return round(int(hwm.group(1)) / 1024, 1) if hwm else 0.0
 
 
 def _api_requests(stack: StackHandle) -> float:
@@ -173,6 +178,7 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
     watcher = threading.Thread(target=timeline.run, daemon=True)
     watcher.start()
     requests_before = _api_requests(stack)
+    cpu_before = _operator_cpu_s(stack)
     created: dict[str, float] = {}
     names_ = [f"bench-{n}-{i}" for i in range(n)]
     for name in names_:
@@ -190,6 +196,7 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
     _wait(lambda: all(x in timeline.gone for x in names_), timeout, f"{n} instances gone")
     timeline.stop = True
     requests = _api_requests(stack) - requests_before
+    cpu = _operator_cpu_s(stack) - cpu_before
     backend = _backend_durations(_jobs(stack))
     provision = [timeline.ready[x] - created[x] for x in names_]
     deprovision = [timeline.gone[x] - deleted[x] for x in names_]
@@ -209,7 +216,9 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
         "overhead_s_max": round(max(overheads), 3),
         "overhead_ratio": round(statistics.mean(overheads) / statistics.mean(cycles), 4),
         "api_requests_per_lifecycle": round(requests / n, 1),
-        **_operator_usage(stack),
+        "operator_cpu_s": round(cpu, 2),
+        "operator_cpu_s_per_lifecycle": round(cpu / n, 3),
+        "operator_peak_rss_mb": _operator_peak_rss_mb(stack),
     }
 
 

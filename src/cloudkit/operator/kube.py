@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,18 @@ def vm_observation(vm: dict[str, Any]) -> VirtualMachineObservation:
     )
 
 
+class _CountingApiClient(client.ApiClient):
+    """Reports every HTTP request it makes (by verb), for the API-requests metric."""
+
+    def __init__(self, configuration: client.Configuration, on_request: Callable[[str], None]):
+        super().__init__(configuration=configuration)
+        self._on_request = on_request
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        self._on_request(method)
+        return super().request(method, url, *args, **kwargs)
+
+
 class Kube:
     """The handful of API calls a reconcile needs, over one shared ApiClient."""
 
@@ -109,9 +122,14 @@ class Kube:
         self._core = client.CoreV1Api(api_client)
 
     @classmethod
-    async def connect(cls, kubeconfig: Path | None = None) -> Kube:
+    async def connect(
+        cls, kubeconfig: Path | None = None, on_request: Callable[[str], None] | None = None
+    ) -> Kube:
+        """on_request(verb) is called before every HTTP request (kopf's own watches aside)."""
         configuration = await load_configuration(kubeconfig)
-        return cls(client.ApiClient(configuration=configuration))
+        if on_request is None:
+            return cls(client.ApiClient(configuration=configuration))
+        return cls(_CountingApiClient(configuration, on_request))
 
     async def close(self) -> None:
         await self._api.close()

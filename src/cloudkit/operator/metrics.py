@@ -37,6 +37,12 @@ class OperatorMetrics:
             "Reconciles that ended with an error (retried with backoff).",
             registry=registry,
         )
+        self.kubernetes_requests = Counter(
+            "cloudkit_kubernetes_requests",
+            "HTTP requests of the reconciles to the Kubernetes API (kopf's watches not included).",
+            ["verb"],
+            registry=registry,
+        )
         self.reconcile_duration = Histogram(
             "cloudkit_reconcile_duration_seconds",
             "Wall time of one reconcile of one instance.",

@@ -136,11 +136,13 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 
 async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runtime:
+    metrics = OperatorMetrics()
     try:
-        kube = await Kube.connect(kubeconfig)
+        kube = await Kube.connect(
+            kubeconfig, on_request=lambda verb: metrics.kubernetes_requests.labels(verb).inc()
+        )
     except Exception as error:  # the loaders raise several unrelated types
         raise StartupError(f"KUBECONFIG: cannot load Kubernetes credentials: {error}") from None
-    metrics = OperatorMetrics()
     metrics_server = None
     if settings.metrics_address is not None:
         address = settings.metrics_address

@@ -295,6 +295,10 @@ def test_metrics_count_jobs(operator: Operator) -> None:
     assert 'cloudkit_jobs_in_flight{provider="aap",type="deprovision"} 0.0' in text
     assert "cloudkit_reconcile_duration_seconds_count" in text
     assert "cloudkit_reconcile_errors_total" in text
+    reads = re.search(r'cloudkit_kubernetes_requests_total\{verb="GET"\} (\S+)', text)
+    writes = re.search(r'cloudkit_kubernetes_requests_total\{verb="PUT"\} (\S+)', text)
+    assert reads is not None and float(reads.group(1)) >= 1, text
+    assert writes is not None and float(writes.group(1)) >= 1, text
 
 
 def test_restart_mid_provision_resumes_without_a_second_launch(
