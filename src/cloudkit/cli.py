@@ -57,14 +57,22 @@ def crds() -> None:
 
 
 @app.command()
-def operator() -> None:
+def operator(
+    kubeconfig: Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Cluster to operate on (default: KUBECONFIG, the in-cluster account, ~/.kube/config).",
+        exists=True,
+        dir_okay=False,
+    ),
+) -> None:
     """Run the operator against the current kubeconfig (a real cluster or the local stack).
 
     Configured by CLOUDKIT_* environment variables (see README).
     """
     from cloudkit.operator.main import run
 
-    run()
+    run(kubeconfig)
 
 
 Provider = typer.Option("aap", "--provider", help="aap (AAP direct) or eda (EDA webhooks).")
