@@ -43,7 +43,7 @@ def run_scenario(name: str, provider: str, tmp_path: Path) -> dict[str, object]:
     return data
 
 
-@pytest.mark.parametrize("provider", ["aap"])
+@pytest.mark.parametrize("provider", ["aap", "eda"])
 def test_delete_during_provision(provider: str, tmp_path: Path) -> None:
     data = run_scenario("delete-during-provision", provider, tmp_path)
     names = {v["name"] for v in data["validations"]}  # type: ignore[attr-defined]
@@ -56,7 +56,7 @@ def test_delete_during_provision(provider: str, tmp_path: Path) -> None:
     } <= names
 
 
-@pytest.mark.parametrize("provider", ["aap"])
+@pytest.mark.parametrize("provider", ["aap", "eda"])
 def test_lifecycle(provider: str, tmp_path: Path) -> None:
     data = run_scenario("lifecycle", provider, tmp_path)
     assert data["passed"] is True

@@ -28,6 +28,7 @@ class Snapshot:
     resource_version: str
     deleting: bool
     status: dict[str, Any]
+    finalizers: tuple[str, ...] = ()
 
     def job(self, job_type: str) -> dict[str, Any] | None:
         key = "provisionJob" if job_type == "provision" else "deprovisionJob"

@@ -214,3 +214,44 @@ async def test_provision_then_deprovision(
     await until(lambda: client.get(ci_path("vm-one")), lambda v: v is None)
     rc, output = await run_playbook("deprovision.yml", deleting, apiserver.kubeconfig, tmp_path)
     assert rc == 0, output
+
+
+@pytest.mark.parametrize("deletion", ["deleting", "gone"])
+async def test_provision_gives_its_vm_up_when_the_instance_is_being_deleted(
+    deletion: str,
+    apiserver: ApiServerHandle,
+    simulator: VmSimulatorHandle,
+    client: KubeClient,
+    tmp_path: Path,
+) -> None:
+    """The EDA race: a deprovision job that looked for VMs before this provision job created
+    one cannot delete it, so the provision job must notice the deletion and undo its VM."""
+    name = f"race-{deletion}"
+    body = instance(name)
+    body["metadata"]["finalizers"] = [names.OPERATOR_FINALIZER, names.AUTOMATION_FINALIZER]
+    created = await client.create(ci_path(), body)
+    payload = {
+        **created,
+        "status": {
+            "desiredConfigVersion": "0123456789abcdef",
+            "tenantReference": {"name": "t", "namespace": TENANT_NS},
+        },
+    }
+    await client.delete(ci_path(name))
+    if deletion == "gone":
+        await client.json_patch(ci_path(name), [{"op": "remove", "path": "/metadata/finalizers"}])
+        await until(lambda: client.get(ci_path(name)), lambda v: v is None)
+
+    rc, output = await run_playbook("provision.yml", payload, apiserver.kubeconfig, tmp_path)
+
+    assert rc != 0, output
+    assert "was deleted during provisioning; its VirtualMachine was removed" in output
+    assert await client.get(vm_path(name)) is None, output
+    left = await client.get(ci_path(name))
+    if deletion == "gone":
+        assert left is None, "the playbook re-created the deleted ComputeInstance"
+    else:
+        assert left is not None
+        assert names.RECONCILED_CONFIG_VERSION_ANNOTATION not in (
+            left["metadata"].get("annotations") or {}
+        )
