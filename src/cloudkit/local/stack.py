@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudkit.api.crd import crd_manifest
+from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack_backends import (
     Backend,
     BackendError,
     spawn_automation_backend,
-    spawn_eda_backend,
+    start_eda_backend,
 )
 from cloudkit.local.stack_kube import KubeClient, resource_path
 from cloudkit.local.stack_procs import (
@@ -81,6 +82,8 @@ class StackHandle:
     operator_running: bool
     children: list[Child] = field(default_factory=list)
     simulator: VmSimulatorHandle | None = None
+    eda: EdaHandle | None = None
+    """With the EDA provider: the activation, whose stop also ends the playbooks it ran."""
     failure: str | None = None
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -115,7 +118,10 @@ class StackHandle:
             if child.name == "apiserver" and self.simulator is not None:
                 await self.simulator.stop()  # before its API server goes away
                 self.simulator = None
-            await child.stop()
+            if self.eda is not None and child is self.eda.child:
+                await self.eda.stop()
+            else:
+                await child.stop()
         if self.simulator is not None:
             await self.simulator.stop()
         with contextlib.suppress(FileNotFoundError):
@@ -247,9 +253,13 @@ async def _start_children(
             port=free_port(),
         )
     else:
-        backend = await spawn_eda_backend(
-            state_dir=state_dir, env=playbook_env, logs=logs, sink=sink, port=free_port()
-        )
+        try:
+            backend = await start_eda_backend(
+                state_dir=state_dir, env=playbook_env, sink=sink, port=free_port()
+            )
+        except BackendError as error:
+            raise StackError(str(error)) from error
+        handle.eda = backend.activation
     handle.children.append(backend.child)
     handle.automation_url = backend.url
     handle.automation_token_file = backend.token_file
@@ -262,7 +272,6 @@ async def _start_children(
         inherited = {k: v for k, v in env.items() if k != "CLOUDKIT_AAP_TOKEN"}
         operator_env = {
             **inherited,
-            "KUBECONFIG": str(inner_kubeconfig),
             "CLOUDKIT_PROVISIONING_PROVIDER": handle.provider,
             **backend.operator_env,
             "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
@@ -272,7 +281,11 @@ async def _start_children(
             "CLOUDKIT_HEALTH_ADDRESS": _address(handle.health_url),
         }
         operator = await spawn(
-            "operator", cloudkit_command("operator"), env=operator_env, log_dir=logs, sink=sink
+            "operator",
+            cloudkit_command("operator", "--kubeconfig", str(inner_kubeconfig)),
+            env=operator_env,
+            log_dir=logs,
+            sink=sink,
         )
         handle.children.append(operator)
         waits.append(_operator_healthy(operator, handle.health_url))

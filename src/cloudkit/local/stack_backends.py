@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from cloudkit.local.stack_procs import (
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
-# The JVM behind ansible-rulebook takes a while on a busy two-core machine.
-EDA_START_TIMEOUT_S = 120.0
 PROVISION_TEMPLATE = "cloudkit-provision-compute-instance"
 DEPROVISION_TEMPLATE = "cloudkit-deprovision-compute-instance"
 
@@ -43,12 +40,13 @@ class Backend:
     operator_env: dict[str, str]
     title: str
     port: int
+    activation: eda.EdaHandle | None = None
+    """EDA only: stopping it also ends the playbooks ansible-rulebook started."""
 
     async def wait_ready(self) -> None:
         """Until the backend accepts connections; BackendError if it exits or takes too long."""
-        timeout = EDA_START_TIMEOUT_S if self.child.name == "eda" else START_TIMEOUT_S
         try:
-            await wait_for_port(HOST, self.port, self.child, timeout)
+            await wait_for_port(HOST, self.port, self.child, START_TIMEOUT_S)
         except (TimeoutError, ChildFailed) as error:
             raise BackendError(f"{self.title} did not start: {error or 'timed out'}") from error
 
@@ -91,17 +89,6 @@ def _secret_file(path: Path) -> str:
     return token
 
 
-def _write_eda_files(eda_dir: Path, port: int, token: str) -> tuple[Path, Path]:
-    eda_dir.mkdir(parents=True, exist_ok=True)
-    rulebook = eda_dir / "rulebook.yml"
-    rulebook.write_text(
-        eda.rulebook_text(host=HOST, port=port, token=token, playbooks=playbooks_dir())
-    )
-    inventory = eda_dir / "inventory.ini"
-    inventory.write_text("localhost ansible_connection=local\n")
-    return rulebook, inventory
-
-
 async def spawn_automation_backend(
     *,
     state_dir: Path,
@@ -136,28 +123,27 @@ async def spawn_automation_backend(
     return Backend(child, url, token_file, operator_env, "automation service", port)
 
 
-async def spawn_eda_backend(
-    *, state_dir: Path, env: dict[str, str], logs: Path, sink: LogSink | None, port: int
+async def start_eda_backend(
+    *, state_dir: Path, env: dict[str, str], sink: LogSink | None, port: int
 ) -> Backend:
-    """Spawn ansible-rulebook with our rulebook and webhook source (ready once it listens)."""
-    eda_dir = state_dir / "eda"
-    token_file = eda_dir / "webhook-token"
+    """Start the EDA activation (ansible-rulebook, our rulebook and webhook source); returns
+    once the webhook answers. `Backend.activation.stop()` also ends the playbooks it ran."""
+    token_file = state_dir / "eda" / "webhook-token"
     token = _secret_file(token_file)
-    rulebook, inventory = _write_eda_files(eda_dir, port, token)
-    binary = Path(sys.executable).parent / "ansible-rulebook"
-    command = [
-        str(binary),
-        "--rulebook",
-        str(rulebook),
-        "--inventory",
-        str(inventory),
-        "--source-dir",
-        str(eda.SOURCES_DIR),
-    ]
-    child = await spawn("eda", command, env=env, log_dir=logs, sink=sink, cwd=eda_dir)
-    base = f"http://{HOST}:{port}"
-    provision = f"{base}/{eda.PROVISION_ENDPOINT}?token={token}"
-    deprovision = f"{base}/{eda.DEPROVISION_ENDPOINT}?token={token}"
+    try:
+        activation = await eda.start_eda_activation(
+            state_dir,
+            provision_playbook=playbooks_dir() / "provision.yml",
+            deprovision_playbook=playbooks_dir() / "deprovision.yml",
+            port=port,
+            env=env,
+            token=token,
+            sink=sink,
+        )
+    except eda.EdaStartError as error:
+        raise BackendError(f"ansible-rulebook did not start: {error}") from error
+    provision = f"{activation.provision_url}?token={token}"
+    deprovision = f"{activation.deprovision_url}?token={token}"
     operator_env = {
         # The names after upstream's 2026-02-11 rename, and the ones before it.
         "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": provision,
@@ -165,4 +151,12 @@ async def spawn_eda_backend(
         "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK": provision,
         "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK": deprovision,
     }
-    return Backend(child, base, token_file, operator_env, "ansible-rulebook", port)
+    return Backend(
+        activation.child,
+        activation.base_url,
+        token_file,
+        operator_env,
+        "ansible-rulebook",
+        activation.port,
+        activation=activation,
+    )
