@@ -36,6 +36,8 @@ async def test_launch_poll_successful(api: Api) -> None:
         assert field in job
     _, text = await api.get(f"jobs/{job['id']}/stdout/", params={"format": "txt"})
     assert "hello contract" in text and "\x1b[" not in text
+    # Playbooks run below the service's priority, so the API stays responsive under load.
+    assert "niceness 10" in text
 
 
 async def test_failing_playbook_reports_explanation(api: Api) -> None:

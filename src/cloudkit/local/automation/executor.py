@@ -38,9 +38,24 @@ RESTART_EXPLANATION = (
 )
 
 
+# Playbooks run below the service's own priority. AWX runs jobs on execution nodes apart from
+# its API; on one machine, a lower CPU priority keeps the API (and whatever else the stack
+# runs: the API server, the operator) responsive while every core runs playbooks.
+JOB_NICENESS = 10
+
+
 class Executor:
-    def __init__(self, store: Store, *, state_dir: Path, workers: int, notifier: Notifier):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        state_dir: Path,
+        workers: int,
+        notifier: Notifier,
+        niceness: int = JOB_NICENESS,
+    ):
         self._store = store
+        self._niceness = niceness
         self._jobs_dir = state_dir / "jobs"
         self._worker_count = max(1, workers)
         self._notifier = notifier
@@ -243,7 +258,11 @@ class Executor:
 
         output.close = close
         process = await PlaybookProcess.spawn(
-            config.command, cwd=str(config.cwd), env=config.env, on_output=on_output
+            config.command,
+            cwd=str(config.cwd),
+            env=config.env,
+            on_output=on_output,
+            niceness=self._niceness,
         )
         return process, output
 

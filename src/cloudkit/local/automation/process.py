@@ -14,6 +14,7 @@ import codecs
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable, Mapping, Sequence
 
@@ -44,8 +45,13 @@ class PlaybookProcess:
         cwd: str,
         env: Mapping[str, str],
         on_output: Callable[[str], None],
+        niceness: int = 0,
     ) -> PlaybookProcess:
+        """`niceness` > 0 runs the command through nice(1) (exec'd: the pid stays the same)."""
+        nice = shutil.which("nice") if niceness > 0 else None
+        prefix = [nice, "-n", str(niceness)] if nice else []
         process = await asyncio.create_subprocess_exec(
+            *prefix,
             *command,
             cwd=cwd,
             env=dict(env),
