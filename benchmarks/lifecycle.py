@@ -8,13 +8,15 @@ all, wait until every one is Ready, delete them all, wait until every one is gon
              automation service reports them, queueing included
   overhead = cycle − backend: the time the operator added on top of the automation itself
 
-The same run is repeated with CLOUDKIT_POLL_POLICY=fixed (upstream's fixed 30 s requeue).
+The same run is repeated as upstream works: CLOUDKIT_POLL_POLICY=fixed (every poll waits the
+full 30 s) and no AWX job notifications.
 Also: Kubernetes API requests per lifecycle (from the operator's metrics), operator CPU seconds
 spent during the measurement (start-up excluded) and peak RSS (from /proc).
 Prints one JSON document:
 
   overhead_ratio                        worst mean overhead / mean cycle over N (adaptive)
-  overhead_improvement_vs_fixed_poll    fixed-policy overhead / ours (mean over N)
+  overhead_improvement_vs_fixed_poll    fixed-policy overhead / ours (worst N)
+  overhead_improvement_by_n             the same for each N
   runs                                  per policy and N: the details
 
     .venv/bin/python benchmarks/lifecycle.py [--sizes 1,10,50] [--vm-boot-seconds 3]
@@ -229,7 +231,13 @@ async def run_policy(
     results = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix=f"ck-bench-{policy}-{n}-") as tmp:
-            stack = await start_stack(provider="aap", state_dir=Path(tmp), vm_boot_seconds=boot)
+            # The baseline is upstream's: polling alone, no job notifications.
+            stack = await start_stack(
+                provider="aap",
+                state_dir=Path(tmp),
+                vm_boot_seconds=boot,
+                job_notifications=policy != "fixed",
+            )
             try:
                 result = await asyncio.to_thread(measure, stack, n, deadline_s)
             finally:
@@ -249,10 +257,12 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     ours = asyncio.run(run_policy("adaptive", sizes, args.vm_boot_seconds, args.timeout))
     fixed = asyncio.run(run_policy("fixed", sizes, args.vm_boot_seconds, args.timeout))
-    improvement = statistics.mean(
-        f["overhead_s_mean"] / max(o["overhead_s_mean"], 1e-3)
+    # Per N, fixed-policy overhead ÷ ours; the headline is the worst N (like overhead_ratio).
+    by_n = {
+        str(o["n"]): round(f["overhead_s_mean"] / max(o["overhead_s_mean"], 1e-3), 2)
         for o, f in zip(ours, fixed, strict=True)
-    )
+    }
+    improvement = min(by_n.values())
     print(
         json.dumps(
             {
@@ -260,7 +270,8 @@ def main() -> None:
                 "provider": "aap",
                 "vm_boot_seconds": args.vm_boot_seconds,
                 "overhead_ratio": max(r["overhead_ratio"] for r in ours),
-                "overhead_improvement_vs_fixed_poll": round(improvement, 2),
+                "overhead_improvement_vs_fixed_poll": improvement,
+                "overhead_improvement_by_n": by_n,
                 "goals": {
                     "overhead_le_5pct": max(r["overhead_ratio"] for r in ours) <= 0.05,
                     "improvement_ge_5x": improvement >= 5,

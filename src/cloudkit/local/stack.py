@@ -176,8 +176,12 @@ async def start_stack(
     vm_boot_seconds: float = 5.0,
     log_sink: LogSink | None = None,
     with_operator: bool = True,
+    job_notifications: bool = True,
 ) -> StackHandle:
-    """Start everything and return once it is ready (DIR/kubeconfig written last)."""
+    """Start everything and return once it is ready (DIR/kubeconfig written last).
+
+    job_notifications=False leaves the operator to polling alone, as upstream (benchmarks
+    use it for the baseline)."""
     if provider not in PROVIDERS:
         raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
     state_dir = _prepare_state_dir(state_dir)
@@ -199,7 +203,7 @@ async def start_stack(
         operator_running=False,
     )
     try:
-        await _start_children(handle, env, logs, log_sink, with_operator)
+        await _start_children(handle, env, logs, log_sink, with_operator, job_notifications)
     except BaseException:
         await handle.stop()
         raise
@@ -213,6 +217,7 @@ async def _start_children(
     logs: Path,
     sink: LogSink | None,
     with_operator: bool,
+    job_notifications: bool,
 ) -> None:
     state_dir = handle.state_dir
     # The operator's job-notification receiver requires this token (like every server here).
@@ -249,7 +254,11 @@ async def _start_children(
             env=playbook_env,
             logs=logs,
             sink=sink,
-            notification_url=f"{handle.notification_url}?token={notification_token}",
+            notification_url=(
+                f"{handle.notification_url}?token={notification_token}"
+                if job_notifications
+                else None
+            ),
             port=free_port(),
         )
     else:
@@ -269,17 +278,23 @@ async def _start_children(
     waits = []
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         # The stack's own backend settings win over any left in the user's shell.
-        inherited = {k: v for k, v in env.items() if k != "CLOUDKIT_AAP_TOKEN"}
+        stack_owned = {
+            "CLOUDKIT_AAP_TOKEN",
+            "CLOUDKIT_NOTIFICATION_ADDRESS",
+            "CLOUDKIT_NOTIFICATION_TOKEN",
+        }
+        inherited = {k: v for k, v in env.items() if k not in stack_owned}
         operator_env = {
             **inherited,
             "CLOUDKIT_PROVISIONING_PROVIDER": handle.provider,
             **backend.operator_env,
             "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
-            "CLOUDKIT_NOTIFICATION_ADDRESS": _address(handle.notification_url),
-            "CLOUDKIT_NOTIFICATION_TOKEN": notification_token,
             "CLOUDKIT_METRICS_ADDRESS": _address(handle.metrics_url),
             "CLOUDKIT_HEALTH_ADDRESS": _address(handle.health_url),
         }
+        if job_notifications:
+            operator_env["CLOUDKIT_NOTIFICATION_ADDRESS"] = _address(handle.notification_url)
+            operator_env["CLOUDKIT_NOTIFICATION_TOKEN"] = notification_token
         operator = await spawn(
             "operator",
             cloudkit_command("operator", "--kubeconfig", str(inner_kubeconfig)),

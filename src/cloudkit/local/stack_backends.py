@@ -55,7 +55,7 @@ def playbooks_dir() -> Path:
     return Path(__file__).parent / "playbooks"
 
 
-def write_templates(path: Path, notification_url: str) -> None:
+def write_templates(path: Path, notification_url: str | None) -> None:
     playbooks = playbooks_dir()
     entries = [
         {
@@ -65,7 +65,7 @@ def write_templates(path: Path, notification_url: str) -> None:
             "playbook": str(playbooks / playbook),
             "inventory": "localhost,",
             "ask_variables_on_launch": True,
-            "notification_url": notification_url,
+            **({"notification_url": notification_url} if notification_url else {}),
         }
         for name, playbook, description in (
             (PROVISION_TEMPLATE, "provision.yml", "Create the VirtualMachine of an instance"),
@@ -95,7 +95,7 @@ async def spawn_automation_backend(
     env: dict[str, str],
     logs: Path,
     sink: LogSink | None,
-    notification_url: str,
+    notification_url: str | None,
     port: int,
 ) -> Backend:
     """Spawn the automation service; its port and token are fixed here, so the operator can
