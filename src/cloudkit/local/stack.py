@@ -275,7 +275,6 @@ async def _start_children(
 
     # The operator checks at start-up that its backend answers, so the backend comes first.
     await _backend_ready(backend)
-    waits = []
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         # The stack's own backend settings win over any left in the user's shell.
         stack_owned = {
@@ -303,11 +302,10 @@ async def _start_children(
             sink=sink,
         )
         handle.children.append(operator)
-        waits.append(_operator_healthy(operator, handle.health_url))
+        await _operator_healthy(operator, handle.health_url)
         handle.operator_running = True
     elif with_operator:
         log.warning("cloudkit.operator.main is not installed; the stack runs without operator")
-    await asyncio.gather(*waits)
 
     # Last: the kubeconfig users see, so its presence means everything is ready.
     _publish_kubeconfig(inner_kubeconfig, handle.kubeconfig)
