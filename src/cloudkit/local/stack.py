@@ -254,8 +254,12 @@ async def _start_children(
             env=playbook_env,
             logs=logs,
             sink=sink,
-            notification_url=(
-                f"{handle.notification_url}?token={notification_token}"
+            # The token goes in a header, as AWX webhook notifications carry credentials.
+            notification=(
+                {
+                    "url": handle.notification_url,
+                    "headers": {"Authorization": f"Bearer {notification_token}"},
+                }
                 if job_notifications
                 else None
             ),
@@ -279,6 +283,7 @@ async def _start_children(
         # The stack's own backend settings win over any left in the user's shell.
         stack_owned = {
             "CLOUDKIT_AAP_TOKEN",
+            "CLOUDKIT_EDA_WEBHOOK_TOKEN",
             "CLOUDKIT_NOTIFICATION_ADDRESS",
             "CLOUDKIT_NOTIFICATION_TOKEN",
         }

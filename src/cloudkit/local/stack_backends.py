@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,7 +57,8 @@ def playbooks_dir() -> Path:
     return Path(__file__).parent / "playbooks"
 
 
-def write_templates(path: Path, notification_url: str | None) -> None:
+def write_templates(path: Path, notification: Mapping[str, Any] | None) -> None:
+    """The two templates; `notification` is a webhook entry (url, headers) or None."""
     playbooks = playbooks_dir()
     entries = [
         {
@@ -65,7 +68,7 @@ def write_templates(path: Path, notification_url: str | None) -> None:
             "playbook": str(playbooks / playbook),
             "inventory": "localhost,",
             "ask_variables_on_launch": True,
-            **({"notification_url": notification_url} if notification_url else {}),
+            **({"notification": dict(notification)} if notification else {}),
         }
         for name, playbook, description in (
             (PROVISION_TEMPLATE, "provision.yml", "Create the VirtualMachine of an instance"),
@@ -73,7 +76,7 @@ def write_templates(path: Path, notification_url: str | None) -> None:
         )
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # 0600: the notification URL carries the receiver's token.
+    # 0600: the notification headers carry the receiver's token.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(yaml.safe_dump(entries, sort_keys=False))
@@ -95,14 +98,14 @@ async def spawn_automation_backend(
     env: dict[str, str],
     logs: Path,
     sink: LogSink | None,
-    notification_url: str | None,
+    notification: Mapping[str, Any] | None,
     port: int,
 ) -> Backend:
     """Spawn the automation service; its port and token are fixed here, so the operator can
     start at the same time (`Backend.wait_ready()` waits for the service)."""
     automation_dir = state_dir / "automation"
     templates = automation_dir / "templates.yml"
-    write_templates(templates, notification_url)
+    write_templates(templates, notification)
     token_file = automation_dir / "automation-token"
     if not token_file.exists():  # the service reuses a stored token
         _secret_file(token_file)
@@ -142,14 +145,15 @@ async def start_eda_backend(
         )
     except eda.EdaStartError as error:
         raise BackendError(f"ansible-rulebook did not start: {error}") from error
-    provision = f"{activation.provision_url}?token={token}"
-    deprovision = f"{activation.deprovision_url}?token={token}"
+    provision, deprovision = activation.provision_url, activation.deprovision_url
     operator_env = {
         # The names after upstream's 2026-02-11 rename, and the ones before it.
         "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": provision,
         "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": deprovision,
         "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK": provision,
         "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK": deprovision,
+        # Sent as a Bearer header, never in the URLs; read from its 0600 file.
+        "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE": str(token_file),
     }
     return Backend(
         activation.child,

@@ -5,7 +5,9 @@ and `extra_vars` (a JSON string). Our launches put the whole instance in
 `extra_vars.ansible_eda.event.payload`, so its namespace and name identify whom to wake. The
 notification carries no authority: it only makes the reconcile come earlier, and the reconcile
 reads the job from AAP itself. An optional shared token (CLOUDKIT_NOTIFICATION_TOKEN) is
-checked as a Bearer header or a `token` query parameter, in constant time.
+accepted only as `Authorization: Bearer <token>` (scheme case-insensitive, RFC 7235) and
+compared in constant time. A `token` query parameter is refused with 401 whatever else the
+request carries: a URL ends up in access logs and proxies, so no token may be put there.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def _path(value: Any, *keys: str) -> Any:
     return value
 
 
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The credentials of an `Authorization: Bearer <token>` header ("" if none)."""
+    scheme, _, credentials = headers.get("Authorization", "").strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 class NotificationReceiver:
     def __init__(
         self,
@@ -70,17 +78,21 @@ class NotificationReceiver:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _refusal(self, request: web.Request) -> str | None:
+        """Why the request is not authorized (words for a log line, no secret), or None."""
+        if "token" in request.query:
+            return "a token in the URL query is not accepted; send Authorization: Bearer"
         if self._token is None:
-            return True
+            return None
         expected = self._token.get_secret_value().encode()
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        given = given or request.query.get("token", "")
-        return hmac.compare_digest(given.encode(), expected)
+        if not hmac.compare_digest(bearer_token(request.headers).encode(), expected):
+            return "missing or wrong bearer token"
+        return None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
+        refusal = self._refusal(request)
+        if refusal is not None:
+            log.warning("job notification refused (401): %s", refusal)
             return web.json_response({"detail": "unauthorized"}, status=401)
         try:
             body = await request.json()

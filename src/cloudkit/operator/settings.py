@@ -3,8 +3,9 @@
 Names are upstream's (reference §7) so a deployment can switch implementations without new
 config; ours are added beside them. Validation is stricter than upstream's: a bad value stops
 the process with a message naming the variable instead of silently falling back to a default.
-Secrets (the AAP token, webhook URLs that may carry a token, the notification token) are
-SecretStr: they never appear in repr, str, logs, status or events.
+Secrets (the AAP token, the EDA webhook token, the notification token) are SecretStr: they
+never appear in repr, str, logs, status or events. Tokens travel in headers, never in URLs: a
+webhook URL with user info or a token query parameter stops the operator at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -72,8 +74,11 @@ class EdaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     provision_webhook: SecretStr
-    """May carry a token in its query string (the local rulebook's does), hence secret."""
+    """Never holds credentials (refused at start-up); secret anyway, as other query
+    parameters of a deployment's URL may be private."""
     deprovision_webhook: SecretStr
+    token: SecretStr | None = None
+    """Sent as `Authorization: Bearer <token>` with every webhook; None = no auth (upstream)."""
     minimum_request_interval: timedelta = timedelta(0)
 
 
@@ -184,21 +189,45 @@ def _url(text: str) -> str:
     return text
 
 
+def _token(env: _Reader, name: str, file_name: str) -> tuple[str, bool]:
+    """The token from `name`, else from the file `file_name` names; (token, unreadable)."""
+    token = env.raw(name) or ""
+    token_file = env.raw(file_name)
+    if not token and token_file:
+        try:
+            return Path(token_file).read_text().strip(), False
+        except OSError as error:
+            env.problems.append(f"{file_name}: cannot read: {error.strerror}")
+            return "", True
+    return token, False
+
+
+def _webhook_url(text: str) -> str:
+    """An http(s) URL without credentials in it; messages never echo the value."""
+    url = _url(text)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        raise ValueError("must be a valid http:// or https:// URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry credentials (user info); set CLOUDKIT_EDA_WEBHOOK_TOKEN instead"
+        )
+    if any("token" in key.lower() for key, _ in query):
+        raise ValueError(
+            "must not carry a token in its query; set CLOUDKIT_EDA_WEBHOOK_TOKEN instead"
+        )
+    return url
+
+
 def _read_aap(env: _Reader) -> AapSettings | None:
     why = "when CLOUDKIT_PROVISIONING_PROVIDER is aap"
     before = len(env.problems)
     url = env.parsed("CLOUDKIT_AAP_URL", _url, "")
     if env.raw("CLOUDKIT_AAP_URL") is None:
         env.problems.append(f"CLOUDKIT_AAP_URL is required {why}")
-    token = env.raw("CLOUDKIT_AAP_TOKEN") or ""
-    token_file = env.raw("CLOUDKIT_AAP_TOKEN_FILE")
-    unreadable = False
-    if not token and token_file:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as error:
-            unreadable = True
-            env.problems.append(f"CLOUDKIT_AAP_TOKEN_FILE: cannot read: {error.strerror}")
+    token, unreadable = _token(env, "CLOUDKIT_AAP_TOKEN", "CLOUDKIT_AAP_TOKEN_FILE")
     if not token and not unreadable:
         env.problems.append(
             f"CLOUDKIT_AAP_TOKEN (or CLOUDKIT_AAP_TOKEN_FILE) is required and non-empty {why}"
@@ -228,7 +257,7 @@ def _webhook(env: _Reader, name: str, older: str) -> str:
     if not value:
         env.problems.append(f"{name} (or {older}) is required when the provider is eda")
         return ""
-    return env.parsed(chosen, _url, "")
+    return env.parsed(chosen, _webhook_url, "")
 
 
 def _read_eda(env: _Reader) -> EdaSettings | None:
@@ -237,11 +266,16 @@ def _read_eda(env: _Reader) -> EdaSettings | None:
     provision = _webhook(env, f"{prefix}PROVISION_WEBHOOK", f"{prefix}CREATE_WEBHOOK")
     deprovision = _webhook(env, f"{prefix}DEPROVISION_WEBHOOK", f"{prefix}DELETE_WEBHOOK")
     interval = env.parsed("CLOUDKIT_MINIMUM_REQUEST_INTERVAL", parse_duration, timedelta(0))
+    # Optional, as upstream's webhooks have no auth; a file that is named must yield a token.
+    token, unreadable = _token(env, "CLOUDKIT_EDA_WEBHOOK_TOKEN", "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE")
+    if not token and not unreadable and env.raw("CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE"):
+        env.problems.append("CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE: the file is empty")
     if len(env.problems) > before:
         return None
     return EdaSettings(
         provision_webhook=SecretStr(provision),
         deprovision_webhook=SecretStr(deprovision),
+        token=SecretStr(token) if token else None,
         minimum_request_interval=interval,
     )
 

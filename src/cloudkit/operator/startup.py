@@ -64,6 +64,7 @@ def build_provider(settings: OperatorSettings) -> Provider:
         return EdaProvider(
             eda.provision_webhook.get_secret_value(),
             eda.deprovision_webhook.get_secret_value(),
+            token=eda.token.get_secret_value() if eda.token else None,
             minimum_request_interval=eda.minimum_request_interval.total_seconds(),
         )
     raise StartupError(f"CLOUDKIT_PROVISIONING_PROVIDER: no settings for {settings.provider}")

@@ -104,8 +104,8 @@ async def test_notification_webhook_sees_every_status(
     url, received = receiver
     playbook = str(TEMPLATES.parent / "playbooks/ok.yml")
     templates = [
-        {"name": "noisy", "playbook": playbook, "notification_url": url},
-        {"name": "dead", "playbook": playbook, "notification_url": "http://127.0.0.1:9/x"},
+        {"name": "noisy", "playbook": playbook, "notification": {"url": url}},
+        {"name": "dead", "playbook": playbook, "notification": {"url": "http://127.0.0.1:9/x"}},
     ]
     handle = await start_automation_service(tmp_path / "state", templates)
     try:

@@ -102,6 +102,18 @@ async def test_health_and_rejected_requests(activation: EdaHandle, eda_out_dir: 
         wrong = {"Authorization": "Bearer wrong"}
         async with http.post(handle.provision_url, json=instance("bad"), headers=wrong) as r:
             assert r.status == 401
+        # A token in the URL is refused, even beside a good header (URLs reach logs).
+        query = {"token": activation.token}
+        async with http.post(handle.provision_url, json=instance("q"), params=query) as r:
+            assert r.status == 401
+        async with http.post(
+            handle.provision_url, json=instance("q"), params=query, headers=bearer(activation)
+        ) as r:
+            assert r.status == 401
+        # The scheme's case does not matter: past auth, the broken body is what is refused.
+        lower = {"Authorization": f"bearer {activation.token}"}
+        async with http.post(handle.provision_url, data=body, headers=lower) as r:
+            assert r.status == 400
         unknown = f"{handle.base_url}/reprovision"
         async with http.post(unknown, json=instance("x"), headers=bearer(activation)) as r:
             assert r.status == 404
@@ -152,10 +164,8 @@ async def test_deprovision_and_provisions_at_once_run_in_parallel(
                 return response.status
 
         async def deprovision(name: str) -> int:
-            # The other way to pass the token (what the stack's webhook URLs use).
-            params = {"token": handle.token}
             async with http.post(
-                handle.deprovision_url, json=instance(name), params=params
+                handle.deprovision_url, json=instance(name), headers=bearer(activation)
             ) as response:
                 return response.status
 

@@ -34,6 +34,8 @@ class Receiver:
     url: str
     posts: list[tuple[str, Any]] = field(default_factory=list)
     status: int = 200
+    authorizations: list[str | None] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -42,6 +44,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def record(request: web.Request) -> web.Response:
         state.posts.append((request.path, json.loads(await request.read())))
+        state.authorizations.append(request.headers.get("Authorization"))
+        state.queries.append(request.query_string)
         return web.Response(status=state.status, text="ok")
 
     app = web.Application()
@@ -158,3 +162,29 @@ async def test_rate_limit_is_respected_per_instance(receiver: Receiver) -> None:
         assert len(receiver.posts) == 3
     finally:
         await provider.close()
+
+
+async def test_token_is_sent_as_a_bearer_header_never_in_the_url(receiver: Receiver) -> None:
+    token = "eda-hook-secret-77"
+    provider = EdaProvider(f"{receiver.url}/create", f"{receiver.url}/delete", token=token)
+    try:
+        await provider.trigger_provision(instance(), correlation_id="c")
+        held = instance()
+        held["metadata"]["finalizers"] = [AUTOMATION_FINALIZER]
+        await provider.trigger_deprovision(held, correlation_id="d")
+        receiver.status = 401
+        with pytest.raises(ProviderNotAllowed) as refused:
+            await provider.trigger_provision(instance("vm2"), correlation_id="c")
+    finally:
+        await provider.close()
+    assert [path for path, _ in receiver.posts] == ["/create", "/delete", "/create"]
+    assert receiver.authorizations == [f"Bearer {token}"] * 3
+    assert receiver.queries == [""] * 3
+    assert token not in str(refused.value)
+
+
+async def test_without_a_token_no_authorization_is_sent(
+    eda: EdaProvider, receiver: Receiver
+) -> None:
+    await eda.trigger_provision(instance(), correlation_id="c")
+    assert receiver.authorizations == [None]  # upstream's webhooks carry no auth

@@ -250,14 +250,14 @@ def automation(
             "kind": "job_template",
             "playbook": str(PLAYBOOKS / "provision.yml"),
             "inventory": "localhost,",
-            "notification_url": notify,
+            "notification": {"url": notify},
         },
         {
             "name": DEPROVISION_TEMPLATE,
             "kind": "job_template",
             "playbook": str(PLAYBOOKS / "deprovision.yml"),
             "inventory": "localhost,",
-            "notification_url": notify,
+            "notification": {"url": notify},
         },
     ]
     state = tmp_path_factory.mktemp("automation")

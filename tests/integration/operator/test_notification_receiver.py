@@ -1,5 +1,6 @@
 """The job-notification receiver on a real socket: AWX-shaped POSTs wake the named instance;
-a configured token is required as a Bearer header or a token query parameter."""
+a configured token is required as a Bearer header (scheme in any case); a token in the URL's
+query is refused, even beside a good header."""
 
 from __future__ import annotations
 
@@ -51,12 +52,46 @@ async def test_token_is_required(woken: tuple[NotificationReceiver, list[Instanc
         async with session.post(url, json=BODY, headers=bad) as response:
             assert response.status == 401
         assert keys == []
-        good = {"Authorization": "Bearer hush-123"}
-        async with session.post(url, json=BODY, headers=good) as response:
-            assert response.status == 202
-        async with session.post(f"{url}?token=hush-123", json=BODY) as response:
-            assert response.status == 202
-    assert keys == [InstanceKey("ns", "vm")] * 2
+        for good in ("Bearer hush-123", "bearer hush-123", "BEARER  hush-123"):
+            async with session.post(url, json=BODY, headers={"Authorization": good}) as response:
+                assert response.status == 202, good
+        basic = {"Authorization": "Basic hush-123"}
+        async with session.post(url, json=BODY, headers=basic) as response:
+            assert response.status == 401
+    assert keys == [InstanceKey("ns", "vm")] * 3
+
+
+async def test_token_in_the_query_is_refused(
+    woken: tuple[NotificationReceiver, list[InstanceKey]],
+) -> None:
+    receiver, keys = woken
+    url = f"http://127.0.0.1:{receiver.port}/notifications"
+    good = {"Authorization": "Bearer hush-123"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json=BODY, params={"token": "hush-123"}) as response:
+            assert response.status == 401
+        # Refused even beside a good header: nobody may be tempted to put a token in a URL.
+        async with session.post(
+            url, json=BODY, params={"token": "hush-123"}, headers=good
+        ) as response:
+            assert response.status == 401
+    assert keys == []
+
+
+async def test_query_token_refused_without_a_configured_token() -> None:
+    keys: list[InstanceKey] = []
+    receiver = NotificationReceiver(Address("127.0.0.1", 0), keys.append)
+    await receiver.start()
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json=BODY, params={"token": "x"}) as response:
+                assert response.status == 401
+            async with session.post(url, json=BODY) as response:
+                assert response.status == 202
+    finally:
+        await receiver.stop()
+    assert keys == [InstanceKey("ns", "vm")]
 
 
 async def test_foreign_and_malformed_bodies(

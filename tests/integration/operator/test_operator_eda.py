@@ -42,7 +42,8 @@ def webhooks(loop_thread: LoopThread) -> Iterator[Webhooks]:
     recorded = Webhooks("")
 
     async def receive(request: web.Request) -> web.Response:
-        if request.query.get("token") != "eda-hook-token":
+        # The operator sends CLOUDKIT_EDA_WEBHOOK_TOKEN as a Bearer header, never in the URL.
+        if request.headers.get("Authorization") != "Bearer eda-hook-token" or request.query:
             return web.Response(status=401)
         recorded.received.append((request.match_info["endpoint"], await request.json()))
         return web.json_response({}, status=200)
@@ -77,8 +78,9 @@ def test_eda_provision_and_deprovision(
         automation,
         CLOUDKIT_PROVISIONING_PROVIDER="eda",
         CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE="",  # all namespaces (kopf is cluster-wide anyway)
-        CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK=f"{webhooks.url}/provision?token=eda-hook-token",
-        CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK=f"{webhooks.url}/deprovision?token=eda-hook-token",
+        CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK=f"{webhooks.url}/provision",
+        CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK=f"{webhooks.url}/deprovision",
+        CLOUDKIT_EDA_WEBHOOK_TOKEN="eda-hook-token",
     )
     for variable in ("CLOUDKIT_AAP_URL", "CLOUDKIT_AAP_TOKEN"):
         env.pop(variable)

@@ -24,9 +24,11 @@ AAP = {
     "CLOUDKIT_AAP_PROVISION_TEMPLATE": "create-vm",
     "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": "delete-vm",
 }
+EDA_TOKEN = "eda-hook-secret-4c1e"
 EDA = {
-    "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": "http://eda:5000/provision?token=abc",
-    "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": "http://eda:5000/deprovision?token=abc",
+    "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": "http://eda:5000/provision?tenant=abc",
+    "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": "http://eda:5000/deprovision",
+    "CLOUDKIT_EDA_WEBHOOK_TOKEN": EDA_TOKEN,
 }
 
 
@@ -101,7 +103,8 @@ def test_token_never_in_repr_or_str() -> None:
         assert TOKEN not in text
         assert "notify-secret-91" not in text
     eda = load_settings(EDA)
-    assert "token=abc" not in repr(eda)
+    assert EDA_TOKEN not in repr(eda) and EDA_TOKEN not in str(eda.model_dump())
+    assert "tenant=abc" not in repr(eda)
 
 
 def test_token_from_file(tmp_path: Path) -> None:
@@ -195,6 +198,55 @@ def test_eda_needs_both_webhooks_under_either_name() -> None:
     bad_url = problems({**EDA, "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": "ftp://x?token=zz"})
     assert "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK" in bad_url
     assert "token=zz" not in bad_url
+
+
+def test_eda_webhook_token_is_a_header_token() -> None:
+    settings = load_settings(EDA)
+    assert settings.eda is not None and settings.eda.token is not None
+    assert settings.eda.token.get_secret_value() == EDA_TOKEN
+    without = {k: v for k, v in EDA.items() if k != "CLOUDKIT_EDA_WEBHOOK_TOKEN"}
+    eda = load_settings(without).eda
+    assert eda is not None and eda.token is None  # upstream's webhooks have no auth
+
+
+def test_eda_webhook_token_from_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "webhook-token"
+    token_file.write_text(EDA_TOKEN + "\n")
+    env = {**EDA, "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE": str(token_file)}
+    del env["CLOUDKIT_EDA_WEBHOOK_TOKEN"]
+    eda = load_settings(env).eda
+    assert eda is not None and eda.token is not None
+    assert eda.token.get_secret_value() == EDA_TOKEN
+    assert "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE" in problems(
+        {**env, "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE": str(tmp_path / "missing")}
+    )
+    (tmp_path / "empty").write_text("\n")
+    empty = problems({**env, "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE": str(tmp_path / "empty")})
+    assert "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE" in empty
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "secret"),
+    [
+        ("CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK", "http://eda/p?token=zz-91", "zz-91"),
+        ("CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK", "http://eda/p?a=1&TOKEN=zz-92", "zz-92"),
+        (
+            "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK",
+            "http://eda/d?access_token=zz-93",
+            "zz-93",
+        ),
+        ("CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK", "https://bob:zz-94@eda/d", "zz-94"),
+        ("CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK", "https://zz-95@eda/c", "zz-95"),
+    ],
+)
+def test_webhook_url_with_credentials_is_refused(variable: str, url: str, secret: str) -> None:
+    env = {**EDA, variable: url}
+    if variable.endswith("CREATE_WEBHOOK"):
+        del env["CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK"]
+    message = problems(env)
+    assert variable in message
+    assert "CLOUDKIT_EDA_WEBHOOK_TOKEN" in message  # says where the token goes instead
+    assert secret not in message
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,14 @@ def test_webhook_request_posts_the_whole_resource_as_json() -> None:
     assert request.url == "http://eda:5000/create"
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.body) == body
+    assert "Authorization" not in request.headers  # upstream's webhooks have no auth
+
+
+def test_webhook_token_goes_in_a_header_never_the_url() -> None:
+    request = wire.webhook_request("http://eda:5000/create", instance(), token="hook-secret-1")
+    assert request.url == "http://eda:5000/create"
+    assert request.headers["Authorization"] == "Bearer hook-secret-1"
+    assert "hook-secret-1" not in repr(request)
 
 
 @pytest.mark.parametrize(

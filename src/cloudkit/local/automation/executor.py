@@ -345,12 +345,12 @@ class Executor:
     def _notify(self, job: dict[str, Any]) -> None:
         kind = JOB_TEMPLATE if job["type"] == "job" else planning.WORKFLOW_TEMPLATE
         template = self._store.template(kind, job["template_id"])
-        url = template.spec.get("notification_url") if template else None
-        if not url:
+        target = TemplateSpec.from_json(template.spec).notification if template else None
+        if target is None:
             return
         collection = "jobs" if job["type"] == "job" else "workflow_jobs"
         self._notifier.notify(
-            url,
+            target,
             {
                 "id": job["id"],
                 "type": job["type"],

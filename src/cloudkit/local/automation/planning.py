@@ -68,7 +68,7 @@ class TemplateSpec:
     inventory: str | None = None
     ask_variables_on_launch: bool = True
     extra_vars: dict[str, Any] = field(default_factory=dict)
-    notification_url: str | None = None
+    notification: WebhookNotification | None = None
     nodes: tuple[str, ...] = ()
     description: str = ""
     timeout: int = 0
@@ -81,7 +81,7 @@ class TemplateSpec:
             "inventory": self.inventory,
             "ask_variables_on_launch": self.ask_variables_on_launch,
             "extra_vars": self.extra_vars,
-            "notification_url": self.notification_url,
+            "notification": self.notification.to_json() if self.notification else None,
             "nodes": list(self.nodes),
             "description": self.description,
             "timeout": self.timeout,
@@ -89,7 +89,19 @@ class TemplateSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TemplateSpec:
-        return cls(**{**data, "nodes": tuple(data.get("nodes") or ())})
+        # A row stored before notifications moved to `notification` may still hold a
+        # `notification_url`; it is dropped (its URL may carry a token) until the file is reloaded.
+        kept = {key: value for key, value in data.items() if key != "notification_url"}
+        notification = data.get("notification")
+        return cls(
+            **{
+                **kept,
+                "nodes": tuple(data.get("nodes") or ()),
+                "notification": WebhookNotification.from_json(notification)
+                if notification
+                else None,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +115,9 @@ def parse_templates(entries: Any, base_dir: Path) -> list[TemplateSpec]:
 
     Each entry: `name`, `kind` (job_template | workflow_job_template, default job_template),
     `playbook` (job templates), `inventory` (a path, or an inline list such as "localhost,"),
-    `ask_variables_on_launch` (default true), `extra_vars`, `notification_url`, `timeout`
-    (seconds, 0 = none), `description`, and for workflows `nodes` (job template names, run in
-    sequence).
+    `ask_variables_on_launch` (default true), `extra_vars`, `notification` (see
+    `parse_notification`), `timeout` (seconds, 0 = none), `description`, and for workflows
+    `nodes` (job template names, run in sequence).
     """
     if not isinstance(entries, list):
         raise TemplateError("the templates file must hold a list of templates")
@@ -140,7 +152,7 @@ def _template_spec(entry: dict[str, Any], base_dir: Path) -> TemplateSpec:
         inventory=_inventory(inventory, base_dir) if inventory else None,
         ask_variables_on_launch=bool(entry.get("ask_variables_on_launch", True)),
         extra_vars=dict(extra_vars),
-        notification_url=entry.get("notification_url"),
+        notification=parse_notification(name, entry),
         nodes=tuple(entry.get("nodes") or ()),
         description=str(entry.get("description", "")),
         timeout=int(entry.get("timeout", 0) or 0),
@@ -150,6 +162,104 @@ def _template_spec(entry: dict[str, Any], base_dir: Path) -> TemplateSpec:
 def _inventory(value: str, base_dir: Path) -> str:
     # A comma marks an inline host list ("localhost,"), as with ansible-playbook -i.
     return value if "," in value else str(base_dir / value)
+
+
+NOTIFICATION_METHODS = ("POST", "PUT")
+NOTIFICATION_KEYS = frozenset(
+    {
+        "notification_type",
+        "url",
+        "headers",
+        "http_method",
+        "username",
+        "password",
+        "disable_ssl_verification",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookNotification:
+    """Where a template's job status changes are sent: AWX's webhook notification template
+    (`notification_configuration`). Credentials belong in `headers` or `username`/`password`,
+    never in the URL; the URL, headers and password stay out of repr, hence out of logs."""
+
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    http_method: str = "POST"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    disable_ssl_verification: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "headers": dict(self.headers),
+            "http_method": self.http_method,
+            "username": self.username,
+            "password": self.password,
+            "disable_ssl_verification": self.disable_ssl_verification,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookNotification:
+        return cls(**{**data, "headers": tuple(dict(data.get("headers") or {}).items())})
+
+
+def parse_notification(name: str, entry: Mapping[str, Any]) -> WebhookNotification | None:
+    """A template's `notification` entry: `url` (http or https), `headers` (a map sent with
+    every notification, the place for `Authorization: Bearer ...`), `http_method` (POST or
+    PUT), `username`/`password` (basic auth), `disable_ssl_verification`, and optionally
+    `notification_type: webhook`. Messages never echo the URL or a header value."""
+    if "notification_url" in entry:
+        # A URL was the old place for the receiver's token; refuse it rather than ignore it.
+        raise TemplateError(
+            f"template {name!r}: notification_url is not read; use notification: "
+            "{url: ..., headers: {Authorization: Bearer ...}}"
+        )
+    raw = entry.get("notification")
+    if raw is None:
+        return None
+    where = f"template {name!r}: notification"
+    if not isinstance(raw, Mapping):
+        raise TemplateError(f"{where} must be a mapping")
+    unknown = sorted(str(key) for key in raw if key not in NOTIFICATION_KEYS)
+    if unknown:
+        raise TemplateError(f"{where}: unknown keys {unknown}")
+    if raw.get("notification_type", "webhook") != "webhook":
+        raise TemplateError(f"{where}: only notification_type webhook is supported")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise TemplateError(f"{where}: url must be an http:// or https:// URL")
+    method = str(raw.get("http_method") or "POST").upper()
+    if method not in NOTIFICATION_METHODS:
+        raise TemplateError(f"{where}: http_method must be one of {NOTIFICATION_METHODS}")
+    username, password = raw.get("username") or "", raw.get("password") or ""
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise TemplateError(f"{where}: username and password must be strings")
+    return WebhookNotification(
+        url=url,
+        headers=_notification_headers(where, raw.get("headers")),
+        http_method=method,
+        username=username,
+        password=password,
+        disable_ssl_verification=bool(raw.get("disable_ssl_verification", False)),
+    )
+
+
+def _notification_headers(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise TemplateError(f"{where}: headers must be a mapping of names to strings")
+    headers: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise TemplateError(f"{where}: headers must be a mapping of names to strings")
+        if any(c in key + value for c in "\r\n"):
+            raise TemplateError(f"{where}: header {key!r} holds a line break")
+        headers.append((key, value))
+    return tuple(headers)
 
 
 def parse_extra_vars(value: Any) -> dict[str, Any]:

@@ -212,8 +212,9 @@ async def start_eda_activation(
     Files go to `state_dir/eda/` (rulebook vars, inventory, ansible-rulebook.log). `env` is
     added to this process's environment for ansible-rulebook and the playbooks it runs (e.g.
     K8S_AUTH_KUBECONFIG). `token`: None = no auth (upstream's EDA webhooks have none); "" =
-    generate one; otherwise required as a Bearer token or `?token=`. `sink` receives each
-    output line, as for the stack's other children.
+    generate one; otherwise required as an `Authorization: Bearer` header (never in the
+    URL: a `?token=` is refused). `sink` receives each output line, as for the stack's
+    other children.
     """
     for playbook in (provision_playbook, deprovision_playbook):
         if not playbook.is_file():

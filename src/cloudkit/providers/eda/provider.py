@@ -32,18 +32,21 @@ DEPROVISION_STATUS_MESSAGE = (
 
 
 class EdaProvider:
-    """Provider over two EDA webhook URLs (provision and deprovision)."""
+    """Provider over two EDA webhook URLs (provision and deprovision); `token`, if given, is
+    sent as a Bearer header with every webhook."""
 
     def __init__(
         self,
         provision_url: str,
         deprovision_url: str,
         *,
+        token: str | None = None,
         minimum_request_interval: float = 0.0,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._urls = {JobType.PROVISION: provision_url, JobType.DEPROVISION: deprovision_url}
+        self._token = token
         self._client = WebhookClient(timeout=timeout)
         self._limiter = wire.RateLimiter(minimum_request_interval, clock=clock)
 
@@ -65,7 +68,7 @@ class EdaProvider:
                 f"next allowed in {remaining:.1f}s",
                 retry_after=remaining,
             )
-        await self._client.post(wire.webhook_request(url, instance))
+        await self._client.post(wire.webhook_request(url, instance, token=self._token))
         self._limiter.record(key)
 
     async def trigger_provision(

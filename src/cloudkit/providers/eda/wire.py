@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,14 +34,23 @@ DEFAULT_RETRY_AFTER = 10.0
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
     url: str
-    body: bytes
-    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+    headers: Mapping[str, str] = field(repr=False)
+    """May hold the webhook token (Authorization), hence kept out of repr."""
 
 
-def webhook_request(url: str, instance: Mapping[str, Any]) -> WebhookRequest:
-    """POST the whole resource as JSON; the rulebook hands it to the playbook as the payload."""
+def webhook_request(
+    url: str, instance: Mapping[str, Any], *, token: str | None = None
+) -> WebhookRequest:
+    """POST the whole resource as JSON; the rulebook hands it to the playbook as the payload.
+
+    A token goes in `Authorization: Bearer`, the header the EDA webhook source checks; it is
+    never added to the URL (URLs reach logs, proxies and error messages)."""
     body = json.dumps(instance, default=str, separators=(",", ":")).encode()
-    return WebhookRequest(url, body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return WebhookRequest(url, body, headers)
 
 
 def safe_url(url: str) -> str:

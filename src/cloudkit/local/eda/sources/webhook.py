@@ -9,7 +9,8 @@ Loaded by `ansible-rulebook -S <this dir>` (runpy), so it imports only the stand
 and aiohttp (a dependency of ansible-rulebook). Arguments (rulebook `webhook:` source args):
   host, port        where to listen; port 0 picks a free port
   port_file         optional: the bound port is written there once the server listens
-  token             optional: required as `Authorization: Bearer <token>` or `?token=`
+  token             optional: required as `Authorization: Bearer <token>` (scheme in any
+                    case); a `token` query parameter is refused (401): URLs reach logs
   endpoints         optional list: only these paths are accepted (others 404)
 GET /healthz answers 200 without auth and queues nothing (readiness probe).
 """
@@ -31,13 +32,14 @@ SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 def _authorized(request: web.Request, token: str) -> bool:
+    if "token" in request.query:
+        return False  # whatever the header says: a token must never be put in a URL
     if not token:
         return True
-    given = request.query.get("token", "")
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        given = header[len("Bearer ") :]
-    return hmac.compare_digest(given.encode(), token.encode())
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _event_headers(request: web.Request) -> dict[str, str]:
