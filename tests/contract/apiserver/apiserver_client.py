@@ -54,6 +54,27 @@ class Api:
             parsed = json.loads(text) if text.strip().startswith(("{", "[")) else text
             return resp.status, parsed, resp.headers
 
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        data: Any,
+        *,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+        authorization: str | None = None,
+    ) -> tuple[int, Any]:
+        """Send `data` (bytes, or an async iterator for a chunked body) as it is."""
+        headers = {
+            "Authorization": authorization or f"Bearer {self.handle.token}",
+            "Content-Type": content_type,
+        }
+        async with self.session.request(
+            method, self.handle.url + path, data=data, params=params, headers=headers, ssl=self.ssl
+        ) as resp:
+            text = await resp.text()
+            return resp.status, json.loads(text) if text.startswith("{") else text
+
     async def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         status, data, _ = await self.call(method, path, body, **kw)
         assert status < 300, (status, data)

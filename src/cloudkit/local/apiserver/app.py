@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import collections
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from cloudkit.local.apiserver import discovery, openapi, protobuf, watch
+from cloudkit.local.apiserver import bodies, discovery, openapi, protobuf, watch
 from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
 from cloudkit.local.apiserver.errors import ApiError
 from cloudkit.local.apiserver.reads import ReadHandlers
@@ -38,16 +37,16 @@ class ApiServerApp(ReadHandlers):
         self.registry = cluster.registry
         self.config = config
         self.line_cache: watch.LineCache = collections.OrderedDict()
+        # Bodies are read through bodies.read (413 past 3 MiB); aiohttp's own limit only
+        # backs that up and must stay above it.
         self.app = web.Application(
-            middlewares=[self._errors_and_auth], client_max_size=16 * 1024 * 1024
+            middlewares=[self._errors_and_auth], client_max_size=2 * bodies.MAX_BODY_BYTES
         )
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
 
     @web.middleware
     async def _errors_and_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        auth = request.headers.get("Authorization", "")
-        expected = f"Bearer {self.config.token}"
-        if not hmac.compare_digest(auth.encode(), expected.encode()):
+        if not self._authenticated(request.headers.get("Authorization", "")):
             return json_response(ApiError(401, "Unauthorized").status(), 401)
         try:
             return await handler(request)
@@ -60,6 +59,16 @@ class ApiServerApp(ReadHandlers):
             return json_response(
                 ApiError(500, f"internal error: {type(exc).__name__}").status(), 500
             )
+
+    def _authenticated(self, header: str) -> bool:
+        """kube-apiserver's bearer rule: trimmed, split on single spaces, the scheme in any
+        case, the token the second word (anything after it ignored), never empty."""
+        if not header.isascii():
+            return False
+        parts = header.strip().split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
+            return False
+        return hmac.compare_digest(parts[1].encode(), self.config.token.encode())
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -182,15 +191,11 @@ class ApiServerApp(ReadHandlers):
     async def _json_body(request: web.Request) -> Any:
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0]
         if content_type.strip() == "application/vnd.kubernetes.protobuf":
-            return protobuf.decode(await request.read())
+            return protobuf.decode(await bodies.read(request))
         if content_type.strip() not in ("application/json", ""):
             # client-go tries protobuf for built-ins first and falls back to JSON on 415.
             raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")
-        raw = await request.read()
-        try:
-            return json.loads(raw or b"null")
-        except ValueError as exc:
-            raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+        return bodies.decode_json(await bodies.read(request))
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         opts = self._write_options(request)
@@ -214,7 +219,7 @@ class ApiServerApp(ReadHandlers):
             raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")
         if flag(request.query.get("force")) and content_type != "application/apply-patch+yaml":
             raise ApiError(422, "force: Forbidden: may not be specified for non-apply patch")
-        raw = await request.read()
+        raw = await bodies.read(request)
         assert target.name is not None
         obj, created = self.cluster.patch(
             target.info,
@@ -230,13 +235,10 @@ class ApiServerApp(ReadHandlers):
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         opts = self._write_options(request)
-        raw = await request.read()
+        raw = await bodies.read(request)
         options: dict[str, Any] = {}
         if raw.strip():
-            try:
-                options = json.loads(raw)
-            except ValueError:
-                raise ApiError(400, "the DeleteOptions body is not valid JSON") from None
+            options = bodies.decode_json(raw, "the DeleteOptions body")
             if not isinstance(options, dict):
                 raise ApiError(400, "the DeleteOptions body must be an object")
             if "All" in (options.get("dryRun") or []):

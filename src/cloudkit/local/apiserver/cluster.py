@@ -4,13 +4,10 @@ serving, finalizers, garbage collection and namespace termination. No HTTP here.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from cloudkit.local.apiserver import crds, schemas, semantics
+from cloudkit.local.apiserver import bodies, crds, schemas, semantics
 from cloudkit.local.apiserver.deletion import DeletionRules
 from cloudkit.local.apiserver.errors import ApiError, Cause, already_exists, conflict, invalid
 from cloudkit.local.apiserver.errors import not_found as _not_found
@@ -106,6 +103,7 @@ class Cluster(DeletionRules):
             info, copy.deepcopy(body) if isinstance(body, dict) else body, opts
         )
         obj = semantics.prepare_create(info, body, namespace, semantics.now_rfc3339())
+        self._check_metadata(info, obj)
         meta = obj["metadata"]
         ns = meta.get("namespace") or ""
         if info.namespaced:
@@ -127,6 +125,14 @@ class Cluster(DeletionRules):
             return self.present(info, obj)
         self._write([Put(info.rkey, obj)])
         return self.present(info, obj)
+
+    @staticmethod
+    def _check_metadata(info: ResourceInfo, obj: Obj) -> None:
+        """ObjectMeta rules every write path shares (a /status write keeps the stored
+        metadata, so it cannot get around them)."""
+        causes = semantics.annotation_causes(obj)
+        if causes:
+            raise invalid(info.kind, info.group, obj["metadata"].get("name", ""), causes)
 
     def _check_namespace(self, info: ResourceInfo, ns: str, name: str) -> None:
         namespace = self.store.get(NAMESPACE_RKEY, "", ns)
@@ -325,6 +331,7 @@ class Cluster(DeletionRules):
             new = self._apply_schema(info, new, old, opts)
         if info.rkey == SECRET_RKEY:
             semantics.secret_defaults(new)
+        self._check_metadata(info, new)
         causes = semantics.finalizer_causes(old, new)
         if causes:
             raise invalid(info.kind, info.group, old["metadata"]["name"], causes)
@@ -382,9 +389,6 @@ class Cluster(DeletionRules):
 
 
 def _decode_patch(content_type: str, raw: bytes) -> Any:
-    try:
-        if content_type == "application/apply-patch+yaml":
-            return yaml.safe_load(raw.decode() or "{}")
-        return json.loads(raw or b"null")
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ApiError(400, f"invalid patch body: {exc}") from None
+    if content_type == "application/apply-patch+yaml":
+        return bodies.decode_yaml(raw)
+    return bodies.decode_json(raw, "the patch")

@@ -43,6 +43,7 @@ class ApiError(Exception):
         group: str | None = None,
         kind: str | None = None,
         causes: list[Any] | None = None,
+        retry_after_seconds: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -52,6 +53,7 @@ class ApiError(Exception):
         self.group = group
         self.kind = kind
         self.causes = causes or []
+        self.retry_after_seconds = retry_after_seconds
 
     def status(self) -> dict[str, Any]:
         return status_body(
@@ -62,6 +64,7 @@ class ApiError(Exception):
             group=self.group,
             kind=self.kind,
             causes=self.causes,
+            retry_after_seconds=self.retry_after_seconds,
         )
 
 
@@ -74,6 +77,7 @@ def status_body(
     group: str | None = None,
     kind: str | None = None,
     causes: list[Any] | None = None,
+    retry_after_seconds: int | None = None,
 ) -> dict[str, Any]:
     details: dict[str, Any] = {}
     if name is not None:
@@ -83,9 +87,13 @@ def status_body(
     if kind is not None:
         details["kind"] = kind
     if causes:
+        # `field` is omitted when empty, as in the real Status (Go's omitempty).
         details["causes"] = [
-            {"reason": c.reason, "message": c.message, "field": c.field} for c in causes
+            {"reason": c.reason, "message": c.message, **({"field": c.field} if c.field else {})}
+            for c in causes
         ]
+    if retry_after_seconds is not None:
+        details["retryAfterSeconds"] = retry_after_seconds
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -141,4 +149,16 @@ def invalid(kind: str, group: str, name: str, causes: list[Any]) -> ApiError:
         group=group,
         kind=kind,
         causes=causes,
+    )
+
+
+def resource_version_too_large(requested: int, current: int) -> ApiError:
+    """A read or watch from a resourceVersion the store has not reached (e.g. one handed out
+    before the state directory was reset): kube-apiserver's 504 after its freshness wait."""
+    return ApiError(
+        504,
+        f"Timeout: Too large resource version: {requested}, current: {current}",
+        reason="Timeout",
+        causes=[Cause("ResourceVersionTooLarge", "Too large resource version", "")],
+        retry_after_seconds=1,
     )

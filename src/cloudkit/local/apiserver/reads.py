@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cloudkit.local.apiserver import selectors, table, watch
 from cloudkit.local.apiserver.cluster import Cluster
-from cloudkit.local.apiserver.errors import ApiError
+from cloudkit.local.apiserver.errors import ApiError, resource_version_too_large
 from cloudkit.local.apiserver.resources import ResourceInfo
 from cloudkit.local.apiserver.wire import ServerConfig, Target, flag, json_response
 
@@ -60,14 +60,11 @@ class ReadHandlers:
         rv_match = request.query.get("resourceVersionMatch")
         if rv_match == "Exact" and rv_param and rv_param != str(store.rv):
             raise ApiError(410, f"too old resource version: {rv_param} ({store.rv})")
-        if rv_param and rv_param.isdigit() and int(rv_param) > store.rv:
+        requested = watch.parse_rv(rv_param)
+        if requested is not None and requested > store.rv:
             # A future RV (e.g. after a state reset): real servers time out like this, and
             # client-go's reflector then re-lists without one.
-            raise ApiError(
-                504,
-                f"Too large resource version: {rv_param}, current: {store.rv}",
-                reason="Timeout",
-            )
+            raise resource_version_too_large(requested, store.rv)
         name = selectors.name_from_field_selector(request.query.get("fieldSelector"))
         if name is not None:
             found = (

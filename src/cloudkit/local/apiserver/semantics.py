@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import re
 import secrets
 import uuid
@@ -226,6 +227,30 @@ def finalizer_causes(old: Obj, new: Obj) -> list[Cause]:
             "Forbidden: no new finalizers can be added if the object is being deleted, found "
             f"new finalizers {added!r}",
             "metadata.finalizers",
+        )
+    ]
+
+
+# kube-apiserver's TotalAnnotationSizeLimitB: the sum of every key's and value's length.
+MAX_ANNOTATION_BYTES = 256 * 1024
+
+
+def annotation_causes(obj: Obj) -> list[Cause]:
+    """More than 256 KiB of annotations (keys and values, in bytes) is a 422, as upstream."""
+    annotations = obj.get("metadata", {}).get("annotations")
+    if not isinstance(annotations, dict):
+        return []
+    total = 0
+    for key, value in annotations.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        total += len(str(key).encode()) + len(text.encode())
+    if total <= MAX_ANNOTATION_BYTES:
+        return []
+    return [
+        Cause(
+            "FieldValueTooLong",
+            f"Too long: must have at most {MAX_ANNOTATION_BYTES} bytes",
+            "metadata.annotations",
         )
     ]
 

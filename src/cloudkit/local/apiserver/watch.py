@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudkit.local.apiserver.errors import status_body
+from cloudkit.local.apiserver.errors import resource_version_too_large, status_body
 from cloudkit.local.apiserver.resources import ResourceInfo
 from cloudkit.local.apiserver.store import Change, Store
 
@@ -98,12 +98,28 @@ def event_for(req: WatchRequest, change: Change) -> tuple[str, Obj] | None:
     return None
 
 
+def parse_rv(text: str | None) -> int | None:
+    """A resourceVersion as a number, or None when it is not one (ASCII digits that fit a
+    uint64, as kube-apiserver parses them; never a Unicode digit or a 5000-digit string)."""
+    if not text or len(text) > 20 or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.StreamResponse:
     sub = store.subscribe(req.info.rkey)
     initial: list[bytes] = []
     rv_text = req.resource_version
-    expired: int | None = None
-    if req.send_initial_events or not rv_text or rv_text == "0":
+    refusal: Obj | None = None
+    requested = parse_rv(rv_text)
+    if requested is not None and requested > store.rv:
+        # kube-apiserver answers a watch-list from the future with this after waiting 3 s
+        # for its cache, and a plain watch by waiting silently. Our store is the source of
+        # truth and cannot be behind, so a future RV can only come from an earlier state
+        # (a reset state directory): say so at once, and the client re-lists.
+        refusal = resource_version_too_large(requested, store.rv).status()
+        last_rv = store.rv
+    elif req.send_initial_events or not rv_text or rv_text == "0":
         last_rv = store.rv
         for obj in store.list_objects(req.info.rkey, req.namespace):
             if req.matcher(obj):
@@ -111,14 +127,13 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
         if req.send_initial_events:
             initial.append(_line("BOOKMARK", _bookmark(req.info, last_rv, initial_end=True)))
     else:
-        try:
-            since = int(rv_text)
-        except ValueError:
-            since = -1
+        since = -1 if requested is None else requested
         replay = store.changes_since(req.info.rkey, since) if since >= 0 else None
         last_rv = store.rv
         if replay is None:
-            expired = since
+            refusal = status_body(
+                410, f"too old resource version: {since} ({store.compacted_rv + 1})", "Expired"
+            )
         else:
             for change in replay:
                 event = event_for(req, change)
@@ -128,13 +143,8 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-        if expired is not None:
-            status = status_body(
-                410,
-                f"too old resource version: {expired} ({store.compacted_rv + 1})",
-                "Expired",
-            )
-            await response.write(_line("ERROR", status))
+        if refusal is not None:
+            await response.write(_line("ERROR", refusal))
             return response
         if initial:
             await response.write(b"".join(initial))
