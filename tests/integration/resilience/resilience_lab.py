@@ -269,14 +269,16 @@ class Lab:
 
     # instances
 
-    async def create(self, name: str, **spec: Any) -> dict[str, Any]:
+    async def create(
+        self, name: str, *, annotations: Mapping[str, str] | None = None, **spec: Any
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": names.API_VERSION,
             "kind": names.KIND,
             "metadata": {
                 "name": name,
                 "namespace": NAMESPACE,
-                "annotations": {names.TENANT_ANNOTATION: "resilience"},
+                "annotations": {names.TENANT_ANNOTATION: "resilience", **(annotations or {})},
             },
             "spec": {
                 "templateID": "cloudkit_templates_ocp_virt_vm",
@@ -290,6 +292,13 @@ class Lab:
 
     async def delete(self, name: str) -> bool:
         return await self.kube.delete(f"{INSTANCES}/{name}")
+
+    async def deletion(self, name: str) -> dict[str, Any]:
+        """Delete and return the API server's answer: the object as the deletion left it
+        (deletionTimestamp set, finalizers pending), or a Status when it was removed at once."""
+        return await self.kube.request(
+            "DELETE", f"{INSTANCES}/{name}", body={"propagationPolicy": "Background"}
+        )
 
     async def get(self, name: str) -> dict[str, Any] | None:
         return await self.kube.get(f"{INSTANCES}/{name}")

@@ -1,11 +1,25 @@
-"""Deletion at 20 seeded-random moments of a lifecycle, in one stack.
+"""Deletion in every stage of a lifecycle, each stage held open until the deletion has landed.
 
-Twenty instances are created staggered; each is deleted at a random moment after one of four
-anchors: its creation (before the launch), the launch, a running provision job, Ready. Every
-version of every instance is recorded from one watch, and each instance must pass every
-validation of the delete-during-provision scenario, plus the automation service's own view:
-exactly one deprovision job, launched only after the provision job ended, and a status that
-agrees with what the automation service ran.
+A stage lasts, by construction, until the test's DELETE has been answered (resilience_holds.py):
+- before-intent: the operator is stopped (SIGSTOP) from before the creation until after the
+  deletion. It never saw the instance and holds no finalizer, so the API server removes the
+  instance at once, and nothing may ever be launched for it.
+- intent-persisted: the automation service is stopped from before the creation until the
+  deletion has landed. The operator has persisted its launch intent and its finalizer, and its
+  launch request waits unread in the service's socket: the launch reaches the service only
+  after the deletion (the hard case for exactly-once launches).
+- provisioning: the provision job is held at a gate in front of the real provision playbook;
+  the test opens the gate only after the deletion has landed.
+- after-ready: the instance is Ready.
+Within a stage, the moment of the deletion is a seeded-random offset. The API server's answer
+to the DELETE is the instance as the deletion left it, so it shows the stage the deletion
+landed in, which must be the planned one; the automation service's clock is a second witness.
+
+Every version of every instance is recorded from one watch, and each instance must pass the
+delete-during-provision validations plus the automation service's own view: exactly one
+deprovision job, launched only after the provision job ended, and a status that agrees with
+what the automation service ran. The normal suite runs one deletion per stage; the soak
+twenty, concurrently, in one stack.
 """
 
 from __future__ import annotations
@@ -13,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +40,28 @@ from checks import (
     failures,
     no_overlapping_jobs,
     one_provision_job_per_correlation_id,
+    parse_time,
     status_agrees_with_automation,
     trace_lines,
 )
+from resilience_holds import HOLD_ANNOTATION, Holds
 from resilience_lab import AutomationJob, Lab, describe, job_of, open_lab, phase
 
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Snapshot, Validation
 
-pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
-
-INSTANCE_COUNT = 20
 VM_BOOT_SECONDS = 2.0
 STAGGER_S = 0.5
-"""Between two creations: the deletions then land on every stage of the others' lifecycles."""
+"""Between two creations in the soak, so the stages of different instances overlap."""
 ANCHOR_TIMEOUT_S = 300.0
 GONE_TIMEOUT_S = 400.0
-# Anchor → the range of the random delay after it, seconds.
-MOMENTS: dict[str, tuple[float, float]] = {
-    "at-create": (0.0, 0.2),
-    "after-launch": (0.0, 1.5),
-    "mid-provision": (0.0, 4.0),
+# Stage → the range of the seeded-random delay after the stage began, seconds. A stopped
+# automation service is kept short of the operator's 30 s request timeout.
+STAGES: dict[str, tuple[float, float]] = {
+    "before-intent": (0.0, 0.3),
+    "intent-persisted": (0.0, 0.5),
+    "provisioning": (0.0, 3.0),
     "after-ready": (0.0, 1.0),
 }
 
@@ -54,7 +69,7 @@ MOMENTS: dict[str, tuple[float, float]] = {
 @dataclass
 class Plan:
     name: str
-    moment: str
+    stage: str
     offset: float
     start: float
 
@@ -62,66 +77,127 @@ class Plan:
 @dataclass
 class Outcome:
     plan: Plan
-    view_at_delete: dict[str, Any] | None = None
+    answer: dict[str, Any] | None = None
+    """The API server's answer to the DELETE: the instance as the deletion left it, or a
+    Status when it was removed at once (no finalizer)."""
+    landed: dict[str, Any] | None = None
+    """The instance as the deletion found it: the answer, or the object its DELETED event
+    carried when the answer was a Status."""
+    sent_at: float = 0.0
+    answered_at: float = 0.0
+    """Wall-clock times around the DELETE, to compare with the automation service's clock."""
     gone_after: float | None = None
     error: str | None = None
 
 
-def plans(rng: random.Random) -> list[Plan]:
-    moments = [m for m in MOMENTS for _ in range(INSTANCE_COUNT // len(MOMENTS))]
-    moments += rng.choices(list(MOMENTS), k=INSTANCE_COUNT - len(moments))
-    rng.shuffle(moments)
+def plans(rng: random.Random, per_stage: int, stagger: float) -> list[Plan]:
+    stages = [s for s in STAGES for _ in range(per_stage)]
+    rng.shuffle(stages)
     return [
-        Plan(f"del-{i:02d}-{m}", m, round(rng.uniform(*MOMENTS[m]), 2), i * STAGGER_S)
-        for i, m in enumerate(moments)
+        Plan(f"del-{i:02d}-{s}", s, round(rng.uniform(*STAGES[s]), 2), i * stagger)
+        for i, s in enumerate(stages)
     ]
 
 
-def anchor(moment: str) -> Callable[[dict[str, Any] | None], bool] | None:
-    if moment == "after-launch":
-        return lambda obj: bool(job_of(obj, "provision").get("id"))
-    if moment == "mid-provision":
-        return lambda obj: job_of(obj, "provision").get("state") == "Running"
-    if moment == "after-ready":
-        return lambda obj: phase(obj) == "Ready"
-    return None
+def intent_persisted(obj: dict[str, Any] | None) -> bool:
+    """The operator's finalizer is on and its launch intent (no job id yet) is recorded."""
+    prov = job_of(obj, "provision")
+    finalizers = ((obj or {}).get("metadata") or {}).get("finalizers") or []
+    return (
+        names.OPERATOR_FINALIZER in finalizers
+        and bool(prov.get("correlationID"))
+        and not prov.get("id")
+        and prov.get("state") in v.NON_TERMINAL
+    )
 
 
 def stage(obj: dict[str, Any] | None) -> str:
-    """Where the lifecycle was when the delete was sent, as the last recorded version shows."""
+    """The stage of the lifecycle an instance version shows."""
     prov = job_of(obj, "provision")
+    finalizers = ((obj or {}).get("metadata") or {}).get("finalizers") or []
     if phase(obj) == "Ready":
         return "after-ready"
-    if not prov.get("id"):
-        return "before-launch"
-    if prov.get("state") in v.NON_TERMINAL:
+    if not prov and names.OPERATOR_FINALIZER not in finalizers:
+        return "before-intent"
+    if intent_persisted(obj):
+        return "intent-persisted"
+    if prov.get("id") and prov.get("state") in v.NON_TERMINAL:
         return "provisioning"
-    return "provision-ended"
+    return "elsewhere"
 
 
-async def run_one(lab: Lab, plan: Plan) -> Outcome:
+async def delete_now(lab: Lab, outcome: Outcome) -> None:
+    outcome.sent_at = time.time()
+    outcome.answer = await lab.deletion(outcome.plan.name)
+    outcome.answered_at = time.time()
+
+
+async def wait_until(lab: Lab, name: str, check: Callable[[dict[str, Any] | None], bool]) -> None:
+    rec = lab.recorder
+    await rec.wait_for(lambda: check(rec.latest(name)), within=ANCHOR_TIMEOUT_S, what=name)
+
+
+async def before_intent(lab: Lab, holds: Holds, outcome: Outcome) -> None:
+    async with holds.paused("operator"):
+        await lab.create(outcome.plan.name)
+        await asyncio.sleep(outcome.plan.offset)  # the random moment within the stage
+        await delete_now(lab, outcome)
+
+
+async def with_intent_persisted(lab: Lab, holds: Holds, outcome: Outcome) -> None:
+    name = outcome.plan.name
+    async with holds.paused("automation"):
+        await lab.create(name)
+        await wait_until(lab, name, intent_persisted)
+        await asyncio.sleep(outcome.plan.offset)
+        await delete_now(lab, outcome)
+
+
+async def while_provisioning(lab: Lab, holds: Holds, outcome: Outcome) -> None:
+    name = outcome.plan.name
+    created = await lab.create(name, annotations={HOLD_ANNOTATION: "gate"})
+    try:
+        await wait_until(lab, name, lambda obj: bool(job_of(obj, "provision").get("id")))
+        await asyncio.sleep(outcome.plan.offset)
+        await delete_now(lab, outcome)
+    finally:
+        holds.open_gate(str(created["metadata"]["uid"]))
+
+
+async def after_ready(lab: Lab, holds: Holds, outcome: Outcome) -> None:
+    await lab.create(outcome.plan.name)
+    await wait_until(lab, outcome.plan.name, lambda obj: phase(obj) == "Ready")
+    await asyncio.sleep(outcome.plan.offset)
+    await delete_now(lab, outcome)
+
+
+DELETE_IN: dict[str, Callable[[Lab, Holds, Outcome], Awaitable[None]]] = {
+    "before-intent": before_intent,
+    "intent-persisted": with_intent_persisted,
+    "provisioning": while_provisioning,
+    "after-ready": after_ready,
+}
+
+
+async def run_one(lab: Lab, holds: Holds, plan: Plan) -> Outcome:
     outcome = Outcome(plan)
     rec = lab.recorder
-    name = plan.name
     await asyncio.sleep(plan.start)  # the stagger is a schedule, not a wait for a condition
-    await lab.create(name)
-    check = anchor(plan.moment)
     try:
-        if check is not None:
-            await rec.wait_for(
-                lambda: check(rec.latest(name)), within=ANCHOR_TIMEOUT_S, what=f"{name} anchor"
-            )
+        await DELETE_IN[plan.stage](lab, holds, outcome)
     except AssertionError as error:
-        outcome.error = f"{error}; last {describe(rec.latest(name))}"
-    await asyncio.sleep(plan.offset)  # the random moment itself
-    outcome.view_at_delete = rec.latest(name)
-    await lab.delete(name)
+        outcome.error = f"{error}; last {describe(rec.latest(plan.name))}"
+        await lab.delete(plan.name)
     sent = time.monotonic()
     try:
-        await rec.wait_for(lambda: name in rec.gone, within=GONE_TIMEOUT_S, what=f"{name} gone")
+        await rec.wait_for(
+            lambda: plan.name in rec.gone, within=GONE_TIMEOUT_S, what=f"{plan.name} gone"
+        )
         outcome.gone_after = time.monotonic() - sent
     except AssertionError as error:
-        outcome.error = f"{error}; last {describe(rec.latest(name))}"
+        outcome.error = f"{error}; last {describe(rec.latest(plan.name))}"
+    removed_at_once = (outcome.answer or {}).get("kind") == "Status"
+    outcome.landed = rec.latest(plan.name) if removed_at_once else outcome.answer
     return outcome
 
 
@@ -163,48 +239,104 @@ def scenario_validations(
     ]
 
 
-async def test_delete_at_random_moments(tmp_path: Path, rng: random.Random) -> None:
-    schedule = plans(rng)
-    async with open_lab(tmp_path / "stack", vm_boot_seconds=VM_BOOT_SECONDS) as lab:
+def landed_in_plan(outcome: Outcome) -> Validation:
+    landed = stage(outcome.landed) if outcome.landed is not None else "not deleted"
+    return Validation(
+        "deletion-landed-in-planned-stage",
+        landed == outcome.plan.stage,
+        f"planned {outcome.plan.stage}, landed {landed}: {describe(outcome.landed)}",
+    )
+
+
+def automation_clock_agrees(outcome: Outcome, jobs: list[AutomationJob]) -> Validation:
+    """The automation service's own timestamps put the stage where the status says it was."""
+    provisions = [j for j in jobs if j.kind == "provision"]
+    created = [parse_time(j.created) for j in provisions]
+    finished = [parse_time(j.finished) for j in provisions]
+    sent = datetime.fromtimestamp(outcome.sent_at, UTC)
+    answered = datetime.fromtimestamp(outcome.answered_at, UTC)
+    planned = outcome.plan.stage
+    if planned == "before-intent":
+        ok, rule = not jobs, "no job at all"
+    elif planned == "intent-persisted":
+        # Unread until SIGCONT, which comes after the answer: every launch arrived later.
+        ok = all(at is not None and at > answered for at in created)
+        rule = "every provision job created after the deletion was answered"
+    elif planned == "provisioning":
+        ok = len(provisions) == 1 and all(at is not None and at > sent for at in finished)
+        rule = "the provision job finished after the deletion was sent"
+    else:
+        ok = len(provisions) == 1 and all(at is not None and at < sent for at in finished)
+        rule = "the provision job finished before the deletion was sent"
+    detail = f"{rule}; sent {sent.isoformat()}, answered {answered.isoformat()}, jobs " + str(
+        [(j.id, j.status, j.created, j.finished) for j in provisions]
+    )
+    return Validation("automation-clock-agrees-with-stage", ok, detail)
+
+
+async def judge(
+    lab: Lab, outcomes: list[Outcome], jobs: list[AutomationJob]
+) -> dict[str, list[Validation]]:
+    named: dict[str, list[Validation]] = {}
+    for outcome in outcomes:
+        name = outcome.plan.name
+        trace = lab.recorder.snapshots(name)
+        versions = lab.recorder.versions[name]
+        mine = [j for j in jobs if j.instance == name]
+        named[name] = [
+            Validation("lifecycle", outcome.error is None, outcome.error or "ok"),
+            landed_in_plan(outcome),
+            automation_clock_agrees(outcome, mine),
+            *scenario_validations(trace, versions, mine),
+            v.resource_gone(outcome.gone_after is not None, outcome.gone_after or 0.0),
+            v.no_orphan_vm(await lab.vms(name), f"{names.VM_INSTANCE_LABEL}={name}"),
+            one_provision_job_per_correlation_id(mine),
+            Validation(
+                "automation-at-most-one-provision-job",
+                len([j for j in mine if j.kind == "provision"]) <= 1,
+                f"{[(j.id, j.status) for j in mine if j.kind == 'provision']}",
+            ),
+            no_overlapping_jobs(mine),
+            all_jobs_terminal(mine),
+            status_agrees_with_automation(versions, mine),
+        ]
+    return named
+
+
+async def run_schedule(state_dir: Path, schedule: list[Plan]) -> None:
+    async with open_lab(state_dir / "stack", vm_boot_seconds=VM_BOOT_SECONDS) as lab:
+        holds = Holds(lab, state_dir / "gates")
+        await holds.install_gated_provision()
         started = time.monotonic()
-        outcomes = await asyncio.gather(*(run_one(lab, plan) for plan in schedule))
+        outcomes = await asyncio.gather(*(run_one(lab, holds, plan) for plan in schedule))
         elapsed = time.monotonic() - started
         jobs = await lab.automation.jobs()
-        named: dict[str, list[Validation]] = {}
+        named = await judge(lab, list(outcomes), jobs)
         traces = {name: trace_lines(lab.recorder.versions[name]) for name in lab.recorder.versions}
-        for outcome in outcomes:
-            name = outcome.plan.name
-            trace = lab.recorder.snapshots(name)
-            mine = [j for j in jobs if j.instance == name]
-            named[name] = [
-                Validation("lifecycle", outcome.error is None, outcome.error or "ok"),
-                *scenario_validations(trace, lab.recorder.versions[name], mine),
-                v.resource_gone(outcome.gone_after is not None, outcome.gone_after or 0.0),
-                v.no_orphan_vm(await lab.vms(name), f"{names.VM_INSTANCE_LABEL}={name}"),
-                one_provision_job_per_correlation_id(mine),
-                Validation(
-                    "automation-at-most-one-provision-job",
-                    len([j for j in mine if j.kind == "provision"]) <= 1,
-                    f"{[(j.id, j.status) for j in mine if j.kind == 'provision']}",
-                ),
-                no_overlapping_jobs(mine),
-                all_jobs_terminal(mine),
-                status_agrees_with_automation(lab.recorder.versions[name], mine),
-            ]
 
     print(f"\n{len(schedule)} instances in {elapsed:.1f}s")
     for outcome in outcomes:
         plan = outcome.plan
         gone = f"{outcome.gone_after:.1f}s" if outcome.gone_after is not None else "never"
+        ran = ", ".join(f"{j.kind} {j.id} {j.status}" for j in jobs if j.instance == plan.name)
         print(
-            f"  {plan.name:28} +{plan.offset:.2f}s stage={stage(outcome.view_at_delete):15} "
-            f"gone after {gone:7} {describe(outcome.view_at_delete)}"
+            f"  {plan.name:28} +{plan.offset:.2f}s landed={stage(outcome.landed):16} "
+            f"gone after {gone:7} {describe(outcome.landed)}\n{'':32}automation: {ran or '-'}"
         )
-    stages = {stage(o.view_at_delete) for o in outcomes}
     problems = failures(named)
-    for wanted in ("before-launch", "provisioning", "after-ready"):
-        if wanted not in stages:
-            problems.append(f"schedule: no deletion landed {wanted} (stages {sorted(stages)})")
     for failed in sorted({line.split(":", 1)[0] for line in problems} & set(traces)):
         print(f"  {failed}:", *traces[failed], sep="\n")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+async def test_delete_in_each_stage(tmp_path: Path, rng: random.Random) -> None:
+    await run_schedule(tmp_path, plans(rng, per_stage=1, stagger=0.0))
+
+
+@pytest.mark.stack
+@pytest.mark.soak
+@pytest.mark.timeout(900)
+async def test_delete_at_random_moments(tmp_path: Path, rng: random.Random) -> None:
+    await run_schedule(tmp_path, plans(rng, per_stage=5, stagger=STAGGER_S))

@@ -1,0 +1,95 @@
+"""Holds that make a moment of a lifecycle last until a test has acted in it.
+
+Two real ways a moment stretches, so a deletion lands in it by construction, not by timing:
+- a child of the stack stopped with SIGSTOP and continued with SIGCONT: an unresponsive
+  process, as a frozen VM, a stalled host or a debugger makes it. Its sockets stay open, so a
+  client's request waits in the kernel until the process runs again;
+- a provision job held at a gate: the automation service's provision template points at a
+  thin wrapper (playbooks/gated-provision.yml) that waits for a file before it imports the real
+  provision playbook, for instances created with HOLD_ANNOTATION only. Installing it is what an
+  administrator does to an AAP job template: change its playbook and variables, restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import yaml
+from resilience_lab import PROVISION_TEMPLATE, Lab
+
+from cloudkit.local.stack_backends import playbooks_dir
+
+HOLD_ANNOTATION = "resilience.cloudkit.test/hold-provision"
+"""On an instance: its provision job waits at the gate until `Holds.open_gate` (any value)."""
+GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
+STOP_TIMEOUT_S = 10.0
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of /proc/<pid>/stat (R, S, T for stopped, ...)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]  # the command name may hold spaces
+
+
+async def wait_stopped(pid: int, within: float = STOP_TIMEOUT_S) -> None:
+    """Until the kernel shows the process stopped: a SIGSTOP is delivered asynchronously."""
+    deadline = time.monotonic() + within
+    while process_state(pid) not in {"T", "t"}:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} not stopped within {within:.0f}s")
+        await asyncio.sleep(0.01)
+
+
+class Holds:
+    """One hold at a time (each stops a process every instance depends on), and the gates."""
+
+    def __init__(self, lab: Lab, gate_dir: Path) -> None:
+        self.lab = lab
+        self.gate_dir = gate_dir
+        self._one_at_a_time = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def paused(self, child: str) -> AsyncIterator[None]:
+        """The child stopped for the body (and continued after it, whatever happens)."""
+        async with self._one_at_a_time:
+            pid = self.lab.child(child).pid
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await wait_stopped(pid)
+                yield
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    def open_gate(self, uid: str) -> None:
+        """Let the held provision job of the instance with this uid go on."""
+        (self.gate_dir / uid).touch()
+
+    async def install_gated_provision(self) -> None:
+        """Point the provision template at the gated wrapper and restart the service on it."""
+        self.gate_dir.mkdir(parents=True, exist_ok=True)
+        argv = self.lab.specs["automation"].argv
+        await self.lab.stop_child("automation")
+        gate_provision_template(Path(argv[argv.index("--templates") + 1]), self.gate_dir)
+        await self.lab.restart_automation()
+
+
+def gate_provision_template(templates: Path, gate_dir: Path) -> None:
+    """Rewrite the templates file: the provision template runs the gated wrapper, which is told
+    where the gates are and which playbook is the real one."""
+    entries = yaml.safe_load(templates.read_text())
+    provision = next(e for e in entries if e["name"] == PROVISION_TEMPLATE)
+    provision["playbook"] = str(GATED_PLAYBOOK)
+    provision["extra_vars"] = {
+        **(provision.get("extra_vars") or {}),
+        "resilience_gate_dir": str(gate_dir),
+        "resilience_hold_annotation": HOLD_ANNOTATION,
+        "resilience_provision_playbook": str(playbooks_dir() / "provision.yml"),
+    }
+    # An existing file keeps its mode (0600: it may carry the notification receiver's token).
+    templates.write_text(yaml.safe_dump(entries, sort_keys=False))
