@@ -12,6 +12,7 @@ user info, nor a query string a user may have put a token in ever reach a log.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from typing import Any
@@ -38,6 +39,15 @@ def redacted_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def request_headers(target: WebhookNotification) -> dict[str, str]:
+    """The target's headers, plus basic auth (RFC 7617) when it has a username or password."""
+    headers = dict(target.headers)
+    if target.username or target.password:
+        pair = f"{target.username}:{target.password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    return headers
 
 
 class Notifier:
@@ -75,18 +85,12 @@ class Notifier:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         shown = redacted_url(target.url)
-        auth = (
-            aiohttp.BasicAuth(target.username, target.password)
-            if target.username or target.password
-            else None
-        )
         try:
             async with self._session.request(
                 target.http_method,
                 target.url,
                 json=payload,
-                headers=dict(target.headers),
-                auth=auth,
+                headers=request_headers(target),
                 ssl=not target.disable_ssl_verification,
             ) as response:
                 if response.status >= 400:

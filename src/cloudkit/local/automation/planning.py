@@ -231,15 +231,21 @@ def parse_notification(name: str, entry: Mapping[str, Any]) -> WebhookNotificati
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise TemplateError(f"{where}: url must be an http:// or https:// URL")
+    if "@" in url.split("/", 3)[2]:
+        # Stricter than AWX: credentials belong in username/password or headers.
+        raise TemplateError(f"{where}: url must not carry user info; use username/password")
     method = str(raw.get("http_method") or "POST").upper()
     if method not in NOTIFICATION_METHODS:
         raise TemplateError(f"{where}: http_method must be one of {NOTIFICATION_METHODS}")
     username, password = raw.get("username") or "", raw.get("password") or ""
     if not isinstance(username, str) or not isinstance(password, str):
         raise TemplateError(f"{where}: username and password must be strings")
+    headers = _notification_headers(where, raw.get("headers"))
+    if (username or password) and any(key.lower() == "authorization" for key, _ in headers):
+        raise TemplateError(f"{where}: an Authorization header or username/password, not both")
     return WebhookNotification(
         url=url,
-        headers=_notification_headers(where, raw.get("headers")),
+        headers=headers,
         http_method=method,
         username=username,
         password=password,
