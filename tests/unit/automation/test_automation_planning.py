@@ -97,11 +97,13 @@ def test_templates_resolve_paths_and_check_nodes() -> None:
 def test_runner_arguments() -> None:
     spec = TemplateSpec(name="t", kind="job_template", playbook="/p/site.yml", inventory="h,")
     kwargs = planning.runner_config_kwargs(
-        spec, {"a": 1}, private_data_dir=Path("/s/jobs/7"), ident="7", bin_dir="/v/bin",
+        spec, private_data_dir=Path("/s/jobs/7"), ident="7", bin_dir="/v/bin",
         path_env="/usr/bin",
     )  # fmt: skip
     assert kwargs["playbook"] == "/p/site.yml" and kwargs["project_dir"] == "/p"
-    assert kwargs["inventory"] == "h," and kwargs["extravars"] == {"a": 1}
+    assert kwargs["inventory"] == "h,"
+    # ansible-runner would pass these on the command line as plain (templatable) JSON.
+    assert "extravars" not in kwargs
     assert kwargs["envvars"]["PATH"] == "/v/bin:/usr/bin"
     assert kwargs["envvars"]["ANSIBLE_HOST_KEY_CHECKING"] == "False"
     assert "timeout" not in kwargs

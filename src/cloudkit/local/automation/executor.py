@@ -24,7 +24,7 @@ from ansible_runner.config.runner import RunnerConfig
 from ansible_runner.runner import Runner
 from ansible_runner.utils import OutputEventFilter
 
-from cloudkit.local.automation import planning
+from cloudkit.local.automation import extravars, planning
 from cloudkit.local.automation.notify import Notifier
 from cloudkit.local.automation.planning import JOB_TEMPLATE, TemplateSpec
 from cloudkit.local.automation.process import PlaybookProcess
@@ -198,13 +198,14 @@ class Executor:
         private_data_dir = self._jobs_dir / str(job_id)
         kwargs = planning.runner_config_kwargs(
             spec,
-            json.loads(job["extra_vars"]),
             private_data_dir=private_data_dir,
             ident=str(job_id),
             bin_dir=self._bin_dir,
             path_env=os.environ.get("PATH", ""),
         )
+        variables = extravars.document(json.loads(job["extra_vars"]), spec.extra_vars)
         try:
+            _write_private(private_data_dir / extravars.EXTRAVARS_FILE, variables)
             process, output = await self._spawn(job_id, kwargs)
         except Exception:
             self._finish(
@@ -361,3 +362,11 @@ class Executor:
                 "job_explanation": job["job_explanation"],
             },
         )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A file only the service's user can read: job variables may carry secrets."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)

@@ -2,7 +2,8 @@
 
 Nothing here touches the network, the store or a process, so every rule of the launch contract
 (reference §3: ignored_fields for job templates, 400 for workflow templates, 400 for
-unparsable extra_vars) is unit-testable on plain data.
+unparsable extra_vars) is unit-testable on plain data. Which variables are data and which
+may hold Jinja is `extravars`'s rule.
 """
 
 from __future__ import annotations
@@ -330,21 +331,24 @@ def node_extra_vars(node: TemplateSpec, workflow_vars: Mapping[str, Any]) -> dic
 
 def runner_config_kwargs(
     spec: TemplateSpec,
-    extra_vars: Mapping[str, Any],
     *,
     private_data_dir: Path,
     ident: str,
     bin_dir: str,
     path_env: str,
 ) -> dict[str, Any]:
-    """Arguments for ansible_runner's RunnerConfig for one job of a job template."""
+    """Arguments for ansible_runner's RunnerConfig for one job of a job template.
+
+    The variables are not among them: ansible-runner would put them on the command line as
+    plain JSON, which Ansible templates. They go to the private data dir's extravars file
+    (`extravars.document`), which ansible-runner passes on by itself.
+    """
     playbook = Path(spec.playbook)
     kwargs: dict[str, Any] = {
         "private_data_dir": str(private_data_dir),
         "project_dir": str(playbook.parent),
         "playbook": str(playbook),
         "ident": ident,
-        "extravars": dict(extra_vars),
         "envvars": {**BASE_JOB_ENV, "PATH": f"{bin_dir}:{path_env}" if path_env else bin_dir},
         "quiet": True,
         # One artifacts directory per job; rotation would scan siblings on every launch.
