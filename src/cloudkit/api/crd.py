@@ -94,6 +94,16 @@ def _immutable(field: str) -> list[dict[str, str]]:
     return [{"rule": "self == oldSelf", "message": f"{field} is immutable"}]
 
 
+def _not_removable(field: str) -> dict[str, str]:
+    """A field's own `self == oldSelf` rule only runs while the field exists, so removing it
+    and then setting it anew would change it in two steps; this rule, on its parent, forbids
+    the removal (a transition rule: it runs on updates only)."""
+    return {
+        "rule": f"!has(oldSelf.{field}) || has(self.{field})",
+        "message": f"{field} is immutable: it cannot be removed once set",
+    }
+
+
 def openapi_schema() -> dict[str, Any]:
     """The structural openAPIV3Schema of v1alpha1, derived from `ComputeInstance`."""
     raw = ComputeInstance.model_json_schema(by_alias=True, mode="validation")
@@ -103,6 +113,7 @@ def openapi_schema() -> dict[str, Any]:
     spec["description"] = "Desired state: what to provision and how to run it."
     for field in IMMUTABLE_SPEC_FIELDS:
         spec["properties"][field]["x-kubernetes-validations"] = _immutable(field)
+    spec["x-kubernetes-validations"] = [_not_removable(f) for f in IMMUTABLE_SPEC_FIELDS]
     status = _structural(props["status"], defs)
     status["description"] = "Observed state, written by the operator only."
     jobs = status["properties"]["jobs"]

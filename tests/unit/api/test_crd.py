@@ -77,10 +77,25 @@ def test_cel_immutability_on_exactly_the_immutable_fields() -> None:
         for path, node in _walk(openapi_schema(), "")
         if "x-kubernetes-validations" in node
     }
-    assert set(ruled) == {f".spec.{f}" for f in IMMUTABLE_SPEC_FIELDS}
+    assert set(ruled) == {".spec"} | {f".spec.{f}" for f in IMMUTABLE_SPEC_FIELDS}
     for path, rules in ruled.items():
+        if path == ".spec":
+            continue
         field = path.rsplit(".", 1)[-1]
         assert rules == [{"rule": "self == oldSelf", "message": f"{field} is immutable"}]
+
+
+def test_immutable_fields_cannot_be_removed_once_set() -> None:
+    # A field's own rule runs only while it exists: without a rule on its parent, removing
+    # it and setting it anew would change it in two steps.
+    rules = openapi_schema()["properties"]["spec"]["x-kubernetes-validations"]
+    assert rules == [
+        {
+            "rule": f"!has(oldSelf.{field}) || has(self.{field})",
+            "message": f"{field} is immutable: it cannot be removed once set",
+        }
+        for field in IMMUTABLE_SPEC_FIELDS
+    ]
 
 
 def test_job_history_bounds() -> None:

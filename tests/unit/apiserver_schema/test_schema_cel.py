@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloudkit.local.apiserver import cel
 from cloudkit.local.apiserver.schema import Cause, validate
 
 
@@ -145,3 +146,48 @@ def test_broken_rules_never_crash() -> None:
 def test_null_values_skip_rules() -> None:
     schema = spec_schema({"type": "integer", "nullable": True}, IMMUTABLE)
     assert validate({"spec": {"v": None}}, schema, {"spec": {"v": 1}}) == []
+
+
+def test_removal_rule_fast_path_agrees_with_celpy() -> None:
+    """`!has(oldSelf.f) || has(self.f)` is answered without celpy; the same rule spelled so
+    the fast path does not recognise it goes through celpy, and both must agree, null
+    properties of objects counting as absent (as in Kubernetes' CEL)."""
+    fast = "!has(oldSelf.v) || has(self.v)"
+    slow = "(!has(oldSelf.v)) || (has(self.v))"
+    obj = {"type": "object", "properties": {"v": {"type": "integer", "nullable": True}}}
+    a_map = {"type": "object", "additionalProperties": {"type": "integer", "nullable": True}}
+    states: list[dict[str, Any]] = [{}, {"v": None}, {"v": 1}, {"w": 2}]
+    verdicts = {}
+    for schema in (obj, a_map):
+        for old in states:
+            for new in states:
+                got = cel.evaluate(fast, new, schema, old)
+                assert got == cel.evaluate(slow, new, schema, old), (schema, old, new)
+                verdicts[(schema is obj, str(old), str(new))] = got
+    # Removing a set property, or nulling it, is refused; in a plain map null is a value.
+    assert not verdicts[(True, "{'v': 1}", "{}")]
+    assert not verdicts[(True, "{'v': 1}", "{'v': None}")]
+    assert verdicts[(True, "{'v': None}", "{}")]
+    assert verdicts[(True, "{}", "{'v': 1}")]
+    assert verdicts[(False, "{'v': 1}", "{'v': None}")]
+    assert not verdicts[(False, "{'v': None}", "{}")]
+
+
+def test_removal_rule_at_the_parent_runs_on_updates_only() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {"v": {"type": "integer"}},
+                "x-kubernetes-validations": [
+                    {"rule": "!has(oldSelf.v) || has(self.v)", "message": "v stays"}
+                ],
+            }
+        },
+    }
+    assert validate({"spec": {}}, schema) == []
+    assert validate({"spec": {"v": 1}}, schema, {"spec": {}}) == []
+    assert validate({"spec": {}}, schema, {"spec": {"v": 1}}) == [
+        Cause("FieldValueInvalid", 'Invalid value: "object": v stays', "spec")
+    ]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cloudkit.api.models import IMMUTABLE_SPEC_FIELDS
 from cloudkit.local.apiserver.schema import apply_defaults, check_structural, prune, validate
 
 CRD = Path(__file__).parents[3] / "deploy/crds/cloudkit.openshift.io_computeinstances.yaml"
@@ -146,3 +147,33 @@ def test_setting_an_immutable_field_that_was_absent_is_allowed(schema: dict[str,
     old = instance()
     del old["spec"]["cores"]
     assert write(instance(cores=8), schema, old)[2] == []
+
+
+@pytest.mark.parametrize("field", IMMUTABLE_SPEC_FIELDS)
+def test_an_immutable_field_cannot_be_removed_once_set(schema: dict[str, Any], field: str) -> None:
+    # Removing it, then setting it anew, would otherwise change it in two steps.
+    old = instance()
+    removed = copy.deepcopy(old)
+    del removed["spec"][field]
+    expected = (
+        "spec",
+        f'Invalid value: "object": {field} is immutable: it cannot be removed once set',
+    )
+    causes = write(removed, schema, old)[2]
+    assert [(c.field, c.message) for c in causes] == [expected]
+    # null is removal too: upstream's CEL treats a null property as absent.
+    nulled = copy.deepcopy(old)
+    nulled["spec"][field] = None
+    causes = write(nulled, schema, old)[2]
+    assert expected in [(c.field, c.message) for c in causes]
+
+
+@pytest.mark.parametrize("field", IMMUTABLE_SPEC_FIELDS)
+def test_removal_rules_do_not_run_on_create_or_on_absent_fields(
+    schema: dict[str, Any], field: str
+) -> None:
+    created = instance()
+    del created["spec"][field]
+    causes = write(created, schema)[2]
+    assert all(field not in c.message for c in causes), causes
+    assert write(copy.deepcopy(created), schema, created)[2] == []
