@@ -168,10 +168,11 @@ def _follow(step: Step, job: JobStatus) -> None:
 def _retry(step: Step, job: JobStatus) -> None:
     due = jobs.retry_at(step.status, JobType.DEPROVISION, step.config)
     if due is None or step.now >= due:
+        what = f"job {job.id} {job.state.value}" if job.id else "launch was refused"
         step.event(
             EventType.WARNING,
             "DeprovisionRetry",
-            f"Deprovisioning job {job.id} {job.state.value}; retrying (deletion is blocked)",
+            f"Deprovisioning {what}; retrying (deletion is blocked)",
         )
         launch.start(step, JobType.DEPROVISION, config_version=step.status.desired_config_version)
     else:

@@ -62,10 +62,14 @@ def record_intent(
     # The job being replaced keeps its last reading in the history (a retry must not leave a
     # finished job looking as it was when last synced).
     sync_history(status, job_type, config)
+    # A deprovision intent carries the provider's blocking policy from the start: a job found
+    # later by its correlation id (after a crash) never passes through a launch outcome.
+    block = job_type is JobType.DEPROVISION and config.capabilities.block_deletion_on_failure
     job = JobStatus(
         id="",
         state=JobState.PENDING,
         message=message,
+        block_deletion_on_failure=block,
         correlation_id=correlation_id,
         config_version=config_version,
         launched_at=now,
@@ -79,6 +83,7 @@ def record_intent(
             timestamp=now,
             state=job.state,
             message=message,
+            block_deletion_on_failure=block,
             correlation_id=correlation_id,
             config_version=config_version,
         )

@@ -147,17 +147,35 @@ def _fold_launch(step: Step, outcome: LaunchOutcome) -> None:
         if prov is not None and prov.id == outcome.reading.job_id:
             jobs.apply_reading(prov, outcome.reading, step.now)
     elif outcome.failure is not None and not job.id:
-        failure = outcome.failure
-        text = f"Failed to trigger {verb}: {_failure_text(failure)}"
-        if failure.retryable:
-            job.message = f"{text}; will retry"
-        else:
-            if job.state != JobState.FAILED:
-                job.state_changed_at = step.now
-                job.finished_at = step.now
-            job.state = JobState.FAILED
-            job.message = text
+        _fold_refused_launch(step, outcome.job_type, job, outcome.failure)
+
+
+def _fold_refused_launch(step: Step, job_type: JobType, job: JobStatus, failure: Failure) -> None:
+    """A launch the backend did not take: retried now (retryable) or after the back-off.
+
+    A refused deprovision launch blocks the deletion whatever the provider's policy: no cleanup
+    ran, so the VM may still exist (invariant 5). Fixing the template in the backend is enough
+    to let the deletion complete: the launch is retried with the failed-cleanup back-off.
+    """
+    verb = "provisioning" if job_type is JobType.PROVISION else "deprovisioning"
+    text = f"Failed to trigger {verb}: {_failure_text(failure)}"
+    if failure.retryable:
+        job.message = f"{text}; will retry"
         step.event(EventType.WARNING, "LaunchFailed", text)
+        return
+    if job.state != JobState.FAILED:
+        job.state_changed_at = step.now
+        job.finished_at = step.now
+    job.state = JobState.FAILED
+    job.message = text
+    # The back-off runs from this refused attempt, not from an intent resumed after a crash.
+    job.launched_at = step.now
+    if job_type is JobType.DEPROVISION:
+        job.block_deletion_on_failure = True
+        job.message = f"{text}; deletion is blocked until deprovisioning succeeds (will retry)"
+        step.event(EventType.WARNING, "DeprovisionLaunchFailed", job.message)
+        return
+    step.event(EventType.WARNING, "LaunchFailed", text)
 
 
 def _fold_poll(step: Step, outcome: PollOutcome) -> None:

@@ -39,6 +39,7 @@ from cloudkit.lifecycle.types import (
     Outcome,
     PollJob,
     PollOutcome,
+    RecordEvent,
     RemoveFinalizer,
     VirtualMachineObservation,
 )
@@ -52,6 +53,12 @@ AWX_WORD = {
     JobState.CANCELED: "canceled",
 }
 UNAVAILABLE = Failure(FailureKind.UNAVAILABLE, "connection refused", retryable=True)
+REFUSED = Failure(
+    FailureKind.NOT_FOUND,
+    "launching job template 'deprovision': no job template or workflow job template named "
+    "'deprovision'",
+    retryable=False,
+)
 
 
 def config(provider: str = "aap", **kw: Any) -> LifecycleConfig:
@@ -69,7 +76,8 @@ def new_instance(name: str = "vm1") -> ComputeInstance:
 
 
 class Crash(Exception):
-    """The operator process died between persisting a decision and executing its action."""
+    """The operator process died: before an action ran, or after it reached the backend but
+    before its outcome was persisted."""
 
 
 @dataclass
@@ -97,14 +105,25 @@ class Backend:
     available: bool = True
     violations: list[str] = field(default_factory=list)
     next_id: int = 100
+    redeliveries: list[str] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+    """Job ids of every cancel request that reached the backend, in order."""
+    refused: set[JobType] = field(default_factory=set)
+    """Job types whose template is missing: AAP answers their launch 404, for good."""
+    loses_cancels: bool = False
+    """A cancel is accepted (202) but never lands (AWX can lose one)."""
 
     def active(self) -> list[SimJob]:
         return [j for j in self.jobs.values() if j.state not in TERMINAL_STATES and not j.purged]
 
     def launch(self, job_type: JobType, cid: str, cfg_version: str | None) -> SimJob:
-        if any(c == cid for _, c in self.launches):
+        if self.provider == "eda" and any(c == cid for _, c in self.launches):
+            # EDA cannot be asked whether a webhook arrived: a crash between the POST and the
+            # persisted id re-sends it (at-least-once; the playbooks are idempotent).
+            self.redeliveries.append(cid)
+        elif any(c == cid for _, c in self.launches):
             self.violations.append(f"second launch with correlation id {cid}")
-        if self.active():
+        elif self.active():
             self.violations.append(f"{job_type} launched while {self.active()[0].id} active")
         self.launches.append((job_type, cid))
         self.next_id += 1
@@ -143,6 +162,7 @@ class World:
     vm_ready: bool = False
     writes: list[ComputeInstanceStatus] = field(default_factory=list)
     released_because: list[str] = field(default_factory=list)
+    events: list[RecordEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.backend.provider = self.provider
@@ -196,6 +216,8 @@ class World:
             )
             if not b.available:
                 return LaunchOutcome(job_type, action.correlation_id, failure=UNAVAILABLE)
+            if job_type in b.refused:
+                return LaunchOutcome(job_type, action.correlation_id, failure=REFUSED)
             if (
                 job_type is JobType.DEPROVISION
                 and self.provider == "eda"
@@ -225,8 +247,11 @@ class World:
             if not b.available:
                 return CancelOutcome(action.job_id, failure=UNAVAILABLE)
             job = b.jobs[action.job_id]
+            b.cancels.append(action.job_id)
             if job.state in TERMINAL_STATES:
                 return CancelOutcome(action.job_id, already_terminal=True)
+            if b.loses_cancels:
+                return CancelOutcome(action.job_id, accepted=True)
             job.cancel_requested = True
             if job.state is JobState.PENDING:
                 job.state = JobState.CANCELED  # AWX cancels a queued job at once
@@ -242,8 +267,15 @@ class World:
             )
         raise AssertionError(f"unknown action {action!r}")
 
-    def reconcile(self, *, crash_at: int | None = None) -> timedelta | None:
-        """One reconcile pass. crash_at=k: die after persisting the k-th decision's status."""
+    def reconcile(
+        self, *, crash_at: int | None = None, crash_after_io: int | None = None
+    ) -> timedelta | None:
+        """One reconcile pass, possibly ended by the operator dying (`Crash`).
+
+        crash_at=k: die after persisting the k-th decision's status, before its action runs.
+        crash_after_io=k: die after the k-th action reached the backend, before its outcome
+        (e.g. the new job's id) was persisted: the crash invariant 4 exists for.
+        """
         if self.stored is None:
             return None
         vms = (VirtualMachineObservation("vm1", "ns-t", self.vm_ready),) if self.vm_exists else ()
@@ -253,6 +285,7 @@ class World:
             decision = decide(self.stored, observation, self.now, self.cfg)
             if decision.ignored:
                 return None
+            self.events.extend(decision.events)
             if decision.status != self.stored.status:
                 self.stored.status = decision.status.model_copy(deep=True)
                 self.writes.append(self.stored.status.model_copy(deep=True))
@@ -269,7 +302,10 @@ class World:
                 return decision.requeue_after
             if crash_at is not None and i >= crash_at:
                 raise Crash
-            observation = observation.with_outcome(self.execute(decision.io))
+            outcome = self.execute(decision.io)
+            if crash_after_io is not None and i >= crash_after_io:
+                raise Crash
+            observation = observation.with_outcome(outcome)
         raise AssertionError("decide() did not converge in 30 steps")
 
     def _release_reason(self) -> str:
@@ -287,6 +323,8 @@ class World:
         if dep.state is JobState.SUCCEEDED:
             return "succeeded"
         if dep.state in TERMINAL_STATES and not dep.block_deletion_on_failure:
+            if not dep.id:
+                return "BAD: released after a refused deprovision launch"
             return "failed-non-blocking"
         return f"BAD: deprovision {dep.state} block={dep.block_deletion_on_failure}"
 
@@ -300,3 +338,53 @@ class World:
 
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def abandoned_intents(self) -> list[str]:
+        """Persisted launch intents replaced by another one without reaching the backend and
+        without being closed in the status (a terminal state): each would be a launch the
+        status claims was intended but that nobody will ever look up again."""
+        intents: dict[str, int] = {}
+        closed: set[str] = set()
+        for i, status in enumerate(self.writes):
+            for job in (status.provision_job, status.deprovision_job):
+                if job is None or not job.correlation_id:
+                    continue
+                if not job.id and job.state not in TERMINAL_STATES:
+                    intents.setdefault(job.correlation_id, i)
+                else:
+                    closed.add(job.correlation_id)
+            for record in status.jobs:
+                if record.correlation_id and (record.job_id or record.state in TERMINAL_STATES):
+                    closed.add(record.correlation_id)
+        launched = {cid for _, cid in self.backend.launches}
+        current = set()
+        if self.writes:
+            last = self.writes[-1]
+            current = {
+                j.correlation_id
+                for j in (last.provision_job, last.deprovision_job)
+                if j is not None and j.correlation_id
+            }
+        return sorted(cid for cid in intents if cid not in launched | closed | current)
+
+    def advance(self, *, seconds: float = 1.0, passes: int = 1) -> None:
+        """Healthy progress: every active job moves one state, playbooks apply, then reconcile."""
+        for _ in range(passes):
+            if self.provider == "eda":
+                self.eda_progress()
+            else:
+                for job in list(self.backend.active()):
+                    self.backend.progress(job)
+                self.settle_playbooks()
+            self.tick(seconds)
+            self.reconcile()
+
+    def run_to_ready(self) -> None:
+        """Provision completely (job successful, VM ready, annotation echoed)."""
+        self.reconcile()
+        for _ in range(10):
+            self.vm_ready = self.vm_exists
+            self.advance()
+            if self.stored is not None and self.stored.status.phase == "Ready":
+                return
+        raise AssertionError(f"not Ready: {self.stored and self.stored.status}")

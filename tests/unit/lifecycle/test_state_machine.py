@@ -2,13 +2,16 @@
 
 A hypothesis state machine drives one instance through create, spec changes, backend progress,
 cancels landing, deletion, backend outages, the playbook's write-backs, VM readiness, time, and
-operator crashes between persisting a decision and executing it. After every step it checks:
+operator crashes (between persisting a decision and executing it, and after an action reached
+the backend but before its outcome was persisted), a deprovision template that AAP refuses, and
+cancels that AAP accepts but loses. After every step it checks:
 
 1. at most one non-terminal job per instance in the backend, so with AAP no deprovision job is
    launched while the provision job is non-terminal (the backend records any violation);
 2. every persisted job state comes with the message of the same reading;
 3. the first write that records a deprovision job shows the provision job terminal (AAP);
-4. exactly-once launches: no correlation id reaches the backend twice, even across crashes;
+4. exactly-once launches: no correlation id reaches the backend twice, even across crashes, and
+   no persisted intent is replaced by another before it reached the backend or was closed;
 5. the operator finalizer is released only when deprovisioning succeeded, was skipped, or
    failed without blockDeletionOnFailure.
 At the end, with a healthy backend, a deleted instance goes away within a bounded number of
@@ -25,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cloudkit.api import names
-from cloudkit.api.jobs import JobState
+from cloudkit.api.jobs import JobState, JobType
 from cloudkit.api.models import ComputeInstanceStatus, JobStatus
 from tests.unit.lifecycle.sim import AWX_WORD, Crash, World, config
 
@@ -69,6 +72,24 @@ class Lifecycle(RuleBasedStateMachine):
         # The next reconcile is a fresh process: no memory but the stored object.
         with contextlib.suppress(Crash):
             self.world.reconcile(crash_at=k)
+
+    @rule(k=st.integers(min_value=0, max_value=3))
+    def crash_after_action(self, k: int) -> None:
+        # The launch (or poll, cancel) reached the backend; its outcome was never persisted.
+        with contextlib.suppress(Crash):
+            self.world.reconcile(crash_after_io=k)
+
+    @rule(missing=st.booleans())
+    def deprovision_template(self, missing: bool) -> None:
+        refused = self.world.backend.refused
+        if missing:
+            refused.add(JobType.DEPROVISION)
+        else:
+            refused.discard(JobType.DEPROVISION)
+
+    @rule(lost=st.booleans())
+    def cancels_lost(self, lost: bool) -> None:
+        self.world.backend.loses_cancels = lost
 
     @rule(data=st.data(), fail=st.booleans())
     def backend_progress(self, data: st.DataObject, fail: bool) -> None:
@@ -118,7 +139,9 @@ class Lifecycle(RuleBasedStateMachine):
     @invariant()
     def one_active_job_and_exactly_once_launches(self) -> None:  # invariants 1 and 4
         assert not self.world.backend.violations, self.world.backend.violations
-        assert len(self.world.backend.active()) <= 1
+        # An EDA webhook re-sent after a crash runs the same playbook again (at-least-once).
+        assert len({job.correlation_id for job in self.world.backend.active()}) <= 1
+        assert not self.world.abandoned_intents(), self.world.abandoned_intents()
 
     @invariant()
     def state_and_message_from_one_reading(self) -> None:  # invariant 2
@@ -126,6 +149,7 @@ class Lifecycle(RuleBasedStateMachine):
             for job in (status.provision_job, status.deprovision_job):
                 if job is not None and job.id:
                     assert consistent(job, self.world.provider), job
+        self.checked_writes = len(self.world.writes)
 
     @invariant()
     def provision_terminal_before_deprovision(self) -> None:  # invariant 3
@@ -146,6 +170,8 @@ class Lifecycle(RuleBasedStateMachine):
         if world.stored is None or not world.stored.deleting:
             return
         world.backend.available = True
+        world.backend.refused.clear()
+        world.backend.loses_cancels = False
         for job in world.backend.jobs.values():
             job.fail = False
         for _ in range(40):

@@ -170,8 +170,13 @@ class AapClient:
         request = wire.launch_request(template, extra_vars)
         try:
             response = await self.send(request, retry=False)
-        except ProviderNotFound:
-            self._templates.pop(template_name, None)
+        except ProviderError as error:
+            if isinstance(error, ProviderNotFound):
+                self._templates.pop(template_name, None)
+            # The status and events of the instance must name what was refused, not only the
+            # numeric URL (a renamed or re-created template is the usual cause).
+            kind = template.kind.value.replace("_", " ")
+            error.message = f"launching {kind} {template_name!r}: {error.message}"
             raise
         return wire.parse_launch(request, response)
 

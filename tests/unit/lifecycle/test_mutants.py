@@ -1,0 +1,159 @@
+"""The lifecycle tests can fail: each known way of breaking the core is caught, on every run.
+
+Every mutant below is one small edit of `cloudkit.lifecycle` that breaks a guarantee (a review
+found most of them passing the suite, or failing it only on lucky property-test draws). For each,
+the source tree is copied, the edit applied, and the deterministic lifecycle tests are run
+against the copy: the named test must fail. An edit that no longer applies fails too, so the
+table cannot silently rot when the core changes.
+
+Hand-written rather than a mutation-testing tool: those generate thousands of blind mutants
+and take minutes; this table holds the few that matter, with the test answerable for each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SRC = ROOT / "src" / "cloudkit"
+DETERMINISTIC = [
+    "tests/unit/lifecycle/test_guarantees.py",
+    "tests/unit/lifecycle/test_delete_during_provision.py",
+    "tests/unit/lifecycle/test_units.py",
+]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    module: str
+    old: str
+    new: str
+    caught_by: str
+    """A test (function name) that must be among the failures."""
+
+
+MUTANTS = [
+    Mutant(
+        "relaunch without first looking the job up by correlation id",
+        "lifecycle/launch.py",
+        "if caps.finds_jobs and lookup is None:",
+        "if False:",
+        "test_crash_after_the_launch_reached_the_backend_finds_the_job",
+    ),
+    Mutant(
+        "an intent never sent restarted under a new correlation id",
+        "lifecycle/launch.py",
+        "    step.act(_launch_action(job_type, cid))",
+        "    start(step, job_type, config_version=job.config_version)",
+        "test_an_intent_never_sent_is_launched_under_its_own_correlation_id",
+    ),
+    Mutant(
+        "finalizer released when a blocking deprovision job failed",
+        "lifecycle/deprovision.py",
+        "elif not job.block_deletion_on_failure:",
+        "elif True:",
+        "test_a_failed_blocking_deprovision_job_keeps_the_finalizer_and_is_retried",
+    ),
+    Mutant(
+        "a purged deprovision job counted as success",
+        "lifecycle/deprovision.py",
+        "if job.state is JobState.SUCCEEDED:",
+        "if job.state is JobState.SUCCEEDED or job.purged:",
+        "test_a_purged_deprovision_job_is_not_taken_for_a_success",
+    ),
+    Mutant(
+        "a refused deprovision launch does not block the deletion",
+        "lifecycle/step.py",
+        "        job.block_deletion_on_failure = True\n",
+        "",
+        "test_a_refused_deprovision_launch_keeps_the_finalizer_until_the_template_is_fixed",
+    ),
+    Mutant(
+        "a deprovision intent carries no blocking policy (job found after a crash)",
+        "lifecycle/jobs.py",
+        "block = job_type is JobType.DEPROVISION and config.capabilities.block_deletion_on_failure",
+        "block = False",
+        "test_a_purged_deprovision_job_is_not_taken_for_a_success",
+    ),
+    Mutant(
+        "back-off of a refused launch counted from the old intent",
+        "lifecycle/step.py",
+        "    job.launched_at = step.now\n",
+        "",
+        "test_backoff_of_a_refused_launch_runs_from_the_refusal",
+    ),
+    Mutant(
+        "an accepted cancel taken as the final Canceled state",
+        "lifecycle/step.py",
+        "        job.cancel_requested_at = step.now\n",
+        "        job.cancel_requested_at = step.now\n"
+        "        job.state, job.message = JobState.CANCELED, 'canceled'\n",
+        "test_an_accepted_cancel_is_not_the_final_state",
+    ),
+    Mutant(
+        "the cancel never re-sent after the cancel grace period",
+        "lifecycle/deprovision.py",
+        "and step.now - job.cancel_requested_at >= step.config.cancel_grace",
+        "and False",
+        "test_a_lost_cancel_is_sent_again_after_the_grace_period",
+    ),
+    Mutant(
+        "deprovision launched without canceling the running provision job",
+        "lifecycle/deprovision.py",
+        "    if caps.cancels_jobs:\n        cancel = step.cancel_outcome(job.id)",
+        "    if False:\n        cancel = step.cancel_outcome(job.id)",
+        "test_an_accepted_cancel_is_not_the_final_state",
+    ),
+    Mutant(
+        "a job's state written without the message of the same reading",
+        "lifecycle/jobs.py",
+        "        job.state = reading.state\n        job.message = message\n",
+        "        job.state = reading.state\n",
+        "test_an_accepted_cancel_is_not_the_final_state",
+    ),
+]
+
+
+def _mutated_tree(tmp: Path, mutant: Mutant) -> Path:
+    tree = tmp / "src"
+    shutil.copytree(SRC, tree / "cloudkit", ignore=shutil.ignore_patterns("__pycache__"))
+    target = tree / "cloudkit" / mutant.module
+    text = target.read_text()
+    assert text.count(mutant.old) == 1, f"mutant {mutant.name!r} no longer applies"
+    target.write_text(text.replace(mutant.old, mutant.new))
+    return tree
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.caught_by + ":" + m.name for m in MUTANTS])
+def test_mutant_is_caught(mutant: Mutant, tmp_path: Path) -> None:
+    tree = _mutated_tree(tmp_path, mutant)
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import cloudkit.lifecycle as m; print(m.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.startswith(str(tree)), f"the copy is not what gets imported: {probe}"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *DETERMINISTIC],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
+    assert run.returncode == 1, f"{mutant.name}: survived\n{run.stdout[-2000:]}"
+    assert any(mutant.caught_by in line for line in failed), (
+        f"{mutant.name}: not caught by {mutant.caught_by}; failures: {failed}"
+    )
