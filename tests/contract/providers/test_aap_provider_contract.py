@@ -147,12 +147,15 @@ async def test_ignored_variables_are_an_error(make_provider: ProviderFactory) ->
     with pytest.raises(ProviderNotAllowed) as caught:
         await provider.trigger_provision(instance(), correlation_id="corr-strict")
     assert "extra_vars" in str(caught.value)
+    # The instance's status and events quote this: it names the template and the answer.
+    assert "launching job template 'provision strict'" in str(caught.value)
 
 
 async def test_unknown_template_is_not_found(make_provider: ProviderFactory) -> None:
     provider = make_provider("no such template")
-    with pytest.raises(ProviderNotFound):
+    with pytest.raises(ProviderNotFound) as caught:
         await provider.trigger_provision(instance(), correlation_id="corr-none")
+    assert "'no such template'" in str(caught.value)
 
 
 async def test_wrong_token_is_unauthorized_and_never_shown(

@@ -170,6 +170,7 @@ class AapClient:
         request = wire.launch_request(template, extra_vars)
         try:
             response = await self.send(request, retry=False)
+            return wire.parse_launch(request, response)
         except ProviderError as error:
             if isinstance(error, ProviderNotFound):
                 self._templates.pop(template_name, None)
@@ -178,7 +179,6 @@ class AapClient:
             kind = template.kind.value.replace("_", " ")
             error.message = f"launching {kind} {template_name!r}: {error.message}"
             raise
-        return wire.parse_launch(request, response)
 
     async def job(self, job_id: wire.AapJobId) -> JobReading:
         """Read a job; a 404 raises ProviderNotFound (the provider turns it into 'purged')."""
