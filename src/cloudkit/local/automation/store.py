@@ -245,15 +245,26 @@ class Store:
         query: ListQuery,
         columns: frozenset[str],
     ) -> tuple[int, list[dict[str, Any]]]:
+        params = [_sqlite_number(p) for p in params]
         counted = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
         count = int(counted.fetchone()[0])
         order = query.sql_order(columns)
         offset = (query.page - 1) * query.page_size
+        if offset >= count:
+            return count, []  # past the end (also: an offset SQLite cannot hold)
         rows = self._db.execute(
             f"SELECT * FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, query.page_size, offset],
+            [*params, min(query.page_size, count), offset],
         ).fetchall()
         return count, [dict(r) for r in rows]
+
+
+def _sqlite_number(value: Any) -> Any:
+    """An int SQLite cannot bind (2^63 and past) as an infinite float: compared with an
+    INTEGER column it still orders right (`id < 10**30` is every row, `id = 10**30` none)."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float("inf") if value > 0 else float("-inf")
+    return value
 
 
 def _template(row: sqlite3.Row) -> Template:

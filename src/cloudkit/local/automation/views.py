@@ -62,6 +62,18 @@ def _not_found() -> web.Response:
     return _detail(404, "Not found.")
 
 
+_MAX_ID = 2**63 - 1  # the largest SQLite integer, as AWX's bigint keys
+
+
+def row_id(text: str) -> int | None:
+    """An id from a URL, or None when no row can have it (so the answer is a 404, as AWX's
+    lookup of a [0-9]+ id finds nothing): ASCII digits only, and below 2^63."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(_MAX_ID)):
+        return None
+    number = int(text)
+    return number if number <= _MAX_ID else None
+
+
 def _prefix(request: web.Request) -> str:
     return "/api/controller/v2" if request.path.startswith("/api/controller/") else "/api/v2"
 
@@ -116,8 +128,9 @@ class Views:
 
     def _template(self, request: web.Request) -> Template | None:
         kind, key = self._kind(request), request.match_info["template"]
-        if key.isdigit():
-            return self._store.template(kind, int(key))
+        if key.isascii() and key.isdigit():
+            template_id = row_id(key)
+            return None if template_id is None else self._store.template(kind, template_id)
         # Legacy bare-name URLs work only under job_templates (reference §1).
         return self._store.template_by_name(kind, key) if kind == JOB_TEMPLATE else None
 
@@ -162,7 +175,8 @@ class Views:
 
     def _job(self, request: web.Request) -> dict[str, Any] | None:
         job_type = "job" if _collection(request) == "jobs" else "workflow_job"
-        return self._store.job(int(request.match_info["job"]), job_type)
+        job_id = row_id(request.match_info["job"])
+        return None if job_id is None else self._store.job(job_id, job_type)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         types, template_filter = JOB_COLLECTIONS[_collection(request)]

@@ -77,6 +77,8 @@ def build_app(views: Views, *, token: str, read_token: str) -> web.Application:
 
 
 def _routes(app: web.Application, p: str, v: Views) -> None:
+    # AWX's URL patterns take ids as [0-9]+ (never \d, which matches every Unicode digit);
+    # the views turn ids no row can have (2^63 and past) into 404 too.
     add = app.router.add_route
     add("GET", f"{p}/", v.version_root)
     add("GET", f"{p}/ping/", v.ping)
@@ -88,11 +90,11 @@ def _routes(app: web.Application, p: str, v: Views) -> None:
         add("POST", f"{p}/{collection}/{{template}}/launch/", v.launch)
     for collection in ("jobs", "workflow_jobs"):
         add("GET", f"{p}/{collection}/", v.list_jobs)
-        add("GET", f"{p}/{collection}/{{job:\\d+}}/", v.get_job)
-        add("DELETE", f"{p}/{collection}/{{job:\\d+}}/", v.delete_job)
-        add("GET", f"{p}/{collection}/{{job:\\d+}}/cancel/", v.can_cancel)
-        add("POST", f"{p}/{collection}/{{job:\\d+}}/cancel/", v.cancel)
-    add("GET", f"{p}/jobs/{{job:\\d+}}/stdout/", v.stdout)
-    add("GET", f"{p}/jobs/{{job:\\d+}}/job_events/", v.job_events)
-    add("GET", f"{p}/workflow_jobs/{{job:\\d+}}/workflow_nodes/", v.workflow_nodes)
+        add("GET", f"{p}/{collection}/{{job:[0-9]+}}/", v.get_job)
+        add("DELETE", f"{p}/{collection}/{{job:[0-9]+}}/", v.delete_job)
+        add("GET", f"{p}/{collection}/{{job:[0-9]+}}/cancel/", v.can_cancel)
+        add("POST", f"{p}/{collection}/{{job:[0-9]+}}/cancel/", v.cancel)
+    add("GET", f"{p}/jobs/{{job:[0-9]+}}/stdout/", v.stdout)
+    add("GET", f"{p}/jobs/{{job:[0-9]+}}/job_events/", v.job_events)
+    add("GET", f"{p}/workflow_jobs/{{job:[0-9]+}}/workflow_nodes/", v.workflow_nodes)
     add("GET", f"{p}/unified_jobs/", v.list_jobs)
