@@ -52,7 +52,7 @@ async def until(
 
 
 async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) -> None:
-    token = eda_stack.automation_token
+    bearer = {"Authorization": f"Bearer {eda_stack.automation_token}"}
     async with (
         KubeClient.from_kubeconfig(eda_stack.kubeconfig) as kube,
         aiohttp.ClientSession() as http,
@@ -68,9 +68,11 @@ async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) ->
         )
         payload = {**created, "status": {"desiredConfigVersion": "aa32274dc7191c79"}}
         url = f"{eda_stack.automation_url}/provision"
-        async with http.post(url, json=payload, params={"token": "wrong"}) as response:
+        async with http.post(
+            url, json=payload, headers={"Authorization": "Bearer wrong"}
+        ) as response:
             assert response.status == 401
-        async with http.post(url, json=payload, params={"token": token}) as response:
+        async with http.post(url, json=payload, headers=bearer) as response:
             assert response.status == 200
 
         def annotated(ci: dict[str, Any] | None) -> bool:
@@ -87,7 +89,7 @@ async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) ->
         await kube.delete(f"{CI_PATH}/eda-one")
         deleting = await kube.get(f"{CI_PATH}/eda-one")
         url = f"{eda_stack.automation_url}/deprovision"
-        async with http.post(url, json=deleting, params={"token": token}) as response:
+        async with http.post(url, json=deleting, headers=bearer) as response:
             assert response.status == 200
         released = await until(
             lambda: kube.get(f"{CI_PATH}/eda-one"),

@@ -255,3 +255,65 @@ async def test_provision_gives_its_vm_up_when_the_instance_is_being_deleted(
         assert names.RECONCILED_CONFIG_VERSION_ANNOTATION not in (
             left["metadata"].get("annotations") or {}
         )
+
+
+def jinja(markers: Path, field: str) -> str:
+    """A template that touches its own marker file if anything renders it."""
+    return f"{{{{ lookup('ansible.builtin.pipe', 'touch {markers / field}') }}}}"
+
+
+def leaked(markers: Path) -> list[str]:
+    return sorted(path.name for path in markers.iterdir())
+
+
+def hostile_instance(name: str, markers: Path) -> dict[str, Any]:
+    """Jinja in every free-text string of the schema. Names, label keys and values, annotation
+    keys, finalizers, templateID (a pattern) and the enums cannot hold `{`, `'` or `(`."""
+    body = instance(name)
+    del body["spec"]["memoryGiB"], body["spec"]["cores"]  # sizing from templateParameters
+    body["metadata"]["annotations"] = {"example.com/note": jinja(markers, "annotation")}
+    body["spec"]["image"]["sourceRef"] = jinja(markers, "image")
+    body["spec"]["templateParameters"] = json.dumps(
+        {
+            jinja(markers, "parameter-key"): jinja(markers, "parameter-value"),
+            "memory": jinja(markers, "parameter-memory"),
+        }
+    )
+    body["spec"]["sshKey"] = jinja(markers, "ssh-key")
+    body["spec"]["userDataSecretRef"] = {"name": jinja(markers, "user-data")}
+    body["spec"]["bootDisk"] = {"sizeGiB": 10, "storageClass": jinja(markers, "boot-disk")}
+    body["spec"]["additionalDisks"] = [{"sizeGiB": 1, "storageClass": jinja(markers, "disk")}]
+    return body
+
+
+async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
+    apiserver: ApiServerHandle, simulator: VmSimulatorHandle, client: KubeClient, tmp_path: Path
+) -> None:
+    """run_playbook extra vars are plain YAML (ansible-rulebook), which Ansible templates, as
+    it does under a controller with ALLOW_JINJA_IN_EXTRA_VARS=always: the playbooks
+    themselves must take the payload as data. The literal strings reach the VM."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    created = await client.create(ci_path(), hostile_instance("hostile", markers))
+    version = jinja(markers, "config-version")
+    payload = {**created, "status": {"desiredConfigVersion": version}}
+
+    rc, output = await run_playbook("provision.yml", payload, apiserver.kubeconfig, tmp_path)
+    assert leaked(markers) == [], output
+    assert rc == 0, output
+    vm = await client.get(vm_path("hostile", namespace=NS))
+    assert vm is not None, output
+    template = vm["spec"]["template"]["spec"]
+    assert template["volumes"][0]["containerDisk"]["image"] == jinja(markers, "image")
+    assert template["domain"]["memory"]["guest"] == jinja(markers, "parameter-memory")
+    ci = await client.get(ci_path("hostile"))
+    assert ci is not None
+    assert ci["metadata"]["annotations"][names.RECONCILED_CONFIG_VERSION_ANNOTATION] == version
+
+    await client.delete(ci_path("hostile"))
+    live = await client.get(ci_path("hostile"))
+    rc, output = await run_playbook("deprovision.yml", {**live, "status": payload["status"]},
+                                    apiserver.kubeconfig, tmp_path)  # fmt: skip
+    assert leaked(markers) == [], output
+    assert rc == 0, output
+    assert await client.get(vm_path("hostile", namespace=NS)) is None, output
