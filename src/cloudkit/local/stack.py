@@ -27,6 +27,7 @@ from pathlib import Path
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
+from cloudkit.local.private import private_dir, write_private
 from cloudkit.local.stack_backends import (
     Backend,
     BackendError,
@@ -129,8 +130,7 @@ class StackHandle:
 
 
 def _prepare_state_dir(state_dir: Path) -> Path:
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = private_dir(state_dir.resolve())
     for stale in (state_dir / "kubeconfig", state_dir / "apiserver" / "kubeconfig"):
         # Presence of DIR/kubeconfig means "ready"; a stale one would lie.
         with contextlib.suppress(FileNotFoundError):
@@ -140,8 +140,7 @@ def _prepare_state_dir(state_dir: Path) -> Path:
 
 def _publish_kubeconfig(source: Path, target: Path) -> None:
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(source.read_text())
-    tmp.chmod(0o600)
+    write_private(tmp, source.read_text())  # 0600 from the first byte: it holds the token
     tmp.replace(target)
 
 

@@ -4,7 +4,6 @@ environment the operator needs to reach it."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from cloudkit.local import eda
+from cloudkit.local.private import private_dir, write_private
 from cloudkit.local.stack_procs import (
     Child,
     ChildFailed,
@@ -75,20 +75,16 @@ def write_templates(path: Path, notification: Mapping[str, Any] | None) -> None:
             (DEPROVISION_TEMPLATE, "deprovision.yml", "Delete the VirtualMachines of an instance"),
         )
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     # 0600: the notification headers carry the receiver's token.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(yaml.safe_dump(entries, sort_keys=False))
+    write_private(path, yaml.safe_dump(entries, sort_keys=False))
 
 
 def _secret_file(path: Path) -> str:
     """A new random token stored with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
+    write_private(path, token + "\n")
     return token
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from cloudkit.local.private import PRIVATE_UMASK, open_private_log, private_dir
+
 log = logging.getLogger("cloudkit.local.stack")
 
 LogSink = Callable[[str, str], None]
@@ -128,8 +130,7 @@ class ChildFailed(RuntimeError):
 
 
 def _open_log(log_dir: Path, name: str) -> TextIO:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return (log_dir / f"{name}.log").open("a", encoding="utf-8")
+    return open_private_log(private_dir(log_dir) / f"{name}.log")
 
 
 async def spawn(
@@ -150,6 +151,9 @@ async def spawn(
         env=dict(env),
         cwd=str(cwd) if cwd else None,
         preexec_fn=_die_with_parent,
+        # Whatever a child or its tools write on their own (SQLite, ansible-runner) is
+        # private too, whatever the user's umask.
+        umask=PRIVATE_UMASK,
     )
     child = Child(name=name, process=process, log_file=log_file, sink=sink)
     child.start_reading()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cloudkit.local.apiserver.main import start_apiserver
 from cloudkit.local.apiserver.store import Put, Remove, Store
 
 pytestmark = pytest.mark.stack
@@ -43,3 +49,42 @@ def test_slow_watcher_is_closed_not_waited_for(tmp_path: Path) -> None:
         store.write([Put("/configmaps", _cm(f"c{i}"))])
     assert sub.closed and sub.overflowed and len(sub.items) == 5
     store.close()
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _exposed(directory: Path) -> list[str]:
+    paths = [directory, *directory.rglob("*")]
+    return [
+        f"{stat.S_IMODE(p.stat().st_mode):04o} {p.name}" for p in paths if p.stat().st_mode & 0o077
+    ]
+
+
+def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Secret data lives in the database and its WAL: 0600 even under umask 0, as are the
+    token, kubeconfig and TLS files beside it (and a wider file left from before narrows)."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o777)
+    (state / "apiserver.db-wal").write_text("")
+    with _umask(0):
+        state.chmod(0o777)
+        (state / "apiserver.db-wal").chmod(0o666)
+
+        async def look_while_serving() -> tuple[set[str], list[str]]:
+            handle = await start_apiserver(state)  # writes the initial namespaces
+            try:
+                return {p.name for p in state.iterdir()}, _exposed(state)
+            finally:
+                await handle.stop()
+
+        names, exposed = asyncio.run(look_while_serving())
+    assert {"apiserver.db", "apiserver.db-wal", "apiserver.db-shm", "token"} <= names
+    assert {"kubeconfig", "tls.crt", "tls.key"} <= names
+    assert exposed == []

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -98,6 +99,8 @@ class Up:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            # The most permissive umask: the stack's state must be private by its own doing.
+            umask=0,
         )
 
     @property
@@ -135,6 +138,24 @@ class Up:
             self.process.wait()
 
 
+def exposed_state(state_dir: Path) -> list[str]:
+    """Everything under the state directory that anyone but its owner could read or enter,
+    as "mode path"; the test's own kubectl cache (not the stack's) is left out."""
+    found = []
+    for root, dirs, files in os.walk(state_dir):
+        dirs[:] = [d for d in dirs if Path(root, d) != state_dir / "kube-cache"]
+        for path in [Path(root)] + [Path(root, f) for f in files]:
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue  # a finished job's directory went away under the walk
+            if stat.S_ISLNK(mode):
+                continue
+            if mode & 0o077 or (stat.S_ISDIR(mode) and stat.S_IMODE(mode) != 0o700):
+                found.append(f"{stat.S_IMODE(mode):04o} {path.relative_to(state_dir)}")
+    return found
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     stack = Up(tmp_path / "state", tmp_path / "up.log")
@@ -167,6 +188,14 @@ def test_up_serves_kubectl_and_ctrl_c_stops_everything(up: Up) -> None:
     while not any(b"ansible-playbook" in cmdline(pid) for pid in descendants(up.process.pid)):
         assert time.monotonic() < deadline, "no ansible-playbook process started"
         time.sleep(0.1)
+
+    # Databases and their WAL files, tokens, kubeconfigs, the TLS key, logs and the running
+    # job's variables: private to their owner, although the stack runs with umask 0.
+    jobs = up.state_dir / "automation" / "jobs"
+    assert any(p.is_file() for p in jobs.rglob("*")), "no job files to check"
+    assert any(p.name.endswith("-wal") for p in up.state_dir.rglob("*")), "no WAL file"
+    exposed = exposed_state(up.state_dir)
+    assert exposed == [], "readable by others:\n" + "\n".join(exposed)
 
     children = descendants(up.process.pid)
     assert len(children) >= 3, "expected the API server, automation service and a playbook"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
 import signal
 import sys
@@ -22,6 +21,7 @@ from cloudkit.local.apiserver.cluster import Cluster
 from cloudkit.local.apiserver.resources import Registry
 from cloudkit.local.apiserver.store import Store
 from cloudkit.local.apiserver.wire import ServerConfig
+from cloudkit.local.private import private_dir, write_private
 
 CONTEXT = "cloudkit-local"
 
@@ -44,17 +44,15 @@ class ApiServerHandle:
 
 
 def _prepare_state_dir(state_dir: Path, token: str | None) -> str:
-    """Create the directory; reuse DIR/token unless a token is given, else make one (0600)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """Create the directory (0700); reuse DIR/token unless a token is given, else make one
+    (0600)."""
+    private_dir(state_dir)
     path = state_dir / "token"
     if token is None and path.exists():
         token = path.read_text().strip() or None
     if token is None:
         token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token)
-    path.chmod(0o600)
+    write_private(path, token)
     return token
 
 
@@ -81,9 +79,7 @@ def write_kubeconfig(path: Path, url: str, token: str, ca_cert: Path) -> None:
         "current-context": CONTEXT,
         "preferences": {},
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
+    write_private(path, yaml.safe_dump(config, sort_keys=False))
 
 
 async def start_apiserver(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloudkit.local.private import private_sqlite
+
 Obj = dict[str, Any]
 # (storage key "group/plural", namespace or "", name)
 Key = tuple[str, str, str]
@@ -124,6 +126,9 @@ class Store:
         self._log: collections.deque[Change] = collections.deque()
         self._subs: set[Subscription] = set()
         self.lock = asyncio.Lock()
+        # 0600 before SQLite opens it: the WAL and shared-memory files copy its mode, and
+        # Secret data lives in all three.
+        private_sqlite(path)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit is in the WAL file before we reply, so it survives

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -17,9 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cloudkit.local.private import write_private
+
 
 def ensure_certificate(state_dir: Path) -> tuple[Path, Path]:
-    """DIR/tls.crt and DIR/tls.key (0600), created if missing; valid for loopback names."""
+    """DIR/tls.crt and DIR/tls.key (both 0600, as all state), created if missing; valid for
+    loopback names."""
     cert_path, key_path = state_dir / "tls.crt", state_dir / "tls.key"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
@@ -45,16 +47,13 @@ def ensure_certificate(state_dir: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private(key_path, pem_key)
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 

@@ -29,6 +29,7 @@ from cloudkit.local.automation.notify import Notifier
 from cloudkit.local.automation.planning import JOB_TEMPLATE, TemplateSpec
 from cloudkit.local.automation.process import PlaybookProcess
 from cloudkit.local.automation.store import ACTIVE_STATUSES, Store, Template, utcnow
+from cloudkit.local.private import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Executor:
                 job["id"], "error", finished=utcnow(), job_explanation=RESTART_EXPLANATION
             )
         shutil.rmtree(self._jobs_dir, ignore_errors=True)
-        self._jobs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._jobs_dir)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
         for job in requeue:
             self._enqueue(job, notify=False)

@@ -7,7 +7,6 @@ their processes to be reaped, and closes the store.
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from cloudkit.local.automation.planning import TemplateSpec, parse_templates
 from cloudkit.local.automation.store import Store
 from cloudkit.local.automation.views import Views
 from cloudkit.local.automation.web import build_app
+from cloudkit.local.private import private_dir, write_private
 
 TOKEN_FILE = "automation-token"
 READ_TOKEN_FILE = "automation-token-read"
@@ -78,9 +78,7 @@ def ensure_token(path: Path, given: str | None = None) -> str:
         if stored:
             return stored
     token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
+    write_private(path, token + "\n")
     return token
 
 
@@ -93,7 +91,7 @@ async def start_automation_service(
     token: str | None = None,
     workers: int = 4,
 ) -> AutomationHandle:
-    os.makedirs(state_dir, exist_ok=True)
+    private_dir(state_dir)
     specs = load_templates(templates)
     write_token = ensure_token(state_dir / TOKEN_FILE, token)
     read_token = ensure_token(state_dir / READ_TOKEN_FILE)

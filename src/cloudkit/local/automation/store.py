@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudkit.local.automation.listing import ListQuery
+from cloudkit.local.private import private_sqlite
 
 ACTIVE_STATUSES = ("new", "pending", "waiting", "running")
 TERMINAL_STATUSES = ("successful", "failed", "error", "canceled")
@@ -95,6 +96,9 @@ class Store:
     """Owns the SQLite connection; rows come back as plain dicts."""
 
     def __init__(self, path: Path) -> None:
+        # 0600 before SQLite opens it, so its WAL files are too (notification headers and
+        # job variables may carry tokens).
+        private_sqlite(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from cloudkit.local.private import private_dir, write_private
 from cloudkit.local.stack_procs import Child, LogSink, spawn
 
 HOST = "127.0.0.1"
@@ -114,13 +115,6 @@ def marked_pids(marker: str) -> list[int]:
     return found
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Mode 0600: the vars file holds the webhook token."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-
-
 def _child_env(env: Mapping[str, str] | None, marker: str) -> dict[str, str]:
     # The marker is inherited by every process ansible-rulebook starts (ansible-runner passes
     # the environment on), so stop() can find playbooks that left the process group.
@@ -141,7 +135,7 @@ def _write_activation_files(
     provision_playbook: Path,
     deprovision_playbook: Path,
 ) -> tuple[Path, Path, Path]:
-    eda_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(eda_dir)
     port_file = eda_dir / "webhook-port"
     port_file.unlink(missing_ok=True)
     variables = {
@@ -153,7 +147,8 @@ def _write_activation_files(
         "deprovision_playbook": str(deprovision_playbook.resolve()),
     }
     vars_file = eda_dir / "vars.yml"
-    _write_private(vars_file, yaml.safe_dump(variables, sort_keys=False))
+    # 0600, as all state: the vars file holds the webhook token.
+    write_private(vars_file, yaml.safe_dump(variables, sort_keys=False))
     inventory = eda_dir / "inventory.yml"
     # The interpreter running ansible-playbook, not discovery: a python shim on PATH may be
     # broken, and discovery costs time on every run.
@@ -163,7 +158,7 @@ def _write_activation_files(
             "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         }
     }
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False))
+    write_private(inventory, yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False))
     return vars_file, inventory, port_file
 
 
