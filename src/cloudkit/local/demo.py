@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudkit.api import names
+from cloudkit.local.private import open_private_log, private_dir
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackError, StackHandle, start_stack
 from cloudkit.local.stack_kube import KubeClient, WatchExpired, resource_path
 
@@ -284,8 +285,8 @@ async def _demo(provider: str, state_dir: Path, console: Console) -> int:
 
 def _log_to_file(path: Path) -> None:
     """Our own log lines go to a file: on the terminal they would tear the live table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    private_dir(path.parent)
+    handler = logging.StreamHandler(open_private_log(path))  # 0600, as all stack state
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 

@@ -89,12 +89,13 @@ def launch_provision_job(up: Up) -> None:
 
 
 class Up:
-    def __init__(self, state_dir: Path, log: Path) -> None:
+    def __init__(self, state_dir: Path, log: Path, provider: str = "aap") -> None:
         self.state_dir = state_dir
         self.log = log
         env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "COLUMNS": "120"}
+        command = ["up", "--state-dir", str(state_dir), "--vm-boot-seconds", "1"]
         self.process = subprocess.Popen(
-            [str(BIN / "cloudkit"), "up", "--state-dir", str(state_dir), "--vm-boot-seconds", "1"],
+            [str(BIN / "cloudkit"), *command, "--provider", provider],
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             env=env,
@@ -221,3 +222,17 @@ def test_a_dying_child_stops_the_stack_with_a_clear_message(up: Up) -> None:
     assert "automation exited with code -9" in up.output()
     left = [pid for pid in children if alive(pid)]
     assert left == [], f"still running after a child died: {left}"
+
+
+def test_eda_stack_state_is_private(tmp_path: Path) -> None:
+    stack = Up(tmp_path / "state", tmp_path / "up.log", provider="eda")
+    try:
+        stack.wait_ready()
+        eda = stack.state_dir / "eda"
+        # The activation's variables and the operator's copy of the token hold the webhook
+        # token; ansible-rulebook writes its log and port file on its own.
+        assert {"vars.yml", "webhook-token", "webhook-port"} <= {p.name for p in eda.iterdir()}
+        exposed = exposed_state(stack.state_dir)
+        assert exposed == [], "readable by others:\n" + "\n".join(exposed)
+    finally:
+        stack.kill()
