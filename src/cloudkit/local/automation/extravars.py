@@ -36,6 +36,21 @@ def _represent_unsafe(dumper: yaml.SafeDumper, data: _Unsafe) -> yaml.ScalarNode
 _Dumper.add_representer(_Unsafe, _represent_unsafe)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _unsafe_keeps_type(text: str) -> bool:
+    """Whether `!unsafe 'text'` reads back as the string `text`.
+
+    ansible-core 2.19 builds an `!unsafe` scalar from the type its text would have unquoted:
+    `!unsafe '3'` is the number 3, `!unsafe ''` is null, a date is a datetime. Such texts are
+    numbers, booleans, null or timestamps: none holds a Jinja delimiter, so they go out as
+    plain quoted strings instead, and every string still reaches the playbook as a string.
+    """
+    return _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG
+
+
 def as_data(value: Any) -> Any:
     """`value` with every string in it marked unsafe, dict keys included, however deep.
 
@@ -43,7 +58,7 @@ def as_data(value: Any) -> Any:
     Numbers, booleans and null need no mark: only strings are ever rendered.
     """
     if isinstance(value, str):
-        return _Unsafe(value)
+        return _Unsafe(value) if _unsafe_keeps_type(value) else value
     if isinstance(value, Mapping):
         return {as_data(key): as_data(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
