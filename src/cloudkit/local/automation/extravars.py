@@ -48,7 +48,9 @@ def _unsafe_keeps_type(text: str) -> bool:
     numbers, booleans, null or timestamps: none holds a Jinja delimiter, so they go out as
     plain quoted strings instead, and every string still reaches the playbook as a string.
     """
-    return _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG
+    # types-PyYAML leaves Resolver.resolve untyped.
+    tag: str = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return tag == _STR_TAG
 
 
 def as_data(value: Any) -> Any:
