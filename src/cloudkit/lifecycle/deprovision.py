@@ -57,7 +57,7 @@ def _provision_settled(step: Step) -> bool:
     """True once no provision job can still change anything (canceled if need be)."""
     job = step.status.provision_job
     caps = step.config.capabilities
-    if job is None or jobs.is_terminal(job):
+    if job is None or jobs.is_finished(job):
         return True
     if job.id.startswith("eda-webhook-") or not caps.polls_jobs:
         return True  # nothing to ask: EDA jobs cannot be observed or canceled
@@ -79,26 +79,15 @@ def _provision_settled(step: Step) -> bool:
     if not step.polled(job.id):
         step.act(PollJob(JobType.PROVISION, job.id))
         return False
-    if jobs.is_terminal(job):
+    if jobs.is_finished(job):
         return True
     step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
     return False
 
 
 def _settle_intent(step: Step, job: JobStatus) -> bool:
-    """An intended provision launch at deletion: find it, or give it up after the grace."""
-    cid = job.correlation_id
-    caps = step.config.capabilities
-    lookup = step.lookup_outcome(cid)
-    if caps.finds_jobs and lookup is None:
-        launch.resume(step, JobType.PROVISION, job)  # asks FindJob first
-        return False
-    if lookup is not None and lookup.failure is not None:
-        step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
-        return False
-    age = step.now - (job.launched_at or step.now)
-    if caps.finds_jobs and age < step.config.launch_lookup_grace:
-        step.requeue(step.config.launch_lookup_grace - age)
+    """An intended provision launch at deletion: find it, or give it up once nobody has it."""
+    if not launch.unclaimed(step, JobType.PROVISION, job):
         return False
     jobs.apply_reading(job, JobReading("", JobState.CANCELED, ABANDONED), step.now)
     return True
@@ -120,9 +109,9 @@ def _drive_deprovision(step: Step) -> None:
     if jobs.is_intent(job):
         launch.resume(step, JobType.DEPROVISION, job)
         return
-    if not jobs.is_terminal(job):
+    if not jobs.is_finished(job):
         _follow(step, job)
-        if not jobs.is_terminal(job):
+        if not jobs.is_finished(job):
             return
     # A purged job whose success we never saw counts as failed (invariant 5): AWX purges only
     # finished jobs, but "finished" may have been a failure that left the VM behind.

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
-from cloudkit.lifecycle.types import TERMINAL, LifecycleConfig
+from cloudkit.lifecycle.types import LifecycleConfig
 
 
 def current(status: ComputeInstanceStatus, job_type: JobType) -> JobStatus | None:
@@ -25,13 +25,17 @@ def set_current(status: ComputeInstanceStatus, job_type: JobType, job: JobStatus
         status.deprovision_job = job
 
 
-def is_terminal(job: JobStatus | None) -> bool:
-    return job is not None and (job.state in TERMINAL or bool(job.purged))
+def is_finished(job: JobStatus | None) -> bool:
+    """The job will never change again: its state is terminal, or the backend purged it.
+
+    A purged job may have ended in any state; the callers decide what not knowing means.
+    """
+    return job is not None and (job.state.terminal or bool(job.purged))
 
 
 def is_intent(job: JobStatus | None) -> bool:
     """A launch that was decided and persisted but has no backend job id (yet)."""
-    return job is not None and not job.id and bool(job.correlation_id) and not is_terminal(job)
+    return job is not None and not job.id and bool(job.correlation_id) and not is_finished(job)
 
 
 def next_correlation_id(status: ComputeInstanceStatus, uid: str, job_type: JobType) -> str:
@@ -108,7 +112,7 @@ def apply_reading(
             message = f"{message}: {reading.details}"
         if reading.state != job.state:
             job.state_changed_at = now
-            if reading.state in TERMINAL:
+            if reading.state.terminal:
                 job.finished_at = now
         job.state = reading.state
         job.message = message

@@ -53,13 +53,13 @@ def step_provision(step: Step) -> None:
             generation=gen,
         )
         return
-    if job is None or (jobs.is_terminal(job) and job.config_version != desired):
+    if job is None or (jobs.is_finished(job) and job.config_version != desired):
         launch.start(step, JobType.PROVISION, config_version=desired)
         return
     if jobs.is_intent(job):
         launch.resume(step, JobType.PROVISION, job)
         return
-    if not jobs.is_terminal(job):
+    if not jobs.is_finished(job):
         _follow(step)
         return
     if job.state is JobState.SUCCEEDED:
@@ -121,7 +121,7 @@ def _applied(step: Step) -> bool:
     if job.state is JobState.SUCCEEDED:
         return True
     observable = step.config.capabilities.polls_jobs and not job.id.startswith("eda-webhook-")
-    return not observable and not jobs.is_terminal(job)
+    return not observable and not jobs.is_finished(job)
 
 
 def _finish_applied(step: Step) -> None:
@@ -143,7 +143,7 @@ def _finish_applied(step: Step) -> None:
         status.last_restarted_at is None or status.last_restarted_at < spec.restart_requested_at
     ):
         status.last_restarted_at = spec.restart_requested_at
-    if job is None or jobs.is_terminal(job) or jobs.is_intent(job):
+    if job is None or jobs.is_finished(job) or jobs.is_intent(job):
         return
     if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
         # EDA cannot be polled; the annotation is the playbook's own word that it finished.

@@ -132,22 +132,32 @@ def _fold_launch(step: Step, outcome: LaunchOutcome) -> None:
     job = _job_for(step, outcome.job_type)
     if job is None or job.correlation_id != outcome.correlation_id:
         return
-    verb = "provisioning" if outcome.job_type is JobType.PROVISION else "deprovisioning"
-    if outcome.reading is not None and not outcome.waiting:
-        if job.id:
-            return  # folded by an earlier decision of this pass; later readings supersede it
-        step.event(
-            EventType.NORMAL,
-            f"{outcome.job_type.value.capitalize()}JobLaunched",
-            f"Launched {verb} job {outcome.reading.job_id} via {step.config.provider_name}",
-        )
-        jobs.apply_reading(job, outcome.reading, step.now, block=outcome.block_deletion_on_failure)
-    elif outcome.waiting and outcome.reading is not None:
-        prov = step.status.provision_job
-        if prov is not None and prov.id == outcome.reading.job_id:
-            jobs.apply_reading(prov, outcome.reading, step.now)
+    if outcome.waiting:
+        _fold_launch_deferred(step, outcome)
+    elif outcome.reading is not None:
+        _fold_launched(step, job, outcome, outcome.reading)
     elif outcome.failure is not None and not job.id:
         _fold_refused_launch(step, outcome.job_type, job, outcome.failure)
+
+
+def _fold_launched(step: Step, job: JobStatus, outcome: LaunchOutcome, reading: JobReading) -> None:
+    """The backend took the launch: the intent becomes the job, with its first reading."""
+    if job.id:
+        return  # folded by an earlier decision of this pass; later readings supersede it
+    verb = "provisioning" if outcome.job_type is JobType.PROVISION else "deprovisioning"
+    step.event(
+        EventType.NORMAL,
+        f"{outcome.job_type.value.capitalize()}JobLaunched",
+        f"Launched {verb} job {reading.job_id} via {step.config.provider_name}",
+    )
+    jobs.apply_reading(job, reading, step.now, block=outcome.block_deletion_on_failure)
+
+
+def _fold_launch_deferred(step: Step, outcome: LaunchOutcome) -> None:
+    """The provider refused to deprovision yet: its reading is of the provision job."""
+    prov = step.status.provision_job
+    if outcome.reading is not None and prov is not None and prov.id == outcome.reading.job_id:
+        jobs.apply_reading(prov, outcome.reading, step.now)
 
 
 def _fold_refused_launch(step: Step, job_type: JobType, job: JobStatus, failure: Failure) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from cloudkit.api.jobs import JobReading, JobState, JobType, ProviderCapabilities
+from cloudkit.api.jobs import JobReading, JobType, ProviderCapabilities
 from cloudkit.api.models import ComputeInstanceStatus
 
 # --- configuration ----------------------------------------------------------------------------
@@ -209,10 +209,7 @@ class Decision:
     """Unmanaged instance: the shell must not write anything."""
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
-
 __all__ = [
-    "TERMINAL",
     "AddFinalizer",
     "CancelJob",
     "CancelOutcome",

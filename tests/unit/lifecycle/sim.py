@@ -17,6 +17,7 @@ from cloudkit.api import names
 from cloudkit.api.jobs import (
     AAP_CAPABILITIES,
     EDA_CAPABILITIES,
+    TERMINAL_STATES,
     JobReading,
     JobState,
     JobType,
@@ -144,9 +145,6 @@ class Backend:
             job.state = JobState.RUNNING
         else:
             job.state = JobState.FAILED if job.fail else JobState.SUCCEEDED
-
-
-TERMINAL_STATES = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED}
 
 
 @dataclass

@@ -380,3 +380,29 @@ def _launched_at(decision: Decision) -> datetime:
     job = decision.status.provision_job
     assert job is not None and job.launched_at is not None
     return job.launched_at
+
+
+def test_a_rate_limited_lookup_of_an_intent_waits_as_told_live_and_at_deletion() -> None:
+    """One implementation resumes intents: both paths honour the backend's retry-after."""
+    from cloudkit.lifecycle.types import Failure, FailureKind, FindJob, LookupOutcome
+
+    for deleting in (False, True):
+        world = World()
+        assert world.stored is not None
+        intent = _decide(world)
+        assert isinstance(intent.io, LaunchProvision)
+        world.stored.status = intent.status  # persisted; the operator dies before launching
+        world.stored.metadata.finalizers.append(names.OPERATOR_FINALIZER)
+        if deleting:
+            world.stored.metadata.deletion_timestamp = world.now
+        world.tick(1)
+        assert isinstance(_decide(world).io, FindJob)
+        limited = LookupOutcome(
+            JobType.PROVISION,
+            intent.io.correlation_id,
+            failure=Failure(
+                FailureKind.RATE_LIMITED, "slow down", retry_after=timedelta(seconds=7)
+            ),
+        )
+        after = decide(world.stored, Observation(vms=(), outcomes=(limited,)), world.now, world.cfg)
+        assert after.io is None and after.requeue_after == timedelta(seconds=7), deleting
