@@ -1,8 +1,11 @@
 """Pure parsing of AWX list queries (filters, ordering, pages) into a safe SQL fragment.
 
 Only the lookups the reference names are supported: exact, __in, __gt/__gte/__lt/__lte,
-__isnull, __startswith, __icontains, __iexact. Field names are mapped through an allow-list,
-so nothing from the query string reaches SQL except as a bound parameter.
+__isnull, __startswith, __icontains, __iexact; with AWX's prefixes `not__` (negate),
+`or__` (all such filters form one OR group) and `chain__` (here the same as a plain filter:
+every field has one value per row), and `search=` (each term must occur in a search field).
+Field names are mapped through an allow-list, so nothing from the query string reaches SQL
+except as a bound parameter.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ MAX_PAGE_SIZE = 200
 PROTECTED_FIELDS = frozenset({"extra_vars", "job_args", "job_env", "job_cwd", "survey_passwords"})
 # Parameters that are not filters.
 CONTROL_PARAMS = frozenset(
-    {"page", "page_size", "order_by", "format", "no_truncate", "count_disabled"}
+    {"page", "page_size", "order_by", "format", "no_truncate", "count_disabled", "search"}
 )
 TIME_FIELDS = frozenset({"created", "started", "finished"})
 
@@ -39,6 +42,9 @@ class Filter:
     column: str
     lookup: str
     value: Any
+    negate: bool = False
+    group: str | None = None
+    """Filters sharing a group are ORed together; groups and ungrouped filters are ANDed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +58,24 @@ class ListQuery:
     def sql_where(self, columns: frozenset[str]) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
+        groups: dict[str, tuple[list[str], list[Any]]] = {}
         for item in self.filters:
             if item.column not in columns:
                 raise ListQueryError(400, f"Invalid field name: {item.column}")
             clause, values = _clause(item)
-            clauses.append(clause)
-            params.extend(values)
+            if item.negate:
+                # A NULL column does not match, so its negation does (as Django's ~Q).
+                clause = f"NOT COALESCE(({clause}), 0)"
+            if item.group is None:
+                clauses.append(clause)
+                params.extend(values)
+            else:
+                group_clauses, group_params = groups.setdefault(item.group, ([], []))
+                group_clauses.append(clause)
+                group_params.extend(values)
+        for group_clauses, group_params in groups.values():
+            clauses.append("(" + " OR ".join(group_clauses) + ")")
+            params.extend(group_params)
         return (" AND ".join(clauses) or "1 = 1"), params
 
     def sql_order(self, columns: frozenset[str]) -> str:
@@ -74,21 +92,27 @@ def parse_list_query(
     *,
     fields: Mapping[str, str],
     default_order: str = "id",
+    search_fields: tuple[str, ...] = (),
 ) -> ListQuery:
-    """Turn query parameters into a ListQuery; `fields` maps API field names to columns."""
-    filters: list[Filter] = []
+    """Turn query parameters into a ListQuery; `fields` maps API field names to columns.
+
+    `search_fields` are the fields `search=` looks in; without any, `search=` is ignored.
+    """
+    filters: list[Filter] = _search(params.get("search", ""), search_fields, fields)
     extra: dict[str, str] = {}
     for key, raw in params.items():
         if key in CONTROL_PARAMS:
             continue
-        name, _, lookup = key.partition("__")
+        bare, group, negate = _prefixes(key)
+        name, _, lookup = bare.partition("__")
         if name in PROTECTED_FIELDS:
             raise ListQueryError(403, f"Filtering on {name} is not allowed.")
         if name not in fields:
             extra[key] = raw
             continue
         lookup = lookup or "exact"
-        filters.append(Filter(fields[name], lookup, _value(name, lookup, raw)))
+        value = _value(name, lookup, raw)
+        filters.append(Filter(fields[name], lookup, value, negate=negate, group=group))
     return ListQuery(
         filters=tuple(filters),
         order=_order(params.get("order_by") or default_order, fields),
@@ -100,11 +124,33 @@ def parse_list_query(
     )
 
 
+def _prefixes(key: str) -> tuple[str, str | None, bool]:
+    """Strip AWX's `chain__`/`or__` then `not__` prefixes: (key, OR group, negated)."""
+    group = None
+    if key.startswith("chain__"):
+        key = key.removeprefix("chain__")
+    elif key.startswith("or__"):
+        key, group = key.removeprefix("or__"), "or"
+    negate = key.startswith("not__")
+    return key.removeprefix("not__"), group, negate
+
+
+def _search(raw: str, search_fields: tuple[str, ...], fields: Mapping[str, str]) -> list[Filter]:
+    """`search=a b` (or `a,b`): every term must occur, case-insensitively, in a search field."""
+    terms = raw.replace(",", " ").split()
+    return [
+        Filter(fields[name], "icontains", term, group=f"search {index}")
+        for index, term in enumerate(terms)
+        for name in search_fields
+    ]
+
+
 def unknown_filters(query: ListQuery, allowed: frozenset[str] = frozenset()) -> None:
     """Reject leftover parameters that look like filters on unknown fields (AWX gives 400)."""
     for key in query.extra:
-        if key.split("__", 1)[0] not in allowed:
-            raise ListQueryError(400, f"Invalid field name: {key.split('__', 1)[0]}")
+        name = _prefixes(key)[0].split("__", 1)[0]
+        if name not in allowed:
+            raise ListQueryError(400, f"Invalid field name: {name}")
 
 
 def page_links(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp import web
 from cloudkit.local.automation import render
 from cloudkit.local.automation.executor import Executor
 from cloudkit.local.automation.listing import (
+    Filter,
     ListQuery,
     ListQueryError,
     page_links,
@@ -18,6 +20,7 @@ from cloudkit.local.automation.listing import (
     parse_list_query,
     unknown_filters,
 )
+from cloudkit.local.automation.metadata import ENDPOINTS, Endpoint
 from cloudkit.local.automation.planning import (
     JOB_TEMPLATE,
     WORKFLOW_TEMPLATE,
@@ -27,16 +30,18 @@ from cloudkit.local.automation.planning import (
 )
 from cloudkit.local.automation.store import Store, Template
 
-TEMPLATE_FIELDS = {"id": "id", "name": "name"}
-JOB_FIELDS = {
-    "id": "id",
-    "name": "name",
-    "status": "status",
-    "created": "created",
-    "started": "started",
-    "finished": "finished",
-    "type": "type",
-}
+# The resources `GET /api/v2/` lists: exactly the collections this service serves.
+TOP_LEVEL = (
+    "ping",
+    "me",
+    "job_templates",
+    "workflow_job_templates",
+    "jobs",
+    "workflow_jobs",
+    "unified_jobs",
+)
+# AWX's relational filter the CLI's `--monitor` uses to list a workflow job's spawned jobs.
+WORKFLOW_NODE_FILTER = "unified_job_node__workflow_job"
 EVENT_FIELDS = {
     "counter": "counter",
     "event": "event",
@@ -46,11 +51,11 @@ EVENT_FIELDS = {
     "uuid": "uuid",
     "failed": "failed",
 }
-# Per collection: (job types it serves, filter name for the template column).
+# Per collection: the job types it serves.
 JOB_COLLECTIONS = {
-    "jobs": (("job",), "job_template"),
-    "workflow_jobs": (("workflow_job",), "workflow_job_template"),
-    "unified_jobs": (("job", "workflow_job"), "unified_job_template"),
+    "jobs": ("job",),
+    "workflow_jobs": ("workflow_job",),
+    "unified_jobs": ("job", "workflow_job"),
 }
 
 
@@ -90,6 +95,20 @@ class Views:
 
     # -- service -------------------------------------------------------------------------------
 
+    def options(
+        self, endpoint: Endpoint, can_write: Callable[[web.Request], bool]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The OPTIONS handler of one path: its metadata, and an `Allow` header read from the
+        routes the path has (so it lists exactly the methods that answer)."""
+
+        async def handler(request: web.Request) -> web.Response:
+            resource = request.match_info.route.resource
+            methods = sorted({route.method for route in resource or ()})
+            body = endpoint.options_body(can_write=can_write(request))
+            return web.json_response(body, headers={"Allow": ", ".join(methods)})
+
+        return handler
+
     async def root(self, request: web.Request) -> web.Response:
         version = f"{request.path}v2/"
         return web.json_response(
@@ -97,21 +116,15 @@ class Views:
                 "description": "cloudkit local automation service (AWX-compatible subset)",
                 "current_version": version,
                 "available_versions": {"v2": version},
+                "custom_logo": "",
+                "custom_login_info": "",
+                "login_redirect_override": "",
             }
         )
 
     async def version_root(self, request: web.Request) -> web.Response:
         p = _prefix(request)
-        names = (
-            "ping",
-            "me",
-            "job_templates",
-            "workflow_job_templates",
-            "jobs",
-            "workflow_jobs",
-            "unified_jobs",
-        )
-        return web.json_response({name: f"{p}/{name}/" for name in names})
+        return web.json_response({name: f"{p}/{name}/" for name in TOP_LEVEL})
 
     async def ping(self, request: web.Request) -> web.Response:
         return web.json_response(render.ping_body(self._workers))
@@ -136,11 +149,11 @@ class Views:
 
     async def list_templates(self, request: web.Request) -> web.Response:
         def fetch(query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
-            unknown_filters(query, frozenset({"search", "organization"}))
+            unknown_filters(query, frozenset({"organization"}))
             count, rows = self._store.list_templates(self._kind(request), query)
             return count, [render.template_body(t, _prefix(request)) for t in rows]
 
-        return self._page(request, TEMPLATE_FIELDS, fetch)
+        return self._page(request, ENDPOINTS[_collection(request)], fetch)
 
     async def get_template(self, request: web.Request) -> web.Response:
         template = self._template(request)
@@ -179,15 +192,27 @@ class Views:
         return None if job_id is None else self._store.job(job_id, job_type)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        types, template_filter = JOB_COLLECTIONS[_collection(request)]
-        fields = {**JOB_FIELDS, template_filter: "template_id"}
+        collection = _collection(request)
 
         def fetch(query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
-            unknown_filters(query, frozenset({"search", "launch_type", "created_by"}))
-            count, rows = self._store.list_jobs(query, types)
+            query = self._spawned_by(query)
+            unknown_filters(query, frozenset({"launch_type", "created_by"}))
+            count, rows = self._store.list_jobs(query, JOB_COLLECTIONS[collection])
             return count, [render.job_body(j, _prefix(request), detail=False) for j in rows]
 
-        return self._page(request, fields, fetch)
+        return self._page(request, ENDPOINTS[collection], fetch)
+
+    def _spawned_by(self, query: ListQuery) -> ListQuery:
+        """Answer AWX's `unified_job_node__workflow_job=<id>` (the jobs a workflow job spawned)
+        as an id filter on the workflow's children; the store has no node table."""
+        raw = query.extra.get(WORKFLOW_NODE_FILTER)
+        if raw is None:
+            return query
+        workflow_id = row_id(raw)
+        children = [] if workflow_id is None else self._store.workflow_children(workflow_id)
+        extra = {k: v for k, v in query.extra.items() if k != WORKFLOW_NODE_FILTER}
+        spawned = Filter("id", "in", [child["id"] for child in children])
+        return dataclasses.replace(query, filters=(*query.filters, spawned), extra=extra)
 
     async def get_job(self, request: web.Request) -> web.Response:
         job = self._job(request)
@@ -228,11 +253,14 @@ class Views:
         fmt = request.query.get("format", "json")
         if fmt == "ansi":
             return web.Response(text=text, content_type="text/plain")
-        if fmt == "txt_download":
+        if fmt in ("txt_download", "ansi_download"):
+            # The AWX CLI's `jobs stdout` asks for ansi_download when colour is on.
+            raw = fmt == "ansi_download"
+            name = f"job_{job['id']}{'.ansi' if raw else ''}.txt"
             return web.Response(
-                text=render.strip_ansi(text),
+                text=text if raw else render.strip_ansi(text),
                 content_type="text/plain",
-                headers={"Content-Disposition": f'attachment; filename="job_{job["id"]}.txt"'},
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
         plain = render.strip_ansi(text)
         if fmt == "txt":
@@ -257,7 +285,7 @@ class Views:
         truncate = request.query.get("no_truncate", "") not in ("1", "true", "True")
 
         def fetch(query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
-            unknown_filters(query, frozenset({"search"}))
+            unknown_filters(query)
             count, rows = self._store.list_events(job["id"], query)
             return count, [render.event_body(e, _prefix(request), truncate=truncate) for e in rows]
 
@@ -297,13 +325,17 @@ class Views:
     def _page(
         self,
         request: web.Request,
-        fields: dict[str, str],
+        fields: Endpoint | dict[str, str],
         fetch: Callable[[ListQuery], tuple[int, list[dict[str, Any]]]],
         default_order: str = "id",
     ) -> web.Response:
         params = dict(request.query)
+        columns = fields.filters() if isinstance(fields, Endpoint) else fields
+        search = fields.search_fields if isinstance(fields, Endpoint) else ()
         try:
-            query = parse_list_query(params, fields=fields, default_order=default_order)
+            query = parse_list_query(
+                params, fields=columns, default_order=default_order, search_fields=search
+            )
             count, results = fetch(query)
         except ListQueryError as error:
             return _detail(error.status, error.detail)
