@@ -5,9 +5,9 @@ Two real ways a moment stretches, so a deletion lands in it by construction, not
   process, as a frozen VM, a stalled host or a debugger makes it. Its sockets stay open, so a
   client's request waits in the kernel until the process runs again;
 - a provision job held at a gate: the automation service's provision template points at a
-  thin wrapper (playbooks/gated-provision.yml) that waits for a file before it imports the real
-  provision playbook, for instances created with HOLD_ANNOTATION only. Installing it is what an
-  administrator does to an AAP job template: change its playbook and variables, restart.
+  thin wrapper (playbooks/gated-provision.yml) that waits for a file named by the instance's
+  uid before it imports the real provision playbook. Installing it is what an administrator
+  does to an AAP job template: change its playbook and variables, restart the service.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from resilience_lab import PROVISION_TEMPLATE, Lab
 
 from cloudkit.local.stack_backends import playbooks_dir
 
-HOLD_ANNOTATION = "resilience.cloudkit.test/hold-provision"
-"""On an instance: its provision job waits at the gate until `Holds.open_gate` (any value)."""
 GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
 STOP_TIMEOUT_S = 10.0
 
@@ -67,7 +65,7 @@ class Holds:
                 os.kill(pid, signal.SIGCONT)
 
     def open_gate(self, uid: str) -> None:
-        """Let the held provision job of the instance with this uid go on."""
+        """Let the provision jobs of the instance with this uid go on (every one waits)."""
         (self.gate_dir / uid).touch()
 
     async def install_gated_provision(self) -> None:
@@ -88,7 +86,6 @@ def gate_provision_template(templates: Path, gate_dir: Path) -> None:
     provision["extra_vars"] = {
         **(provision.get("extra_vars") or {}),
         "resilience_gate_dir": str(gate_dir),
-        "resilience_hold_annotation": HOLD_ANNOTATION,
         "resilience_provision_playbook": str(playbooks_dir() / "provision.yml"),
     }
     # An existing file keeps its mode (0600: it may carry the notification receiver's token).

@@ -8,8 +8,9 @@ A stage lasts, by construction, until the test's DELETE has been answered (resil
   deletion has landed. The operator has persisted its launch intent and its finalizer, and its
   launch request waits unread in the service's socket: the launch reaches the service only
   after the deletion (the hard case for exactly-once launches).
-- provisioning: the provision job is held at a gate in front of the real provision playbook;
-  the test opens the gate only after the deletion has landed.
+- provisioning: every provision job waits at a gate in front of the real provision playbook;
+  for these instances the test opens it only after the deletion has landed (for the others at
+  once).
 - after-ready: the instance is Ready.
 Within a stage, the moment of the deletion is a seeded-random offset. The API server's answer
 to the DELETE is the instance as the deletion left it, so it shows the stage the deletion
@@ -44,7 +45,7 @@ from checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from resilience_holds import HOLD_ANNOTATION, Holds
+from resilience_holds import Holds
 from resilience_lab import AutomationJob, Lab, describe, job_of, open_lab, phase
 
 from cloudkit.api import names
@@ -137,35 +138,44 @@ async def wait_until(lab: Lab, name: str, check: Callable[[dict[str, Any] | None
     await rec.wait_for(lambda: check(rec.latest(name)), within=ANCHOR_TIMEOUT_S, what=name)
 
 
+async def create(lab: Lab, holds: Holds, outcome: Outcome) -> str:
+    """Create the instance; every stage but provisioning lets its provision job run at once."""
+    created = await lab.create(outcome.plan.name)
+    uid = str(created["metadata"]["uid"])
+    if outcome.plan.stage != "provisioning":
+        holds.open_gate(uid)
+    return uid
+
+
 async def before_intent(lab: Lab, holds: Holds, outcome: Outcome) -> None:
     async with holds.paused("operator"):
-        await lab.create(outcome.plan.name)
+        await create(lab, holds, outcome)
         await asyncio.sleep(outcome.plan.offset)  # the random moment within the stage
         await delete_now(lab, outcome)
 
 
 async def with_intent_persisted(lab: Lab, holds: Holds, outcome: Outcome) -> None:
-    name = outcome.plan.name
     async with holds.paused("automation"):
-        await lab.create(name)
-        await wait_until(lab, name, intent_persisted)
+        await create(lab, holds, outcome)
+        await wait_until(lab, outcome.plan.name, intent_persisted)
         await asyncio.sleep(outcome.plan.offset)
         await delete_now(lab, outcome)
 
 
 async def while_provisioning(lab: Lab, holds: Holds, outcome: Outcome) -> None:
-    name = outcome.plan.name
-    created = await lab.create(name, annotations={HOLD_ANNOTATION: "gate"})
+    uid = await create(lab, holds, outcome)
     try:
-        await wait_until(lab, name, lambda obj: bool(job_of(obj, "provision").get("id")))
+        await wait_until(
+            lab, outcome.plan.name, lambda obj: bool(job_of(obj, "provision").get("id"))
+        )
         await asyncio.sleep(outcome.plan.offset)
         await delete_now(lab, outcome)
     finally:
-        holds.open_gate(str(created["metadata"]["uid"]))
+        holds.open_gate(uid)  # only now may the real provision playbook run
 
 
 async def after_ready(lab: Lab, holds: Holds, outcome: Outcome) -> None:
-    await lab.create(outcome.plan.name)
+    await create(lab, holds, outcome)
     await wait_until(lab, outcome.plan.name, lambda obj: phase(obj) == "Ready")
     await asyncio.sleep(outcome.plan.offset)
     await delete_now(lab, outcome)
