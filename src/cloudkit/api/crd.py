@@ -140,8 +140,14 @@ def openapi_schema() -> dict[str, Any]:
     }
 
 
-def _column(name: str, path: str, kind: str = "string") -> dict[str, str]:
-    return {"name": name, "jsonPath": path, "type": kind}
+def _column(
+    name: str, path: str, kind: str = "string", *, wide: bool = False
+) -> dict[str, str | int]:
+    """A printer column; `wide` ones show only with `kubectl get -o wide` (priority 1)."""
+    column: dict[str, str | int] = {"name": name, "jsonPath": path, "type": kind}
+    if wide:
+        column["priority"] = 1
+    return column
 
 
 def crd_manifest() -> dict[str, Any]:
@@ -174,6 +180,7 @@ def crd_manifest() -> dict[str, Any]:
                         _column("Provision", ".status.provisionJob.state"),
                         _column("Deprovision", ".status.deprovisionJob.state"),
                         _column("Age", ".metadata.creationTimestamp", "date"),
+                        _column("IP", ".status.ipAddress", wide=True),
                     ],
                 }
             ],

@@ -24,6 +24,11 @@ class JobState(StrEnum):
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
 
 
+EDA_JOB_ID_PREFIX = "eda-webhook-"
+"""EDA job ids are `eda-webhook-<n>`. Only for statuses written before jobs recorded their
+provider (`JobStatus.provider`): the id is then the one clue to which provider ran a job."""
+
+
 class JobType(StrEnum):
     PROVISION = "provision"
     DEPROVISION = "deprovision"

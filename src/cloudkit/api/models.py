@@ -144,6 +144,9 @@ class JobStatus(_Model):
     cancel_requested_at: datetime | None = None
     purged: bool | None = None
     """The backend no longer knows the job; `state` is the last state seen."""
+    provider: str | None = Field(
+        default=None, description="The provider that runs the job: aap or eda."
+    )
 
 
 class JobRecord(_Model):
@@ -158,6 +161,9 @@ class JobRecord(_Model):
     correlation_id: str | None = Field(default=None, alias="correlationID")
     config_version: str | None = None
     finished_at: datetime | None = None
+    provider: str | None = Field(
+        default=None, description="The provider that ran the job: aap or eda."
+    )
 
 
 class VirtualMachineReference(_Model):
@@ -186,6 +192,10 @@ class ComputeInstanceStatus(_Model):
     virtual_machine_reference: VirtualMachineReference | None = None
     tenant_reference: TenantReference | None = None
     last_restarted_at: datetime | None = None
+    ip_address: str | None = Field(
+        default=None,
+        description="First IP address of the VirtualMachineInstance's interfaces, if any.",
+    )
     observed_generation: int | None = None
 
 

@@ -59,7 +59,7 @@ def _provision_settled(step: Step) -> bool:
     caps = step.config.capabilities
     if job is None or jobs.is_finished(job):
         return True
-    if job.id.startswith("eda-webhook-") or not caps.polls_jobs:
+    if not jobs.observable(job, step.config):
         return True  # nothing to ask: EDA jobs cannot be observed or canceled
     if jobs.is_intent(job):
         return _settle_intent(step, job)
@@ -135,8 +135,7 @@ def _launch_settled(step: Step, outcome: LaunchOutcome) -> bool:
 
 
 def _follow(step: Step, job: JobStatus) -> None:
-    caps = step.config.capabilities
-    if not caps.polls_jobs:
+    if not jobs.observable(job, step.config):
         # EDA: the deprovision playbook removes the automation finalizer when it is done.
         if has_automation_finalizer(step):
             jobs.apply_reading(job, JobReading(job.id, JobState.RUNNING, EDA_WAITING), step.now)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from cloudkit.api.jobs import JobReading, JobState, JobType
+from cloudkit.api.jobs import EDA_JOB_ID_PREFIX, JobReading, JobState, JobType
 from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
 from cloudkit.lifecycle.types import LifecycleConfig
 
@@ -31,6 +31,20 @@ def is_finished(job: JobStatus | None) -> bool:
     A purged job may have ended in any state; the callers decide what not knowing means.
     """
     return job is not None and (job.state.terminal or bool(job.purged))
+
+
+def provider_of(job: JobStatus) -> str | None:
+    """The provider that runs the job; None for a status written before jobs recorded it (then
+    only an EDA id can be recognised as such)."""
+    if job.provider:
+        return job.provider
+    return "eda" if job.id.startswith(EDA_JOB_ID_PREFIX) else None
+
+
+def observable(job: JobStatus, config: LifecycleConfig) -> bool:
+    """Can the configured provider poll (and cancel) this job? Only if it can poll at all and
+    it is the one that runs the job: a job recorded before a provider switch cannot be asked."""
+    return config.capabilities.polls_jobs and provider_of(job) in {None, config.provider_name}
 
 
 def is_intent(job: JobStatus | None) -> bool:
@@ -78,6 +92,7 @@ def record_intent(
         config_version=config_version,
         launched_at=now,
         state_changed_at=now,
+        provider=config.provider_name,
     )
     set_current(status, job_type, job)
     status.jobs.append(
@@ -90,6 +105,7 @@ def record_intent(
             block_deletion_on_failure=block,
             correlation_id=correlation_id,
             config_version=config_version,
+            provider=config.provider_name,
         )
     )
     trim_history(status, config.max_job_history)
@@ -136,6 +152,7 @@ def sync_history(status: ComputeInstanceStatus, job_type: JobType, config: Lifec
             record.message = job.message
             record.block_deletion_on_failure = job.block_deletion_on_failure
             record.finished_at = job.finished_at
+            record.provider = job.provider
             return
     status.jobs.append(
         JobRecord(
@@ -148,6 +165,7 @@ def sync_history(status: ComputeInstanceStatus, job_type: JobType, config: Lifec
             correlation_id=job.correlation_id,
             config_version=job.config_version,
             finished_at=job.finished_at,
+            provider=job.provider,
         )
     )
     trim_history(status, config.max_job_history)

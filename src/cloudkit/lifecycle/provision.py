@@ -88,7 +88,7 @@ def _follow(step: Step) -> None:
     """Poll a running provision job (adaptive), or, for EDA, wait for the playbook to report."""
     job = step.status.provision_job
     assert job is not None
-    if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
+    if not jobs.observable(job, step.config):
         step.requeue(step.config.poll_interval)
         return
     wait = jobs.poll_wait(job, step.now, step.config)
@@ -120,8 +120,7 @@ def _applied(step: Step) -> bool:
         return False
     if job.state is JobState.SUCCEEDED:
         return True
-    observable = step.config.capabilities.polls_jobs and not job.id.startswith("eda-webhook-")
-    return not observable and not jobs.is_finished(job)
+    return not jobs.observable(job, step.config) and not jobs.is_finished(job)
 
 
 def _finish_applied(step: Step) -> None:
@@ -145,7 +144,7 @@ def _finish_applied(step: Step) -> None:
         status.last_restarted_at = spec.restart_requested_at
     if job is None or jobs.is_finished(job) or jobs.is_intent(job):
         return
-    if not step.config.capabilities.polls_jobs or job.id.startswith("eda-webhook-"):
+    if not jobs.observable(job, step.config):
         # EDA cannot be polled; the annotation is the playbook's own word that it finished.
         jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_COMPLETED), step.now)
         return

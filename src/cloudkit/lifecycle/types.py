@@ -77,6 +77,11 @@ class VirtualMachineObservation:
     namespace: str
     ready: bool
     printable_status: str = ""
+    instance_created_at: datetime | None = None
+    """creationTimestamp of the VirtualMachineInstance named as the VM; None when it has none
+    (halted, or deleted and not yet re-created)."""
+    ip_address: str | None = None
+    """The first IP address among the VirtualMachineInstance's `status.interfaces`, if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,19 @@ class LookupOutcome:
     failure: Failure | None = None
 
 
-Outcome = LaunchOutcome | PollOutcome | CancelOutcome | LookupOutcome
+@dataclass(frozen=True, slots=True)
+class RestartOutcome:
+    """What deleting the VirtualMachineInstance (RestartVirtualMachine) did."""
+
+    namespace: str
+    name: str
+    failure: Failure | None = None
+    """The delete was refused or failed (not found is not a failure: see `missing`)."""
+    missing: bool = False
+    """There was no VirtualMachineInstance to delete (404)."""
+
+
+Outcome = LaunchOutcome | PollOutcome | CancelOutcome | LookupOutcome | RestartOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +196,15 @@ class FindJob:
     since: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RestartVirtualMachine:
+    """Delete the VM's VirtualMachineInstance (same name, same namespace); KubeVirt re-creates
+    it for a running VM, which is what a restart is."""
+
+    namespace: str
+    name: str
+
+
 class EventType(StrEnum):
     NORMAL = "Normal"
     WARNING = "Warning"
@@ -191,7 +217,9 @@ class RecordEvent:
     message: str
 
 
-IOAction = LaunchProvision | LaunchDeprovision | PollJob | CancelJob | FindJob
+IOAction = (
+    LaunchProvision | LaunchDeprovision | PollJob | CancelJob | FindJob | RestartVirtualMachine
+)
 MetadataAction = AddFinalizer | RemoveFinalizer
 
 
@@ -231,5 +259,7 @@ __all__ = [
     "PollOutcome",
     "RecordEvent",
     "RemoveFinalizer",
+    "RestartOutcome",
+    "RestartVirtualMachine",
     "VirtualMachineObservation",
 ]

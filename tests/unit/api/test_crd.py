@@ -37,13 +37,17 @@ def test_names_and_columns() -> None:
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
-    columns = {c["name"]: (c["jsonPath"], c["type"]) for c in version["additionalPrinterColumns"]}
+    columns = {
+        c["name"]: (c["jsonPath"], c["type"], c.get("priority", 0))
+        for c in version["additionalPrinterColumns"]
+    }
     assert columns == {
-        "Template": (".spec.templateID", "string"),
-        "Phase": (".status.phase", "string"),
-        "Provision": (".status.provisionJob.state", "string"),
-        "Deprovision": (".status.deprovisionJob.state", "string"),
-        "Age": (".metadata.creationTimestamp", "date"),
+        "Template": (".spec.templateID", "string", 0),
+        "Phase": (".status.phase", "string", 0),
+        "Provision": (".status.provisionJob.state", "string", 0),
+        "Deprovision": (".status.deprovisionJob.state", "string", 0),
+        "Age": (".metadata.creationTimestamp", "date", 0),
+        "IP": (".status.ipAddress", "string", 1),  # kubectl get -o wide
     }
 
 

@@ -406,3 +406,44 @@ def test_a_rate_limited_lookup_of_an_intent_waits_as_told_live_and_at_deletion()
         )
         after = decide(world.stored, Observation(vms=(), outcomes=(limited,)), world.now, world.cfg)
         assert after.io is None and after.requeue_after == timedelta(seconds=7), deleting
+
+
+def test_a_job_of_another_provider_is_never_polled_or_canceled() -> None:
+    """After a switch EDA → AAP, the EDA job (recorded as such, or by its id in a status written
+    before jobs recorded their provider) is not asked about; a new AAP job is."""
+    from cloudkit.lifecycle.jobs import observable
+    from cloudkit.lifecycle.types import CancelJob, PollJob
+
+    aap = config("aap")
+    recorded = JobStatus(id="7", state=JobState.RUNNING, message="running", provider="eda")
+    legacy = JobStatus(id="eda-webhook-3", state=JobState.RUNNING, message="running")
+    ours = JobStatus(id="8", state=JobState.RUNNING, message="running", provider="aap")
+    upstream_era = JobStatus(id="9", state=JobState.RUNNING, message="running")
+    assert [observable(j, aap) for j in (recorded, legacy, ours, upstream_era)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert not observable(ours, config("eda"))
+    for job in (recorded, legacy):
+        world = World()
+        assert world.stored is not None
+        world.stored.status.provision_job = job.model_copy()
+        world.stored.metadata.finalizers.append(names.OPERATOR_FINALIZER)
+        world.tick(60)
+        live = _decide(world)
+        assert not isinstance(live.io, PollJob | CancelJob)
+        world.stored.metadata.deletion_timestamp = world.now
+        deleting = _decide(world)
+        assert not isinstance(deleting.io, PollJob | CancelJob), deleting.io
+
+
+def test_every_job_records_the_provider_that_runs_it() -> None:
+    for provider in ("aap", "eda"):
+        world = World(provider=provider)
+        world.reconcile()
+        assert world.stored is not None
+        job = world.stored.status.provision_job
+        assert job is not None and job.provider == provider
+        assert [r.provider for r in world.stored.status.jobs] == [provider]

@@ -30,16 +30,19 @@ from cloudkit.providers.base import (
     ProviderNotFound,
 )
 
-EDA_JOB_PREFIX = "eda-webhook"
-"""Provision jobs launched by the EDA provider before a provider switch: AAP cannot know them."""
-
 
 def _provision_job_id(instance: Mapping[str, Any]) -> wire.AapJobId | None:
-    """The AAP id of status.provisionJob, if there is one AAP could report on."""
+    """The AAP id of status.provisionJob, if there is one AAP could report on.
+
+    A job another provider ran (EDA, before a provider switch) says so in `provider`; in a
+    status written before jobs recorded it, its id does not parse as an AAP id either.
+    """
     status = instance.get("status")
     job = status.get("provisionJob") if isinstance(status, Mapping) else None
-    job_id = job.get("id") if isinstance(job, Mapping) else None
-    if not isinstance(job_id, str) or not job_id or job_id.startswith(EDA_JOB_PREFIX):
+    if not isinstance(job, Mapping) or job.get("provider") not in {None, "aap"}:
+        return None
+    job_id = job.get("id")
+    if not isinstance(job_id, str) or not job_id:
         return None
     try:
         return wire.AapJobId.parse(job_id)

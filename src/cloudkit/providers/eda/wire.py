@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from cloudkit.api.jobs import EDA_JOB_ID_PREFIX
 from cloudkit.api.names import AUTOMATION_FINALIZER
 from cloudkit.providers.base import (
     ProviderError,
@@ -23,7 +24,7 @@ from cloudkit.providers.base import (
     ProviderUnavailable,
 )
 
-JOB_ID_PREFIX = "eda-webhook-"
+JOB_ID_PREFIX = EDA_JOB_ID_PREFIX
 _JOB_ID = re.compile(re.escape(JOB_ID_PREFIX) + r"([0-9]+)")
 _JOB_ID_KEYS = ("jobID", "jobId", "job_id")
 """Upstream writes `jobID`; the other spellings are accepted from hand-made or older dicts."""
