@@ -149,7 +149,7 @@ class Views:
 
     async def list_templates(self, request: web.Request) -> web.Response:
         def fetch(query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
-            unknown_filters(query, frozenset({"organization"}))
+            unknown_filters(query)
             count, rows = self._store.list_templates(self._kind(request), query)
             return count, [render.template_body(t, _prefix(request)) for t in rows]
 
@@ -196,7 +196,7 @@ class Views:
 
         def fetch(query: ListQuery) -> tuple[int, list[dict[str, Any]]]:
             query = self._spawned_by(query)
-            unknown_filters(query, frozenset({"launch_type", "created_by"}))
+            unknown_filters(query)
             count, rows = self._store.list_jobs(query, JOB_COLLECTIONS[collection])
             return count, [render.job_body(j, _prefix(request), detail=False) for j in rows]
 
