@@ -4,8 +4,9 @@ The models are the single source of the resource's shape; this module turns thei
 into a Kubernetes *structural* schema (apiextensions.k8s.io/v1): every `$ref` inlined,
 `anyOf [X, null]` folded into X with `nullable: true`, no `title`/`default`, no
 `additionalProperties` (models accept unknown fields for forward compatibility, but the API
-server prunes them — that is the Kubernetes contract). `cloudkit crds` prints `render_crds()`,
-and deploy/crds/ holds that exact text.
+server prunes them — that is the Kubernetes contract). Every description, down to the last
+property, is a model's or a field's docstring: `kubectl explain` shows the models' docs.
+`cloudkit crds` prints `render_crds()`, and deploy/crds/ holds that exact text.
 """
 
 from __future__ import annotations
@@ -110,12 +111,10 @@ def openapi_schema() -> dict[str, Any]:
     defs: dict[str, Any] = raw.get("$defs", {})
     props = raw["properties"]
     spec = _structural(props["spec"], defs)
-    spec["description"] = "Desired state: what to provision and how to run it."
     for field in IMMUTABLE_SPEC_FIELDS:
         spec["properties"][field]["x-kubernetes-validations"] = _immutable(field)
     spec["x-kubernetes-validations"] = [_not_removable(f) for f in IMMUTABLE_SPEC_FIELDS]
     status = _structural(props["status"], defs)
-    status["description"] = "Observed state, written by the operator only."
     jobs = status["properties"]["jobs"]
     jobs["maxItems"] = MAX_JOB_RECORDS
     jobs["x-kubernetes-list-type"] = "atomic"
@@ -124,14 +123,12 @@ def openapi_schema() -> dict[str, Any]:
     conditions["x-kubernetes-list-map-keys"] = ["type"]
     return {
         "type": "object",
-        "description": "A virtual machine provisioned and deprovisioned by Ansible automation.",
+        "description": raw["description"],
         "properties": {
-            "apiVersion": {
-                "type": "string",
-                "description": "Versioned schema of this representation of an object.",
-            },
-            "kind": {"type": "string", "description": "REST resource this object represents."},
-            # ObjectMeta is the API server's business; only the type is declared.
+            "apiVersion": {"type": "string", "description": props["apiVersion"]["description"]},
+            "kind": {"type": "string", "description": props["kind"]["description"]},
+            # Only the type: kube-apiserver refuses a CRD whose metadata schema says anything
+            # else (a description included), and publishes ObjectMeta's own docs for it.
             "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
