@@ -1,9 +1,12 @@
-"""The VM simulator on the real local API server: boot, halt, delete, and watch re-lists."""
+"""The VM simulator on the real local API server: boot, halt, delete, VirtualMachineInstances
+(address, restart by deleting one), and watch re-lists."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,13 @@ import pytest
 
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
-from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
+from cloudkit.local.kubevirt import (
+    INSTANCE_NETWORK,
+    VM_FINALIZER,
+    VmSimulatorHandle,
+    instance_address,
+    start_vm_simulator,
+)
 from cloudkit.local.stack_kube import KubeClient, resource_path
 
 pytestmark = pytest.mark.stack
@@ -32,12 +41,28 @@ def vm_path(name: str | None = None, namespace: str = NS) -> str:
     )
 
 
+def vmi_path(name: str | None = None, namespace: str = NS) -> str:
+    return resource_path(
+        names.KUBEVIRT_GROUP,
+        names.KUBEVIRT_VERSION,
+        names.VMI_PLURAL,
+        namespace=namespace,
+        name=name,
+    )
+
+
 def vm_body(name: str, run_strategy: str = "Always") -> dict[str, Any]:
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachine",
         "metadata": {"name": name, "labels": {names.VM_INSTANCE_LABEL: name}},
-        "spec": {"runStrategy": run_strategy, "template": {"spec": {}}},
+        "spec": {
+            "runStrategy": run_strategy,
+            "template": {
+                "metadata": {"labels": {names.VM_INSTANCE_LABEL: name, "role": "test"}},
+                "spec": {"domain": {"cpu": {"cores": 1}}},
+            },
+        },
     }
 
 
@@ -181,3 +206,88 @@ async def test_survives_an_api_server_restart(tmp_path: Path) -> None:
             await second.stop()
     finally:
         await simulator.stop()
+
+
+def created_at(obj: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+
+def running_instance(vmi: dict[str, Any] | None) -> bool:
+    return bool(vmi and (vmi.get("status") or {}).get("phase") == "Running")
+
+
+async def test_registers_the_instance_crd_with_an_ip_column(
+    simulator: VmSimulatorHandle, client: KubeClient
+) -> None:
+    crd = await client.get(
+        resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        + "/virtualmachineinstances.kubevirt.io"
+    )
+    assert crd is not None
+    version = crd["spec"]["versions"][0]
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["IP"] == ".status.interfaces[0].ipAddress"
+    assert crd["spec"]["names"]["shortNames"][0] == "vmi"
+
+
+async def test_a_running_vm_has_an_instance_with_an_address(
+    simulator: VmSimulatorHandle, client: KubeClient
+) -> None:
+    created = await client.create(vm_path(), vm_body("vm-vmi"))
+    await until(lambda: client.get(vm_path("vm-vmi")), ready)
+    vmi = await until(lambda: client.get(vmi_path("vm-vmi")), running_instance)
+    meta = vmi["metadata"]
+    assert (meta["namespace"], meta["name"]) == (NS, "vm-vmi")
+    assert meta["labels"] == {names.VM_INSTANCE_LABEL: "vm-vmi", "role": "test"}
+    [owner] = meta["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "VirtualMachine",
+        "vm-vmi",
+        created["metadata"]["uid"],
+    )
+    assert owner["controller"] is True
+    assert created_at(vmi) >= created_at(created)
+    assert vmi["spec"] == {"domain": {"cpu": {"cores": 1}}}
+    address = vmi["status"]["interfaces"][0]["ipAddress"]
+    assert address == instance_address(NS, "vm-vmi")
+    assert ipaddress.ip_address(address) in INSTANCE_NETWORK
+    assert address != instance_address(NS, "another-vm")
+
+
+async def test_deleting_the_instance_restarts_the_vm(
+    simulator: VmSimulatorHandle, client: KubeClient
+) -> None:
+    """KubeVirt re-creates the VMI of a running VM: a new one, not Ready for the boot time."""
+    await client.create(vm_path(), vm_body("vm-restart"))
+    await until(lambda: client.get(vm_path("vm-restart")), ready)
+    before = await until(lambda: client.get(vmi_path("vm-restart")), running_instance)
+    requested = datetime.now(UTC).replace(microsecond=0)
+    started = time.monotonic()
+    assert await client.delete(vmi_path("vm-restart"))
+    # Not Ready while the new instance boots...
+    await until(lambda: client.get(vm_path("vm-restart")), lambda v: not ready(v), within=5)
+    # ...then a new instance (new uid, created after the delete), Running, with the same address.
+    after = await until(
+        lambda: client.get(vmi_path("vm-restart")),
+        lambda v: running_instance(v) and v["metadata"]["uid"] != before["metadata"]["uid"],
+    )
+    await until(lambda: client.get(vm_path("vm-restart")), ready)
+    assert time.monotonic() - started >= BOOT_S
+    assert created_at(after) >= requested
+    assert after["status"]["interfaces"][0]["ipAddress"] == instance_address(NS, "vm-restart")
+
+
+async def test_halting_or_deleting_a_vm_removes_its_instance(
+    simulator: VmSimulatorHandle, client: KubeClient
+) -> None:
+    await client.create(vm_path(), vm_body("vm-halt-vmi"))
+    await until(lambda: client.get(vmi_path("vm-halt-vmi")), running_instance)
+    await client.merge_patch(vm_path("vm-halt-vmi"), {"spec": {"runStrategy": "Halted"}})
+    await until(lambda: client.get(vmi_path("vm-halt-vmi")), lambda v: v is None)
+    stopped = await client.get(vm_path("vm-halt-vmi"))
+    assert stopped is not None and stopped["status"]["printableStatus"] == "Stopped"
+    await client.merge_patch(vm_path("vm-halt-vmi"), {"spec": {"runStrategy": "Always"}})
+    await until(lambda: client.get(vmi_path("vm-halt-vmi")), running_instance)
+    assert await client.delete(vm_path("vm-halt-vmi"))
+    await until(lambda: client.get(vm_path("vm-halt-vmi")), lambda v: v is None)
+    assert await client.get(vmi_path("vm-halt-vmi")) is None

@@ -1,10 +1,16 @@
 """The VirtualMachine simulator: plays KubeVirt's VM controller against any API server.
 
-It registers the VirtualMachine CRD, lists and watches VMs in all namespaces (re-listing after
-a 410 or a dropped connection), and drives each VM towards its runStrategy: a running VM
-reports Ready after `boot_seconds`, a halted one Stopped, and a deleted one keeps KubeVirt's
-finalizer for `stop_seconds` before releasing it. The waits here are the simulated durations;
-everything else reacts to watch events. It touches only VirtualMachines and their CRD.
+It registers the VirtualMachine and VirtualMachineInstance CRDs, lists and watches both in all
+namespaces (re-listing after a 410 or a dropped connection), and drives each VM towards its
+runStrategy: a running VM gets a VirtualMachineInstance (states.instance_manifest: the VM's
+name, template labels and an owner reference; creationTimestamp set by the API server) and
+reports Ready after `boot_seconds`, when its VMI turns Running with an address
+(states.instance_address). A halted VM loses its VMI and reports Stopped; a deleted one keeps
+KubeVirt's finalizer for `stop_seconds`, then its VMI is deleted and the finalizer released.
+When the VMI of a running VM is deleted (how a restart is asked for) the simulator re-creates
+it, as KubeVirt does: a new VMI with a new creationTimestamp, the VM Starting and not Ready until
+`boot_seconds` have passed again. The waits here are the simulated durations; everything else
+reacts to watch events. It touches only VirtualMachines, their instances and their CRDs.
 """
 
 from __future__ import annotations
@@ -14,114 +20,32 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
 from cloudkit.api import names
-from cloudkit.local.kubevirt.crd import VM_CRD_NAME, vm_crd_manifest
+from cloudkit.local.kubevirt import states
+from cloudkit.local.kubevirt.crd import (
+    VM_CRD_NAME,
+    VMI_CRD_NAME,
+    vm_crd_manifest,
+    vmi_crd_manifest,
+)
+from cloudkit.local.kubevirt.states import VM_FINALIZER, Goal, Key, goal_for, key_of
 from cloudkit.local.stack_kube import KubeClient, KubeError, WatchExpired, resource_path
 
 log = logging.getLogger("cloudkit.local.kubevirt")
 
-VM_FINALIZER: Final = "kubevirt.io/virtualMachineControllerFinalize"
 CRD_PATH: Final = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 ALL_VMS_PATH: Final = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL)
+ALL_VMIS_PATH: Final = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL)
 WATCH_TIMEOUT_S: Final = 300
 ESTABLISH_TIMEOUT_S: Final = 30.0
+_TRANSIENT = (aiohttp.ClientError, KubeError, OSError, TimeoutError)
 
-Key = tuple[str, str]
-
-
-class Goal(StrEnum):
-    BOOT = "boot"
-    HALT = "halt"
-    FINALIZE = "finalize"
-
-
-# --- pure: what a VM needs, and the status each phase shows ------------------------------------
-
-
-def run_strategy(vm: dict[str, Any]) -> str:
-    """spec.runStrategy, else the legacy spec.running flag, else Always."""
-    spec = vm.get("spec") or {}
-    if spec.get("runStrategy"):
-        return str(spec["runStrategy"])
-    if spec.get("running") is False:
-        return "Halted"
-    return "Always"
-
-
-def goal_for(vm: dict[str, Any]) -> Goal | None:
-    """The work a VM still needs, or None when its status already matches its spec."""
-    meta = vm.get("metadata") or {}
-    status = vm.get("status") or {}
-    if meta.get("deletionTimestamp"):
-        return Goal.FINALIZE if VM_FINALIZER in (meta.get("finalizers") or []) else None
-    if run_strategy(vm) == "Halted":
-        return None if status.get("printableStatus") == "Stopped" else Goal.HALT
-    if status.get("ready") is True and status.get("printableStatus") == "Running":
-        return None
-    return Goal.BOOT
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ready(status: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": _now(),
-        "lastProbeTime": None,
-    }
-
-
-def starting_status() -> dict[str, Any]:
-    return {
-        "printableStatus": "Starting",
-        "created": True,
-        "ready": False,
-        "conditions": [_ready("False", "GuestNotRunning", "Guest VM is not reported as running")],
-    }
-
-
-def running_status() -> dict[str, Any]:
-    return {
-        "printableStatus": "Running",
-        "created": True,
-        "ready": True,
-        "conditions": [_ready("True", "")],
-    }
-
-
-def stopping_status(printable: str = "Stopping") -> dict[str, Any]:
-    return {
-        "printableStatus": printable,
-        "created": True,
-        "ready": False,
-        "conditions": [_ready("False", "GuestNotRunning", "VMI is shutting down")],
-    }
-
-
-def stopped_status() -> dict[str, Any]:
-    return {
-        "printableStatus": "Stopped",
-        "created": False,
-        "ready": False,
-        "conditions": [_ready("False", "VMINotExists", "VMI does not exist")],
-    }
-
-
-def _key(vm: dict[str, Any]) -> Key:
-    meta = vm.get("metadata") or {}
-    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+__all__ = ["VmSimulator", "VmSimulatorHandle", "start_vm_simulator"]
 
 
 def _rv(obj: dict[str, Any]) -> int:
@@ -131,18 +55,23 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
-def _vm_path(key: Key, subresource: str | None = None) -> str:
+def _path(plural: str, key: Key, subresource: str | None = None) -> str:
     return resource_path(
         names.KUBEVIRT_GROUP,
         names.KUBEVIRT_VERSION,
-        names.VM_PLURAL,
+        plural,
         namespace=key[0],
         name=key[1],
         subresource=subresource,
     )
 
 
-# --- I/O ----------------------------------------------------------------------------------------
+def _vm_path(key: Key, subresource: str | None = None) -> str:
+    return _path(names.VM_PLURAL, key, subresource)
+
+
+def _vmi_path(key: Key) -> str:
+    return _path(names.VMI_PLURAL, key)
 
 
 @dataclass
@@ -153,7 +82,7 @@ class _Work:
 
 @dataclass
 class VmSimulator:
-    """One controller loop; `start()` returns once the CRD is served and VMs are listed."""
+    """One controller; `start()` returns once the CRDs are served and VMs and VMIs are listed."""
 
     client: KubeClient
     boot_seconds: float
@@ -161,69 +90,105 @@ class VmSimulator:
     _work: dict[Key, _Work] = field(default_factory=dict)
     _written: dict[Key, int] = field(default_factory=dict)
     """The resourceVersion of our own last write per VM: older events are stale echoes."""
-    _loop_task: asyncio.Task[None] | None = None
-    _synced: asyncio.Event = field(default_factory=asyncio.Event)
+    _instances: set[Key] = field(default_factory=set)
+    """VMIs that exist, from their watch and our own creates."""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        await register_vm_crd(self.client)
-        self._loop_task = asyncio.create_task(self._run(), name="vm-simulator")
-        synced = asyncio.create_task(self._synced.wait())
-        done, _ = await asyncio.wait({synced, self._loop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if self._loop_task in done:
-            synced.cancel()
-            self._loop_task.result()  # re-raises why the loop ended
-            raise RuntimeError("VM simulator stopped before its first list")
+        await register_crds(self.client)
+        # VMIs first, so that the first pass over the VMs knows which ones have an instance.
+        await self._start_watch("vmi", ALL_VMIS_PATH, self._relist_instances, self._on_vmi_event)
+        await self._start_watch("vm", ALL_VMS_PATH, self._relist_vms, self._on_vm_event)
 
     async def stop(self) -> None:
-        tasks = [w.task for w in self._work.values()]
-        if self._loop_task is not None:
-            tasks.append(self._loop_task)
+        tasks = [w.task for w in self._work.values()] + self._tasks
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._work.clear()
+        self._tasks.clear()
 
-    async def _run(self) -> None:
+    # --- watching ---------------------------------------------------------------------------
+
+    async def _start_watch(
+        self,
+        what: str,
+        path: str,
+        relist: Callable[[], Awaitable[str]],
+        on_event: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        synced = asyncio.Event()
+        task = asyncio.create_task(self._watch(path, relist, on_event, synced), name=f"sim-{what}")
+        self._tasks.append(task)
+        waiting = asyncio.create_task(synced.wait())
+        done, _ = await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiting.cancel()
+            task.result()  # re-raises why the loop ended
+            raise RuntimeError(f"VM simulator stopped before its first {what} list")
+
+    async def _watch(
+        self,
+        path: str,
+        relist: Callable[[], Awaitable[str]],
+        on_event: Callable[[str, dict[str, Any]], Awaitable[None]],
+        synced: asyncio.Event,
+    ) -> None:
         backoff = 0.2
         while True:
             try:
-                resource_version = await self._relist()
-                self._synced.set()
+                resource_version = await relist()
+                synced.set()
                 backoff = 0.2
                 while True:  # a watch that ends cleanly (timeout) resumes from the last RV
-                    resource_version = await self._follow(resource_version)
+                    async for kind, obj in self.client.watch(
+                        path, resource_version, timeoutSeconds=str(WATCH_TIMEOUT_S)
+                    ):
+                        meta = obj.get("metadata") or {}
+                        resource_version = str(meta.get("resourceVersion") or resource_version)
+                        await on_event(kind, obj)
             except WatchExpired:
-                log.info("watch expired; listing VirtualMachines again")
-            except (aiohttp.ClientError, KubeError, OSError, TimeoutError) as error:
-                log.warning("VirtualMachine watch failed (%s); retrying", _describe(error))
+                log.info("watch of %s expired; listing again", path)
+            except _TRANSIENT as error:
+                log.warning("watch of %s failed (%s); retrying", path, _describe(error))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _relist(self) -> str:
+    async def _relist_vms(self) -> str:
         listing = await self.client.list_objects(ALL_VMS_PATH)
         seen: set[Key] = set()
         for vm in listing.get("items") or []:
-            seen.add(_key(vm))
+            seen.add(key_of(vm))
             await self._on_vm(vm)
         for key in set(self._work) - seen:
             self._forget(key)
         return str((listing.get("metadata") or {}).get("resourceVersion", ""))
 
-    async def _follow(self, resource_version: str) -> str:
-        async for kind, obj in self.client.watch(
-            ALL_VMS_PATH, resource_version, timeoutSeconds=str(WATCH_TIMEOUT_S)
-        ):
-            resource_version = str(
-                (obj.get("metadata") or {}).get("resourceVersion") or resource_version
-            )
-            if kind == "DELETED":
-                self._forget(_key(obj))
-                log.info("vm %s/%s: deleted", *_key(obj))
-            elif kind in ("ADDED", "MODIFIED"):
-                await self._on_vm(obj)
-        return resource_version
+    async def _on_vm_event(self, kind: str, vm: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self._forget(key_of(vm))
+            log.info("vm %s/%s: deleted", *key_of(vm))
+        elif kind in ("ADDED", "MODIFIED"):
+            await self._on_vm(vm)
+
+    async def _relist_instances(self) -> str:
+        listing = await self.client.list_objects(ALL_VMIS_PATH)
+        listed = {key_of(vmi) for vmi in listing.get("items") or []}
+        vanished = self._instances - listed
+        self._instances = listed
+        for key in vanished:  # deleted while the watch was down
+            await self._instance_gone(key)
+        return str((listing.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def _on_vmi_event(self, kind: str, vmi: dict[str, Any]) -> None:
+        key = key_of(vmi)
+        if kind == "DELETED":
+            self._instances.discard(key)
+            await self._instance_gone(key)
+        elif kind in ("ADDED", "MODIFIED"):
+            self._instances.add(key)
 
     def _forget(self, key: Key) -> None:
         self._written.pop(key, None)
@@ -231,25 +196,41 @@ class VmSimulator:
         if work is not None:
             work.task.cancel()
 
+    # --- deciding ---------------------------------------------------------------------------
+
     async def _on_vm(self, vm: dict[str, Any]) -> None:
-        key = _key(vm)
+        key = key_of(vm)
         meta = vm.get("metadata") or {}
         if _rv(vm) < self._written.get(key, 0):
             return  # already superseded by our own later write; its event follows
         if not meta.get("deletionTimestamp") and VM_FINALIZER not in (meta.get("finalizers") or []):
             await self._add_finalizer(key, vm)
-        goal = goal_for(vm)
+        goal = goal_for(vm, has_instance=key in self._instances)
         current = self._work.get(key)
         if current is not None and current.goal == goal and not current.task.done():
             return
+        self._begin(key, goal, vm)
+
+    async def _instance_gone(self, key: Key) -> None:
+        """A VMI was deleted: a VM that should run boots again with a new one (a restart)."""
+        vm = await self.client.get(_vm_path(key))
+        if vm is None or goal_for(vm, has_instance=False) is not Goal.BOOT:
+            return  # no VM, or one halting or going away: its own events drive it
+        log.info("vm %s/%s: instance deleted; starting a new one", *key)
+        self._begin(key, Goal.BOOT, vm)
+
+    def _begin(self, key: Key, goal: Goal | None, vm: dict[str, Any]) -> None:
+        """Replace the VM's current work with `goal` (None: nothing left to do)."""
+        current = self._work.pop(key, None)
         if current is not None:
             current.task.cancel()
-            self._work.pop(key, None)
         if goal is None:
             return
         action = {Goal.BOOT: self._boot, Goal.HALT: self._halt, Goal.FINALIZE: self._finalize}
         task = asyncio.create_task(_guarded(key, goal, action[goal], vm))
         self._work[key] = _Work(goal, task)
+
+    # --- acting -----------------------------------------------------------------------------
 
     async def _add_finalizer(self, key: Key, vm: dict[str, Any]) -> None:
         meta = vm.get("metadata") or {}
@@ -281,25 +262,51 @@ class VmSimulator:
 
     async def _boot(self, key: Key, vm: dict[str, Any]) -> None:
         if (vm.get("status") or {}).get("printableStatus") != "Starting":
-            await self._write_status(key, starting_status())
+            await self._write_status(key, states.starting_status())
+        try:
+            collection = resource_path(
+                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, namespace=key[0]
+            )
+            await self.client.create(collection, states.instance_manifest(vm))
+        except KubeError as error:
+            if error.status != 409:  # 409: it exists already (a boot resumed after a restart)
+                raise
+        self._instances.add(key)
         log.info("vm %s/%s: starting (%.1fs)", *key, self.boot_seconds)
         await asyncio.sleep(self.boot_seconds)  # the simulated boot
-        await self._write_status(key, running_status())
+        running = {"status": states.instance_running_status(key)}
+        try:
+            await self.client.merge_patch(_vmi_path(key), running)
+        except KubeError as error:
+            if error.status == 404:
+                return  # deleted while booting: its DELETED event starts a new boot
+            raise
+        await self._write_status(key, states.running_status())
         log.info("vm %s/%s: running, ready", *key)
 
     async def _halt(self, key: Key, vm: dict[str, Any]) -> None:
-        if (vm.get("status") or {}).get("created"):
-            await self._write_status(key, stopping_status())
+        if (vm.get("status") or {}).get("created") or key in self._instances:
+            await self._write_status(key, states.stopping_status())
             log.info("vm %s/%s: stopping (%.1fs)", *key, self.stop_seconds)
             await asyncio.sleep(self.stop_seconds)  # the simulated shutdown
-        await self._write_status(key, stopped_status())
+        await self._write_status(key, states.stopped_status())
+        # Last: the VMI's DELETED event must find the VM Stopped, with nothing left to do.
+        await self._delete_instance(key)
         log.info("vm %s/%s: stopped", *key)
+
+    async def _delete_instance(self, key: Key) -> None:
+        await self.client.delete(_vmi_path(key))
+        self._instances.discard(key)
 
     async def _finalize(self, key: Key, vm: dict[str, Any]) -> None:
         if (vm.get("status") or {}).get("printableStatus") != "Terminating":
-            await self._write_status(key, stopping_status("Terminating"))
+            await self._write_status(key, states.stopping_status("Terminating"))
         log.info("vm %s/%s: terminating (%.1fs)", *key, self.stop_seconds)
         await asyncio.sleep(self.stop_seconds)  # the simulated shutdown
+        await self._delete_instance(key)
+        await self._release_finalizer(key)
+
+    async def _release_finalizer(self, key: Key) -> None:
         for _ in range(10):
             current = await self.client.get(_vm_path(key))
             finalizers = ((current or {}).get("metadata") or {}).get("finalizers") or []
@@ -333,7 +340,7 @@ async def _guarded(
     """Run one VM's work; failures are logged (the next event or re-list retries)."""
     try:
         await action(key, vm)
-    except (aiohttp.ClientError, KubeError, OSError, TimeoutError) as error:
+    except _TRANSIENT as error:
         log.warning("vm %s/%s: %s failed: %s", key[0], key[1], goal, _describe(error))
 
 
@@ -341,10 +348,13 @@ def _describe(error: BaseException) -> str:
     return str(error) or error.__class__.__name__
 
 
-async def register_vm_crd(client: KubeClient) -> None:
-    """Create the VirtualMachine CRD (if absent) and wait until it is Established."""
+async def register_crds(client: KubeClient) -> None:
+    """Create the VirtualMachine and VirtualMachineInstance CRDs (if absent); wait until both
+    are Established."""
     await client.ensure(CRD_PATH, vm_crd_manifest())
+    await client.ensure(CRD_PATH, vmi_crd_manifest())
     await wait_established(client, VM_CRD_NAME)
+    await wait_established(client, VMI_CRD_NAME)
 
 
 async def wait_established(client: KubeClient, crd_name: str) -> None:
