@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
@@ -43,6 +45,7 @@ from cloudkit.local.stack_procs import (
     spawn,
     wait_for_port,
 )
+from cloudkit.local.stack_strays import report_strays
 from cloudkit.local.stack_ui import StackConsole
 
 log = logging.getLogger("cloudkit.local.stack")
@@ -81,6 +84,8 @@ class StackHandle:
     notification_url: str
     vm_boot_seconds: float
     operator_running: bool
+    instance_namespace: str = INSTANCE_NAMESPACE
+    """The one namespace the operator reconciles; the user's kubeconfig defaults to it."""
     children: list[Child] = field(default_factory=list)
     simulator: VmSimulatorHandle | None = None
     eda: EdaHandle | None = None
@@ -139,8 +144,13 @@ def _prepare_state_dir(state_dir: Path) -> Path:
 
 
 def _publish_kubeconfig(source: Path, target: Path) -> None:
+    """The user's copy, whose context namespace is the watched one: `kubectl apply` of a
+    manifest without a namespace then lands where the operator looks."""
+    config = yaml.safe_load(source.read_text())
+    for context in config.get("contexts") or []:
+        context["context"]["namespace"] = INSTANCE_NAMESPACE
     tmp = target.with_suffix(".tmp")
-    write_private(tmp, source.read_text())  # 0600 from the first byte: it holds the token
+    write_private(tmp, yaml.safe_dump(config, sort_keys=False))  # 0600 first: it holds the token
     tmp.replace(target)
 
 
@@ -207,6 +217,9 @@ async def start_stack(
         await handle.stop()
         raise
     handle.supervise()
+    # Reported, not reconciled: the operator keeps upstream's one watched namespace.
+    strays = report_strays(state_dir / "apiserver" / "kubeconfig", handle.instance_namespace)
+    handle._watchers.append(asyncio.create_task(strays))
     return handle
 
 

@@ -55,6 +55,11 @@ class StackConsole:
         table.add_column(style="bold")
         table.add_column()
         table.add_row("provider", handle.provider)
+        table.add_row(
+            "instances in",
+            f"namespace {handle.instance_namespace}  (the kubeconfig's default; the operator "
+            "watches only it, instances elsewhere are reported, not provisioned)",
+        )
         table.add_row("API server", handle.apiserver_url)
         if handle.provider == "eda":
             table.add_row(
@@ -77,8 +82,15 @@ class StackConsole:
         table.add_row("state and logs", f"{handle.state_dir}  ({handle.state_dir / 'logs'})")
         table.add_row("", "")
         table.add_row("use it", Text(f"export KUBECONFIG={handle.kubeconfig}", style="green"))
-        table.add_row("", Text("kubectl get ci -A", style="green"))
+        table.add_row("", Text("kubectl apply -f examples/minimal.yaml", style="green"))
+        table.add_row("", Text("kubectl get ci -w", style="green"))
         table.add_row("", Text("kubectl get vm -A", style="green"))
+        if handle.provider == "aap":
+            # The AWX CLI reads these; the token stays in its file, never on screen.
+            host = handle.automation_url.removesuffix("/api")
+            token = f"$(cat {handle.automation_token_file})"
+            awx = f"CONTROLLER_HOST={host} CONTROLLER_OAUTH_TOKEN={token} awx jobs list"
+            table.add_row("", Text(awx, style="green"))
         table.add_row("stop", "Ctrl-C (stops everything)")
         self.console.print(Panel(table, title="cloudkit local stack is up", border_style="green"))
         # Once more outside the panel, unwrapped, for copy and paste.

@@ -1,0 +1,114 @@
+"""Instances the operator will never see: ComputeInstances outside the watched namespace.
+
+The operator reconciles only CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE, as upstream's deployment
+does, so an instance created in another namespace would wait forever in silence. `cloudkit up`
+watches every namespace and reports each such instance once, where a person looks: a warning
+on the stack's console and a Warning Event on the instance (`kubectl describe ci NAME`,
+`kubectl get events`), both naming the namespace to use (docs/decisions.md, "Instances
+outside the watched namespace").
+
+Names and namespaces are Kubernetes names (the API server validated them); they are only
+ever placed in messages, never rendered or run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cloudkit.api import names
+from cloudkit.local.stack_kube import KubeClient, KubeError, WatchExpired, resource_path
+
+log = logging.getLogger("cloudkit.local.stack")
+
+REASON = "NotWatched"
+COMPONENT = "cloudkit-up"
+INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL)
+RETRY_S = 1.0
+
+
+def stray_message(namespace: str, watched: str) -> str:
+    """What the Event and the console say about an instance in `namespace`."""
+    return (
+        f"The operator watches only namespace {watched}; this instance in {namespace} will "
+        f"not be provisioned. Delete it and create it in {watched} (the local kubeconfig's "
+        f"default namespace)."
+    )
+
+
+def stray_event(instance: dict[str, Any], watched: str) -> dict[str, Any]:
+    """The core/v1 Warning Event that tells the instance's owner why nothing happens."""
+    metadata = instance["metadata"]
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{metadata['name']}.{secrets.token_hex(8)}",
+            "namespace": metadata["namespace"],
+        },
+        "involvedObject": {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid"),
+        },
+        "reason": REASON,
+        "message": stray_message(metadata["namespace"], watched),
+        "type": "Warning",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+async def report_strays(
+    kubeconfig: Path, watched: str, warn: Callable[[str], None] = log.warning
+) -> None:
+    """Watch ComputeInstances in every namespace until cancelled; report each stray once."""
+    reported: set[str] = set()
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        while True:
+            try:
+                await _list_and_watch(kube, watched, warn, reported)
+            except (WatchExpired, KubeError, OSError, ValueError) as error:
+                # The stack supervises the API server; until it stops us, keep trying.
+                log.debug("stray-instance watch restarts: %s", error)
+            await asyncio.sleep(RETRY_S)
+
+
+async def _list_and_watch(
+    kube: KubeClient, watched: str, warn: Callable[[str], None], reported: set[str]
+) -> None:
+    listing = await kube.list_objects(INSTANCES)
+    for instance in listing.get("items") or []:
+        await _check(kube, instance, watched, warn, reported)
+    version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
+    async for kind, instance in kube.watch(INSTANCES, version):
+        if kind == "ADDED":
+            await _check(kube, instance, watched, warn, reported)
+
+
+async def _check(
+    kube: KubeClient,
+    instance: dict[str, Any],
+    watched: str,
+    warn: Callable[[str], None],
+    reported: set[str],
+) -> None:
+    metadata = instance.get("metadata") or {}
+    namespace, uid = metadata.get("namespace"), str(metadata.get("uid", ""))
+    if namespace in (None, watched) or uid in reported or metadata.get("deletionTimestamp"):
+        return
+    reported.add(uid)
+    warn(f"ComputeInstance {namespace}/{metadata.get('name')}: {stray_message(namespace, watched)}")
+    event = stray_event(instance, watched)
+    await kube.create(resource_path("", "v1", "events", namespace=namespace), event)
