@@ -1,14 +1,18 @@
-"""Executes the lifecycle core's one I/O action through the provider and returns its outcome.
+"""Executes the lifecycle core's one I/O action and returns its outcome.
 
-The provider's results and typed errors are translated into the core's outcome types here and
-nowhere else; a ProviderError never escapes (it becomes a Failure the core decides on).
-Anything else (a bug, a cancellation) propagates to the work queue.
+Job actions go to the provider; RestartVirtualMachine deletes a VirtualMachineInstance through
+the Kubernetes API (KubeVirt re-creates it). Results and typed errors are translated into the
+core's outcome types here and nowhere else: a ProviderError, a refused or failed delete never
+escapes (each becomes a Failure the core decides on). Anything else (a bug, a cancellation)
+propagates to the work queue.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
+
+import aiohttp
 
 from cloudkit.api.jobs import JobReading, JobType
 from cloudkit.lifecycle.types import (
@@ -25,7 +29,10 @@ from cloudkit.lifecycle.types import (
     Outcome,
     PollJob,
     PollOutcome,
+    RestartOutcome,
+    RestartVirtualMachine,
 )
+from cloudkit.operator.kube import KubeError
 from cloudkit.providers.base import CancelOutcome as ProviderCancel
 from cloudkit.providers.base import (
     DeprovisionAction,
@@ -49,6 +56,14 @@ _KINDS: tuple[tuple[type[ProviderError], FailureKind], ...] = (
 )
 
 
+class InstanceDeleter(Protocol):
+    """Deletes the VirtualMachineInstance of a VM (cloudkit.operator.kube.Kube is one)."""
+
+    async def delete_instance(self, namespace: str, name: str) -> bool:
+        """True once deletion was requested; False if there was none (404). Raises KubeError."""
+        ...
+
+
 def failure_from(error: ProviderError) -> Failure:
     kind = next((k for cls, k in _KINDS if isinstance(error, cls)), FailureKind.UNAVAILABLE)
     retry_after = (
@@ -57,8 +72,11 @@ def failure_from(error: ProviderError) -> Failure:
     return Failure(kind, error.message, retryable=error.retryable, retry_after=retry_after)
 
 
-async def execute(provider: Provider, action: IOAction, instance: dict[str, Any]) -> Outcome:
-    """Run `action` for `instance` (the object as last written, with the status of this pass)."""
+async def execute(
+    provider: Provider, action: IOAction, instance: dict[str, Any], *, vms: InstanceDeleter
+) -> Outcome:
+    """Run `action` for `instance` (the object as last written, with the status of this pass);
+    `vms` deletes VirtualMachineInstances for a restart."""
     match action:
         case LaunchProvision(correlation_id=cid):
             return await _launch_provision(provider, instance, cid)
@@ -74,6 +92,8 @@ async def execute(provider: Provider, action: IOAction, instance: dict[str, Any]
             except ProviderError as error:
                 return LookupOutcome(job_type, cid, failure=failure_from(error))
             return LookupOutcome(job_type, cid, reading=found)
+        case RestartVirtualMachine(namespace=namespace, name=name):
+            return await restart_vm(vms, namespace, name)
     raise TypeError(f"unknown I/O action {action!r}")  # pragma: no cover
 
 
@@ -126,3 +146,31 @@ async def _cancel(provider: Provider, job_id: str) -> Outcome:
         accepted=answer is ProviderCancel.REQUESTED,
         already_terminal=answer is ProviderCancel.ALREADY_TERMINAL,
     )
+
+
+async def restart_vm(vms: InstanceDeleter, namespace: str, name: str) -> RestartOutcome:
+    """Delete the VM's VirtualMachineInstance; a missing one is `missing`, not a failure."""
+    try:
+        deleted = await vms.delete_instance(namespace, name)
+    except KubeError as error:
+        return RestartOutcome(namespace, name, failure=_delete_failure(error))
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        # The message names the error type only: a connection error's text can hold the URL.
+        detail = f"deleting VirtualMachineInstance {namespace}/{name}: {type(error).__name__}"
+        return RestartOutcome(
+            namespace, name, failure=Failure(FailureKind.UNAVAILABLE, detail, retryable=True)
+        )
+    return RestartOutcome(namespace, name, missing=not deleted)
+
+
+def _delete_failure(error: KubeError) -> Failure:
+    """Kubernetes answers as the core's failure kinds: refusals are not retried by themselves."""
+    status = error.status or 0
+    message = str(error)
+    if status == 401:
+        return Failure(FailureKind.UNAUTHORIZED, message)
+    if status == 429:
+        return Failure(FailureKind.RATE_LIMITED, message, retry_after=error.retry_after)
+    if 400 <= status < 500:
+        return Failure(FailureKind.NOT_ALLOWED, message, retryable=False)
+    return Failure(FailureKind.UNAVAILABLE, message)

@@ -10,6 +10,10 @@ which cluster they talk to.
 
 Every write carries the resourceVersion it was computed from; a precondition failure raises
 Conflict so the reconcile can re-read and start over. A 404 on a read returns None.
+
+VirtualMachineInstances (KubeVirt names each as its VM, in the VM's namespace) are read with
+the VMs, for their creation time (restarts) and address (`status.ipAddress`), and deleted to
+restart a VM. Where KubeVirt is not installed, both CRDs are missing: reads find nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +42,7 @@ class KubeError(Exception):
 
     def __init__(self, what: str, error: ApiException) -> None:
         self.status = error.status
+        self.retry_after = _retry_after(error)
         detail = _status_message(error)
         super().__init__(f"{what}: {error.status} {detail}".strip())
 
@@ -55,6 +61,16 @@ def _status_message(error: ApiException) -> str:
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
         return str(parsed["message"])[:300]
     return str(error.reason or "")
+
+
+def _retry_after(error: ApiException) -> timedelta | None:
+    """The Retry-After header (seconds) of a 429 or 503, if the server sent one."""
+    headers: Any = error.headers or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return timedelta(seconds=max(0, int(value))) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 async def load_configuration(kubeconfig: Path | None = None) -> client.Configuration:
@@ -84,21 +100,73 @@ class InstanceKey:
         return f"{self.namespace}/{self.name}"
 
 
-def vm_observation(vm: dict[str, Any]) -> VirtualMachineObservation:
-    """Readiness from the VM's Ready condition; the printable status as KubeVirt shows it."""
-    metadata = vm.get("metadata") or {}
+ObjectKey = tuple[str, str]
+"""(namespace, name) of a namespaced object."""
+
+
+def object_key(obj: dict[str, Any]) -> ObjectKey:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def vm_observation(
+    vm: dict[str, Any], instance: dict[str, Any] | None = None
+) -> VirtualMachineObservation:
+    """Readiness from the VM's Ready condition; the printable status as KubeVirt shows it;
+    creation time and address from `instance`, its VirtualMachineInstance (None: there is none).
+    """
     status = vm.get("status") or {}
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
         if isinstance(c, dict)
     )
+    namespace, name = object_key(vm)
     return VirtualMachineObservation(
-        name=str(metadata.get("name", "")),
-        namespace=str(metadata.get("namespace", "")),
+        name=name,
+        namespace=namespace,
         ready=ready or bool(status.get("ready")),
         printable_status=str(status.get("printableStatus") or ""),
+        instance_created_at=instance_created_at(instance),
+        ip_address=instance_ip_address(instance),
     )
+
+
+def instance_created_at(instance: dict[str, Any] | None) -> datetime | None:
+    """The VMI's creationTimestamp (set by the API server); None without one or unreadable."""
+    raw = ((instance or {}).get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def instance_ip_address(instance: dict[str, Any] | None) -> str | None:
+    """The first address among the VMI's `status.interfaces` (`ipAddress`, else the first of
+    `ipAddresses`), in interface order; None when no interface reports one."""
+    interfaces = ((instance or {}).get("status") or {}).get("interfaces") or []
+    for interface in interfaces:
+        if not isinstance(interface, dict):
+            continue
+        address = interface.get("ipAddress")
+        if not address:
+            listed = interface.get("ipAddresses") or []
+            address = listed[0] if isinstance(listed, list) and listed else None
+        if isinstance(address, str) and address:
+            return address
+    return None
+
+
+def instance_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
+    """Per namespace, the VM names whose instances to read: one GET where a namespace holds one
+    VM, one list of the namespace's VMIs where it holds several (fewest requests either way)."""
+    by_namespace: dict[str, list[str]] = defaultdict(list)
+    for namespace, name in vms:
+        by_namespace[namespace].append(name)
+    return dict(by_namespace)
 
 
 class _CountingApiClient(client.ApiClient):
@@ -160,8 +228,58 @@ class Kube:
             if error.status == 404:  # the VirtualMachine CRD is not installed (yet)
                 return None
             raise KubeError("listing VirtualMachines", error) from None
-        items = listed.get("items") or []
-        return tuple(vm_observation(vm) for vm in items if isinstance(vm, dict))
+        vms = [vm for vm in listed.get("items") or [] if isinstance(vm, dict)]
+        instances = await self._instances_of([object_key(vm) for vm in vms])
+        return tuple(vm_observation(vm, instances.get(object_key(vm))) for vm in vms)
+
+    async def _instances_of(self, vms: list[ObjectKey]) -> dict[ObjectKey, dict[str, Any]]:
+        """The VirtualMachineInstance named as each VM, where one exists."""
+        found: dict[ObjectKey, dict[str, Any]] = {}
+        for namespace, vm_names in instance_lookups(vms).items():
+            if len(vm_names) == 1:
+                instance = await self._get_instance(namespace, vm_names[0])
+                if instance is not None:
+                    found[(namespace, vm_names[0])] = instance
+                continue
+            for instance in await self._list_instances(namespace):
+                if object_key(instance)[1] in vm_names:
+                    found[object_key(instance)] = instance
+        return found
+
+    async def _get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            instance: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:  # none (halted, being re-created), or no VMI CRD at all
+                return None
+            raise KubeError(f"reading VirtualMachineInstance {namespace}/{name}", error) from None
+        return instance
+
+    async def _list_instances(self, namespace: str) -> list[dict[str, Any]]:
+        try:
+            listed = await self._custom.list_namespaced_custom_object(
+                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL
+            )
+        except ApiException as error:
+            if error.status == 404:  # the VirtualMachineInstance CRD is not installed
+                return []
+            raise KubeError(f"listing VirtualMachineInstances in {namespace}", error) from None
+        return [i for i in listed.get("items") or [] if isinstance(i, dict)]
+
+    async def delete_instance(self, namespace: str, name: str) -> bool:
+        """Delete the VirtualMachineInstance `namespace/name` (KubeVirt re-creates it for a
+        running VM: a restart). False if there is none (404); other failures raise KubeError."""
+        try:
+            await self._custom.delete_namespaced_custom_object(
+                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise KubeError(f"deleting VirtualMachineInstance {namespace}/{name}", error) from None
+        return True
 
     async def replace_status(
         self, instance: dict[str, Any], status: dict[str, Any]

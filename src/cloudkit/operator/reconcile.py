@@ -120,7 +120,7 @@ class Reconciler:
             self._log(key, decision)
             if decision.io is None:
                 return decision, raw
-            outcome = await execute(self.provider, decision.io, raw)
+            outcome = await execute(self.provider, decision.io, raw, vms=self.kube)
             observation = observation.with_outcome(outcome)
         # Out of rounds with I/O still wanted: come back soon rather than loop here for ever.
         log.warning("%s: %d decision rounds in one pass; requeueing", key, MAX_STEPS)

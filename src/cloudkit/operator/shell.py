@@ -7,9 +7,10 @@ posting of log messages as events is off: kopf writes nothing to the objects. Th
 status and events are ours, decided by the lifecycle core and written by the reconciler.
 
 kopf runs cluster-wide because VirtualMachines live in tenant namespaces; instances outside
-CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE (when set) are filtered in the handler. If the KubeVirt
-CRD does not exist, kopf logs that the resource is unresolved and starts watching it when the
-CRD appears; the reconciler then sees vms=None.
+CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE (when set) are filtered in the handler. A change of a VM or
+of its VirtualMachineInstance (a restart re-creates it; its address appears) wakes the instance
+at once; routing.py says which. If the KubeVirt CRDs do not exist, kopf logs that the resources
+are unresolved and starts watching them when the CRDs appear; the reconciler then sees vms=None.
 
 Errors found while preparing (kubeconfig, busy ports) raise StartupError; main.py renders them.
 """
@@ -17,7 +18,6 @@ Errors found while preparing (kubeconfig, busy ports) raise StartupError; main.p
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from cloudkit.operator.kube import InstanceKey, Kube
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.notifications import NotificationReceiver
 from cloudkit.operator.reconcile import Reconciler
+from cloudkit.operator.routing import Routes
 from cloudkit.operator.settings import OperatorSettings
 from cloudkit.operator.startup import (
     StartupError,
@@ -50,12 +51,12 @@ class Runtime:
     queue: WorkQueue[InstanceKey]
     receiver: NotificationReceiver | None = None
     metrics_server: Any = None
-    namespaces_by_name: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    """Instance name → namespaces, to map a VM's label (a bare name) to instances."""
+    routes: Routes = field(init=False)
+    """Which instances a watch event concerns (an instance's, its VMs', their VMIs')."""
     closed: bool = False
 
-    def watches(self, namespace: str | None) -> bool:
-        return self.settings.namespace is None or namespace == self.settings.namespace
+    def __post_init__(self) -> None:
+        self.routes = Routes(self.settings.namespace)
 
     async def close(self) -> None:
         if self.closed:
@@ -100,13 +101,12 @@ def build_registry() -> kopf.OperatorRegistry:
         event: kopf.RawEvent, name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any
     ) -> None:
         runtime: Runtime = memo["runtime"]
-        if not name or not namespace or not runtime.watches(namespace):
+        if not name or not namespace:
             return
-        key = InstanceKey(namespace, name)
-        if event.get("type") == "DELETED":
-            runtime.namespaces_by_name[name].discard(namespace)
-        else:
-            runtime.namespaces_by_name[name].add(namespace)
+        deleted = event.get("type") == "DELETED"
+        key = runtime.routes.instance_event(namespace, name, deleted=deleted)
+        if key is None:
+            return
         obj = event.get("object") or {}
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if event.get("type") == "MODIFIED" and runtime.reconciler.is_own_write(key, version):
@@ -114,16 +114,28 @@ def build_registry() -> kopf.OperatorRegistry:
         runtime.queue.add(key)
 
     @kopf.on.event(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, registry=registry)
-    async def vm_changed(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    async def vm_changed(
+        event: kopf.RawEvent,
+        name: str | None,
+        namespace: str | None,
+        labels: kopf.Labels,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
         runtime: Runtime = memo["runtime"]
-        instance = labels.get(names.VM_INSTANCE_LABEL)
-        if not instance:
-            return
-        if runtime.settings.namespace is not None:
-            runtime.queue.add(InstanceKey(runtime.settings.namespace, instance))
-            return
-        for namespace in runtime.namespaces_by_name.get(instance, ()):
-            runtime.queue.add(InstanceKey(namespace, instance))
+        deleted = event.get("type") == "DELETED"
+        for key in runtime.routes.vm_event(namespace or "", name or "", labels, deleted=deleted):
+            runtime.queue.add(key)
+
+    @kopf.on.event(
+        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
+    )
+    async def vm_instance_changed(
+        name: str | None, namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+    ) -> None:
+        runtime: Runtime = memo["runtime"]
+        for key in runtime.routes.vmi_event(namespace or "", name or "", labels):
+            runtime.queue.add(key)
 
     return registry
 

@@ -14,10 +14,12 @@ from cloudkit.lifecycle.types import (
     CancelOutcome,
     FailureKind,
     FindJob,
+    IOAction,
     LaunchDeprovision,
     LaunchOutcome,
     LaunchProvision,
     LookupOutcome,
+    Outcome,
     PollJob,
     PollOutcome,
 )
@@ -98,15 +100,26 @@ class Backend:
 INSTANCE: dict[str, Any] = {"metadata": {"name": "vm", "namespace": "ns"}}
 
 
+class NoVms:
+    """Job actions never touch VirtualMachineInstances."""
+
+    async def delete_instance(self, namespace: str, name: str) -> bool:
+        raise AssertionError("a job action deleted a VirtualMachineInstance")
+
+
+async def run(backend: Backend, action: IOAction) -> Outcome:
+    return await execute(backend, action, INSTANCE, vms=NoVms())
+
+
 async def test_launches() -> None:
     backend = Backend()
-    launched = await execute(backend, LaunchProvision("c1"), INSTANCE)
+    launched = await run(backend, LaunchProvision("c1"))
     assert launched == LaunchOutcome(
         JobType.PROVISION,
         "c1",
         reading=JobReading("5", JobState.PENDING, "Provisioning job triggered"),
     )
-    deprovision = await execute(backend, LaunchDeprovision("c2"), INSTANCE)
+    deprovision = await run(backend, LaunchDeprovision("c2"))
     assert isinstance(deprovision, LaunchOutcome)
     assert deprovision.reading == JobReading("9", JobState.PENDING, "Deprovisioning job triggered")
     assert deprovision.block_deletion_on_failure is True
@@ -118,7 +131,7 @@ async def test_deprovision_waiting_carries_the_provision_reading() -> None:
     backend.deprovision = DeprovisionResult(
         DeprovisionAction.WAITING, "5", JobState.RUNNING, "running", True
     )
-    outcome = await execute(backend, LaunchDeprovision("c2"), INSTANCE)
+    outcome = await run(backend, LaunchDeprovision("c2"))
     assert isinstance(outcome, LaunchOutcome)
     assert outcome.waiting
     assert outcome.reading == JobReading("5", JobState.RUNNING, "running")
@@ -127,26 +140,24 @@ async def test_deprovision_waiting_carries_the_provision_reading() -> None:
 async def test_deprovision_skipped() -> None:
     backend = Backend()
     backend.deprovision = DeprovisionResult(DeprovisionAction.SKIPPED)
-    outcome = await execute(backend, LaunchDeprovision("c2"), INSTANCE)
+    outcome = await run(backend, LaunchDeprovision("c2"))
     assert isinstance(outcome, LaunchOutcome)
     assert outcome.skipped and outcome.reading is None
 
 
 async def test_poll_cancel_find() -> None:
     backend = Backend()
-    assert await execute(backend, PollJob(JobType.PROVISION, "5"), INSTANCE) == PollOutcome(
+    assert await run(backend, PollJob(JobType.PROVISION, "5")) == PollOutcome(
         JobType.PROVISION, "5", reading=JobReading("5", JobState.RUNNING, "running")
     )
-    assert await execute(backend, PollJob(JobType.DEPROVISION, "9"), INSTANCE) == PollOutcome(
+    assert await run(backend, PollJob(JobType.DEPROVISION, "9")) == PollOutcome(
         JobType.DEPROVISION, "9", reading=JobReading("9", JobState.SUCCEEDED, "successful")
     )
-    assert await execute(backend, CancelJob("5"), INSTANCE) == CancelOutcome("5", accepted=True)
+    assert await run(backend, CancelJob("5")) == CancelOutcome("5", accepted=True)
     backend.cancel = ProviderCancel.ALREADY_TERMINAL
-    assert await execute(backend, CancelJob("5"), INSTANCE) == CancelOutcome(
-        "5", already_terminal=True
-    )
+    assert await run(backend, CancelJob("5")) == CancelOutcome("5", already_terminal=True)
     since = datetime(2026, 1, 1, tzinfo=UTC)
-    assert await execute(backend, FindJob(JobType.PROVISION, "c1", since), INSTANCE) == (
+    assert await run(backend, FindJob(JobType.PROVISION, "c1", since)) == (
         LookupOutcome(JobType.PROVISION, "c1")
     )
 
@@ -172,7 +183,7 @@ async def test_errors_become_failures(
         CancelJob("5"),
         FindJob(JobType.PROVISION, "c1", datetime(2026, 1, 1, tzinfo=UTC)),
     ):
-        outcome = await execute(backend, action, INSTANCE)
+        outcome = await run(backend, action)
         failure = outcome.failure
         assert failure is not None, action
         assert failure.kind is kind
@@ -183,7 +194,7 @@ async def test_errors_become_failures(
 async def test_rate_limit_carries_retry_after() -> None:
     backend = Backend()
     backend.error = ProviderRateLimited("slow down", retry_after=2.5)
-    outcome = await execute(backend, LaunchProvision("c1"), INSTANCE)
+    outcome = await run(backend, LaunchProvision("c1"))
     assert outcome.failure is not None
     assert outcome.failure.kind is FailureKind.RATE_LIMITED
     assert outcome.failure.retry_after == timedelta(seconds=2.5)

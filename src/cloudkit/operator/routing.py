@@ -1,0 +1,70 @@
+"""Which ComputeInstances a watch event concerns: the instance's own, its VMs', their VMIs'.
+
+A VM carries the label cloudkit.openshift.io/computeinstance=<instance name>: a bare name, as
+upstream, since the VM lives in a tenant namespace, not the instance's. The routes therefore
+remember the namespaces in which each instance name exists. KubeVirt copies a VM's template
+labels onto its VirtualMachineInstance and names the VMI as the VM; a VMI without the label
+(a VM whose template has none) is traced through the VM of the same namespace and name.
+Pure bookkeeping: the shell feeds it events and reconciles the keys it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cloudkit.api import names
+from cloudkit.operator.kube import InstanceKey, ObjectKey
+
+
+@dataclass
+class Routes:
+    namespace: str | None = None
+    """The only namespace whose instances are reconciled (CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE),
+    or None for all."""
+    _namespaces_by_name: dict[str, set[str]] = field(default_factory=dict)
+    _instance_by_vm: dict[ObjectKey, str] = field(default_factory=dict)
+    """VM (namespace, name) → the instance name on its label, for unlabelled VMIs."""
+
+    def watches(self, namespace: str | None) -> bool:
+        return self.namespace is None or namespace == self.namespace
+
+    def instance_event(self, namespace: str, name: str, *, deleted: bool) -> InstanceKey | None:
+        """The instance to reconcile, or None when it is outside the watched namespace."""
+        if not self.watches(namespace):
+            return None
+        known = self._namespaces_by_name.setdefault(name, set())
+        if deleted:
+            known.discard(namespace)
+            if not known:
+                del self._namespaces_by_name[name]
+        else:
+            known.add(namespace)
+        return InstanceKey(namespace, name)
+
+    def vm_event(
+        self, namespace: str, name: str, labels: Mapping[str, str], *, deleted: bool
+    ) -> list[InstanceKey]:
+        """The instances a VM change concerns (the one named on its label)."""
+        instance = labels.get(names.VM_INSTANCE_LABEL)
+        if deleted or not instance:
+            self._instance_by_vm.pop((namespace, name), None)
+        else:
+            self._instance_by_vm[(namespace, name)] = instance
+        return self._keys(instance)
+
+    def vmi_event(self, namespace: str, name: str, labels: Mapping[str, str]) -> list[InstanceKey]:
+        """The instances a VirtualMachineInstance change concerns: by its label (copied from
+        the VM's template), else through the VM it is named after."""
+        instance = labels.get(names.VM_INSTANCE_LABEL) or self._instance_by_vm.get(
+            (namespace, name)
+        )
+        return self._keys(instance)
+
+    def _keys(self, instance: str | None) -> list[InstanceKey]:
+        if not instance:
+            return []
+        if self.namespace is not None:
+            return [InstanceKey(self.namespace, instance)]
+        namespaces = sorted(self._namespaces_by_name.get(instance, ()))
+        return [InstanceKey(namespace, instance) for namespace in namespaces]
