@@ -215,6 +215,11 @@ async def test_no_token_in_logs_status_events_or_jobs(tmp_path: Path) -> None:
         started = time.monotonic()
         await run_lifecycle(lab, "secret-keeper")
         timed = {"lifecycle": time.monotonic() - started}
+        # The stack's notifications carry the token as the receiver wants it (header).
+        logs = lab.handle.state_dir / "logs"
+        undelivered = re.compile(r"notification to \S+ (answered|failed)")
+        assert matching_line(logs / "automation.log", undelivered) is None
+        assert matching_line(logs / "operator.log", re.compile("notification refused")) is None
         headers = {"Authorization": f"Bearer {lab.handle.automation_token}"}
         async with aiohttp.ClientSession(
             headers=headers, timeout=aiohttp.ClientTimeout(total=30)
