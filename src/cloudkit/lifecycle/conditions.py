@@ -43,3 +43,8 @@ def set_condition(
 
 def get_condition(status: ComputeInstanceStatus, type_: ConditionType) -> Condition | None:
     return next((c for c in status.conditions if c.type == type_.value), None)
+
+
+def remove_condition(status: ComputeInstanceStatus, type_: ConditionType) -> None:
+    """Drop a condition that no longer applies (a past phase's must not linger)."""
+    status.conditions = [c for c in status.conditions if c.type != type_.value]

@@ -14,6 +14,7 @@ from cloudkit.api.models import (
 from cloudkit.lifecycle.conditions import set_condition
 from cloudkit.lifecycle.deprovision import step_deprovision
 from cloudkit.lifecycle.provision import step_provision
+from cloudkit.lifecycle.restart import step_restart
 from cloudkit.lifecycle.step import Step, fold_outcomes
 from cloudkit.lifecycle.tenant import tenant_reference
 from cloudkit.lifecycle.types import Decision, EventType, LifecycleConfig, Observation
@@ -38,6 +39,7 @@ def decide(
         step_deprovision(step)
     else:
         step_provision(step)
+        step_restart(step)
     return step.decision()
 
 
@@ -78,6 +80,7 @@ def _observe(step: Step) -> None:
         )
         step.event(EventType.WARNING, "MultipleVirtualMachines", listed)
         return
+    status.ip_address = vms[0].ip_address if len(vms) == 1 else None
     if not vms:
         status.virtual_machine_reference = None
         set_condition(

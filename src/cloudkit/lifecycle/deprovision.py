@@ -16,6 +16,7 @@ from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.api.models import ConditionType, JobStatus, Phase
 from cloudkit.lifecycle import jobs, launch
 from cloudkit.lifecycle.conditions import set_condition
+from cloudkit.lifecycle.restart import clear_restart
 from cloudkit.lifecycle.step import Step, has_automation_finalizer
 from cloudkit.lifecycle.types import (
     CancelJob,
@@ -42,11 +43,23 @@ def step_deprovision(step: Step) -> None:
         now=step.now,
         generation=step.instance.metadata.generation,
     )
+    # Conditions of the live path no longer apply: nothing is provisioned or restarted now.
+    set_condition(
+        status,
+        ConditionType.PROGRESSING,
+        "False",
+        "Deleting",
+        "The instance is being deleted",
+        now=step.now,
+        generation=step.instance.metadata.generation,
+    )
+    clear_restart(status)
     if not step.has_finalizer(names.OPERATOR_FINALIZER):
         return
-    state = step.instance.management_state
-    if state in {names.MANAGEMENT_STATE_MANUAL, names.MANAGEMENT_STATE_UNMANAGED}:
-        _release(step, f"management-state {state}: nothing is deprovisioned")
+    # `unmanaged` stops the operator from changing a live instance, but a deletion still
+    # deprovisions (upstream since 2026): releasing at once would leave its VM behind.
+    if step.instance.management_state == names.MANAGEMENT_STATE_MANUAL:
+        _release(step, "management-state manual: nothing is deprovisioned")
         return
     if not _provision_settled(step):
         return

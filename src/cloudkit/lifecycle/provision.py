@@ -137,11 +137,6 @@ def _finish_applied(step: Step) -> None:
         now=step.now,
         generation=gen,
     )
-    spec = step.instance.spec
-    if spec.restart_requested_at is not None and (
-        status.last_restarted_at is None or status.last_restarted_at < spec.restart_requested_at
-    ):
-        status.last_restarted_at = spec.restart_requested_at
     if job is None or jobs.is_finished(job) or jobs.is_intent(job):
         return
     if not jobs.observable(job, step.config):

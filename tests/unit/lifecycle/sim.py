@@ -42,6 +42,8 @@ from cloudkit.lifecycle.types import (
     PollOutcome,
     RecordEvent,
     RemoveFinalizer,
+    RestartOutcome,
+    RestartVirtualMachine,
     VirtualMachineObservation,
 )
 
@@ -54,6 +56,7 @@ AWX_WORD = {
     JobState.CANCELED: "canceled",
 }
 UNAVAILABLE = Failure(FailureKind.UNAVAILABLE, "connection refused", retryable=True)
+FORBIDDEN = Failure(FailureKind.NOT_ALLOWED, "virtualmachineinstances is forbidden", False)
 REFUSED = Failure(
     FailureKind.NOT_FOUND,
     "launching job template 'deprovision': no job template or workflow job template named "
@@ -91,6 +94,8 @@ class SimJob:
     cancel_requested: bool = False
     purged: bool = False
     fail: bool = False
+    redelivered: bool = False
+    """EDA: the same webhook sent again after a crash; the rulebook runs the playbook again."""
 
     def reading(self) -> JobReading:
         if self.purged:
@@ -115,7 +120,13 @@ class Backend:
     """A cancel is accepted (202) but never lands (AWX can lose one)."""
 
     def active(self) -> list[SimJob]:
-        return [j for j in self.jobs.values() if j.state not in TERMINAL_STATES and not j.purged]
+        """Jobs the operator answers for: not finished, not an EDA redelivery (at-least-once:
+        a second run of a playbook the operator already sent, which it cannot observe)."""
+        return [
+            j
+            for j in self.jobs.values()
+            if j.state not in TERMINAL_STATES and not j.purged and not j.redelivered
+        ]
 
     def launch(self, job_type: JobType, cid: str, cfg_version: str | None) -> SimJob:
         if self.provider == "eda" and any(c == cid for _, c in self.launches):
@@ -124,11 +135,14 @@ class Backend:
             self.redeliveries.append(cid)
         elif any(c == cid for _, c in self.launches):
             self.violations.append(f"second launch with correlation id {cid}")
-        elif self.active():
+        elif self.active() and self.provider == "aap":
+            # EDA cannot cancel or observe a playbook: a deletion sends the deprovision webhook
+            # while a provision playbook may still run (the playbooks settle that race).
             self.violations.append(f"{job_type} launched while {self.active()[0].id} active")
         self.launches.append((job_type, cid))
         self.next_id += 1
         job = SimJob(str(self.next_id), job_type, cid, cfg_version)
+        job.redelivered = cid in self.redeliveries
         if self.provider == "eda":
             job.id = f"eda-webhook-{self.next_id}"
             job.state = JobState.RUNNING
@@ -158,6 +172,11 @@ class World:
     now: datetime = T0
     vm_exists: bool = False
     vm_ready: bool = False
+    vmi_created_at: datetime | None = None
+    """The VM's VirtualMachineInstance (None: none exists, e.g. just deleted for a restart)."""
+    vmi_delete_refused: bool = False
+    restarts: list[datetime] = field(default_factory=list)
+    """When each VMI deletion (a restart) reached the cluster."""
     writes: list[ComputeInstanceStatus] = field(default_factory=list)
     released_because: list[str] = field(default_factory=list)
     events: list[RecordEvent] = field(default_factory=list)
@@ -178,6 +197,8 @@ class World:
                 continue
             meta = self.stored.metadata
             if job.type is JobType.PROVISION:
+                if not self.vm_exists:
+                    self.vmi_created_at = self.now
                 self.vm_exists = True
                 if job.config_version:
                     meta.annotations[names.RECONCILED_CONFIG_VERSION_ANNOTATION] = (
@@ -188,6 +209,7 @@ class World:
             else:
                 self.vm_exists = False
                 self.vm_ready = False
+                self.vmi_created_at = None
                 if names.AUTOMATION_FINALIZER in meta.finalizers:
                     meta.finalizers.remove(names.AUTOMATION_FINALIZER)
                     self._maybe_gone()
@@ -254,6 +276,15 @@ class World:
             if job.state is JobState.PENDING:
                 job.state = JobState.CANCELED  # AWX cancels a queued job at once
             return CancelOutcome(action.job_id, accepted=True)
+        if isinstance(action, RestartVirtualMachine):
+            if self.vmi_delete_refused:
+                return RestartOutcome(action.namespace, action.name, failure=FORBIDDEN)
+            if not self.vm_exists or self.vmi_created_at is None:
+                return RestartOutcome(action.namespace, action.name, missing=True)
+            self.vmi_created_at = None
+            self.vm_ready = False
+            self.restarts.append(self.now)
+            return RestartOutcome(action.namespace, action.name)
         if isinstance(action, FindJob):
             if not b.available:
                 return LookupOutcome(action.job_type, action.correlation_id, failure=UNAVAILABLE)
@@ -276,7 +307,19 @@ class World:
         """
         if self.stored is None:
             return None
-        vms = (VirtualMachineObservation("vm1", "ns-t", self.vm_ready),) if self.vm_exists else ()
+        vms = (
+            (
+                VirtualMachineObservation(
+                    "vm1",
+                    "ns-t",
+                    self.vm_ready,
+                    instance_created_at=self.vmi_created_at,
+                    ip_address="10.0.2.1" if self.vmi_created_at is not None else None,
+                ),
+            )
+            if self.vm_exists
+            else ()
+        )
         observation = Observation(vms=vms)
         for i in range(30):
             assert self.stored is not None
@@ -285,6 +328,7 @@ class World:
                 return None
             self.events.extend(decision.events)
             if decision.status != self.stored.status:
+                self._check_restart_record(decision.status)
                 self.stored.status = decision.status.model_copy(deep=True)
                 self.writes.append(self.stored.status.model_copy(deep=True))
             for change in decision.finalizers:
@@ -310,16 +354,16 @@ class World:
         assert self.stored is not None
         dep = self.stored.status.deprovision_job
         state = self.stored.metadata.annotations.get(names.MANAGEMENT_STATE_ANNOTATION)
-        if state in {names.MANAGEMENT_STATE_MANUAL, names.MANAGEMENT_STATE_UNMANAGED}:
+        if state == names.MANAGEMENT_STATE_MANUAL:
             return "managed-elsewhere"
-        if dep is None:
-            if self.provider == "eda" and (
-                names.AUTOMATION_FINALIZER not in self.stored.metadata.finalizers
-            ):
-                return "skipped"
-            return "BAD: no deprovision job"
-        if dep.state is JobState.SUCCEEDED:
+        if dep is not None and dep.state is JobState.SUCCEEDED:
             return "succeeded"
+        if self.provider == "eda" and (
+            names.AUTOMATION_FINALIZER not in self.stored.metadata.finalizers
+        ):
+            return "skipped"  # EDA's word that nothing (more) is to be deprovisioned
+        if dep is None:
+            return "BAD: no deprovision job"
         if dep.state in TERMINAL_STATES and not dep.block_deletion_on_failure:
             if not dep.id:
                 return "BAD: released after a refused deprovision launch"
@@ -386,3 +430,20 @@ class World:
             if self.stored is not None and self.stored.status.phase == "Ready":
                 return
         raise AssertionError(f"not Ready: {self.stored and self.stored.status}")
+
+    def kubevirt_recreates_vmi(self) -> None:
+        """KubeVirt starts a new VMI for a running VM whose VMI was deleted."""
+        if self.vm_exists and self.vmi_created_at is None:
+            self.vmi_created_at = self.now
+
+    def _check_restart_record(self, new: ComputeInstanceStatus) -> None:
+        """lastRestartedAt may name a request only once a VMI created after it exists."""
+        assert self.stored is not None
+        old = self.stored.status.last_restarted_at
+        recorded = new.last_restarted_at
+        if recorded is None or recorded == old:
+            return
+        if self.vmi_created_at is None or self.vmi_created_at <= recorded:
+            self.backend.violations.append(
+                f"lastRestartedAt {recorded} recorded, VMI created {self.vmi_created_at}"
+            )

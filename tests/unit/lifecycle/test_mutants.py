@@ -27,6 +27,7 @@ DETERMINISTIC = [
     "tests/unit/lifecycle/test_guarantees.py",
     "tests/unit/lifecycle/test_delete_during_provision.py",
     "tests/unit/lifecycle/test_units.py",
+    "tests/unit/lifecycle/test_restart.py",
 ]
 
 
@@ -118,6 +119,31 @@ MUTANTS = [
         "        job.state = reading.state\n        job.message = message\n",
         "        job.state = reading.state\n",
         "test_an_accepted_cancel_is_not_the_final_state",
+    ),
+]
+
+
+MUTANTS += [
+    Mutant(
+        "a restart recorded before KubeVirt re-created the VMI",
+        "lifecycle/restart.py",
+        "return vm.instance_created_at is not None and vm.instance_created_at > requested",
+        "return True",
+        "test_a_restart_deletes_the_vmi_once_and_completes_when_kubevirt_recreated_it",
+    ),
+    Mutant(
+        "the VMI deleted again after the restart's provisioning failed",
+        "lifecycle/restart.py",
+        "failed is not None and failed.reason == PROVISIONING_FAILED\n    ):",
+        "False\n    ):",
+        "test_a_failed_provisioning_job_fails_the_restart_in_progress",
+    ),
+    Mutant(
+        "an unmanaged instance released at deletion without deprovisioning",
+        "lifecycle/deprovision.py",
+        "if step.instance.management_state == names.MANAGEMENT_STATE_MANUAL:",
+        "if step.instance.management_state in {'manual', 'unmanaged'}:",
+        "test_unmanaged_is_ignored_while_live_and_deprovisioned_when_deleted",
     ),
 ]
 

@@ -11,7 +11,13 @@ from cloudkit.api.models import ComputeInstanceStatus, JobRecord, JobStatus
 from cloudkit.lifecycle import decide
 from cloudkit.lifecycle.jobs import poll_delay, retry_at, trim_history
 from cloudkit.lifecycle.tenant import tenant_hash, tenant_reference
-from cloudkit.lifecycle.types import Decision, LaunchProvision, Observation, RemoveFinalizer
+from cloudkit.lifecycle.types import (
+    Decision,
+    LaunchDeprovision,
+    LaunchProvision,
+    Observation,
+    RemoveFinalizer,
+)
 from tests.unit.lifecycle.sim import World, config, new_instance
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -87,16 +93,20 @@ def _decide(world: World) -> Decision:
     return decide(world.stored, Observation(vms=()), world.now, world.cfg)
 
 
-def test_unmanaged_is_ignored_while_live_and_released_when_deleted() -> None:
+def test_unmanaged_is_ignored_while_live_and_deprovisioned_when_deleted() -> None:
+    """Upstream's newer rule: releasing an unmanaged instance at once would orphan its VM."""
     world = World()
-    assert world.stored is not None
+    world.run_to_ready()
+    assert world.stored is not None and world.vm_exists
     world.stored.metadata.annotations[names.MANAGEMENT_STATE_ANNOTATION] = "unmanaged"
     assert _decide(world).ignored
-    world.stored.metadata.finalizers.append(names.OPERATOR_FINALIZER)
-    world.stored.metadata.deletion_timestamp = T
+    world.delete()
     decision = _decide(world)
-    assert decision.io is None
-    assert RemoveFinalizer(names.OPERATOR_FINALIZER) in decision.finalizers
+    assert isinstance(decision.io, LaunchDeprovision)
+    assert RemoveFinalizer(names.OPERATOR_FINALIZER) not in decision.finalizers
+    world.advance(passes=4)
+    assert world.stored is None and world.released_because == ["succeeded"]
+    assert not world.vm_exists
 
 
 def test_manual_never_launches_and_releases_at_once_on_delete() -> None:
@@ -228,21 +238,6 @@ def test_no_poll_while_the_reading_is_fresh() -> None:
     assert decision.requeue_after <= world.cfg.first_poll
     world.tick(world.cfg.first_poll.total_seconds())
     assert _decide(world).io is not None
-
-
-def test_restart_request_recorded_once_applied() -> None:
-    world = World()
-    world.reconcile()
-    assert world.stored is not None and world.stored.status.provision_job is not None
-    _finish(world, world.stored.status.provision_job.id)
-    world.stored.spec.restart_requested_at = world.now
-    world.tick(1)
-    world.reconcile()
-    assert world.stored.status.last_restarted_at is None  # the hash changed: re-provisioning
-    job = world.stored.status.provision_job
-    assert job is not None and len(world.backend.launches) == 2
-    _finish(world, job.id)
-    assert world.stored.status.last_restarted_at == world.stored.spec.restart_requested_at
 
 
 def test_non_retryable_launch_failure_fails_then_retries_after_backoff() -> None:
