@@ -33,8 +33,8 @@ from cloudkit.lifecycle.types import (
     RestartVirtualMachine,
 )
 from cloudkit.operator.kube import KubeError
-from cloudkit.providers.base import CancelOutcome as ProviderCancel
 from cloudkit.providers.base import (
+    CancelAnswer,
     DeprovisionAction,
     Provider,
     ProviderError,
@@ -143,8 +143,8 @@ async def _cancel(provider: Provider, job_id: str) -> Outcome:
         return CancelOutcome(job_id, failure=failure_from(error))
     return CancelOutcome(
         job_id,
-        accepted=answer is ProviderCancel.REQUESTED,
-        already_terminal=answer is ProviderCancel.ALREADY_TERMINAL,
+        accepted=answer is CancelAnswer.REQUESTED,
+        already_terminal=answer is CancelAnswer.ALREADY_TERMINAL,
     )
 
 

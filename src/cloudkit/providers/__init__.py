@@ -5,7 +5,7 @@ policy (that is cloudkit.lifecycle) nor touch Kubernetes (that is cloudkit.opera
 """
 
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     DeprovisionAction,
     DeprovisionResult,
     JobReading,
@@ -22,7 +22,7 @@ from cloudkit.providers.base import (
 )
 
 __all__ = [
-    "CancelOutcome",
+    "CancelAnswer",
     "DeprovisionAction",
     "DeprovisionResult",
     "JobReading",

@@ -20,7 +20,7 @@ from cloudkit.api.jobs import JobReading, JobState, JobType, ProviderCapabilitie
 # Explicit exports: JobReading, JobState, JobType and ProviderCapabilities are re-exported from
 # cloudkit.api.jobs, which mypy --strict (no implicit re-export) only accepts when listed here.
 __all__ = [
-    "CancelOutcome",
+    "CancelAnswer",
     "DeprovisionAction",
     "DeprovisionResult",
     "JobReading",
@@ -61,7 +61,7 @@ class DeprovisionResult:
     block_deletion_on_failure: bool = False
 
 
-class CancelOutcome(StrEnum):
+class CancelAnswer(StrEnum):
     REQUESTED = "requested"
     """The backend accepted the cancel (AAP 202); the job is not terminal yet."""
     ALREADY_TERMINAL = "already_terminal"
@@ -132,7 +132,7 @@ class Provider(Protocol):
 
     async def deprovision_status(self, job_id: str) -> JobReading: ...
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome: ...
+    async def cancel_job(self, job_id: str) -> CancelAnswer: ...
 
     async def find_job(
         self, job_type: JobType, correlation_id: str, *, since: datetime

@@ -13,7 +13,7 @@ from providers_support import TEMPLATES, ProviderFactory, eventually, instance
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.local.automation.main import AutomationHandle, start_automation_service
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     DeprovisionAction,
     ProviderNotAllowed,
     ProviderNotFound,
@@ -69,7 +69,7 @@ async def test_failing_playbook_then_cancel_and_purge(
     # The local service names the failed task and its message in job_explanation.
     assert "provisioning failed on purpose" in reading.details
 
-    assert await provider.cancel_job(launched.job_id) is CancelOutcome.ALREADY_TERMINAL
+    assert await provider.cancel_job(launched.job_id) is CancelAnswer.ALREADY_TERMINAL
 
     # Purge it through plain HTTP, as cleanup_jobs would.
     headers = {"Authorization": f"Bearer {automation.token}"}
@@ -106,7 +106,7 @@ async def test_deprovision_waits_for_running_provision_then_cancel_lands_fast(
     assert (waiting.job_id, waiting.state) == (launched.job_id, JobState.RUNNING)
 
     started = time.monotonic()
-    assert await provider.cancel_job(launched.job_id) is CancelOutcome.REQUESTED
+    assert await provider.cancel_job(launched.job_id) is CancelAnswer.REQUESTED
     canceled = await eventually(read, terminal, within=3.0)
     assert canceled.state is JobState.CANCELED
     assert time.monotonic() - started < 3.0

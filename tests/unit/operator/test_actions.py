@@ -24,8 +24,8 @@ from cloudkit.lifecycle.types import (
     PollOutcome,
 )
 from cloudkit.operator.actions import execute
-from cloudkit.providers.base import CancelOutcome as ProviderCancel
 from cloudkit.providers.base import (
+    CancelAnswer,
     DeprovisionAction,
     DeprovisionResult,
     LaunchResult,
@@ -46,7 +46,7 @@ class Backend:
         self.deprovision = DeprovisionResult(
             DeprovisionAction.TRIGGERED, "9", JobState.PENDING, "Deprovisioning job triggered", True
         )
-        self.cancel = ProviderCancel.REQUESTED
+        self.cancel = CancelAnswer.REQUESTED
         self.found: JobReading | None = None
         self.calls: list[tuple[str, Any]] = []
 
@@ -83,7 +83,7 @@ class Backend:
         self._maybe_fail()
         return JobReading(job_id, JobState.SUCCEEDED, "successful")
 
-    async def cancel_job(self, job_id: str) -> ProviderCancel:
+    async def cancel_job(self, job_id: str) -> CancelAnswer:
         self._maybe_fail()
         return self.cancel
 
@@ -154,7 +154,7 @@ async def test_poll_cancel_find() -> None:
         JobType.DEPROVISION, "9", reading=JobReading("9", JobState.SUCCEEDED, "successful")
     )
     assert await run(backend, CancelJob("5")) == CancelOutcome("5", accepted=True)
-    backend.cancel = ProviderCancel.ALREADY_TERMINAL
+    backend.cancel = CancelAnswer.ALREADY_TERMINAL
     assert await run(backend, CancelJob("5")) == CancelOutcome("5", already_terminal=True)
     since = datetime(2026, 1, 1, tzinfo=UTC)
     assert await run(backend, FindJob(JobType.PROVISION, "c1", since)) == (

@@ -24,7 +24,7 @@ from cloudkit.operator.kube import (
     vm_observation,
 )
 from cloudkit.operator.routing import Routes
-from cloudkit.providers.base import CancelOutcome, DeprovisionResult, LaunchResult
+from cloudkit.providers.base import CancelAnswer, DeprovisionResult, LaunchResult
 
 LABEL = names.VM_INSTANCE_LABEL
 
@@ -140,7 +140,7 @@ class NoJobs:
     async def deprovision_status(self, job_id: str) -> JobReading:
         raise AssertionError("polled")
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str) -> CancelAnswer:
         raise AssertionError("canceled")
 
     async def find_job(

@@ -13,7 +13,7 @@ from cloudkit.api.jobs import JobState
 from cloudkit.providers.aap import wire
 from cloudkit.providers.aap.client import backoff_delay
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     ProviderInvalidResponse,
     ProviderNotAllowed,
     ProviderNotFound,
@@ -282,10 +282,10 @@ def test_error_messages_do_not_carry_headers() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(202, CancelOutcome.REQUESTED), (405, CancelOutcome.ALREADY_TERMINAL), (403, None)],
+    [(202, CancelAnswer.REQUESTED), (405, CancelAnswer.ALREADY_TERMINAL), (403, None)],
 )
-def test_cancel_outcome(status: int, outcome: CancelOutcome | None) -> None:
-    assert wire.cancel_outcome(wire.Response(status)) is outcome
+def test_cancel_outcome(status: int, outcome: CancelAnswer | None) -> None:
+    assert wire.cancel_answer(wire.Response(status)) is outcome
 
 
 # --- find ---------------------------------------------------------------------------------------

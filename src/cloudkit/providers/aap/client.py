@@ -20,7 +20,7 @@ import aiohttp
 from cloudkit.api.jobs import JobReading
 from cloudkit.providers.aap import wire
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     ProviderError,
     ProviderNotFound,
     ProviderUnavailable,
@@ -186,11 +186,11 @@ class AapClient:
         response = await self.send(request, retry=True)
         return wire.parse_job(request, response, job_id)
 
-    async def cancel(self, job_id: wire.AapJobId) -> CancelOutcome:
+    async def cancel(self, job_id: wire.AapJobId) -> CancelAnswer:
         request = wire.cancel_request(job_id)
         # 405 on cancel is an answer (the job already ended), not a failure.
         response = await self.send(request, retry=True, accept=frozenset({405}))
-        outcome = wire.cancel_outcome(response)
+        outcome = wire.cancel_answer(response)
         if outcome is None:  # pragma: no cover - send() raised for every other status
             raise AssertionError(f"unexpected cancel status {response.status}")
         return outcome

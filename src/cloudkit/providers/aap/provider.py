@@ -22,7 +22,7 @@ from cloudkit.api.jobs import (
 from cloudkit.providers.aap import wire
 from cloudkit.providers.aap.client import DEFAULT_TIMEOUT, AapClient
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     DeprovisionAction,
     DeprovisionResult,
     LaunchResult,
@@ -135,7 +135,7 @@ class AapProvider:
     async def deprovision_status(self, job_id: str) -> JobReading:
         return await self._read(job_id)
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str) -> CancelAnswer:
         """202 → REQUESTED, 405 → ALREADY_TERMINAL; a 404 (purged) raises ProviderNotFound."""
         return await self._client.cancel(wire.AapJobId.parse(job_id))
 

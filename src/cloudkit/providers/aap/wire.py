@@ -32,7 +32,7 @@ from cloudkit.providers.aap.messages import (
     parse_retry_after,
     redact,
 )
-from cloudkit.providers.base import CancelOutcome, ProviderNotAllowed
+from cloudkit.providers.base import CancelAnswer, ProviderNotAllowed
 
 # The request/response model lives in messages.py; it is re-exported so callers need one module.
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "Response",
     "TemplateKind",
     "TemplateRef",
-    "cancel_outcome",
+    "cancel_answer",
     "cancel_request",
     "error_for",
     "find_jobs_request",
@@ -262,12 +262,12 @@ def cancel_request(job_id: AapJobId) -> Request:
     return Request("POST", f"v2/{job_id.kind.collection}/{job_id.number}/cancel/")
 
 
-def cancel_outcome(response: Response) -> CancelOutcome | None:
+def cancel_answer(response: Response) -> CancelAnswer | None:
     """202 → requested; 405 → the job already ended (AWX UI and awxkit read it the same way)."""
     if response.status == 405:
-        return CancelOutcome.ALREADY_TERMINAL
+        return CancelAnswer.ALREADY_TERMINAL
     if 200 <= response.status < 300:
-        return CancelOutcome.REQUESTED
+        return CancelAnswer.REQUESTED
     return None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from cloudkit.api.jobs import EDA_CAPABILITIES, JobReading, JobState, JobType, ProviderCapabilities
 from cloudkit.providers.base import (
-    CancelOutcome,
+    CancelAnswer,
     DeprovisionAction,
     DeprovisionResult,
     LaunchResult,
@@ -103,7 +103,7 @@ class EdaProvider:
     async def deprovision_status(self, job_id: str) -> JobReading:
         return JobReading(job_id=job_id, state=JobState.UNKNOWN, message=DEPROVISION_STATUS_MESSAGE)
 
-    async def cancel_job(self, job_id: str) -> CancelOutcome:
+    async def cancel_job(self, job_id: str) -> CancelAnswer:
         raise ProviderNotAllowed("EDA provider cannot cancel jobs")
 
     async def find_job(
