@@ -61,6 +61,7 @@ class Lifecycle(RuleBasedStateMachine):
         super().__init__()
         self.world = World()
         self.checked_writes = 0
+        self.checked_phases = 0
         self.requests: set[object] = set()
 
     @rule(provider=st.sampled_from(["aap", "eda"]))
@@ -172,6 +173,27 @@ class Lifecycle(RuleBasedStateMachine):
                 if job is not None and job.id:
                     assert consistent(job, self.world.provider), job
         self.checked_writes = len(self.world.writes)
+
+    @invariant()
+    def conditions_match_the_phase(self) -> None:
+        """No condition set by a past phase lingers (Progressing follows the phase; a deletion
+        drops the restart conditions)."""
+        expected = {
+            "Progressing": ("True", None),
+            "Ready": ("False", "AsExpected"),
+            "Failed": ("False", "ProvisioningFailed"),
+            "Deleting": ("False", "Deleting"),
+        }
+        for status in self.world.writes[self.checked_phases :]:
+            conditions = {c.type: c for c in status.conditions}
+            progressing = conditions.get("Progressing")
+            if status.phase is not None and progressing is not None:
+                want_status, want_reason = expected[status.phase.value]
+                assert progressing.status == want_status, (status.phase, progressing)
+                assert want_reason in (None, progressing.reason), (status.phase, progressing)
+            if status.phase is not None and status.phase.value == "Deleting":
+                assert not {"RestartInProgress", "RestartFailed"} & conditions.keys()
+        self.checked_phases = len(self.world.writes)
 
     @invariant()
     def provision_terminal_before_deprovision(self) -> None:  # invariant 3
