@@ -204,6 +204,8 @@ def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timede
     poll waits half the time the job has already spent in its state) while nothing changes; the
     configured interval is a ceiling, not the latency (design §9).
     """
+    if config.poll_every_pass:
+        return config.poll_interval
     since = job.state_changed_at or job.launched_at or now
     if job.cancel_requested_at is not None and job.cancel_requested_at > since:
         since = job.cancel_requested_at
@@ -219,6 +221,8 @@ def poll_wait(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedel
     status write per poll would cost more than the poll), so the geometric schedule is carried
     by the requeue delays (`poll_delay`) and by the one-poll-per-pass rule.
     """
+    if config.poll_every_pass:
+        return None
     since = job.state_changed_at or job.launched_at
     if since is None or now - since >= config.first_poll:
         return None

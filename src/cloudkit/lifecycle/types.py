@@ -44,6 +44,9 @@ class LifecycleConfig:
     retry_backoff_max: timedelta = timedelta(minutes=30)
     launch_lookup_grace: timedelta = timedelta(seconds=5)
     """An intent younger than this that a lookup did not find is looked up again, not relaunched."""
+    poll_every_pass: bool = False
+    """Upstream's policy (reference §3.1), kept as the benchmarks' baseline: every pass polls a
+    running job, whatever woke it, and the next pass is due a full `poll_interval` later."""
     cancel_grace: timedelta = timedelta(seconds=30)
     """A canceled job still active after this is canceled again (AWX #10151)."""
     tenant_namespace_prefix: str = ""

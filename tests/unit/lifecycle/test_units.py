@@ -442,3 +442,29 @@ def test_every_job_records_the_provider_that_runs_it() -> None:
         job = world.stored.status.provision_job
         assert job is not None and job.provider == provider
         assert [r.provider for r in world.stored.status.jobs] == [provider]
+
+
+def test_upstream_poll_policy_polls_on_every_pass_and_requeues_the_interval() -> None:
+    """Reference §3.1 as the baseline policy: whatever wakes a pass (a status write, a VM
+    event, the requeue) polls the running job at once, even right after a state change, and
+    the requeue is the full interval; the adaptive policy waits out `first_poll` instead."""
+    from cloudkit.lifecycle.types import PollJob
+
+    for every_pass in (True, False):
+        world = World(cfg=config(poll_every_pass=every_pass))
+        world.reconcile()  # launch
+        assert world.stored is not None and world.stored.status.provision_job is not None
+        job_id = world.stored.status.provision_job.id
+        world.tick(0.1)  # a pass woken at once (upstream: by its own status write)
+        woken = _decide(world)
+        if every_pass:
+            assert woken.io == PollJob(JobType.PROVISION, job_id)
+        else:
+            assert woken.io is None and woken.requeue_after is not None
+            assert woken.requeue_after < timedelta(seconds=1)
+        requeue = world.reconcile()
+        assert requeue is not None
+        if every_pass:
+            assert requeue == timedelta(seconds=30)
+        else:
+            assert requeue < timedelta(seconds=30)
