@@ -103,7 +103,7 @@ def demo(
 
 @app.command()
 def scenario(
-    name: str = typer.Argument(..., help="delete-during-provision | lifecycle"),
+    name: str = typer.Argument(..., help="delete-during-provision | lifecycle | restart"),
     provider: str = Provider,
     kubeconfig: Path | None = typer.Option(
         None, help="Run against this cluster; without it a local stack is started and stopped."

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from cloudkit.scenarios.runner import SCENARIOS, Scenario, ScenarioError
+from cloudkit.scenarios.restart import restart
+from cloudkit.scenarios.runner import Scenario, ScenarioError, delete_during_provision, lifecycle
 from cloudkit.scenarios.validations import Report
+
+SCENARIOS: dict[str, Callable[[Scenario], Report]] = {
+    "delete-during-provision": delete_during_provision,
+    "lifecycle": lifecycle,
+    "restart": restart,
+}
 
 
 def render(report: Report, console: Console) -> None:

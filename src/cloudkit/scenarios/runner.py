@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -164,6 +165,30 @@ class Scenario:
             raise
         return True
 
+    def request_restart(self, at: datetime) -> None:
+        """Set spec.restartRequestedAt, as a user would (a merge patch of the spec)."""
+        self.custom.patch_namespaced_custom_object(
+            names.GROUP,
+            names.VERSION,
+            self.namespace,
+            names.PLURAL,
+            self.name,
+            {"spec": {"restartRequestedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+            _content_type="application/merge-patch+json",
+        )
+
+    def vm_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The VirtualMachineInstance `namespace/name` (KubeVirt names it as its VM), or None."""
+        try:
+            found = self.custom.get_namespaced_custom_object(
+                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) else None
+
     def labelled_vms(self) -> list[str]:
         try:
             vms = self.custom.list_cluster_custom_object(
@@ -213,7 +238,7 @@ def _provision_running(rec: Recorder, provider: str) -> bool:
     return job.get("state") in v.NON_TERMINAL and names.AUTOMATION_FINALIZER in snap.finalizers
 
 
-def _vms_left(scn: Scenario) -> list[str]:
+def vms_left(scn: Scenario) -> list[str]:
     """Labelled VMs once clean-up has settled. With AAP the deprovision job waits for them to
     go before the resource is released, so this is immediate. An EDA provision playbook that
     outlived the deletion removes its own VM (see provision.yml): wait for that, bounded."""
@@ -248,7 +273,7 @@ def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.provision_terminal_with_matching_message(trace, scn.provider))
     report.validations.append(v.single_deprovision_after_provision_terminal(trace, scn.provider))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
-    report.validations.append(v.no_orphan_vm(_vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
+    report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
 
@@ -289,12 +314,6 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.phase_deleting_after_delete(trace))
     report.validations.append(v.single_deprovision_after_provision_terminal(trace, scn.provider))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
-    report.validations.append(v.no_orphan_vm(_vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
+    report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
-
-
-SCENARIOS: dict[str, Callable[..., Report]] = {
-    "delete-during-provision": delete_during_provision,
-    "lifecycle": lifecycle,
-}

@@ -8,6 +8,7 @@ on hand-made traces and mean the same against the local stack and a real cluster
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 TERMINAL = {"Succeeded", "Failed", "Canceled"}
@@ -185,4 +186,111 @@ def no_orphan_vm(vms: list[str], label: str) -> Validation:
         "no-orphan-virtual-machine",
         not vms,
         f"no VirtualMachine labelled {label}" if not vms else f"left behind: {', '.join(vms)}",
+    )
+
+
+# --- restart (spec.restartRequestedAt) ---------------------------------------------------------
+
+RESTART_CONDITIONS = ("RestartInProgress", "RestartFailed")
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp as Kubernetes writes it, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def condition(snap: Snapshot, kind: str) -> dict[str, Any] | None:
+    found = [c for c in snap.status.get("conditions") or [] if isinstance(c, dict)]
+    return next((c for c in found if c.get("type") == kind), None)
+
+
+def condition_true(snap: Snapshot, kind: str) -> bool:
+    return (condition(snap, kind) or {}).get("status") == "True"
+
+
+def restarted(snap: Snapshot | None, requested: datetime) -> bool:
+    """The restart is over: lastRestartedAt is the request, no restart condition, Ready."""
+    if snap is None:
+        return False
+    return (
+        parse_time(snap.status.get("lastRestartedAt")) == requested
+        and all(condition(snap, kind) is None for kind in RESTART_CONDITIONS)
+        and snap.status.get("phase") == "Ready"
+    )
+
+
+def restart_in_progress_seen(trace: list[Snapshot]) -> Validation:
+    """Some version written while the restart ran says so (RestartInProgress True)."""
+    shown = [s for s in trace if condition_true(s, "RestartInProgress")]
+    detail = (
+        f"RestartInProgress True in {len(shown)} versions, first: "
+        f"{(condition(shown[0], 'RestartInProgress') or {}).get('message')!r}"
+        if shown
+        else f"RestartInProgress never True in {len(trace)} versions after the request"
+    )
+    return Validation("restart-in-progress-seen", bool(shown), detail)
+
+
+def no_restart_failure(trace: list[Snapshot]) -> Validation:
+    failed = [s for s in trace if condition_true(s, "RestartFailed")]
+    detail = "RestartFailed never set"
+    if failed:
+        first = condition(failed[0], "RestartFailed") or {}
+        detail = f"RestartFailed {first.get('reason')}: {first.get('message')!r}"
+    return Validation("restart-never-failed", not failed, detail)
+
+
+def instance_recreated(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, requested: datetime
+) -> Validation:
+    """The VirtualMachineInstance now is a new one (another uid), created after the request
+    (creation times have whole seconds: the request's second counts)."""
+    name = "vmi-recreated-after-request"
+    if before is None or after is None:
+        missing = "before" if before is None else "after"
+        return Validation(name, False, f"no VirtualMachineInstance {missing} the restart")
+    old_uid = (before.get("metadata") or {}).get("uid")
+    new_uid = (after.get("metadata") or {}).get("uid")
+    created = parse_time((after.get("metadata") or {}).get("creationTimestamp"))
+    ok = old_uid != new_uid and created is not None and created >= requested.replace(microsecond=0)
+    return Validation(
+        name,
+        ok,
+        f"uid {old_uid} -> {new_uid}; created {created and created.isoformat()} "
+        f"for a request at {requested.isoformat()}",
+    )
+
+
+def restart_completed(final: Snapshot | None, requested: datetime) -> Validation:
+    status = final.status if final else {}
+    left = [kind for kind in RESTART_CONDITIONS if final and condition(final, kind) is not None]
+    return Validation(
+        "restart-completed",
+        restarted(final, requested),
+        f"lastRestartedAt {status.get('lastRestartedAt')} for {requested.isoformat()}; "
+        f"phase {status.get('phase')}; restart conditions left: {left or 'none'}",
+    )
+
+
+def first_instance_address(instance: dict[str, Any] | None) -> str | None:
+    for interface in ((instance or {}).get("status") or {}).get("interfaces") or []:
+        if isinstance(interface, dict) and interface.get("ipAddress"):
+            return str(interface["ipAddress"])
+    return None
+
+
+def ip_address_reported(final: Snapshot | None, instance: dict[str, Any] | None) -> Validation:
+    """status.ipAddress is the first address of the VirtualMachineInstance's interfaces."""
+    shown = final.status.get("ipAddress") if final else None
+    actual = first_instance_address(instance)
+    return Validation(
+        "ip-address-set",
+        bool(shown) and shown == actual,
+        f"status.ipAddress {shown!r}; VirtualMachineInstance {actual!r}",
     )
