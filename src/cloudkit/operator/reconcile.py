@@ -72,6 +72,13 @@ class Reconciler:
         return None if delay is None else delay.total_seconds()
 
     async def reconcile(self, key: InstanceKey) -> timedelta | None:
+        """One pass; the delay until the next (None = on changes only)."""
+        before = self._written.get(key)
+        delay = await self._pass(key)
+        wrote = self._written.get(key) not in (None, before)
+        return next_pass(delay, wrote=wrote, config=self.config)
+
+    async def _pass(self, key: InstanceKey) -> timedelta | None:
         observation = Observation()
         events: dict[tuple[str, str, str], RecordEvent] = {}
         for _ in range(MAX_CONFLICTS):
@@ -229,6 +236,19 @@ class Reconciler:
             io,
             f"{requeue.total_seconds():g}s" if requeue is not None else "-",
         )
+
+
+def next_pass(delay: timedelta | None, *, wrote: bool, config: LifecycleConfig) -> timedelta | None:
+    """When the key runs again after a pass that wanted `delay` and did (not) write the object.
+
+    Upstream's controller watches its own object, so each of its writes causes one more pass at
+    once (reference §3.1); the baseline policy (`poll_every_pass`) does the same, and that pass
+    polls the job. Our own policy ignores the watch events of its writes (`is_own_write`): they
+    carry nothing new, and the core already said when it wants to come back.
+    """
+    if config.poll_every_pass and wrote:
+        return timedelta(0)
+    return delay
 
 
 class _Restart(Exception):

@@ -36,7 +36,7 @@ class PollPolicy(StrEnum):
     ADAPTIVE = "adaptive"
     """Sub-second first poll, backing off to the poll interval (our default)."""
     FIXED = "fixed"
-    """Every poll waits the full interval (upstream's fixed 30 s requeue; for benchmarks)."""
+    """Upstream's (reference §3.1): every pass polls, requeue the full interval (benchmarks)."""
 
 
 @dataclass(frozen=True, slots=True)

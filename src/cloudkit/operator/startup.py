@@ -32,19 +32,20 @@ class StartupError(Exception):
 
 
 def lifecycle_config(settings: OperatorSettings) -> LifecycleConfig:
+    """The core's configuration. CLOUDKIT_POLL_POLICY=fixed is upstream's policy (reference
+    §3.1), the benchmarks' baseline: every pass polls a running job, whatever woke it, and the
+    next pass is due the full interval later (the reconciler adds upstream's extra pass after
+    each write of its own). It is not a slower adaptive policy: a wake-up polls at once."""
     capabilities = AAP_CAPABILITIES if settings.provider == "aap" else EDA_CAPABILITIES
-    first_poll = settings.first_poll
-    if settings.poll_policy is PollPolicy.FIXED:
-        # Upstream's behaviour: every poll waits the full interval.
-        first_poll = settings.poll_interval
     return LifecycleConfig(
         provider_name=settings.provider,
         capabilities=capabilities,
         poll_interval=settings.poll_interval,
-        first_poll=min(first_poll, settings.poll_interval),
+        first_poll=min(settings.first_poll, settings.poll_interval),
         max_job_history=settings.max_job_history,
         retry_backoff_min=settings.retry_backoff_min,
         retry_backoff_max=settings.retry_backoff_max,
+        poll_every_pass=settings.poll_policy is PollPolicy.FIXED,
     )
 
 

@@ -37,7 +37,8 @@ def test_adaptive_and_fixed_polling() -> None:
     assert adaptive.first_poll == timedelta(milliseconds=500)
     assert adaptive.max_job_history == 4
     fixed = lifecycle_config(load_settings({**AAP, "CLOUDKIT_POLL_POLICY": "fixed"}))
-    assert fixed.first_poll == fixed.poll_interval == timedelta(seconds=20)
+    assert fixed.poll_every_pass and not adaptive.poll_every_pass
+    assert fixed.poll_interval == timedelta(seconds=20)
     eda = lifecycle_config(load_settings(EDA))
     assert eda.capabilities == EDA_CAPABILITIES
 
