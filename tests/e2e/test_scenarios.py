@@ -60,3 +60,18 @@ def test_delete_during_provision(provider: str, tmp_path: Path) -> None:
 def test_lifecycle(provider: str, tmp_path: Path) -> None:
     data = run_scenario("lifecycle", provider, tmp_path)
     assert data["passed"] is True
+
+
+@pytest.mark.parametrize("provider", ["aap", "eda"])
+def test_restart(provider: str, tmp_path: Path) -> None:
+    data = run_scenario("restart", provider, tmp_path)
+    names = {v["name"] for v in data["validations"]}  # type: ignore[attr-defined]
+    assert {
+        "restart-in-progress-seen",
+        "restart-never-failed",
+        "vmi-recreated-after-request",
+        "restart-completed",
+        "ip-address-set",
+        "resource-gone",
+        "no-orphan-virtual-machine",
+    } <= names

@@ -52,6 +52,19 @@ def test_rbac_covers_what_the_operator_touches() -> None:
         assert needed in granted, needed
 
 
+def test_rbac_lets_the_operator_read_and_restart_vm_instances() -> None:
+    """VMIs are watched (wake-ups), read (creation time, address) and deleted (restarts)."""
+    verbs = {
+        verb
+        for d in _documents(OPERATOR)
+        if d["kind"] in ("ClusterRole", "Role")
+        for rule in d["rules"]
+        if "kubevirt.io" in rule["apiGroups"] and "virtualmachineinstances" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert {"get", "list", "watch", "delete"} <= verbs
+
+
 def test_the_crd_is_part_of_the_kustomization() -> None:
     kinds = [d["kind"] for d in _documents(OPERATOR)]
     assert "CustomResourceDefinition" in kinds
