@@ -38,6 +38,18 @@ PLAYBOOK = """\
       ansible.builtin.debug:
         msg: "hello {{ who | default('bench') }}"
 """
+SLEEP_PLAYBOOK = """\
+- name: One long task
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Sleep (a command, so SIGINT reaches it)
+      ansible.builtin.command: sleep 60
+      changed_when: false
+"""
 TERMINAL = {"successful", "failed", "error", "canceled"}
 POLL_S = 0.01
 
@@ -90,6 +102,28 @@ class Client:
             await asyncio.sleep(POLL_S)
 
 
+async def cancel_latency(client: Client, template: int) -> float:
+    """Seconds from POST cancel (202) to the job seen canceled, the task being mid-sleep."""
+    async with client.session.post(f"{client.url}/v2/job_templates/{template}/launch/") as r:
+        assert r.status == 201, await r.text()
+        job_id = int((await r.json())["job"])
+    while True:  # the sleep task has started once its event is recorded
+        async with client.session.get(f"{client.url}/v2/jobs/{job_id}/job_events/") as r:
+            events = (await r.json())["results"]
+        if any(e.get("event") == "runner_on_start" for e in events):
+            break
+        await asyncio.sleep(POLL_S)
+    started = time.perf_counter()
+    async with client.session.post(f"{client.url}/v2/jobs/{job_id}/cancel/") as r:
+        assert r.status == 202, await r.text()
+    while True:
+        job = await client.job(job_id)
+        if job["status"] in TERMINAL:
+            assert job["status"] == "canceled", job
+            return time.perf_counter() - started
+        await asyncio.sleep(POLL_S)
+
+
 def _seconds(start: str, end: str) -> float:
     def parse(stamp: str) -> datetime:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -117,7 +151,12 @@ async def main(runs: int, concurrent: int, workers: int) -> dict[str, Any]:
         playbook = base / "project" / "one.yml"
         playbook.parent.mkdir()
         playbook.write_text(PLAYBOOK)
-        templates = [{"name": "one", "playbook": str(playbook), "inventory": "localhost,"}]
+        sleeper = playbook.parent / "sleep.yml"
+        sleeper.write_text(SLEEP_PLAYBOOK)
+        templates = [
+            {"name": "one", "playbook": str(playbook), "inventory": "localhost,"},
+            {"name": "sleep", "playbook": str(sleeper), "inventory": "localhost,"},
+        ]
         handle = await start_automation_service(base / "state", templates, workers=workers)
         try:
             headers = {"Authorization": f"Bearer {handle.token}"}
@@ -136,6 +175,9 @@ async def main(runs: int, concurrent: int, workers: int) -> dict[str, Any]:
                     to_running.append(running)
                     server_to_running.append(server)
                 jobs_per_s = await throughput(client, concurrent)
+                async with session.get(f"{handle.url}/v2/job_templates/?name=sleep") as response:
+                    sleep_template = (await response.json())["results"][0]["id"]
+                cancels = [await cancel_latency(client, sleep_template) for _ in range(3)]
         finally:
             await handle.stop()
     bare_s, service_s = statistics.median(bare), statistics.median(service)
@@ -150,13 +192,16 @@ async def main(runs: int, concurrent: int, workers: int) -> dict[str, Any]:
         "launch_to_running_p50_s": round(statistics.median(to_running), 4),
         "launch_to_running_server_p50_s": round(statistics.median(server_to_running), 4),
         "throughput_jobs_per_s": round(jobs_per_s, 3),
+        "cancel_to_canceled_p50_s": round(statistics.median(cancels), 3),
+        "cancel_to_canceled_max_s": round(max(cancels), 3),
         "throughput_concurrent_launches": concurrent,
         "workers": workers,
         "client_poll_interval_s": POLL_S,
         "bare_runner_job_s_all": [round(x, 3) for x in bare],
         "service_job_s_all": [round(x, 3) for x in service],
         "goals": {"overhead_le_10pct": service_s <= bare_s * 1.10,
-                  "launch_to_running_p50_le_0_5s": statistics.median(to_running) <= 0.5},
+                  "launch_to_running_p50_le_0_5s": statistics.median(to_running) <= 0.5,
+                  "cancel_p50_le_3s": statistics.median(cancels) <= 3.0},
         "cpus": os.cpu_count(),
     }  # fmt: skip
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -58,11 +57,11 @@ async def test_cancel_running_job_stops_before_the_marker(api: Api, tmp_path: Pa
     await wait_process(f"sleep {variables['sleep_s']}")
     status, can = await api.get(f"jobs/{job_id}/cancel/")
     assert (status, can) == (200, {"can_cancel": True})
-    started = time.monotonic()
     status, body = await api.post(f"jobs/{job_id}/cancel/")
     assert (status, body) == (202, "")
-    job = await api.wait_status(job_id, within_s=3.0)
-    assert time.monotonic() - started < 3.0
+    # Well before the 30 s task could end: the marker proves the cancel stopped it. How fast a
+    # cancel lands is a benchmark figure (benchmarks/automation.py), not a test deadline.
+    job = await api.wait_status(job_id, within_s=20.0)
     assert job["status"] == "canceled" and job["failed"] is True and job["canceled_on"]
     assert not exists(variables["marker"])
     assert processes_with(f"sleep {variables['sleep_s']}") == []
@@ -88,7 +87,7 @@ async def test_cancel_pending_job_is_immediate(tmp_path: Path) -> None:
             job = (await api.get(f"jobs/{queued['job']}/"))[1]
             assert job["status"] == "canceled" and job["started"] is None
             assert (await api.post(f"jobs/{busy['job']}/cancel/"))[0] == 202
-            await api.wait_status(busy["job"], within_s=3.0)
+            await api.wait_status(busy["job"], within_s=20.0)
     finally:
         await handle.stop()
 
@@ -104,7 +103,7 @@ async def test_finished_job_cancel_405_and_purge_404(api: Api, tmp_path: Path) -
     assert await api.get(f"jobs/{done['id']}/") == (404, {"detail": "Not found."})
     assert (await api.delete(f"jobs/{done['id']}/"))[0] == 404
     await api.post(f"jobs/{running['job']}/cancel/")
-    await api.wait_status(running["job"], within_s=3.0)
+    await api.wait_status(running["job"], within_s=20.0)
 
 
 async def test_events_and_stdout_formats(api: Api) -> None:
