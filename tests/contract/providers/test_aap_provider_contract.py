@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,7 +87,7 @@ async def test_failing_playbook_then_cancel_and_purge(
         await provider.cancel_job(launched.job_id)
 
 
-async def test_deprovision_waits_for_running_provision_then_cancel_lands_fast(
+async def test_deprovision_waits_for_running_provision_then_cancel_lands(
     make_provider: ProviderFactory,
 ) -> None:
     provider = make_provider("provision slow")
@@ -105,11 +104,11 @@ async def test_deprovision_waits_for_running_provision_then_cancel_lands_fast(
     assert waiting.action is DeprovisionAction.WAITING
     assert (waiting.job_id, waiting.state) == (launched.job_id, JobState.RUNNING)
 
-    started = time.monotonic()
     assert await provider.cancel_job(launched.job_id) is CancelAnswer.REQUESTED
-    canceled = await eventually(read, terminal, within=3.0)
+    # Long before the slow playbook could end on its own; how fast a cancel lands is a
+    # benchmark figure (benchmarks/automation.py), not a deadline here.
+    canceled = await eventually(read, terminal, within=20.0)
     assert canceled.state is JobState.CANCELED
-    assert time.monotonic() - started < 3.0
 
     triggered = await provider.trigger_deprovision(deleting, correlation_id="corr-d2")
     assert triggered.action is DeprovisionAction.TRIGGERED
