@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
