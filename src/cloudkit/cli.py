@@ -151,6 +151,117 @@ def _with_local_stack(provider: str, state_dir: Path | None, work: Callable[[Pat
     return asyncio.run(main())
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks users run to compare providers.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("latency")
+def bench_latency(
+    providers: str = typer.Option("aap,eda", help="Providers to compare (local stacks)."),
+    runs: int = typer.Option(3, min=1, help="Rounds; providers take turns in each."),
+    parallel: int = typer.Option(3, min=1, help="Simultaneous lifecycles per round."),
+    vm_boot_seconds: float = typer.Option(5.0, help="Seconds a VM takes to boot (and to stop)."),
+    out: Path = typer.Option(Path("."), help="Directory for the CSV, summary and PNG."),
+    kubeconfig: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Measure the operator deployed on this cluster (its provider) instead of local "
+        "stacks; rows are appended to the CSV, so two deployments make one comparison.",
+    ),
+    namespace: str = typer.Option("cloudkit-computeinstance", help="Namespace of instances."),
+    timeout: float = typer.Option(600.0, help="Seconds each phase of a lifecycle may take."),
+) -> None:
+    """Full lifecycles (create → Ready, delete → gone) per provider, side by side: writes
+    latency_results.csv, latency_summary.md and latency.png; exit 0 only if all completed."""
+    import shlex
+    import sys
+
+    from rich.console import Console
+
+    from cloudkit.bench.latency import LatencyOptions, Target, run_latency
+
+    options = LatencyOptions(
+        runs=runs,
+        parallel=parallel,
+        out=out,
+        namespace=namespace,
+        timeout_s=timeout,
+        vm_boot_seconds=None if kubeconfig is not None else vm_boot_seconds,
+        command=shlex.join(["cloudkit", *sys.argv[1:]]),
+        append=kubeconfig is not None,
+    )
+    console = Console(stderr=True)
+    if kubeconfig is not None:
+        target = Target(kubeconfig, provider="", deployment=_server_of(kubeconfig))
+        raise typer.Exit(run_latency([target], options, console))
+    wanted = [p.strip() for p in providers.split(",") if p.strip()]
+    if not wanted or len(set(wanted)) != len(wanted):
+        raise typer.BadParameter("name each provider once, e.g. aap,eda", param_hint="--providers")
+
+    def go(kubeconfigs: list[Path]) -> int:
+        targets = [Target(k, provider=p) for p, k in zip(wanted, kubeconfigs, strict=True)]
+        return run_latency(targets, options, console)
+
+    raise typer.Exit(_with_local_stacks(wanted, vm_boot_seconds, go))
+
+
+def _server_of(kubeconfig: Path) -> str:
+    """The API server a kubeconfig's current context points at (names the deployment)."""
+    import yaml
+
+    loaded = yaml.safe_load(kubeconfig.read_text()) or {}
+    contexts = {c.get("name"): c.get("context", {}) for c in loaded.get("contexts") or []}
+    cluster_name = contexts.get(loaded.get("current-context"), {}).get("cluster")
+    clusters = {c.get("name"): c.get("cluster", {}) for c in loaded.get("clusters") or []}
+    return str(clusters.get(cluster_name, {}).get("server") or "cluster")
+
+
+def _with_local_stacks(
+    providers: list[str], vm_boot_seconds: float, work: Callable[[list[Path]], int]
+) -> int:
+    """A fresh local stack per provider, all up at once; `work(kubeconfigs)` in a thread;
+    every stack stopped afterwards (as `_with_local_stack`, for several)."""
+    import asyncio
+    import shutil
+    import tempfile
+
+    from cloudkit.local.stack import StackError, StackHandle, start_stack
+
+    directories: list[Path] = []
+
+    async def main() -> int:
+        stacks: list[StackHandle] = []
+        try:
+            for provider in providers:
+                directories.append(Path(tempfile.mkdtemp(prefix=f"cloudkit-bench-{provider}-")))
+                typer.echo(
+                    f"starting a local stack ({provider}) in {directories[-1]} ...", err=True
+                )
+                stacks.append(
+                    await start_stack(
+                        provider=provider,
+                        state_dir=directories[-1],
+                        vm_boot_seconds=vm_boot_seconds,
+                    )
+                )
+            return await asyncio.to_thread(work, [stack.kubeconfig for stack in stacks])
+        except StackError as error:
+            typer.echo(f"cannot start the local stack: {error}", err=True)
+            return 2
+        finally:
+            for stack in stacks:
+                await stack.stop()
+
+    code = asyncio.run(main())
+    if code == 0:
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+    else:  # the stacks' logs say why
+        typer.echo(f"stack logs kept in: {', '.join(map(str, directories))}", err=True)
+    return code
+
+
 def main() -> None:
     app()
 

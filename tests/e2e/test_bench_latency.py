@@ -1,0 +1,186 @@
+"""`cloudkit bench latency` run as users run it, small: its CSV, summary and PNG checked for
+content, and a failing lifecycle named in a non-zero exit.
+
+The small run starts a fresh local stack per provider (one round, two lifecycles at once, a
+one-second VM boot). The failing run measures a deployed operator (--kubeconfig) whose
+provision template fails: the operator-test stack (API server, automation service, operator
+process) with a provision playbook that fails on purpose.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "operator"))
+from operator_stack import (
+    START_TIMEOUT_S,
+    Automation,
+    Cluster,
+    LoopThread,
+    cluster,
+    healthy,
+    loop_thread,
+    operator_env,
+    start_operator,
+    stop_operator,
+    wait_until,
+)
+
+from cloudkit.bench.report import LifecycleRow, comparison, read_rows
+from cloudkit.local.automation.main import start_automation_service
+
+pytestmark = pytest.mark.stack
+__all__ = ["cluster", "loop_thread"]  # module fixtures of the failing run
+
+CLOUDKIT = [sys.executable, "-m", "cloudkit.cli"]
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "contract" / "automation" / "playbooks"
+COLUMNS = {
+    "provider",
+    "run",
+    "instance",
+    "started_at",
+    "ok",
+    "provision_s",
+    "deprovision_s",
+    "total_s",
+    "provision_job_s",
+    "deprovision_job_s",
+    "overhead_s",
+}
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLOUDKIT, "bench", "latency", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_small_run_writes_csv_summary_and_png(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = bench("--runs", "1", "--parallel", "2", "--vm-boot-seconds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+    with (out / "latency_results.csv").open() as handle:
+        header = next(csv.reader(handle))
+    assert set(header) >= COLUMNS
+    rows = read_rows(out / "latency_results.csv")
+    assert sorted((r.provider, r.run) for r in rows) == [("aap", 1)] * 2 + [("eda", 1)] * 2
+    assert len({r.instance for r in rows}) == 4 and all(r.ok for r in rows)
+    for r in rows:
+        assert r.provision_s and r.deprovision_s and r.total_s
+        assert r.total_s == pytest.approx(r.provision_s + r.deprovision_s, abs=0.002)
+        assert r.provision_job_s and r.deprovision_job_s and r.overhead_s is not None
+        parts = r.provision_job_s + r.deprovision_job_s + r.overhead_s
+        assert parts == pytest.approx(r.total_s, abs=0.003)
+
+    summary = (out / "latency_summary.md").read_text()
+    for sentence in _recomputed_sentences(rows):
+        assert sentence in summary
+    assert "% better overall performance" in summary and "provisioned" in summary
+    assert "cloudkit bench latency --runs 1 --parallel 2" in summary
+    assert re.search(r"Date \(UTC\): \d{4}-\d\d-\d\d", summary) and "CPUs" in summary
+    for provider in ("AAP", "EDA"):
+        for phase in ("provision", "deprovision", "total cycle"):
+            assert re.search(rf"\| {provider} \| {phase} \|( [\d.]+ \|){{4}}", summary), phase
+
+    png = (out / "latency.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and 5_000 < len(png) < 200_000
+
+
+def _recomputed_sentences(rows: list[LifecycleRow]) -> list[str]:
+    """The summary's percentages, recomputed from the CSV by hand (means, % of the slower)."""
+    sentences = []
+    for column, what in (
+        ("total_s", "overall"),
+        ("provision_s", "provisioned"),
+        ("deprovision_s", "deprovisioned"),
+    ):
+        means = {}
+        for provider in ("aap", "eda"):
+            values = [getattr(r, column) for r in rows if r.provider == provider]
+            means[provider] = sum(values) / len(values)
+        fast, slow = sorted(means, key=means.__getitem__)
+        pct = 100 * (means[slow] - means[fast]) / means[slow]
+        f, s = means[fast], means[slow]
+        if what == "overall":
+            sentences.append(
+                f"{fast.upper()} showed {pct:.1f}% better overall performance "
+                f"({f:.1f} s vs {s:.1f} s total cycle time)"
+            )
+        else:
+            sentences.append(f"{fast.upper()} {what} {pct:.1f}% faster ({f:.1f} s vs {s:.1f} s)")
+    assert sentences == comparison(rows)
+    return sentences
+
+
+@pytest.fixture(scope="module")
+def failing_automation(
+    loop_thread: LoopThread, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Automation]:
+    templates = [
+        {
+            "name": "provision",
+            "kind": "job_template",
+            "playbook": str(PLAYBOOKS / "fail.yml"),
+            "inventory": "localhost,",
+        },
+        {
+            "name": "deprovision",
+            "kind": "job_template",
+            "playbook": str(PLAYBOOKS / "ok.yml"),
+            "inventory": "localhost,",
+        },
+    ]
+    state = tmp_path_factory.mktemp("automation")
+    handle = loop_thread.run(start_automation_service(state, templates))
+    try:
+        yield Automation(handle)
+    finally:
+        loop_thread.run(handle.stop())
+
+
+def test_a_failing_lifecycle_exits_non_zero_and_is_named(
+    cluster: Cluster, failing_automation: Automation, tmp_path: Path
+) -> None:
+    env = operator_env(
+        cluster,
+        failing_automation,
+        CLOUDKIT_AAP_PROVISION_TEMPLATE="provision",
+        CLOUDKIT_AAP_DEPROVISION_TEMPLATE="deprovision",
+    )
+    operator = start_operator(env, tmp_path / "operator.log")
+    try:
+        wait_until(lambda: healthy(operator), timeout=START_TIMEOUT_S, what="operator health")
+        out = tmp_path / "out"
+        kubeconfig = str(cluster.handle.kubeconfig)
+        proc = bench(
+            "--kubeconfig",
+            kubeconfig,
+            "--runs",
+            "1",
+            "--parallel",
+            "1",
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        )
+    finally:
+        stop_operator(operator)
+    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = read_rows(out / "latency_results.csv")
+    assert len(rows) == 1 and not rows[0].ok and rows[0].provider == "aap"
+    assert rows[0].total_s is None and "Failed" in rows[0].error
+    assert rows[0].instance in proc.stderr and "lifecycle failed" in proc.stderr
+    summary = (out / "latency_summary.md").read_text()
+    assert rows[0].instance in summary and "| AAP |" not in summary  # nothing averaged
