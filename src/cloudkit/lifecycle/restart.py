@@ -49,14 +49,13 @@ def step_restart(step: Step) -> None:
     if vms is None:
         return  # VMs could not be listed: nothing is known, nothing changes
     vm = vms[0] if len(vms) == 1 else None
-    if vm is not None and _recreated_since(vm, requested):
+    in_progress = get_condition(status, ConditionType.RESTART_IN_PROGRESS)
+    initiated = in_progress is not None and in_progress.status == "True"
+    if vm is not None and _restarted(step, vm, requested, initiated=initiated):
         _complete(step, requested)
         return
-    in_progress = get_condition(status, ConditionType.RESTART_IN_PROGRESS)
     failed = get_condition(status, ConditionType.RESTART_FAILED)
-    if (in_progress is not None and in_progress.status == "True") or (
-        failed is not None and failed.reason == PROVISIONING_FAILED
-    ):
+    if initiated or (failed is not None and failed.reason == PROVISIONING_FAILED):
         _wait(step)  # the VMI was deleted for this request: never again, only wait
         return
     if failed is not None and failed.reason == VMI_DELETION_FAILED:
@@ -85,8 +84,23 @@ def step_restart(step: Step) -> None:
         _start(step, _now_text(step.now))
 
 
-def _recreated_since(vm: VirtualMachineObservation, requested: datetime) -> bool:
-    return vm.instance_created_at is not None and vm.instance_created_at > requested
+def _restarted(
+    step: Step, vm: VirtualMachineObservation, requested: datetime, *, initiated: bool
+) -> bool:
+    """Is the VMI one created after the request?
+
+    Kubernetes timestamps have whole seconds, and KubeVirt may re-create a VMI within the
+    second of the request, so once our delete ran (`initiated`), a VMI of that second counts;
+    the observation of the pass that deleted it is older than the delete, so it never does. A
+    VMI being deleted is reported without a creation time. Before any delete, a tie is not
+    enough: restarting once more is safe, skipping a restart is not.
+    """
+    created = vm.instance_created_at
+    if created is None or _outcome(step, vm) is not None:
+        return False
+    if initiated:
+        return created >= requested.replace(microsecond=0)
+    return created > requested
 
 
 def _outcome(step: Step, vm: VirtualMachineObservation) -> RestartOutcome | None:

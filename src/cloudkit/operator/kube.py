@@ -133,8 +133,13 @@ def vm_observation(
 
 
 def instance_created_at(instance: dict[str, Any] | None) -> datetime | None:
-    """The VMI's creationTimestamp (set by the API server); None without one or unreadable."""
-    raw = ((instance or {}).get("metadata") or {}).get("creationTimestamp")
+    """The VMI's creationTimestamp (set by the API server); None without one or unreadable,
+    and None for a VMI being deleted (KubeVirt shuts the guest down first): it is the old one,
+    whatever its timestamp, and a restart must not be taken as done on its account."""
+    metadata = (instance or {}).get("metadata") or {}
+    if metadata.get("deletionTimestamp"):
+        return None
+    raw = metadata.get("creationTimestamp")
     if not isinstance(raw, str) or not raw:
         return None
     try:

@@ -313,7 +313,12 @@ class World:
                     "vm1",
                     "ns-t",
                     self.vm_ready,
-                    instance_created_at=self.vmi_created_at,
+                    # The API server's timestamps have whole seconds.
+                    instance_created_at=(
+                        self.vmi_created_at.replace(microsecond=0)
+                        if self.vmi_created_at is not None
+                        else None
+                    ),
                     ip_address="10.0.2.1" if self.vmi_created_at is not None else None,
                 ),
             )

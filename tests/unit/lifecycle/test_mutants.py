@@ -127,15 +127,22 @@ MUTANTS += [
     Mutant(
         "a restart recorded before KubeVirt re-created the VMI",
         "lifecycle/restart.py",
-        "return vm.instance_created_at is not None and vm.instance_created_at > requested",
-        "return True",
-        "test_a_restart_deletes_the_vmi_once_and_completes_when_kubevirt_recreated_it",
+        "if created is None or _outcome(step, vm) is not None:",
+        "if created is None:",
+        "test_kubernetes_whole_second_timestamps_neither_hang_nor_fool_the_restart",
+    ),
+    Mutant(
+        "a VMI re-created within the request's second never ends the restart",
+        "lifecycle/restart.py",
+        "return created >= requested.replace(microsecond=0)",
+        "return created > requested",
+        "test_kubernetes_whole_second_timestamps_neither_hang_nor_fool_the_restart",
     ),
     Mutant(
         "the VMI deleted again after the restart's provisioning failed",
         "lifecycle/restart.py",
-        "failed is not None and failed.reason == PROVISIONING_FAILED\n    ):",
-        "False\n    ):",
+        "if initiated or (failed is not None and failed.reason == PROVISIONING_FAILED):",
+        "if initiated:",
         "test_a_failed_provisioning_job_fails_the_restart_in_progress",
     ),
     Mutant(

@@ -150,3 +150,35 @@ def test_the_ip_address_follows_the_vmi() -> None:
     world.tick(1)
     world.reconcile()
     assert world.stored.status.ip_address is None
+
+
+def test_kubernetes_whole_second_timestamps_neither_hang_nor_fool_the_restart() -> None:
+    """creationTimestamp has whole seconds: a VMI re-created within the request's second ends
+    the restart, but the pass that deleted the VMI still sees the old one, which never does."""
+    from cloudkit.lifecycle import decide
+    from cloudkit.lifecycle.types import (
+        Observation,
+        RestartOutcome,
+        VirtualMachineObservation,
+    )
+
+    world = _ready_world()
+    assert world.stored is not None
+    requested = world.now + timedelta(milliseconds=700)
+    world.stored.spec.restart_requested_at = requested
+    same_second = requested.replace(microsecond=0)
+    vm = VirtualMachineObservation("vm1", "ns-t", True, instance_created_at=same_second)
+    world.now = requested + timedelta(milliseconds=100)
+    before = decide(world.stored, Observation(vms=(vm,)), world.now, world.cfg)
+    assert before.io is not None, "a tie before any delete is no proof: restart"
+    world.stored.status = before.status
+    deleted = RestartOutcome("ns-t", "vm1")
+    after_delete = decide(
+        world.stored, Observation(vms=(vm,), outcomes=(deleted,)), world.now, world.cfg
+    )
+    world.stored.status = after_delete.status
+    assert after_delete.status.last_restarted_at is None
+    again = decide(world.stored, Observation(vms=(vm,), outcomes=(deleted,)), world.now, world.cfg)
+    assert again.status.last_restarted_at is None, "the stale observation of the deleting pass"
+    fresh = decide(world.stored, Observation(vms=(vm,)), world.now, world.cfg)
+    assert fresh.status.last_restarted_at == requested, "re-created within the same second"
