@@ -26,7 +26,7 @@ from rich.text import Text
 from cloudkit.api import names
 from cloudkit.local.private import open_private_log, private_dir
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackError, StackHandle, start_stack
-from cloudkit.local.stack_kube import KubeClient, WatchExpired, resource_path
+from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
 
 KEEP = ("demo-web", "demo-db")
 DOOMED = "demo-batch"

@@ -22,7 +22,7 @@ from cloudkit.local.kubevirt import (
     instance_address,
     start_vm_simulator,
 )
-from cloudkit.local.stack_kube import KubeClient, resource_path
+from cloudkit.local.stack.kube import KubeClient, resource_path
 
 pytestmark = pytest.mark.stack
 

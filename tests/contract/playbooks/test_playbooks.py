@@ -19,7 +19,7 @@ from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
-from cloudkit.local.stack_kube import KubeClient, resource_path
+from cloudkit.local.stack.kube import KubeClient, resource_path
 
 pytestmark = pytest.mark.stack
 

@@ -17,7 +17,7 @@ from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
 from cloudkit.local.kubevirt import instance_address, start_vm_simulator, vm_crd_manifest
 from cloudkit.local.kubevirt.crd import VM_CRD_NAME
 from cloudkit.local.kubevirt.simulator import wait_established
-from cloudkit.local.stack_kube import KubeClient, resource_path
+from cloudkit.local.stack.kube import KubeClient, resource_path
 from cloudkit.operator.kube import Kube
 
 pytestmark = pytest.mark.stack

@@ -20,7 +20,7 @@ import pytest
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack_kube import KubeClient, resource_path
+from cloudkit.local.stack.kube import KubeClient, resource_path
 
 pytestmark = pytest.mark.stack
 

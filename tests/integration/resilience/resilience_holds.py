@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from resilience_lab import PROVISION_TEMPLATE, Lab
 
-from cloudkit.local.stack_backends import playbooks_dir
+from cloudkit.local.stack.backends import playbooks_dir
 
 GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
 STOP_TIMEOUT_S = 10.0

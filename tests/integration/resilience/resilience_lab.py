@@ -26,8 +26,8 @@ import aiohttp
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack_kube import KubeClient, KubeError, WatchExpired, resource_path
-from cloudkit.local.stack_procs import Child, spawn, wait_for_port
+from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.procs import Child, spawn, wait_for_port
 from cloudkit.scenarios.validations import Snapshot
 
 NAMESPACE = INSTANCE_NAMESPACE

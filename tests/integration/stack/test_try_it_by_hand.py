@@ -21,8 +21,8 @@ import pytest
 from rich.console import Console
 
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack_strays import REASON
-from cloudkit.local.stack_ui import StackConsole
+from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.strays import REASON
 
 pytestmark = pytest.mark.stack
 

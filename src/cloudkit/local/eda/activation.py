@@ -23,7 +23,7 @@ import aiohttp
 import yaml
 
 from cloudkit.local.private import private_dir, write_private
-from cloudkit.local.stack_procs import Child, LogSink, spawn
+from cloudkit.local.stack.procs import Child, LogSink, spawn
 
 HOST = "127.0.0.1"
 RULEBOOK = Path(__file__).parent / "rulebook.yml"

@@ -34,7 +34,7 @@ from cloudkit.local.kubevirt.crd import (
     vmi_crd_manifest,
 )
 from cloudkit.local.kubevirt.states import VM_FINALIZER, Goal, Key, goal_for, key_of
-from cloudkit.local.stack_kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
 
 log = logging.getLogger("cloudkit.local.kubevirt")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudkit.api import names
-from cloudkit.local.stack_kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
 
 log = logging.getLogger("cloudkit.local.stack")
 

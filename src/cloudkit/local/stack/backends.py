@@ -14,7 +14,7 @@ import yaml
 
 from cloudkit.local import eda
 from cloudkit.local.private import private_dir, write_private
-from cloudkit.local.stack_procs import (
+from cloudkit.local.stack.procs import (
     Child,
     ChildFailed,
     LogSink,
@@ -54,7 +54,7 @@ class Backend:
 
 
 def playbooks_dir() -> Path:
-    return Path(__file__).parent / "playbooks"
+    return Path(__file__).parent.parent / "playbooks"
 
 
 def write_templates(path: Path, notification: Mapping[str, Any] | None) -> None:

@@ -2,7 +2,7 @@
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
 simulator (in this process) → automation backend (the AWX-compatible service for AAP direct,
-or ansible-rulebook for EDA; see stack_backends) → operator (subprocess) → DIR/kubeconfig,
+or ansible-rulebook for EDA; see backends) → operator (subprocess) → DIR/kubeconfig,
 written only once all of it is ready. Every server binds 127.0.0.1 on a free port and keeps
 its data under the one state directory; the operator reaches the others over sockets, exactly
 as in a cluster. If a child dies the stack says which and stops the rest; SIGINT/SIGTERM stop
@@ -30,14 +30,15 @@ from cloudkit.api.crd import crd_manifest
 from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.private import private_dir, write_private
-from cloudkit.local.stack_backends import (
+from cloudkit.local.stack.backends import (
     Backend,
     BackendError,
     spawn_automation_backend,
     start_eda_backend,
 )
-from cloudkit.local.stack_kube import KubeClient, resource_path
-from cloudkit.local.stack_procs import (
+from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.procs import (
     Child,
     ChildFailed,
     LogSink,
@@ -45,8 +46,7 @@ from cloudkit.local.stack_procs import (
     spawn,
     wait_for_port,
 )
-from cloudkit.local.stack_strays import report_strays
-from cloudkit.local.stack_ui import StackConsole
+from cloudkit.local.stack.strays import report_strays
 
 log = logging.getLogger("cloudkit.local.stack")
 

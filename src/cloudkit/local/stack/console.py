@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from cloudkit.local.stack import StackHandle
+    from cloudkit.local.stack.supervisor import StackHandle
 
 _STYLES = cycle(["cyan", "magenta", "green", "yellow", "blue", "bright_red"])
 _WIDTH = 10
