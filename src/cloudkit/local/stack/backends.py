@@ -14,7 +14,16 @@ import yaml
 
 from cloudkit.local import eda
 from cloudkit.local.private import private_dir, write_private
+from cloudkit.local.stack.environment import (
+    DEPROVISION_TEMPLATE,
+    HOST,
+    PROVISION_TEMPLATE,
+    aap_operator_env,
+    automation_url,
+    eda_operator_env,
+)
 from cloudkit.local.stack.procs import (
+    START_TIMEOUT_S,
     Child,
     ChildFailed,
     LogSink,
@@ -22,11 +31,6 @@ from cloudkit.local.stack.procs import (
     spawn,
     wait_for_port,
 )
-
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 60.0
-PROVISION_TEMPLATE = "cloudkit-provision-compute-instance"
-DEPROVISION_TEMPLATE = "cloudkit-deprovision-compute-instance"
 
 
 class BackendError(RuntimeError):
@@ -111,14 +115,8 @@ async def spawn_automation_backend(
     child = await spawn(
         "automation", [*command, "--port", str(port)], env=env, log_dir=logs, sink=sink
     )
-    url = f"http://{HOST}:{port}/api"
-    operator_env = {
-        "CLOUDKIT_AAP_URL": url,
-        # The token stays in its 0600 file rather than in the operator's environment.
-        "CLOUDKIT_AAP_TOKEN_FILE": str(token_file),
-        "CLOUDKIT_AAP_PROVISION_TEMPLATE": PROVISION_TEMPLATE,
-        "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": DEPROVISION_TEMPLATE,
-    }
+    url = automation_url(port)
+    operator_env = aap_operator_env(url, token_file)
     return Backend(child, url, token_file, operator_env, "automation service", port)
 
 
@@ -141,16 +139,9 @@ async def start_eda_backend(
         )
     except eda.EdaStartError as error:
         raise BackendError(f"ansible-rulebook did not start: {error}") from error
-    provision, deprovision = activation.provision_url, activation.deprovision_url
-    operator_env = {
-        # The names after upstream's 2026-02-11 rename, and the ones before it.
-        "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK": provision,
-        "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK": deprovision,
-        "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK": provision,
-        "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK": deprovision,
-        # Sent as a Bearer header, never in the URLs; read from its 0600 file.
-        "CLOUDKIT_EDA_WEBHOOK_TOKEN_FILE": str(token_file),
-    }
+    operator_env = eda_operator_env(
+        activation.provision_url, activation.deprovision_url, token_file
+    )
     return Backend(
         activation.child,
         activation.base_url,

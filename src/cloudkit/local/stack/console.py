@@ -1,18 +1,38 @@
-"""What `cloudkit up` shows a person: prefixed child logs, the ready panel, errors (rich)."""
+"""What `cloudkit up` shows a person: prefixed child logs, the ready panel, errors (rich).
+
+It shows the data it is given (`ReadyStack`) and never imports the supervisor, which drives it;
+an import-linter contract keeps it so.
+"""
 
 from __future__ import annotations
 
 import logging
 from itertools import cycle
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from cloudkit.local.stack.supervisor import StackHandle
+
+class ReadyStack(Protocol):
+    """What the ready panel shows; the supervisor's StackHandle has all of it."""
+
+    provider: str
+    instance_namespace: str
+    state_dir: Path
+    kubeconfig: Path
+    apiserver_url: str
+    automation_url: str
+    automation_token_file: Path
+    operator_running: bool
+    metrics_url: str
+    health_url: str
+    notification_url: str
+    vm_boot_seconds: float
+
 
 _STYLES = cycle(["cyan", "magenta", "green", "yellow", "blue", "bright_red"])
 _WIDTH = 10
@@ -50,7 +70,7 @@ class StackConsole:
     def error(self, message: str) -> None:
         self.console.print(Panel(Text(message), title="cloudkit up failed", border_style="red"))
 
-    def ready(self, handle: StackHandle) -> None:
+    def ready(self, handle: ReadyStack) -> None:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()

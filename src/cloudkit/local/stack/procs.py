@@ -27,6 +27,8 @@ log = logging.getLogger("cloudkit.local.stack")
 LogSink = Callable[[str, str], None]
 """Receives (child name, one output line)."""
 
+START_TIMEOUT_S = 60.0
+"""How long a child may take to say it is ready."""
 STOP_GRACE_S = 8.0
 TAIL_LINES = 30
 

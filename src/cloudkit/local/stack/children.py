@@ -1,0 +1,158 @@
+"""Starting the local stack's parts: the API server, the cluster's CRDs and namespace, the
+automation backend, the operator, and each one's readiness.
+
+Spawning and waiting only: environments, URLs and tokens' places come in as arguments, computed
+by `environment`; the order of things and the handle belong to `supervisor`. A part that cannot
+start raises StackError with a message for people.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cloudkit.api.crd import crd_manifest
+from cloudkit.local.private import write_private
+from cloudkit.local.stack.backends import (
+    Backend,
+    BackendError,
+    spawn_automation_backend,
+    start_eda_backend,
+)
+from cloudkit.local.stack.environment import HOST, port_of, user_kubeconfig
+from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.procs import (
+    START_TIMEOUT_S,
+    Child,
+    ChildFailed,
+    LogSink,
+    cloudkit_command,
+    spawn,
+    wait_for_port,
+)
+
+CRD_PATH = resource_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+LISTENING = r"listening on (\S+)"
+"""The API server's start-up line; it names the URL it serves."""
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or stopped unexpectedly; the message is meant for people."""
+
+
+def free_port() -> int:
+    # The port is released before the child binds it; on loopback the window is negligible.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+async def spawn_apiserver(
+    apiserver_dir: Path, *, env: Mapping[str, str], logs: Path, sink: LogSink | None
+) -> Child:
+    """The API server on a port it picks; `apiserver_url()` waits for it to say which."""
+    return await spawn(
+        "apiserver",
+        cloudkit_command("apiserver", "--state-dir", str(apiserver_dir), "--port", "0"),
+        env=env,
+        log_dir=logs,
+        sink=sink,
+    )
+
+
+async def apiserver_url(apiserver: Child) -> str:
+    line = await _expect(apiserver, LISTENING)
+    match = re.search(LISTENING, line)
+    return match.group(1) if match else ""
+
+
+async def prepare_cluster(kubeconfig: Path, namespace: str) -> None:
+    """The ComputeInstance CRD (established) and the namespace the operator watches."""
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        crd = crd_manifest()
+        await kube.ensure(CRD_PATH, crd)
+        await kube.ensure(
+            resource_path("", "v1", "namespaces"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+        from cloudkit.local.kubevirt.simulator import wait_established
+
+        await wait_established(kube, crd["metadata"]["name"])
+
+
+async def start_backend(
+    provider: str,
+    *,
+    state_dir: Path,
+    env: Mapping[str, str],
+    logs: Path,
+    sink: LogSink | None,
+    notification: Mapping[str, Any] | None,
+) -> Backend:
+    """The automation service (aap; `backend_ready()` waits for it) or the EDA activation
+    (eda; ready when this returns). `notification` is the job templates' webhook entry."""
+    if provider == "aap":
+        return await spawn_automation_backend(
+            state_dir=state_dir,
+            env=dict(env),
+            logs=logs,
+            sink=sink,
+            notification=notification,
+            port=free_port(),
+        )
+    try:
+        return await start_eda_backend(
+            state_dir=state_dir, env=dict(env), sink=sink, port=free_port()
+        )
+    except BackendError as error:
+        raise StackError(str(error)) from error
+
+
+async def backend_ready(backend: Backend) -> None:
+    try:
+        await backend.wait_ready()
+    except BackendError as error:
+        raise StackError(str(error)) from error
+
+
+async def spawn_operator(
+    kubeconfig: Path, *, env: Mapping[str, str], logs: Path, sink: LogSink | None
+) -> Child:
+    return await spawn(
+        "operator",
+        cloudkit_command("operator", "--kubeconfig", str(kubeconfig)),
+        env=env,
+        log_dir=logs,
+        sink=sink,
+    )
+
+
+async def operator_healthy(operator: Child, health_url: str) -> None:
+    """Until the operator's health endpoint accepts connections."""
+    try:
+        await wait_for_port(HOST, port_of(health_url), operator, START_TIMEOUT_S)
+    except ChildFailed as error:
+        raise StackError(str(error)) from error
+    except TimeoutError as error:
+        raise StackError(f"operator not healthy within {START_TIMEOUT_S:.0f}s") from error
+
+
+def publish_kubeconfig(source: Path, target: Path, namespace: str) -> None:
+    """The user's kubeconfig, written last: its presence means the stack is ready."""
+    tmp = target.with_suffix(".tmp")
+    # 0600 first: it holds the token.
+    write_private(tmp, user_kubeconfig(source.read_text(), namespace))
+    tmp.replace(target)
+
+
+async def _expect(child: Child, pattern: str) -> str:
+    regex = re.compile(pattern)
+    try:
+        return await child.wait_for_line(lambda line: bool(regex.search(line)), START_TIMEOUT_S)
+    except TimeoutError as error:
+        raise StackError(f"{child.name} did not start within {START_TIMEOUT_S:.0f}s") from error
+    except ChildFailed as error:
+        raise StackError(str(error)) from error
