@@ -58,6 +58,7 @@ class Backend:
 
 
 def playbooks_dir() -> Path:
+    """The shipped playbooks, local/playbooks (beside this package, not in it)."""
     return Path(__file__).parent.parent / "playbooks"
 
 

@@ -1,0 +1,69 @@
+"""The ready panel from plain data: no stack, no supervisor, tokens only as file paths."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from cloudkit.local.stack.console import StackConsole
+
+TOKEN_FILE = Path("state/automation/automation-token")
+
+
+@dataclass
+class Facts:
+    provider: str = "aap"
+    instance_namespace: str = "cloudkit-computeinstance"
+    state_dir: Path = Path("state")
+    kubeconfig: Path = Path("state/kubeconfig")
+    apiserver_url: str = "https://127.0.0.1:6443"
+    automation_url: str = "http://127.0.0.1:9200/api"
+    automation_token_file: Path = TOKEN_FILE
+    operator_running: bool = True
+    metrics_url: str = "http://127.0.0.1:9101/metrics"
+    health_url: str = "http://127.0.0.1:9102/healthz"
+    notification_url: str = "http://127.0.0.1:9103/notifications"
+    vm_boot_seconds: float = 5.0
+
+
+def panel(facts: Facts) -> str:
+    out = io.StringIO()
+    StackConsole(Console(file=out, width=240, color_system=None)).ready(facts)
+    return out.getvalue()
+
+
+def test_the_ready_panel_shows_where_everything_is() -> None:
+    text = panel(Facts())
+    for shown in (
+        "namespace cloudkit-computeinstance",
+        "https://127.0.0.1:6443",
+        "http://127.0.0.1:9200/api/v2/",
+        "http://127.0.0.1:9101/metrics",
+        "http://127.0.0.1:9102/healthz",
+        "http://127.0.0.1:9103/notifications",
+        "boots and stops VMs in 5s",
+    ):
+        assert shown in text
+    assert text.rstrip().endswith("export KUBECONFIG=state/kubeconfig")
+
+
+def test_the_awx_cli_line_reads_the_token_from_its_file() -> None:
+    text = panel(Facts())
+    assert "CONTROLLER_HOST=http://127.0.0.1:9200 " in text
+    assert f"CONTROLLER_OAUTH_TOKEN=$(cat {TOKEN_FILE}) awx jobs list" in text
+
+
+def test_with_eda_the_panel_names_the_webhooks_and_no_awx_cli() -> None:
+    eda = replace(Facts(), provider="eda", automation_url="http://127.0.0.1:5000")
+    text = panel(eda)
+    assert "http://127.0.0.1:5000/provision, /deprovision" in text
+    assert "awx jobs list" not in text
+
+
+def test_without_the_operator_the_panel_says_so() -> None:
+    text = panel(replace(Facts(), operator_running=False))
+    assert "not running (cloudkit.operator missing)" in text
+    assert "/metrics" not in text
