@@ -177,6 +177,9 @@ class World:
     vmi_delete_refused: bool = False
     restarts: list[datetime] = field(default_factory=list)
     """When each VMI deletion (a restart) reached the cluster."""
+    unrecorded_restarts: int = 0
+    """VMI deletions whose outcome died with the operator: the request is restarted again
+    (at least once, never lost: a skipped restart is worse than a second one)."""
     writes: list[ComputeInstanceStatus] = field(default_factory=list)
     released_because: list[str] = field(default_factory=list)
     events: list[RecordEvent] = field(default_factory=list)
@@ -351,6 +354,8 @@ class World:
                 raise Crash
             outcome = self.execute(decision.io)
             if crash_after_io is not None and i >= crash_after_io:
+                if isinstance(outcome, RestartOutcome) and outcome.failure is None:
+                    self.unrecorded_restarts += 1
                 raise Crash
             observation = observation.with_outcome(outcome)
         raise AssertionError("decide() did not converge in 30 steps")
@@ -448,7 +453,8 @@ class World:
         recorded = new.last_restarted_at
         if recorded is None or recorded == old:
             return
-        if self.vmi_created_at is None or self.vmi_created_at <= recorded:
+        # Simulated time may not move between steps: the same instant is "after" the request.
+        if self.vmi_created_at is None or self.vmi_created_at < recorded:
             self.backend.violations.append(
                 f"lastRestartedAt {recorded} recorded, VMI created {self.vmi_created_at}"
             )
