@@ -6,7 +6,6 @@ Handlers only parse, authorize, dispatch to the Cluster and render; they never t
 from __future__ import annotations
 
 import collections
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from cloudkit.local.apiserver import bodies, discovery, openapi, protobuf, watch
+from cloudkit.local.apiserver.access import Access
 from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
 from cloudkit.local.apiserver.errors import ApiError
 from cloudkit.local.apiserver.reads import ReadHandlers
@@ -32,8 +32,9 @@ PATCH_TYPES = (
 class ApiServerApp(ReadHandlers):
     """Routes requests to discovery, OpenAPI and the resource handlers."""
 
-    def __init__(self, cluster: Cluster, config: ServerConfig) -> None:
+    def __init__(self, cluster: Cluster, config: ServerConfig, access: Access) -> None:
         self.cluster = cluster
+        self.access = access
         self.registry = cluster.registry
         self.config = config
         self.line_cache: watch.LineCache = collections.OrderedDict()
@@ -46,9 +47,10 @@ class ApiServerApp(ReadHandlers):
 
     @web.middleware
     async def _errors_and_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self._authenticated(request.headers.get("Authorization", "")):
-            return json_response(ApiError(401, "Unauthorized").status(), 401)
         try:
+            # kube-apiserver's order: authentication → impersonation → authorization, then
+            # the handler (admission and storage).
+            self.access.admit(request)
             return await handler(request)
         except ApiError as exc:
             return json_response(exc.status(), exc.code)
@@ -59,16 +61,6 @@ class ApiServerApp(ReadHandlers):
             return json_response(
                 ApiError(500, f"internal error: {type(exc).__name__}").status(), 500
             )
-
-    def _authenticated(self, header: str) -> bool:
-        """kube-apiserver's bearer rule: trimmed, split on single spaces, the scheme in any
-        case, the token the second word (anything after it ignored), never empty."""
-        if not header.isascii():
-            return False
-        parts = header.strip().split(" ", 2)
-        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
-            return False
-        return hmac.compare_digest(parts[1].encode(), self.config.token.encode())
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -98,6 +90,9 @@ class ApiServerApp(ReadHandlers):
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             raise ApiError(404, "the server could not find the requested resource")
+        reply = await self.access.serve(request, group, version, rest)
+        if reply is not None:
+            return json_response(reply, 201)
         if not rest:
             doc = discovery.resource_list(self.registry, group, version)
             if doc is None:

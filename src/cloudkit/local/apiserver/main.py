@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 
 from cloudkit.local.apiserver import tls
+from cloudkit.local.apiserver.access import Access
 from cloudkit.local.apiserver.app import ApiServerApp
 from cloudkit.local.apiserver.cluster import Cluster
 from cloudkit.local.apiserver.resources import Registry
@@ -54,6 +55,17 @@ def _prepare_state_dir(state_dir: Path, token: str | None) -> str:
         token = secrets.token_urlsafe(32)
     write_private(path, token)
     return token
+
+
+def _signing_key(state_dir: Path) -> bytes:
+    """The key ServiceAccount tokens are signed with (DIR/sa-signing.key, 0600): kept, so
+    tokens issued before a restart stay valid."""
+    path = state_dir / "sa-signing.key"
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip().encode()
+    key = secrets.token_urlsafe(48)
+    write_private(path, key)
+    return key.encode()
 
 
 def write_kubeconfig(path: Path, url: str, token: str, ca_cert: Path) -> None:
@@ -95,8 +107,9 @@ async def start_apiserver(
     cert, key = tls.ensure_certificate(state_dir)
     store = Store(state_dir / "apiserver.db")
     cluster = Cluster(store, Registry())
+    access = Access(store, token, _signing_key(state_dir))
     server = ApiServerApp(
-        cluster, ServerConfig(token=token, bookmark_interval_s=bookmark_interval_s)
+        cluster, ServerConfig(token=token, bookmark_interval_s=bookmark_interval_s), access
     )
     runner = web.AppRunner(server.app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

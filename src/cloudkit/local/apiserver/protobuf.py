@@ -1,9 +1,10 @@
 """Decoding the few protobuf request bodies kubectl sends.
 
-kubectl's typed commands (`create namespace|configmap|secret`) POST
-`application/vnd.kubernetes.protobuf` bodies and do not fall back to JSON on 415, so the
-server reads those kinds (field numbers from k8s.io/api generated.proto). Replies stay JSON:
-client-go accepts it because its Accept list names application/json too.
+kubectl's typed commands (`create namespace|configmap|secret|serviceaccount|token`,
+`auth can-i|whoami`) POST `application/vnd.kubernetes.protobuf` bodies and do not fall back
+to JSON on 415, so the server reads those kinds (field numbers from k8s.io/api
+generated.proto). Replies stay JSON: client-go accepts it because its Accept list names
+application/json too.
 """
 
 from __future__ import annotations
@@ -135,10 +136,73 @@ def _namespace(buf: bytes) -> dict[str, Any]:
     return obj
 
 
+def _service_account(buf: bytes) -> dict[str, Any]:
+    """`kubectl create serviceaccount`: metadata (1), automountServiceAccountToken (4)."""
+    obj: dict[str, Any] = {}
+    for number, value in _fields(buf):
+        if number == 1 and isinstance(value, bytes):
+            obj["metadata"] = _object_meta(value)
+        elif number == 4:
+            obj["automountServiceAccountToken"] = bool(value)
+    return obj
+
+
+def _strings(buf: bytes, names: dict[int, str]) -> dict[str, Any]:
+    return {names[n]: _text(v) for n, v in _fields(buf) if n in names and _text(v)}
+
+
+def _token_request(buf: bytes) -> dict[str, Any]:
+    """`kubectl create token`: spec.audiences (1), spec.expirationSeconds (4)."""
+    spec: dict[str, Any] = {}
+    for number, value in _fields(buf):
+        if number != 2 or not isinstance(value, bytes):
+            continue
+        for n, v in _fields(value):
+            if n == 1:
+                spec.setdefault("audiences", []).append(_text(v))
+            elif n == 4 and isinstance(v, int):
+                spec["expirationSeconds"] = v
+    return {"spec": spec}
+
+
+_RESOURCE_ATTRIBUTES = {
+    1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource",
+    7: "name",
+}  # fmt: skip
+
+
+def _access_review(buf: bytes) -> dict[str, Any]:
+    """`kubectl auth can-i`: spec.resourceAttributes (1) or spec.nonResourceAttributes (2)."""
+    spec: dict[str, Any] = {}
+    for number, value in _fields(buf):
+        if number != 2 or not isinstance(value, bytes):
+            continue
+        for n, v in _fields(value):
+            if n == 1 and isinstance(v, bytes):
+                spec["resourceAttributes"] = _strings(v, _RESOURCE_ATTRIBUTES)
+            elif n == 2 and isinstance(v, bytes):
+                spec["nonResourceAttributes"] = _strings(v, {1: "path", 2: "verb"})
+    return {"spec": spec}
+
+
+def _rules_review(buf: bytes) -> dict[str, Any]:
+    """`kubectl auth can-i --list`: spec.namespace (1)."""
+    spec: dict[str, Any] = {}
+    for number, value in _fields(buf):
+        if number == 2 and isinstance(value, bytes):
+            spec = _strings(value, {1: "namespace"})
+    return {"spec": spec}
+
+
 _DECODERS: dict[tuple[str, str], Callable[[bytes], dict[str, Any]]] = {
     ("v1", "ConfigMap"): _config_map,
     ("v1", "Secret"): _secret,
     ("v1", "Namespace"): _namespace,
+    ("v1", "ServiceAccount"): _service_account,
+    ("authentication.k8s.io/v1", "TokenRequest"): _token_request,
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): lambda buf: {},
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): _access_review,
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): _rules_review,
 }
 
 

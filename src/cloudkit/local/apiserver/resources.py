@@ -8,6 +8,7 @@ from typing import Any
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 CRD_RKEY = "apiextensions.k8s.io/customresourcedefinitions"
 NAMESPACE_RKEY = "/namespaces"
+RBAC = "rbac.authorization.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,23 @@ BUILTINS: tuple[ResourceInfo, ...] = (
     ),
     ResourceInfo("events.k8s.io", "v1", "events", "event", "Event", True, ("ev",)),
     ResourceInfo("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    # Stored and served only, no controllers behind them: what deploy/ applies.
+    ResourceInfo("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", True, ("sa",)),
+    ResourceInfo("", "v1", "services", "service", "Service", True, ("svc",), ("all",), True),
+    ResourceInfo(
+        "apps", "v1", "deployments", "deployment", "Deployment", True, ("deploy",), ("all",),
+        True, True,
+    ),
+    ResourceInfo(
+        "policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget",
+        True, ("pdb",), (), True, True,
+    ),
+    ResourceInfo(RBAC, "v1", "roles", "role", "Role", True),
+    ResourceInfo(RBAC, "v1", "rolebindings", "rolebinding", "RoleBinding", True),
+    ResourceInfo(RBAC, "v1", "clusterroles", "clusterrole", "ClusterRole", False),
+    ResourceInfo(
+        RBAC, "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", False
+    ),
     ResourceInfo(
         "apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
         "CustomResourceDefinition", False, ("crd", "crds"), ("api-extensions",), True, True,

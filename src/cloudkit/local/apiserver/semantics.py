@@ -291,6 +291,14 @@ _BUILTIN_FIELDS: dict[str, frozenset[str]] = {
     "/secrets": _COMMON | {"data", "stringData", "type", "immutable"},
     "/namespaces": _COMMON | {"spec", "status"},
     "coordination.k8s.io/leases": _COMMON | {"spec"},
+    "/serviceaccounts": _COMMON | {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
+    "/services": _COMMON | {"spec", "status"},
+    "apps/deployments": _COMMON | {"spec", "status"},
+    "policy/poddisruptionbudgets": _COMMON | {"spec", "status"},
+    "rbac.authorization.k8s.io/roles": _COMMON | {"rules"},
+    "rbac.authorization.k8s.io/clusterroles": _COMMON | {"rules", "aggregationRule"},
+    "rbac.authorization.k8s.io/rolebindings": _COMMON | {"subjects", "roleRef"},
+    "rbac.authorization.k8s.io/clusterrolebindings": _COMMON | {"subjects", "roleRef"},
 }
 
 

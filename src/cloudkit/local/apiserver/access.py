@@ -1,0 +1,233 @@
+"""Access control over HTTP: who a request is (authn, impersonation), whether it may proceed
+(RBAC over the stored Roles and bindings), and the APIs about access itself: TokenRequest,
+SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview (none of them stored).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from aiohttp import web
+
+from cloudkit.local.apiserver import authz, bodies, impersonation, protobuf, requestinfo
+from cloudkit.local.apiserver.authn import AUDIENCE, Authenticator
+from cloudkit.local.apiserver.authz import Attributes, Policy, UserInfo
+from cloudkit.local.apiserver.errors import ApiError, Cause
+from cloudkit.local.apiserver.resources import RBAC
+from cloudkit.local.apiserver.store import Store
+
+SA_RKEY = "/serviceaccounts"
+USER_KEY = web.RequestKey("cloudkit.user", UserInfo)
+DEFAULT_EXPIRATION_S = 3600
+MIN_EXPIRATION_S = 600
+MAX_EXPIRATION_S = 2**32
+
+
+def _invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        f'{kind}.{group} "{name}" is invalid: {field}: {message}',
+        reason="Invalid",
+        name=name,
+        group=group,
+        kind=kind,
+        causes=[Cause("FieldValueInvalid", message, field)],
+    )
+
+
+def _timestamp(epoch_s: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Access:
+    """The access steps of the request pipeline, over the store's RBAC objects."""
+
+    def __init__(self, store: Store, admin_token: str, signing_key: bytes) -> None:
+        self.store = store
+        self.authenticator = Authenticator(admin_token, signing_key, self._sa_uid)
+
+    def _sa_uid(self, namespace: str, name: str) -> str | None:
+        sa = self.store.get(SA_RKEY, namespace, name)
+        return None if sa is None else str(sa["metadata"].get("uid", ""))
+
+    def policy(self) -> Policy:
+        return authz.policy_from_objects(
+            self.store.list_objects(f"{RBAC}/roles"),
+            self.store.list_objects(f"{RBAC}/clusterroles"),
+            self.store.list_objects(f"{RBAC}/rolebindings"),
+            self.store.list_objects(f"{RBAC}/clusterrolebindings"),
+        )
+
+    def check(self, attrs: Attributes) -> None:
+        """Raise kube-apiserver's 403 unless RBAC allows `attrs`."""
+        if authz.MASTERS in attrs.user.groups:
+            return
+        allowed, _ = authz.authorize(self.policy(), attrs)
+        if not allowed:
+            raise ApiError(
+                403,
+                authz.forbidden_message(attrs),
+                name=attrs.name or None,
+                group=attrs.api_group or None,
+                kind=attrs.resource or None,
+            )
+
+    def admit(self, request: web.Request) -> UserInfo:
+        """Authenticate, impersonate and authorize `request`; the user it acts as.
+
+        Raises 401 for no valid token and 403 for a request RBAC does not allow."""
+        user = self.authenticator.authenticate(request.headers.get("Authorization", ""))
+        if user is None:
+            raise ApiError(401, "Unauthorized")
+        user = impersonation.impersonated(user, request.headers, self.check)
+        self.check(requestinfo.resolve(user, request.method, request.path, request.query))
+        request[USER_KEY] = user
+        return user
+
+    # -- the access APIs ------------------------------------------------------------------------
+
+    async def serve(
+        self, request: web.Request, group: str, version: str, rest: list[str]
+    ) -> dict[str, Any] | None:
+        """The reply of an access API, or None when the path is not one of them."""
+        if request.method != "POST" or version != "v1":
+            return None
+        user: UserInfo = request[USER_KEY]
+        if group == "authorization.k8s.io" and rest == ["selfsubjectaccessreviews"]:
+            return self._access_review(user, await self._body(request))
+        if group == "authorization.k8s.io" and rest == ["selfsubjectrulesreviews"]:
+            return self._rules_review(user, await self._body(request))
+        if group == "authentication.k8s.io" and rest == ["selfsubjectreviews"]:
+            return self._whoami(user)
+        if (
+            group == ""
+            and len(rest) == 5
+            and rest[0] == "namespaces"
+            and rest[2:5:2]
+            == [
+                "serviceaccounts",
+                "token",
+            ]
+        ):
+            return self._token_request(rest[1], rest[3], await self._body(request))
+        return None
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        raw = await bodies.read(request)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == "application/vnd.kubernetes.protobuf":
+            body: Any = protobuf.decode(raw)
+        else:
+            body = bodies.decode_json(raw)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be an object")
+        return body
+
+    def _access_review(self, user: UserInfo, body: dict[str, Any]) -> dict[str, Any]:
+        spec: dict[str, Any] = body["spec"] if isinstance(body.get("spec"), dict) else {}
+        res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if isinstance(res, dict) == isinstance(non_res, dict):
+            raise _invalid(
+                "SelfSubjectAccessReview", "authorization.k8s.io", "", "spec.resourceAttributes",
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            )  # fmt: skip
+        if isinstance(res, dict):
+            attrs = Attributes(
+                user,
+                str(res.get("verb", "")),
+                api_group=str(res.get("group", "")),
+                resource=str(res.get("resource", "")),
+                subresource=str(res.get("subresource", "")),
+                name=str(res.get("name", "")),
+                namespace=str(res.get("namespace", "")),
+            )
+        else:
+            assert isinstance(non_res, dict)
+            attrs = Attributes(
+                user, str(non_res.get("verb", "")), resource_request=False,
+                path=str(non_res.get("path", "")),
+            )  # fmt: skip
+        allowed = authz.MASTERS in user.groups
+        reason = ""
+        if not allowed:
+            allowed, reason = authz.authorize(self.policy(), attrs)
+        status: dict[str, Any] = {"allowed": allowed}
+        if reason:
+            status["reason"] = reason
+        return {**body, "metadata": {"creationTimestamp": None}, "status": status}
+
+    def _rules_review(self, user: UserInfo, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = str((body.get("spec") or {}).get("namespace", ""))
+        if authz.MASTERS in user.groups:
+            rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                     {"verbs": ["*"], "nonResourceURLs": ["*"]}]  # fmt: skip
+        else:
+            rules = [r for g in authz.grants(self.policy(), user, namespace) for r in g.rules]
+        resource_rules = [
+            {k: r[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if k in r}
+            for r in rules
+            if r.get("resources")
+        ]
+        non_resource_rules = [
+            {"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}
+            for r in rules
+            if r.get("nonResourceURLs")
+        ]
+        return {
+            **body,
+            "metadata": {"creationTimestamp": None},
+            "status": {
+                "resourceRules": resource_rules,
+                "nonResourceRules": non_resource_rules,
+                "incomplete": False,
+            },
+        }
+
+    @staticmethod
+    def _whoami(user: UserInfo) -> dict[str, Any]:
+        info: dict[str, Any] = {"username": user.name, "groups": list(user.groups)}
+        if user.uid:
+            info["uid"] = user.uid
+        return {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "status": {"userInfo": info},
+        }
+
+    def _token_request(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        uid = self._sa_uid(namespace, name)
+        if uid is None:
+            raise ApiError(
+                404, f'serviceaccounts "{name}" not found', name=name, kind="serviceaccounts"
+            )
+        spec = dict(body.get("spec") or {})
+        seconds = spec.get("expirationSeconds") or DEFAULT_EXPIRATION_S
+        too_short = not isinstance(seconds, int) or seconds < MIN_EXPIRATION_S
+        if too_short or seconds > MAX_EXPIRATION_S:
+            limit = "less than 10 minutes" if too_short else "larger than 2^32 seconds"
+            raise _invalid(
+                "TokenRequest", "authentication.k8s.io", name, "spec.expirationSeconds",
+                f"Invalid value: {seconds}: may not specify a duration {limit}",
+            )  # fmt: skip
+        audiences = [str(a) for a in spec.get("audiences") or [AUDIENCE]]
+        issued = self.authenticator.issue(namespace, name, uid, seconds, audiences)
+        spec.update(audiences=audiences, expirationSeconds=seconds)
+        spec.setdefault("boundObjectRef", None)
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "creationTimestamp": _timestamp(time.time()),
+            },
+            "spec": spec,
+            "status": {
+                "token": issued.token,
+                "expirationTimestamp": _timestamp(issued.expires_at),
+            },
+        }
