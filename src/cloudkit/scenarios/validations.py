@@ -11,8 +11,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-TERMINAL = {"Succeeded", "Failed", "Canceled"}
-NON_TERMINAL = {"Pending", "Waiting", "Running", "Unknown"}
+from cloudkit.api.jobs import TERMINAL_STATES, JobState
+
+# The states as the status spells them; what "terminal" means is defined once, in cloudkit.api.
+TERMINAL = {state.value for state in TERMINAL_STATES}
+NON_TERMINAL = {state.value for state in JobState} - TERMINAL
 # The message AAP direct writes with each terminal state (the raw AWX status word first).
 MESSAGE_PREFIX_FOR_STATE = {
     "Canceled": ("canceled",),
