@@ -26,6 +26,7 @@ passes and leaves no VM.
 from __future__ import annotations
 
 import contextlib
+import os
 from datetime import timedelta
 
 from hypothesis import HealthCheck, settings
@@ -249,9 +250,12 @@ def _settled(status: ComputeInstanceStatus) -> bool:
     )
 
 
+# `make test` explores 150 runs of 40 steps; a longer search for a change of the core:
+#   CLOUDKIT_STATE_MACHINE_EXAMPLES=3000 .venv/bin/pytest tests/unit/lifecycle/test_state_machine.py
+_EXAMPLES = int(os.environ.get("CLOUDKIT_STATE_MACHINE_EXAMPLES", "150"))
 Lifecycle.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=40,
+    max_examples=_EXAMPLES,
+    stateful_step_count=40 if _EXAMPLES <= 150 else 60,
     deadline=timedelta(seconds=2),
     suppress_health_check=[HealthCheck.too_slow],
 )
