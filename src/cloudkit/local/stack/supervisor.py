@@ -40,6 +40,7 @@ from cloudkit.local.stack.children import (
     start_backend,
 )
 from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.strays import report_strays
 
@@ -229,7 +230,11 @@ async def _start_children(
             endpoints=handle.endpoints,
             notification_token=notification_token,
         )
-        operator = await spawn_operator(inner_kubeconfig, env=operator_env, logs=logs, sink=sink)
+        # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
+        operator_kubeconfig = await prepare_operator_kubeconfig(
+            inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+        )
+        operator = await spawn_operator(operator_kubeconfig, env=operator_env, logs=logs, sink=sink)
         handle.children.append(operator)
         await operator_healthy(operator, handle.health_url)
         handle.operator_running = True
