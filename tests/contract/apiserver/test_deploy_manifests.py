@@ -44,6 +44,7 @@ MAY_NOT = [
     ("update", "leases.coordination.k8s.io", WORK_NS),  # the Lease lives in its own namespace
     ("create", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("delete", "namespaces", ""),
+    ("watch", "namespaces", ""),  # kopf runs cluster-wide: it never needs them
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
     ("impersonate", "users", ""),
 ]

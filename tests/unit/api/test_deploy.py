@@ -45,7 +45,6 @@ def test_rbac_covers_what_the_operator_touches() -> None:
         ("cloudkit.openshift.io", "computeinstances"),
         ("cloudkit.openshift.io", "computeinstances/status"),
         ("kubevirt.io", "virtualmachines"),
-        ("", "namespaces"),
         ("", "events"),
         ("coordination.k8s.io", "leases"),
     ]:

@@ -10,7 +10,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from aiohttp import web
@@ -22,7 +22,7 @@ from cloudkit.local.apiserver.cluster import Cluster
 from cloudkit.local.apiserver.resources import Registry
 from cloudkit.local.apiserver.store import Store
 from cloudkit.local.apiserver.wire import ServerConfig
-from cloudkit.local.private import private_dir, write_private
+from cloudkit.local.private import open_private_log, private_dir, write_private
 
 CONTEXT = "cloudkit-local"
 
@@ -37,11 +37,13 @@ class ApiServerHandle:
     ca_cert: Path
     _runner: web.AppRunner = field(repr=False)
     _store: Store = field(repr=False)
+    _audit: TextIO = field(repr=False)
 
     async def stop(self) -> None:
         self._store.close_watchers()
         await self._runner.cleanup()
         self._store.close()
+        self._audit.close()
 
 
 def _prepare_state_dir(state_dir: Path, token: str | None) -> str:
@@ -107,7 +109,8 @@ async def start_apiserver(
     cert, key = tls.ensure_certificate(state_dir)
     store = Store(state_dir / "apiserver.db")
     cluster = Cluster(store, Registry())
-    access = Access(store, token, _signing_key(state_dir))
+    audit = open_private_log(state_dir / "audit.jsonl")
+    access = Access(store, token, _signing_key(state_dir), audit)
     server = ApiServerApp(
         cluster, ServerConfig(token=token, bookmark_interval_s=bookmark_interval_s), access
     )
@@ -122,7 +125,7 @@ async def start_apiserver(
     url = f"https://{shown_host}:{bound}"
     kubeconfig = state_dir / "kubeconfig"
     write_kubeconfig(kubeconfig, url, token, cert)
-    return ApiServerHandle(url, token, kubeconfig, cert, runner, store)
+    return ApiServerHandle(url, token, kubeconfig, cert, runner, store, audit)
 
 
 async def _serve(state_dir: Path, port: int, host: str) -> None:
