@@ -50,10 +50,12 @@ class Reconciler:
     metrics: OperatorMetrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     jobs: JobTracker = field(init=False)
+    passes: PassSchedule = field(init=False)
     _written: dict[InstanceKey, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.jobs = JobTracker(self.metrics, self.config.provider_name)
+        self.passes = PassSchedule(self.config)
 
     def is_own_write(self, key: InstanceKey, resource_version: str | None) -> bool:
         """True for the watch event of a write this operator just made (no new information)."""
@@ -76,7 +78,7 @@ class Reconciler:
         before = self._written.get(key)
         delay = await self._pass(key)
         wrote = self._written.get(key) not in (None, before)
-        return next_pass(delay, wrote=wrote, config=self.config)
+        return self.passes.after_pass(key, delay, wrote=wrote, now=time.monotonic())
 
     async def _pass(self, key: InstanceKey) -> timedelta | None:
         observation = Observation()
@@ -220,6 +222,7 @@ class Reconciler:
     def _gone(self, key: InstanceKey) -> None:
         self._written.pop(key, None)
         self.jobs.forget(str(key))
+        self.passes.forget(key)
 
     def _log(self, key: InstanceKey, decision: Decision) -> None:
         status = decision.status
@@ -238,17 +241,41 @@ class Reconciler:
         )
 
 
-def next_pass(delay: timedelta | None, *, wrote: bool, config: LifecycleConfig) -> timedelta | None:
-    """When the key runs again after a pass that wanted `delay` and did (not) write the object.
+@dataclass
+class PassSchedule:
+    """When a key runs next, after a pass that wanted `delay` and did (not) write the object.
 
-    Upstream's controller watches its own object, so each of its writes causes one more pass at
-    once (reference §3.1); the baseline policy (`poll_every_pass`) does the same, and that pass
-    polls the job. Our own policy ignores the watch events of its writes (`is_own_write`): they
-    carry nothing new, and the core already said when it wants to come back.
+    Under the baseline policy (`poll_every_pass`) as upstream's controller-runtime queue would
+    run it (reference §3.1):
+    - each write of its own causes one more pass at once (its watch sees its own writes);
+    - a requeue-after is a timer that passes woken by events neither cancel nor postpone: per
+      key the earliest pending timer fires (client-go's delaying queue keeps the earliest).
+    Our own policy does neither: the watch events of its writes carry nothing new
+    (`is_own_write`), and each pass's requeue replaces the one before. Times: monotonic seconds.
     """
-    if config.poll_every_pass and wrote:
-        return timedelta(0)
-    return delay
+
+    config: LifecycleConfig
+    _timers: dict[InstanceKey, float] = field(default_factory=dict)
+
+    def after_pass(
+        self, key: InstanceKey, delay: timedelta | None, *, wrote: bool, now: float
+    ) -> timedelta | None:
+        if not self.config.poll_every_pass:
+            return delay
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer <= now:
+            timer = None  # it fired: this is its pass
+        if delay is not None:
+            due = now + delay.total_seconds()
+            timer = due if timer is None else min(timer, due)
+        if timer is not None:
+            self._timers[key] = timer
+        if wrote:
+            return timedelta(0)
+        return None if timer is None else timedelta(seconds=timer - now)
+
+    def forget(self, key: InstanceKey) -> None:
+        self._timers.pop(key, None)
 
 
 class _Restart(Exception):

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from cloudkit.api import names
 from cloudkit.operator.kube import InstanceKey
-from cloudkit.operator.reconcile import next_pass
+from cloudkit.operator.reconcile import PassSchedule
 from cloudkit.operator.routing import Routes
 from cloudkit.operator.settings import load_settings
 from cloudkit.operator.startup import lifecycle_config
@@ -37,49 +37,78 @@ def test_fixed_policy_polls_on_every_pass_instead_of_waiting_the_interval() -> N
     assert not ADAPTIVE.poll_every_pass
 
 
+KEY = InstanceKey("ns", "a")
+INTERVAL = timedelta(seconds=30)
+
+
 def test_each_own_write_causes_one_more_pass_at_once() -> None:
     """'Its own status writes too, so each write causes one more pass at once.'"""
-    interval = timedelta(seconds=30)
-    assert next_pass(interval, wrote=True, config=FIXED) == timedelta(0)
+    passes = PassSchedule(FIXED)
+    assert passes.after_pass(KEY, INTERVAL, wrote=True, now=0.0) == timedelta(0)
+    # That extra pass writes nothing: the requeue of the first pass stands, and the chain ends.
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=0.1) == timedelta(seconds=29.9)
     # A pass that finished (no requeue) still runs once more after its write, as upstream.
-    assert next_pass(None, wrote=True, config=FIXED) == timedelta(0)
-    # That extra pass writes nothing: it keeps the core's delay, so the chain ends.
-    assert next_pass(interval, wrote=False, config=FIXED) == interval
-    assert next_pass(None, wrote=False, config=FIXED) is None
+    done = PassSchedule(FIXED)
+    assert done.after_pass(KEY, None, wrote=True, now=0.0) == timedelta(0)
+    assert done.after_pass(KEY, None, wrote=False, now=0.1) is None
 
 
-def test_the_adaptive_policy_is_unchanged_by_its_own_writes() -> None:
+def test_passes_woken_by_events_do_not_postpone_the_requeue() -> None:
+    """'Polling is requeue-after 30 s': a requeue is a timer; passes woken meanwhile (a VM
+    event, the playbook's writes) poll too, but the earliest timer still fires on time, as
+    client-go's delaying queue keeps the earliest time per key."""
+    passes = PassSchedule(FIXED)
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=100.0) == INTERVAL
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=110.0) == timedelta(seconds=20)
+    assert passes.after_pass(KEY, None, wrote=False, now=120.0) == timedelta(seconds=10)
+    # The timer's own pass (at 130) starts the next 30 s.
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=130.0) == INTERVAL
+    # A shorter wish (e.g. a rate limit's retry-after) comes first, as with AddAfter.
+    assert passes.after_pass(KEY, timedelta(seconds=5), wrote=False, now=131.0) == timedelta(
+        seconds=5
+    )
+    passes.forget(KEY)
+    assert passes.after_pass(KEY, None, wrote=False, now=132.0) is None
+
+
+def test_the_adaptive_policy_is_unchanged() -> None:
+    passes = PassSchedule(ADAPTIVE)
     short = timedelta(milliseconds=500)
-    assert next_pass(short, wrote=True, config=ADAPTIVE) == short
-    assert next_pass(None, wrote=True, config=ADAPTIVE) is None
+    assert passes.after_pass(KEY, short, wrote=True, now=0.0) == short
+    assert passes.after_pass(KEY, None, wrote=True, now=0.1) is None
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=0.2) == INTERVAL
+    assert passes.after_pass(KEY, INTERVAL, wrote=False, now=10.0) == INTERVAL
 
 
 async def test_after_a_writing_pass_the_key_runs_at_once_then_after_the_interval() -> None:
-    """'Polling is requeue-after': the extra pass comes at once (no write, so it asks for the
-    interval), and the next one only when that requeue falls due. Real queue, short interval."""
+    """The schedule on the real work queue, with a short interval: the pass after a write
+    follows at once, and the next one only when the first pass's requeue falls due."""
     interval = timedelta(milliseconds=400)
-    config = replace(FIXED, poll_interval=interval)
+    passes = PassSchedule(replace(FIXED, poll_interval=interval))
     writes = [True, False, False]
     runs: list[float] = []
     three = asyncio.Event()
 
-    async def reconcile(_: str) -> float | None:
-        runs.append(asyncio.get_running_loop().time())
+    async def reconcile(key: InstanceKey) -> float | None:
+        now = asyncio.get_running_loop().time()
+        runs.append(now)
         if len(runs) == 3:
             three.set()
+            return None
         wrote = writes.pop(0) if writes else False
-        delay = next_pass(interval, wrote=wrote, config=config)
-        return None if delay is None or len(runs) >= 3 else delay.total_seconds()
+        delay = passes.after_pass(key, interval, wrote=wrote, now=now)
+        return None if delay is None else delay.total_seconds()
 
-    queue: WorkQueue[str] = WorkQueue(reconcile, workers=2)
+    queue: WorkQueue[InstanceKey] = WorkQueue(reconcile, workers=2)
     queue.start()
     try:
-        queue.add("ns/a")
+        queue.add(KEY)
         await asyncio.wait_for(three.wait(), DEADLINE)
     finally:
         await queue.stop()
     assert runs[1] - runs[0] < 0.2, "the pass after a write must follow at once"
-    assert runs[2] - runs[1] >= interval.total_seconds() - 0.01, "then the full interval"
+    assert runs[2] - runs[0] >= interval.total_seconds() - 0.01, "then the first requeue"
+    assert runs[2] - runs[0] < interval.total_seconds() + 0.2, "not postponed by the extra pass"
 
 
 def test_a_change_of_a_labelled_vm_wakes_its_instance() -> None:
