@@ -1,8 +1,10 @@
-"""deploy/operator applies to the local API server with kubectl -k (server dry run first), and
-its ServiceAccount may do what the operator needs and nothing of a table of what it must not."""
+"""deploy/operator and its overlays (deploy/overlays/aap, eda) apply to the local API server with
+kubectl -k (server dry run first), and the operator's ServiceAccount may do what the operator
+needs and nothing of a table of what it must not."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ pytestmark = pytest.mark.stack
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 DEPLOY = Path(__file__).parents[3] / "deploy" / "operator"
+OVERLAYS = DEPLOY.parent / "overlays"
 SA = "system:serviceaccount:cloudkit-operator-system:cloudkit-operator-controller-manager"
 CI = "computeinstances.cloudkit.openshift.io"
 WORK_NS = "cloudkit-computeinstance"
@@ -76,3 +79,23 @@ def test_apply_dry_run_then_for_real(kubectl: Kubectl) -> None:
 
     assert [(*row, can(*row)) for row in MAY] == [(*row, "yes") for row in MAY]
     assert [(*row, can(*row)) for row in MAY_NOT] == [(*row, "no") for row in MAY_NOT]
+
+
+def test_both_overlays_apply(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(DEPLOY / "namespace.yaml"), check=True)
+    deployment = ["deployment", "cloudkit-operator-controller-manager", "-n", OWN_NS]
+    for provider in ("aap", "eda"):
+        overlay = str(OVERLAYS / provider)
+        dry = kubectl("apply", "--dry-run=server", "-k", overlay, check=True).stdout
+        assert "deployment.apps/cloudkit-operator-controller-manager" in dry
+        kubectl("apply", "-k", overlay, check=True)
+        env = json.loads(kubectl("get", *deployment, "-o", "json", check=True).stdout)
+        (manager,) = env["spec"]["template"]["spec"]["containers"]
+        values = {e["name"]: e.get("value") for e in manager["env"]}
+        assert values["CLOUDKIT_PROVISIONING_PROVIDER"] == provider
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in manager["env"]
+                if "valueFrom" in e}  # fmt: skip
+        if provider == "eda":
+            assert refs["CLOUDKIT_EDA_WEBHOOK_TOKEN"] == "cloudkit-operator-eda"
+        else:
+            assert refs["CLOUDKIT_AAP_TOKEN"] == "cloudkit-operator-aap"
