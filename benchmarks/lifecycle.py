@@ -8,8 +8,10 @@ all, wait until every one is Ready, delete them all, wait until every one is gon
              automation service reports them, queueing included
   overhead = cycle − backend: the time the operator added on top of the automation itself
 
-The same run is repeated as upstream works: CLOUDKIT_POLL_POLICY=fixed (every poll waits the
-full 30 s) and no AWX job notifications.
+The same run is repeated as upstream works (reference §3.1): CLOUDKIT_POLL_POLICY=fixed (every
+pass polls the running job, whatever woke it; each of the operator's own writes causes one more
+pass at once; a 30 s requeue that event-woken passes do not postpone) and no AWX job
+notifications.
 Also: Kubernetes API requests per lifecycle (from the operator's metrics), operator CPU seconds
 spent during the measurement (start-up excluded) and peak RSS (from /proc).
 Prints one JSON document:

@@ -42,7 +42,7 @@ def write_plot(path: Path, rows: Sequence[LifecycleRow], title: str) -> None:
             color=DEPROVISION_COLOUR,
             label="deprovision" if x == 0 else None,
         )
-        axes.text(x, p_mean + d_mean, f"{p_mean + d_mean:.1f} s", ha="center", va="bottom")
+        axes.text(x + 0.27, p_mean + d_mean, f"{p_mean + d_mean:.1f} s", ha="left", va="center")
         offsets = [
             x - 0.12 + 0.24 * i / max(1, len(provider_rows) - 1) for i in range(len(provider_rows))
         ]
@@ -58,6 +58,7 @@ def write_plot(path: Path, rows: Sequence[LifecycleRow], title: str) -> None:
             offsets, [r.total_s or 0.0 for r in provider_rows], s=14, color="black", zorder=3
         )
     axes.set_xticks(range(len(providers)), [_label(p) for p in providers])
+    axes.set_xlim(-0.5, len(providers) - 0.5 + 0.4)  # room for the totals beside the bars
     axes.set_ylabel("seconds (mean; points: each lifecycle)")
     axes.set_title(title, fontsize=10)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
