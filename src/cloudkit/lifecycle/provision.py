@@ -113,6 +113,10 @@ def _applied(step: Step) -> bool:
     desired = status.desired_config_version
     if desired is None or status.reconciled_config_version != desired:
         return False
+    if step.config.poll_every_pass:
+        # The baseline is upstream at the reference point (§3.2 step 6): the playbook's
+        # annotation alone means applied; the job is then only followed to its end.
+        return True
     job = status.provision_job
     if job is None or job.config_version is None:
         return True

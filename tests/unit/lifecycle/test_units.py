@@ -468,3 +468,23 @@ def test_upstream_poll_policy_polls_on_every_pass_and_requeues_the_interval() ->
             assert requeue == timedelta(seconds=30)
         else:
             assert requeue < timedelta(seconds=30)
+
+
+def test_upstream_policy_is_ready_at_the_annotation_while_the_job_is_followed() -> None:
+    """Reference §3.2 step 6: under the baseline policy the annotation alone makes the instance
+    Ready (the running job is still polled to its end); ours also waits for the job's success."""
+    from cloudkit.lifecycle.types import PollJob
+
+    for every_pass in (True, False):
+        world = World(cfg=config(poll_every_pass=every_pass))
+        world.reconcile()
+        assert world.stored is not None and world.stored.status.provision_job is not None
+        job = world.stored.status.provision_job
+        world.stored.metadata.annotations[names.RECONCILED_CONFIG_VERSION_ANNOTATION] = (
+            job.config_version or ""
+        )
+        world.tick(1)
+        decision = _decide(world)
+        assert (decision.status.phase == "Ready") is every_pass, decision.status.phase
+        if every_pass:
+            assert decision.io == PollJob(JobType.PROVISION, job.id)
