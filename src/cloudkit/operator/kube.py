@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from cloudkit.api import names
+from cloudkit.api.events import instance_event
 from cloudkit.lifecycle.types import RecordEvent, VirtualMachineObservation
 
 COMPONENT = "cloudkit-operator"
@@ -347,32 +347,14 @@ class Kube:
     async def record_event(self, instance: dict[str, Any], event: RecordEvent) -> None:
         """A core/v1 Event about the instance. Failing to record one never fails a reconcile."""
         metadata = instance["metadata"]
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{metadata['name']}.{secrets.token_hex(8)}",
-                "namespace": metadata["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": names.API_VERSION,
-                "kind": names.KIND,
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "type": str(event.type),
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = instance_event(
+            metadata,
+            reason=event.reason,
+            message=event.message,
+            type_=str(event.type),
+            component=COMPONENT,
+            reporting_instance=os.environ.get("HOSTNAME", COMPONENT),
+        )
         try:
             # A plain dict serializes like the model; the stubs only name the model.
             await self._core.create_namespaced_event(metadata["namespace"], cast(Any, body))

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cloudkit.api import names
+from cloudkit.api.events import instance_event
 from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
 
 log = logging.getLogger("cloudkit.local.stack")
@@ -43,31 +42,13 @@ def stray_message(namespace: str, watched: str) -> str:
 
 def stray_event(instance: dict[str, Any], watched: str) -> dict[str, Any]:
     """The core/v1 Warning Event that tells the instance's owner why nothing happens."""
-    metadata = instance["metadata"]
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {
-            "name": f"{metadata['name']}.{secrets.token_hex(8)}",
-            "namespace": metadata["namespace"],
-        },
-        "involvedObject": {
-            "apiVersion": names.API_VERSION,
-            "kind": names.KIND,
-            "name": metadata["name"],
-            "namespace": metadata["namespace"],
-            "uid": metadata.get("uid"),
-        },
-        "reason": REASON,
-        "message": stray_message(metadata["namespace"], watched),
-        "type": "Warning",
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+    return instance_event(
+        instance["metadata"],
+        reason=REASON,
+        message=stray_message(instance["metadata"]["namespace"], watched),
+        type_="Warning",
+        component=COMPONENT,
+    )
 
 
 async def report_strays(
