@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-OPERATOR = ROOT / "src" / "cloudkit" / "operator"
-
-
-def _read_by_operator() -> set[str]:
-    names: set[str] = set()
-    for module in OPERATOR.glob("*.py"):
-        found = re.findall(r'"(CLOUDKIT_[A-Z_]+)"', module.read_text())
-        names |= {name for name in found if not name.endswith("_")}  # not a bare prefix
-    # Built with an f-string prefix in settings.py.
-    for text in re.findall(r'f"\{prefix\}([A-Z_]+)"', (OPERATOR / "settings.py").read_text()):
-        names.add(f"CLOUDKIT_COMPUTE_INSTANCE_{text}")
-    return names
+from tests.unit.docs.code_facts import variables_read_by_operator
+from tests.unit.docs.doc_text import ROOT
 
 
 def _documented() -> set[str]:
@@ -30,7 +18,7 @@ def _documented() -> set[str]:
 
 
 def test_every_variable_is_documented_and_every_documented_one_is_read() -> None:
-    read, documented = _read_by_operator(), _documented()
-    assert read, "no variables found: the pattern no longer matches settings.py"
+    read, documented = variables_read_by_operator(), _documented()
+    assert read, "no variables found: the reader no longer finds what settings.py reads"
     assert read - documented == set(), "read by the operator but missing from the README"
     assert documented - read == set(), "in the README but read by nobody"
