@@ -1,5 +1,8 @@
 """provision.yml and deprovision.yml run by ansible-playbook against the real local API server
-and the VM simulator: the VM, its readiness, the annotation and both finalizers."""
+and the VM simulator: the VM, its readiness, the annotation and both finalizers.
+
+Every test runs twice: with Ansible, and with the automation service's simulated jobs
+(`kind: simulated`), whose effects must be the playbooks' own, so the two cannot drift."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.apiserver.main import ApiServerHandle
+from cloudkit.local.automation.simulated_jobs import run_effects
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
 
@@ -82,15 +86,37 @@ async def until(
         await asyncio.sleep(0.05)
 
 
-async def run_playbook(
+RunPlaybook = Callable[[str, dict[str, Any], Path, Path], Awaitable[tuple[int, str]]]
+
+
+def launch_vars(payload: dict[str, Any]) -> dict[str, Any]:
+    """The AAP-direct extra vars shape."""
+    return {"ansible_eda": {"event": {"payload": payload}}, "cloudkit_correlation_id": "t"}
+
+
+@pytest.fixture(params=["ansible", "simulated"])
+def run_playbook(request: pytest.FixtureRequest) -> RunPlaybook:
+    """Runs a playbook's effects; returns (rc, output). One test body holds both kinds."""
+    return run_with_ansible if request.param == "ansible" else run_simulated
+
+
+async def run_simulated(
+    playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp_path: Path
+) -> tuple[int, str]:
+    """What a simulated job of the template for `playbook` does (no Ansible)."""
+    effects = playbook.removesuffix(".yml")
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        outcome = await run_effects(effects, launch_vars(payload), kube, poll_s=0.2)
+    return (0 if outcome.status == "successful" else 2), outcome.job_explanation
+
+
+async def run_with_ansible(
     playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp_path: Path
 ) -> tuple[int, str]:
     """ansible-playbook with the AAP-direct extra vars shape; returns (rc, output)."""
     os.makedirs(tmp_path, exist_ok=True)
     extra_vars = tmp_path / f"{playbook}.vars.json"
-    extra_vars.write_text(
-        json.dumps({"ansible_eda": {"event": {"payload": payload}}, "cloudkit_correlation_id": "t"})
-    )
+    extra_vars.write_text(json.dumps(launch_vars(payload)))
     env = {
         **os.environ,
         "K8S_AUTH_KUBECONFIG": str(kubeconfig),
@@ -133,7 +159,11 @@ def instance(name: str) -> dict[str, Any]:
 
 
 async def test_provision_then_deprovision(
-    apiserver: ApiServerHandle, simulator: VmSimulatorHandle, client: KubeClient, tmp_path: Path
+    apiserver: ApiServerHandle,
+    simulator: VmSimulatorHandle,
+    client: KubeClient,
+    tmp_path: Path,
+    run_playbook: RunPlaybook,
 ) -> None:
     """Two instances provisioned side by side (the machine has two cores; this halves the
     wall time): vm-one the usual way, vm-two halted, without a finalizer list and from a
@@ -223,6 +253,7 @@ async def test_provision_gives_its_vm_up_when_the_instance_is_being_deleted(
     simulator: VmSimulatorHandle,
     client: KubeClient,
     tmp_path: Path,
+    run_playbook: RunPlaybook,
 ) -> None:
     """The EDA race: a deprovision job that looked for VMs before this provision job created
     one cannot delete it, so the provision job must notice the deletion and undo its VM."""
@@ -287,7 +318,11 @@ def hostile_instance(name: str, markers: Path) -> dict[str, Any]:
 
 
 async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
-    apiserver: ApiServerHandle, simulator: VmSimulatorHandle, client: KubeClient, tmp_path: Path
+    apiserver: ApiServerHandle,
+    simulator: VmSimulatorHandle,
+    client: KubeClient,
+    tmp_path: Path,
+    run_playbook: RunPlaybook,
 ) -> None:
     """run_playbook extra vars are plain YAML (ansible-rulebook), which Ansible templates, as
     it does under a controller with ALLOW_JINJA_IN_EXTRA_VARS=always: the playbooks

@@ -28,6 +28,7 @@ from cloudkit.local.automation import extravars, planning
 from cloudkit.local.automation.notify import Notifier
 from cloudkit.local.automation.planning import JOB_TEMPLATE, TemplateSpec
 from cloudkit.local.automation.process import PlaybookProcess
+from cloudkit.local.automation.simulated_jobs import SimulatedJobs
 from cloudkit.local.automation.store import ACTIVE_STATUSES, Store, Template, utcnow
 from cloudkit.local.private import private_dir
 
@@ -68,6 +69,8 @@ class Executor:
         self._bin_dir = os.path.dirname(sys.executable)
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Jobs of `kind: simulated` templates run here instead of in the worker pool.
+        self._simulated = SimulatedJobs(store, transition=self._transition, finish=self._finish)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -106,6 +109,7 @@ class Executor:
             task.cancel()
         for job_id in list(self._processes):
             await self.cancel(job_id)
+        await self._simulated.stop()
         await asyncio.gather(*self._workflows.values(), return_exceptions=True)
         for _ in self._workers:
             self._queue.put_nowait(0)  # wakes idle workers so they can see _stopping
@@ -147,6 +151,8 @@ class Executor:
                 if child["status"] in ACTIVE_STATUSES:
                     await self.cancel(child["id"])
             return True
+        if self._simulated.cancel(job_id):
+            return True
         process = self._processes.get(job_id)
         if process is not None:
             # The API answers 202 before the run has stopped, as AWX does.
@@ -167,7 +173,12 @@ class Executor:
         self._finished[job["id"]] = asyncio.Event()
         if notify:
             self._notify(job)
-        self._queue.put_nowait(job["id"])
+        template = self._store.template(JOB_TEMPLATE, job["template_id"])
+        simulate = TemplateSpec.from_json(template.spec).simulate if template else None
+        if simulate is not None:
+            self._simulated.start(job["id"], simulate, json.loads(job["extra_vars"]))
+        else:
+            self._queue.put_nowait(job["id"])
 
     async def _work(self) -> None:
         while True:

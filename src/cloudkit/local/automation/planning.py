@@ -16,6 +16,13 @@ from typing import Any
 
 import yaml
 
+from cloudkit.local.automation.simulation import (
+    SIMULATED,
+    SimulationSpec,
+    described,
+    parse_simulation,
+)
+
 JOB_TEMPLATE = "job_template"
 WORKFLOW_TEMPLATE = "workflow_job_template"
 KINDS = (JOB_TEMPLATE, WORKFLOW_TEMPLATE)
@@ -73,6 +80,7 @@ class TemplateSpec:
     nodes: tuple[str, ...] = ()
     description: str = ""
     timeout: int = 0
+    simulate: SimulationSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +94,7 @@ class TemplateSpec:
             "nodes": list(self.nodes),
             "description": self.description,
             "timeout": self.timeout,
+            "simulate": self.simulate.to_json() if self.simulate else None,
         }
 
     @classmethod
@@ -93,10 +102,11 @@ class TemplateSpec:
         # A row stored before notifications moved to `notification` may still hold a
         # `notification_url`; it is dropped (its URL may carry a token) until the file is reloaded.
         kept = {key: value for key, value in data.items() if key != "notification_url"}
-        notification = data.get("notification")
+        notification, simulate = data.get("notification"), data.get("simulate")
         return cls(
             **{
                 **kept,
+                "simulate": SimulationSpec.from_json(simulate) if simulate else None,
                 "nodes": tuple(data.get("nodes") or ()),
                 "notification": WebhookNotification.from_json(notification)
                 if notification
@@ -114,7 +124,8 @@ class LaunchPlan:
 def parse_templates(entries: Any, base_dir: Path) -> list[TemplateSpec]:
     """Validate templates-file entries; paths become absolute relative to `base_dir`.
 
-    Each entry: `name`, `kind` (job_template | workflow_job_template, default job_template),
+    Each entry: `name`, `kind` (job_template | workflow_job_template, default job_template;
+    or simulated, a job template whose jobs a `simulate` entry describes: see `simulation`),
     `playbook` (job templates), `inventory` (a path, or an inline list such as "localhost,"),
     `ask_variables_on_launch` (default true), `extra_vars`, `notification` (see
     `parse_notification`), `timeout` (seconds, 0 = none), `description`, and for workflows
@@ -137,13 +148,19 @@ def parse_templates(entries: Any, base_dir: Path) -> list[TemplateSpec]:
 
 def _template_spec(entry: dict[str, Any], base_dir: Path) -> TemplateSpec:
     name, kind = entry["name"], entry.get("kind", JOB_TEMPLATE)
-    if kind not in KINDS:
-        raise TemplateError(f"template {name!r}: kind must be one of {KINDS}")
+    # A simulated template is served as a job template; only its runs differ.
+    simulate = _simulation(name, entry) if kind == SIMULATED else None
+    if simulate is not None:
+        kind = JOB_TEMPLATE
+    elif kind not in KINDS:
+        raise TemplateError(f"template {name!r}: kind must be one of {(*KINDS, SIMULATED)}")
+    elif "simulate" in entry:
+        raise TemplateError(f"template {name!r}: simulate needs kind {SIMULATED}")
     extra_vars = entry.get("extra_vars") or {}
     if not isinstance(extra_vars, dict):
         raise TemplateError(f"template {name!r}: extra_vars must be a mapping")
     playbook = entry.get("playbook") or ""
-    if kind == JOB_TEMPLATE and not playbook:
+    if kind == JOB_TEMPLATE and not playbook and simulate is None:
         raise TemplateError(f"template {name!r}: a job template needs a playbook")
     inventory = entry.get("inventory")
     return TemplateSpec(
@@ -155,9 +172,21 @@ def _template_spec(entry: dict[str, Any], base_dir: Path) -> TemplateSpec:
         extra_vars=dict(extra_vars),
         notification=parse_notification(name, entry),
         nodes=tuple(entry.get("nodes") or ()),
-        description=str(entry.get("description", "")),
+        description=_description(str(entry.get("description", "")), simulate),
         timeout=int(entry.get("timeout", 0) or 0),
+        simulate=simulate,
     )
+
+
+def _simulation(name: str, entry: dict[str, Any]) -> SimulationSpec:
+    try:
+        return parse_simulation(name, entry)
+    except ValueError as error:
+        raise TemplateError(str(error)) from error
+
+
+def _description(text: str, simulate: SimulationSpec | None) -> str:
+    return described(text) if simulate is not None else text
 
 
 def _inventory(value: str, base_dir: Path) -> str:

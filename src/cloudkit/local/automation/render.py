@@ -123,7 +123,9 @@ def template_body(template: Template, prefix: str) -> dict[str, Any]:
     if template.kind == JOB_TEMPLATE:
         body.update(
             {
-                "playbook": Path(spec.playbook).name,
+                "playbook": spec.simulate.playbook_label
+                if spec.simulate
+                else Path(spec.playbook).name,
                 "job_type": "run",
                 "ask_inventory_on_launch": False,
                 "ask_limit_on_launch": False,
