@@ -16,6 +16,7 @@ from pathlib import Path
 from cloudkit.operator.settings import SettingsError, load_settings
 
 EXIT_CONFIG = 2
+EXIT_LEADERSHIP_LOST = 1
 
 
 def _configure_logging() -> None:
@@ -51,8 +52,12 @@ def run(kubeconfig: Path | None = None) -> None:
 
     try:
         asyncio.run(check_aap(settings))
-        from cloudkit.operator.shell import operate
+        from cloudkit.operator.shell import LeadershipLost, operate
 
         asyncio.run(operate(settings, kubeconfig))
     except StartupError as error:
         _fail([str(error)])
+    except LeadershipLost as error:
+        # Non-zero as controller-runtime's managers: the platform restarts a fresh standby.
+        print(f"cloudkit operator: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_LEADERSHIP_LOST) from None

@@ -49,6 +49,11 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
+        self.leader = Gauge(
+            "cloudkit_leader",
+            "1 while this replica leads (holds the Lease, or election is off), 0 on standby.",
+            registry=registry,
+        )
 
 
 class JobTracker:

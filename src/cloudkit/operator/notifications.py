@@ -114,7 +114,9 @@ class NotificationReceiver:
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._address.host, self._address.port)
+        # reuse_port: replicas on one host share the address; only the leader listens on it
+        # (shell.py), and a new leader can bind while the old one is still closing.
+        site = web.TCPSite(self._runner, self._address.host, self._address.port, reuse_port=True)
         await site.start()
         server: Any = site._server
         sockets = server.sockets if server is not None else []

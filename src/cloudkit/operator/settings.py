@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from cloudkit.operator import leadership
 from cloudkit.operator.duration import parse_duration
 
 DEFAULT_NAMESPACE = "cloudkit-computeinstance"
@@ -82,6 +83,20 @@ class EdaSettings(BaseModel):
     minimum_request_interval: timedelta = timedelta(0)
 
 
+class LeaderElectionSettings(BaseModel):
+    """A Lease decides which replica acts (leadership.py); controller-runtime's defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    lease_name: str = "cloudkit-operator-leader"
+    namespace: str = "cloudkit-operator-system"
+    identity: str = "cloudkit-operator"
+    lease_duration: timedelta = timedelta(seconds=leadership.LEASE_DURATION_S)
+    renew_deadline: timedelta = timedelta(seconds=leadership.RENEW_DEADLINE_S)
+    retry_period: timedelta = timedelta(seconds=leadership.RETRY_PERIOD_S)
+
+
 class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -103,6 +118,7 @@ class OperatorSettings(BaseModel):
     notification_token: SecretStr | None = None
     metrics_address: Address | None = None
     health_address: Address | None = None
+    leader_election: LeaderElectionSettings = LeaderElectionSettings()
 
 
 class _Reader:
@@ -289,6 +305,34 @@ def _provider(text: str) -> Literal["aap", "eda"]:
     raise ValueError(f"must be aap or eda, got {text!r}")
 
 
+def _dns_name(text: str) -> str:
+    """A Lease or namespace name: a DNS-1123 subdomain (lower case, digits, '-', '.')."""
+    if not text or len(text) > 253 or not all(c.isalnum() or c in "-." for c in text):
+        raise ValueError(f"must be a DNS-1123 name, got {text!r}")
+    if text != text.lower() or not text[0].isalnum() or not text[-1].isalnum():
+        raise ValueError(f"must be a DNS-1123 name, got {text!r}")
+    return text
+
+
+def _read_leader_election(env: _Reader) -> LeaderElectionSettings:
+    prefix = "CLOUDKIT_LEADER_ELECTION"
+    defaults = LeaderElectionSettings()
+    timings = {
+        field: env.parsed(f"{prefix}_{field.upper()}", _positive_duration, getattr(defaults, field))
+        for field in ("lease_duration", "renew_deadline", "retry_period")
+    }
+    for problem in leadership.validate_timings(*(t.total_seconds() for t in timings.values())):
+        env.problems.append(f"{prefix}_LEASE_DURATION/_RENEW_DEADLINE/_RETRY_PERIOD: {problem}")
+    namespace = env.raw(f"{prefix}_NAMESPACE") or leadership.default_namespace()
+    return LeaderElectionSettings(
+        enabled=env.parsed(prefix, _boolean, True),
+        lease_name=env.parsed(f"{prefix}_ID", _dns_name, defaults.lease_name),
+        namespace=env.parsed(f"{prefix}_NAMESPACE", _dns_name, namespace),
+        identity=env.raw(f"{prefix}_IDENTITY") or leadership.default_identity(env.environ),
+        **timings,
+    )
+
+
 def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
     """Read and validate every variable; raise SettingsError listing all problems at once."""
     env = _Reader(environ)
@@ -332,6 +376,7 @@ def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
             "CLOUDKIT_METRICS_ADDRESS", parse_address, parse_address(DEFAULT_METRICS_ADDRESS)
         ),
         health_address=env.parsed("CLOUDKIT_HEALTH_ADDRESS", parse_address, None),
+        leader_election=_read_leader_election(env),
     )
     if env.problems:
         raise SettingsError(env.problems)

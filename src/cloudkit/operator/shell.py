@@ -1,7 +1,7 @@
 """The operator shell on kopf: kopf watches, our work queue reconciles (design §9).
 
-kopf supplies watching, reconnection, CRD discovery and the liveness probe; it runs event
-handlers only (`@kopf.on.event`), which merely enqueue the instance's key. With no change
+kopf supplies watching, reconnection and CRD discovery (the probes are ours: probes.py); it
+runs event handlers only (`@kopf.on.event`), which merely enqueue the instance's key. With no change
 handlers kopf keeps no progress or diff-base annotations and adds no finalizer of its own, and
 posting of log messages as events is off: kopf writes nothing to the objects. The finalizer,
 status and events are ours, decided by the lifecycle core and written by the reconciler.
@@ -12,23 +12,37 @@ of its VirtualMachineInstance (a restart re-creates it; its address appears) wak
 at once; routing.py says which. If the KubeVirt CRDs do not exist, kopf logs that the resources
 are unresolved and starts watching them when the CRDs appear; the reconciler then sees vms=None.
 
+Leader election (leadership*.py): every replica watches and queues; only the one holding the
+Lease runs the queue's workers and listens for job notifications. A standby's queue fills with
+every instance kopf lists and every change after, so a new leader reconciles each instance once
+at once (it may have missed notifications). Losing the Lease cancels the reconciles in flight
+before it can expire, then the process exits non-zero (LeadershipLost), as controller-runtime's
+managers do: a fresh process re-reads everything, no state of the lost term lingers. SIGTERM
+lets the reconciles in flight finish, releases the Lease, and exits 0.
+
 Errors found while preparing (kubeconfig, busy ports) raise StartupError; main.py renders them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes_asyncio import client
 from prometheus_client import start_http_server
 
 from cloudkit.api import names
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
+from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.notifications import NotificationReceiver
+from cloudkit.operator.probes import ProbeServer
 from cloudkit.operator.reconcile import Reconciler
 from cloudkit.operator.routing import Routes
 from cloudkit.operator.settings import OperatorSettings
@@ -41,6 +55,16 @@ from cloudkit.operator.workqueue import WorkQueue
 
 log = logging.getLogger("cloudkit.operator")
 
+SHUTDOWN_GRACE_S = 20.0
+"""How long SIGTERM waits for the reconciles in flight (the Deployment grants 30 s)."""
+RELEASE_TIMEOUT_S = 5.0
+EXIT_AFTER_LOSS_S = 20.0
+"""A replica that lost the Lease exits by then even if kopf's shutdown hangs (a cut network)."""
+
+
+class LeadershipLost(Exception):
+    """This replica stopped leading without being asked to: the process must exit non-zero."""
+
 
 @dataclass
 class Runtime:
@@ -51,22 +75,92 @@ class Runtime:
     queue: WorkQueue[InstanceKey]
     receiver: NotificationReceiver | None = None
     metrics_server: Any = None
+    elector: LeaderElector | None = None
+    lease_api: Any = None
+    probes: ProbeServer | None = None
+    stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
     routes: Routes = field(init=False)
     """Which instances a watch event concerns (an instance's, its VMs', their VMIs')."""
+    watching: bool = False
+    leading: bool = False
+    lost: bool = False
     closed: bool = False
+    _election: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.routes = Routes(self.settings.namespace)
 
-    async def close(self) -> None:
+    def elect(self) -> None:
+        """Lead at once without election; else stand for the Lease in the background."""
+        if self.elector is None:
+            asyncio.get_running_loop().create_task(self.lead())
+            return
+        self._election = asyncio.create_task(self.elector.run(), name="leader-election")
+
+    async def on_leadership(self, leading: bool) -> None:
+        await (self.lead() if leading else self.stand_down())
+
+    async def lead(self) -> None:
         if self.closed:
             return
-        self.closed = True
+        self.leading = True
+        self.queue.start()
+        self.reconciler.metrics.leader.set(1)
+        if self.receiver is not None:
+            try:
+                await self.receiver.start()
+            except OSError as error:
+                log.error("job notifications: cannot listen: %s", error.strerror)
+
+    async def stand_down(self) -> None:
+        """The Lease is lost: stop acting now (the reconciles in flight are canceled; the
+        resourceVersion-guarded intent fences what they may have begun), then exit."""
+        self.leading, self.lost = False, True
+        self.reconciler.metrics.leader.set(0)
         await self.queue.stop()
         if self.receiver is not None:
             await self.receiver.stop()
+        self.stop_flag.set()
+        asyncio.get_running_loop().call_later(EXIT_AFTER_LOSS_S, os._exit, 1)
+
+    def readiness(self) -> dict[str, Any] | None:
+        """What /readyz shows, or None when not ready (see probes.py)."""
+        if self.closed or self.lost:
+            return None
+        elector = self.elector
+        if elector is None:
+            return {"leader": self.leading} if self.watching else None
+        if self.leading:
+            return {"leader": True, "identity": elector.identity}
+        if self.watching and elector.observed.is_set():
+            return {"leader": False, "identity": elector.identity, "holder": elector.holder}
+        return None
+
+    async def close(self) -> None:
+        """Finish the reconciles in flight, release the Lease, close everything."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.queue.stop(grace=SHUTDOWN_GRACE_S)
+        if self._election is not None:
+            self._election.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._election
+        if self.elector is not None and self.leading:
+            try:
+                async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                    await self.elector.release()
+            except TimeoutError:
+                log.warning("releasing the Lease timed out; it will expire instead")
+        self.reconciler.metrics.leader.set(0)
+        if self.receiver is not None:
+            await self.receiver.stop()
+        if self.probes is not None:
+            await self.probes.stop()
         await self.reconciler.provider.close()
         await self.reconciler.kube.close()
+        if self.lease_api is not None:
+            await self.lease_api.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
 
@@ -83,12 +177,17 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def start_workers(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo["runtime"]
-        runtime.queue.start()
+        runtime.watching = True
+        runtime.elect()
+        election = runtime.settings.leader_election
         log.info(
-            "operator started: provider=%s namespace=%s workers=%d",
+            "operator started: provider=%s namespace=%s workers=%d leader election=%s",
             runtime.settings.provider,
             runtime.settings.namespace or "(all)",
             runtime.settings.workers,
+            f"Lease {election.namespace}/{election.lease_name} as {election.identity}"
+            if election.enabled
+            else "off",
         )
 
     @kopf.on.cleanup(registry=registry)
@@ -166,36 +265,62 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
                 f"CLOUDKIT_METRICS_ADDRESS {address}: cannot listen: {error.strerror}"
             ) from None
     reconciler = Reconciler(kube, build_provider(settings), lifecycle_config(settings), metrics)
+    metrics.leader.set(0)
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)
     runtime = Runtime(settings, reconciler, queue, metrics_server=metrics_server)
+    try:
+        await _listeners(runtime, settings, kubeconfig)
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+async def _listeners(runtime: Runtime, settings: OperatorSettings, kubeconfig: Path | None) -> None:
+    """The election's client, the probes, and the notification receiver's address checked."""
+    election = settings.leader_election
+    if election.enabled:
+        runtime.lease_api = client.ApiClient(configuration=await load_configuration(kubeconfig))
+        leases = LeaseClient(runtime.lease_api, election.namespace, election.lease_name)
+        runtime.elector = LeaderElector(leases, election, on_change=runtime.on_leadership)
+    if settings.health_address is not None:
+        runtime.probes = ProbeServer(settings.health_address, ready=runtime.readiness)
+        try:
+            await runtime.probes.start()
+        except OSError as error:
+            raise StartupError(
+                f"CLOUDKIT_HEALTH_ADDRESS {settings.health_address}: "
+                f"cannot listen: {error.strerror}"
+            ) from None
     if settings.notification_address is not None:
         receiver = NotificationReceiver(
-            settings.notification_address, queue.add, token=settings.notification_token
+            settings.notification_address, runtime.queue.add, token=settings.notification_token
         )
         try:
+            # Checked now (a busy address is a configuration error); served while leading.
             await receiver.start()
+            await receiver.stop()
         except OSError as error:
-            await runtime.close()
             raise StartupError(
                 f"CLOUDKIT_NOTIFICATION_ADDRESS {settings.notification_address}: "
                 f"cannot listen: {error.strerror}"
             ) from None
         runtime.receiver = receiver
-    return runtime
 
 
 async def operate(settings: OperatorSettings, kubeconfig: Path | None = None) -> None:
     """Prepare (the AAP check has passed), then run kopf until SIGINT/SIGTERM."""
     runtime = await _prepare(settings, kubeconfig)
-    health = settings.health_address
     try:
         await kopf.operator(
             registry=build_registry(),
             settings=kopf_settings(),
             standalone=True,
             clusterwide=True,
-            liveness_endpoint=f"http://{health}/healthz" if health is not None else None,
+            stop_flag=runtime.stop_flag,
             memo=kopf.Memo(runtime=runtime),
         )
     finally:
         await runtime.close()
+    if runtime.lost:
+        raise LeadershipLost("lost the leader Lease; exiting so a fresh process stands again")

@@ -51,6 +51,8 @@ class WorkQueue(Generic[K]):
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._idle = asyncio.Event()
+        """Set when a closed queue has no key in flight any more."""
 
     # --- adding -------------------------------------------------------------------------------
 
@@ -99,10 +101,15 @@ class WorkQueue(Generic[K]):
             for n in range(self._workers)
         ]
 
-    async def stop(self) -> None:
-        """Stop taking keys; in-flight reconciles are canceled (they are level-based: the next
-        start re-reads everything)."""
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Stop taking keys; in-flight reconciles may finish within `grace` seconds, then are
+        canceled (they are level-based: the next start re-reads everything)."""
         self._closed = True
+        self._wakeup.set()
+        if grace > 0 and self._processing and self._tasks:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -113,6 +120,9 @@ class WorkQueue(Generic[K]):
     async def _next(self) -> K:
         loop = asyncio.get_running_loop()
         while True:
+            if self._closed:
+                # Stopping: hand out nothing more; stop() cancels this worker.
+                await asyncio.get_running_loop().create_future()
             while self._heap:
                 due, _, key = self._heap[0]
                 if self._due.get(key) != due:
@@ -148,6 +158,8 @@ class WorkQueue(Generic[K]):
                 delay = min(self._backoff_max, self._backoff_min * 2.0**failures)
                 log.exception("reconcile of %s failed; retrying in %.1fs", key, delay)
             self._processing.discard(key)
+            if self._closed and not self._processing:
+                self._idle.set()
             parked = self._parked.pop(key, None)
             if parked is not None:
                 self._readd_at(key, parked)

@@ -1,0 +1,259 @@
+"""The election's I/O: the Lease read and written over kubernetes_asyncio, on a schedule and
+within deadlines. What to write, and when a leader has lost, is decided in leadership.py.
+
+A standby tries every retry period, and at once when a watch on the Lease shows it changed (a
+released Lease is taken without waiting out a period). A leader renews every retry period;
+each attempt may take no longer than what is left of the renew deadline, so an API server that
+stops answering cannot hold the leader past the deadline: `lost` is set then, before the
+lease can expire for anyone else (the deadline is shorter than the lease). The elector has its
+own ApiClient: renewals never queue behind the reconciles' requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from cloudkit.operator.kube import Conflict, KubeError
+from cloudkit.operator.leadership import (
+    LeaseRecord,
+    Move,
+    Observed,
+    lost,
+    next_step,
+    observe,
+    released,
+)
+from cloudkit.operator.settings import LeaderElectionSettings
+
+log = logging.getLogger("cloudkit.operator.leadership")
+
+GROUP, VERSION, PLURAL = "coordination.k8s.io", "v1", "leases"
+WATCH_TIMEOUT_S = 60
+
+
+class LeaseClient:
+    """get / create / update of one Lease, as plain dicts; writes carry the resourceVersion."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, name: str) -> None:
+        self._custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self.name = name
+
+    async def read(self) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubeError(f"reading Lease {self.namespace}/{self.name}", error) from None
+        return found
+
+    async def create(self, record: LeaseRecord) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": record.to_spec(),
+        }
+        return await self._write("creating", body, create=True)
+
+    async def update(self, current: dict[str, Any], record: LeaseRecord) -> dict[str, Any]:
+        """Replace the spec; the metadata (with its resourceVersion) is the one read."""
+        body = {**current, "spec": record.to_spec()}
+        return await self._write("updating", body, create=False)
+
+    async def _write(self, verb: str, body: dict[str, Any], *, create: bool) -> dict[str, Any]:
+        what = f"{verb} Lease {self.namespace}/{self.name}"
+        try:
+            if create:
+                written: dict[str, Any] = await self._custom.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, body
+                )
+            else:
+                written = await self._custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, self.name, body
+                )
+        except ApiException as error:
+            if error.status == 409:  # changed since read, or created by another replica
+                raise Conflict(what, error) from None
+            raise KubeError(what, error) from None
+        return written
+
+    async def changes(self, resource_version: str | None) -> None:
+        """Return when the Lease changes after `resource_version` (None: when one appears), or
+        the watch ends; errors propagate."""
+        options: dict[str, Any] = {"field_selector": f"metadata.name={self.name}"}
+        if resource_version:
+            options["resource_version"] = resource_version
+        async with watch.Watch() as watcher:
+            events = watcher.stream(
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                timeout_seconds=WATCH_TIMEOUT_S,
+                **options,
+            )
+            async for _ in events:
+                return
+
+
+class LeaderElector:
+    """Runs the election; `leading` is set once this replica holds the Lease, `lost` once it
+    has failed to renew within the renew deadline (or seen another holder). One term per
+    elector: a replica that lost does not stand again (the process exits; see shell.py)."""
+
+    def __init__(
+        self,
+        leases: LeaseClient,
+        settings: LeaderElectionSettings,
+        *,
+        on_change: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> None:
+        self._leases = leases
+        self._settings = settings
+        self._on_change = on_change
+        self._observed: Observed | None = None
+        self._current: dict[str, Any] | None = None
+        """The Lease as last read or written (its resourceVersion guards the next write)."""
+        self.leading = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.observed = asyncio.Event()
+        """Set once the Lease was read (or created): the API server answers this replica."""
+
+    @property
+    def identity(self) -> str:
+        return self._settings.identity
+
+    @property
+    def holder(self) -> str | None:
+        return self._observed.record.holder if self._observed is not None else None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leading.is_set() and not self.lost.is_set()
+
+    async def run(self) -> None:
+        """Stand until leading, then renew until lost (or canceled)."""
+        await self._stand()
+        self.leading.set()
+        log.info(
+            "leading: %s holds Lease %s/%s",
+            self.identity,
+            self._leases.namespace,
+            self._leases.name,
+        )
+        if self._on_change is not None:
+            await self._on_change(True)
+        await self._renew()
+        self.lost.set()
+        if self._on_change is not None:
+            await self._on_change(False)
+
+    async def _stand(self) -> None:
+        retry = self._settings.retry_period.total_seconds()
+        deadline = self._settings.renew_deadline.total_seconds()
+        waiting_on: str | None = None
+        while True:
+            try:
+                if await asyncio.wait_for(self._attempt(), deadline):
+                    return
+            except (KubeError, TimeoutError, OSError) as error:
+                log.warning("leader election: %s", error or "the API server did not answer")
+            if self.holder and self.holder != waiting_on:
+                waiting_on = self.holder
+                log.info("standby: %s leads; %s waits", waiting_on, self.identity)
+            await self._pause(retry)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until the retry period passed or the Lease changed, whichever comes first."""
+        version = ((self._current or {}).get("metadata") or {}).get("resourceVersion")
+        watcher = asyncio.create_task(self._leases.changes(version))
+        try:
+            await asyncio.wait({watcher}, timeout=seconds)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+
+    async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        retry = self._settings.retry_period.total_seconds()
+        deadline = self._settings.renew_deadline.total_seconds()
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(retry)
+            sent = loop.time()
+            left = renewed + deadline - sent
+            try:
+                if left > 0 and await asyncio.wait_for(self._attempt(), left):
+                    # Others time the new record from when they see it: never before `sent`.
+                    renewed = sent
+            except (KubeError, TimeoutError, OSError) as error:
+                log.warning("leader election: renewing: %s", error or "no answer in time")
+            if self.holder not in (None, self.identity):
+                log.error("lost leadership: %s holds the Lease now", self.holder)
+                return
+            if lost(renewed, loop.time(), deadline):
+                log.error("lost leadership: the Lease was not renewed within %.0fs", deadline)
+                return
+
+    async def _attempt(self) -> bool:
+        """One round of read → decide → write; True when we hold the Lease after it."""
+        loop = asyncio.get_running_loop()
+        current = await self._leases.read()
+        now = loop.time()
+        if current is not None:
+            record = LeaseRecord.from_spec(current.get("spec"))
+            self._observed = observe(self._observed, record, now)
+            self._current = current
+        self.observed.set()
+        step = next_step(
+            self._observed if current is not None else None,
+            identity=self.identity,
+            now=now,
+            wall=datetime.now(UTC),
+            lease_duration_s=self._settings.lease_duration.total_seconds(),
+        )
+        if step.move is Move.WAIT or step.record is None:
+            return False
+        try:
+            if current is None:
+                written = await self._leases.create(step.record)
+            else:
+                written = await self._leases.update(current, step.record)
+        except Conflict:
+            return False  # someone else wrote first; the next round reads who
+        if step.move is Move.ACQUIRE:
+            log.info("acquired the Lease (transition %d)", step.record.transitions)
+        self._current = written
+        self._observed = observe(self._observed, step.record, now)
+        return True
+
+    async def release(self) -> bool:
+        """Step down cleanly: an empty holder, so a standby takes over at once. Only a leader
+        that has not lost releases; a Conflict means the Lease is someone else's already."""
+        if not self.is_leader:
+            return False
+        try:
+            current = await self._leases.read()
+            record = LeaseRecord.from_spec((current or {}).get("spec"))
+            if current is None or record.holder != self.identity:
+                return False
+            await self._leases.update(current, released(record, datetime.now(UTC)))
+        except (KubeError, OSError) as error:
+            log.warning("releasing the Lease failed (it will expire instead): %s", error)
+            return False
+        log.info("released the Lease")
+        return True
