@@ -3,6 +3,10 @@
 The API server and the automation service run in this process, each on its own event-loop
 thread (the tests block); the operator is a subprocess configured by environment only, as
 `cloudkit up` and a Deployment run it. One stack per module; tests use unique names.
+
+The operator runs under the ServiceAccount of deploy/operator (applied from those files by the
+code `cloudkit up` uses), so these tests exercise exactly the permissions a deployment grants;
+the tests' own clients keep the admin identity. `start_operator` refuses any other identity.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ import pytest
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
 from cloudkit.local.automation.main import AutomationHandle, start_automation_service
+from cloudkit.local.stack.operator_account import (
+    kubeconfig_username,
+    prepare_operator_kubeconfig,
+    service_account_username,
+)
 
 T = TypeVar("T")
 
@@ -130,6 +139,8 @@ class Cluster:
 
     handle: ApiServerHandle
     api: kubernetes.client.ApiClient
+    operator_kubeconfig: Path
+    """The operator's: a token of deploy/operator's ServiceAccount (the rest use the admin's)."""
 
     @property
     def custom(self) -> kubernetes.client.CustomObjectsApi:
@@ -209,7 +220,10 @@ def cluster(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory) -
     extensions.create_custom_resource_definition(instance_crd())
     core = kubernetes.client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
-    cluster = Cluster(handle, api)
+    operator_kubeconfig = loop_thread.run(
+        prepare_operator_kubeconfig(handle.kubeconfig, state / "operator.kubeconfig")
+    )
+    cluster = Cluster(handle, api, operator_kubeconfig)
 
     def served() -> bool:
         try:
@@ -277,7 +291,7 @@ def operator_env(cluster: Cluster, automation: Automation, **overrides: str) -> 
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
-            "KUBECONFIG": str(cluster.handle.kubeconfig),
+            "KUBECONFIG": str(cluster.operator_kubeconfig),
             "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
             "CLOUDKIT_AAP_URL": automation.handle.url,
             "CLOUDKIT_AAP_TOKEN": automation.handle.token,
@@ -293,7 +307,16 @@ def operator_env(cluster: Cluster, automation: Automation, **overrides: str) -> 
     return env
 
 
+def assert_service_account(env: dict[str, str]) -> None:
+    """The guard: an operator in these tests runs as deploy/operator's ServiceAccount, never
+    with the admin token (which would hide a missing RBAC rule)."""
+    who = asyncio.run(kubeconfig_username(Path(env["KUBECONFIG"])))
+    expected = service_account_username()
+    assert who == expected, f"the operator would run as {who!r}, not as {expected!r}"
+
+
 def start_operator(env: dict[str, str], log_path: Path) -> Operator:
+    assert_service_account(env)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [str(BIN / "cloudkit"), "operator"],

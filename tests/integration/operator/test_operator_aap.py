@@ -22,6 +22,7 @@ from operator_stack import (
     Automation,
     Cluster,
     Operator,
+    assert_service_account,
     free_port,
     healthy,
     operator_env,
@@ -330,6 +331,7 @@ def test_restart_mid_provision_resumes_without_a_second_launch(
 
 
 def run_operator_expecting_exit(env: dict[str, str]) -> str:
+    assert_service_account(env)
     finished = subprocess.run(
         [str(BIN / "cloudkit"), "operator"],
         env=env,

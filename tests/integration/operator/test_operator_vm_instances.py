@@ -1,6 +1,9 @@
 """The operator's Kubernetes I/O for VirtualMachineInstances, on the real local API server with the
 VM simulator: observations carry the VMI's creation time and address in the fewest requests,
-a restart's delete reaches the server (and is counted), and no KubeVirt means nothing found."""
+a restart's delete reaches the server (and is counted), and no KubeVirt means nothing found.
+
+The operator's client authenticates as deploy/operator's ServiceAccount (its RBAC applied from
+those files); VMs and CRDs are made with the admin's."""
 
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ from cloudkit.local.kubevirt import instance_address, start_vm_simulator, vm_crd
 from cloudkit.local.kubevirt.crd import VM_CRD_NAME
 from cloudkit.local.kubevirt.simulator import wait_established
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.operator_account import (
+    kubeconfig_username,
+    prepare_operator_kubeconfig,
+    service_account_username,
+)
 from cloudkit.operator.kube import Kube
 
 pytestmark = pytest.mark.stack
@@ -47,7 +55,12 @@ class Counted:
         self.verbs: list[str] = []
         self.kube: Kube | None = None
 
-    async def connect(self, kubeconfig: Path) -> Kube:
+    async def connect(self, apiserver: ApiServerHandle) -> Kube:
+        """The operator's client under its ServiceAccount (proven, so no admin slips in)."""
+        kubeconfig = await prepare_operator_kubeconfig(
+            apiserver.kubeconfig, apiserver.kubeconfig.with_name("operator.kubeconfig")
+        )
+        assert await kubeconfig_username(kubeconfig) == service_account_username()
         self.kube = await Kube.connect(kubeconfig, on_request=self.verbs.append)
         return self.kube
 
@@ -95,7 +108,7 @@ async def test_one_vm_costs_one_get_of_its_instance(
 ) -> None:
     simulator = await start_vm_simulator(apiserver.kubeconfig, boot_seconds=0.2, stop_seconds=0)
     try:
-        kube = await counted.connect(apiserver.kubeconfig)
+        kube = await counted.connect(apiserver)
         await create_vm(apiserver.kubeconfig, "ci-one", "ci-one")
         started = time.time()
         [vm] = await observe_until(kube, "ci-one", 1)
@@ -114,7 +127,7 @@ async def test_several_vms_in_a_namespace_cost_one_list(
 ) -> None:
     simulator = await start_vm_simulator(apiserver.kubeconfig, boot_seconds=0.2, stop_seconds=0)
     try:
-        kube = await counted.connect(apiserver.kubeconfig)
+        kube = await counted.connect(apiserver)
         for name in ("ci-many-a", "ci-many-b", "ci-many-c"):
             await create_vm(apiserver.kubeconfig, name, "ci-many")
         seen = await observe_until(kube, "ci-many", 3)
@@ -133,7 +146,7 @@ async def test_deleting_an_instance_restarts_it_and_is_counted(
 ) -> None:
     simulator = await start_vm_simulator(apiserver.kubeconfig, boot_seconds=0.5, stop_seconds=0)
     try:
-        kube = await counted.connect(apiserver.kubeconfig)
+        kube = await counted.connect(apiserver)
         await create_vm(apiserver.kubeconfig, "ci-restart", "ci-restart")
         await observe_until(kube, "ci-restart", 1)
         counted.verbs.clear()
@@ -152,7 +165,7 @@ async def test_deleting_an_instance_restarts_it_and_is_counted(
 async def test_without_the_instance_crd_nothing_breaks(
     apiserver: ApiServerHandle, counted: Counted
 ) -> None:
-    kube = await counted.connect(apiserver.kubeconfig)
+    kube = await counted.connect(apiserver)
     assert await kube.list_vms("ci-none") is None  # no KubeVirt at all
     async with KubeClient.from_kubeconfig(apiserver.kubeconfig) as client:
         await client.ensure(CRDS, vm_crd_manifest())

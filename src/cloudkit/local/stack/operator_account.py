@@ -51,6 +51,23 @@ def service_account(docs: list[dict[str, Any]]) -> tuple[str, str]:
     return account["metadata"]["namespace"], account["metadata"]["name"]
 
 
+def service_account_username(deploy_dir: Path = DEPLOY_DIR) -> str:
+    """The user name the API server gives the operator's ServiceAccount."""
+    namespace, name = service_account(account_documents(deploy_dir))
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+async def kubeconfig_username(kubeconfig: Path) -> str:
+    """Who the API server takes the kubeconfig's credentials for (a SelfSubjectReview, as
+    `kubectl auth whoami`); how callers prove an operator is not handed the admin's."""
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        review = await kube.create(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+    return str(review["status"]["userInfo"]["username"])
+
+
 def _paths(doc: dict[str, Any]) -> tuple[str, str]:
     group, version, plural, namespaced = KINDS[doc["kind"]]
     meta = doc["metadata"]
