@@ -62,15 +62,25 @@ def playbooks_dir() -> Path:
     return Path(__file__).parent.parent / "playbooks"
 
 
-def write_templates(path: Path, notification: Mapping[str, Any] | None) -> None:
-    """The two templates; `notification` is a webhook entry (url, headers) or None."""
+def write_templates(
+    path: Path,
+    notification: Mapping[str, Any] | None,
+    simulate: Mapping[str, Any] | None = None,
+) -> None:
+    """The two templates; `notification` is a webhook entry (url, headers) or None.
+
+    `simulate` (the automation service's `simulate` settings, e.g. {"run_seconds": 2}) makes
+    them simulated templates: the playbooks' effects without Ansible, for load tests."""
     playbooks = playbooks_dir()
     entries = [
         {
             "name": name,
-            "kind": "job_template",
             "description": description,
-            "playbook": str(playbooks / playbook),
+            **(
+                {"kind": "simulated", "simulate": {**simulate, "effects": playbook[:-4]}}
+                if simulate is not None
+                else {"kind": "job_template", "playbook": str(playbooks / playbook)}
+            ),
             "inventory": "localhost,",
             "ask_variables_on_launch": True,
             **({"notification": dict(notification)} if notification else {}),
@@ -101,12 +111,13 @@ async def spawn_automation_backend(
     sink: LogSink | None,
     notification: Mapping[str, Any] | None,
     port: int,
+    simulate: Mapping[str, Any] | None = None,
 ) -> Backend:
     """Spawn the automation service; its port and token are fixed here, so the operator can
     start at the same time (`Backend.wait_ready()` waits for the service)."""
     automation_dir = state_dir / "automation"
     templates = automation_dir / "templates.yml"
-    write_templates(templates, notification)
+    write_templates(templates, notification, simulate)
     token_file = automation_dir / "automation-token"
     if not token_file.exists():  # the service reuses a stored token
         _secret_file(token_file)

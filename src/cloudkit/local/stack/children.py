@@ -91,9 +91,13 @@ async def start_backend(
     logs: Path,
     sink: LogSink | None,
     notification: Mapping[str, Any] | None,
+    simulate: Mapping[str, Any] | None = None,
 ) -> Backend:
     """The automation service (aap; `backend_ready()` waits for it) or the EDA activation
-    (eda; ready when this returns). `notification` is the job templates' webhook entry."""
+    (eda; ready when this returns). `notification` is the job templates' webhook entry;
+    `simulate` makes the service's templates simulated ones (aap only)."""
+    if simulate is not None and provider != "aap":
+        raise StackError("simulated jobs are a template kind of the automation service (aap)")
     if provider == "aap":
         return await spawn_automation_backend(
             state_dir=state_dir,
@@ -102,6 +106,7 @@ async def start_backend(
             sink=sink,
             notification=notification,
             port=free_port(),
+            simulate=simulate,
         )
     try:
         return await start_eda_backend(

@@ -20,8 +20,10 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
@@ -140,11 +142,13 @@ async def start_stack(
     log_sink: LogSink | None = None,
     with_operator: bool = True,
     job_notifications: bool = True,
+    simulated_jobs: Mapping[str, Any] | None = None,
 ) -> StackHandle:
     """Start everything and return once it is ready (DIR/kubeconfig written last).
 
     job_notifications=False leaves the operator to polling alone, as upstream (benchmarks
-    use it for the baseline)."""
+    use it for the baseline). simulated_jobs (the automation service's `simulate` settings,
+    e.g. {"run_seconds": 2}) makes the AAP templates simulated: no Ansible runs (load tests)."""
     if provider not in PROVIDERS:
         raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
     state_dir = _prepare_state_dir(state_dir)
@@ -166,7 +170,9 @@ async def start_stack(
         operator_running=False,
     )
     try:
-        await _start_children(handle, env, log_sink, with_operator, job_notifications)
+        await _start_children(
+            handle, env, log_sink, with_operator, job_notifications, simulated_jobs
+        )
     except BaseException:
         await handle.stop()
         raise
@@ -183,6 +189,7 @@ async def _start_children(
     sink: LogSink | None,
     with_operator: bool,
     job_notifications: bool,
+    simulated_jobs: Mapping[str, Any] | None = None,
 ) -> None:
     """Each part in order, each recorded in `handle` as soon as it runs (so a failure later
     still stops it)."""
@@ -213,6 +220,7 @@ async def _start_children(
             if notification_token is not None
             else None
         ),
+        simulate=simulated_jobs,
     )
     handle.eda = backend.activation
     handle.children.append(backend.child)

@@ -1,0 +1,336 @@
+"""Scale benchmark: N instances created in one burst on the local stack with simulated jobs.
+
+For each N (default 100, 300, 1000) a fresh local stack (AAP direct) whose automation service
+runs simulated job templates (`kind: simulated`: AWX's states and the playbooks' Kubernetes
+effects, no Ansible), so the figures are the operator's and the API server's, not Ansible's.
+N ComputeInstances are created in one burst, the run waits until every one is Ready, deletes
+them all in one burst and waits until every one is gone. Per N:
+
+  operator_cpu_ms_per_lifecycle   operator utime+stime over the run (/proc) ÷ N
+  api_writes/reads_per_lifecycle  the operator's Kubernetes requests by verb (its metrics) ÷ N;
+                                  writes are POST, PUT, PATCH, DELETE; reads GET (lists too)
+  api_requests_by_operation       the same requests by verb and resource, from the API server's
+                                  audit log (the operator runs under its ServiceAccount), ÷ N
+  overhead_p50/p99_ratio          per instance (cycle − its two jobs) ÷ cycle, where cycle =
+                                  (Ready − create sent) + (gone − delete sent)
+  last_create_to_last_ready_s     the burst's tail
+  operator/apiserver_peak_rss_mb  VmHWM of each process
+  watch_p50/p99_ms                delivery of this run's own writes (creates, deletes) to a
+                                  watcher on the instances: event arrival − request sent
+
+Prints one JSON document; the headline keys are at the largest N:
+operator_cpu_ms_per_lifecycle, api_writes_per_lifecycle, overhead_p99_ratio, max_n.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 100,300,1000] [--no-notifications]
+        [--run-seconds 2] [--vm-boot-seconds 1] [--timeout 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lifecycle  # the sibling benchmark: stack helpers (operator CPU, jobs, instance shape)
+from cloudkit.api import names
+from cloudkit.local.stack import StackHandle, start_stack
+from cloudkit.local.stack.kube import KubeClient, resource_path
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+BURST_CONCURRENCY = 16  # concurrent create (and delete) requests of the burst
+INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=lifecycle.NAMESPACE)
+
+
+@dataclass
+class Run:
+    """What the watcher saw and when this run wrote (time.monotonic())."""
+
+    created: dict[str, float] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+    ready: dict[str, float] = field(default_factory=dict)
+    gone: dict[str, float] = field(default_factory=dict)
+    watch_delays: list[float] = field(default_factory=list)
+    seen_added: set[str] = field(default_factory=set)
+    seen_deleting: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        now = time.monotonic()
+        name = obj.get("metadata", {}).get("name", "")
+        if name not in self.created:
+            return
+        if name not in self.seen_added:
+            self.seen_added.add(name)
+            self.watch_delays.append(now - self.created[name])
+        if name in self.deleted and name not in self.seen_deleting:
+            self.seen_deleting.add(name)
+            self.watch_delays.append(now - self.deleted[name])
+        if kind == "DELETED":
+            self.gone.setdefault(name, now)
+        elif (obj.get("status") or {}).get("phase") == "Ready":
+            self.ready.setdefault(name, now)
+        self.changed.set()
+
+    async def until(self, done: Any, within_s: float, what: str) -> None:
+        deadline = time.monotonic() + within_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out waiting for {what}")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
+            except TimeoutError:
+                continue
+
+
+async def _watch(kube: KubeClient, run: Run, started: asyncio.Event) -> None:
+    listing = await kube.list_objects(INSTANCES)
+    rv = listing["metadata"]["resourceVersion"]
+    while True:
+        started.set()
+        async for kind, obj in kube.watch(INSTANCES, rv, timeoutSeconds="300"):
+            rv = obj.get("metadata", {}).get("resourceVersion", rv)
+            if kind != "BOOKMARK":
+                run.on_event(kind, obj)
+
+
+async def _burst(names_: list[str], act: Any) -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for name in names_:
+        queue.put_nowait(name)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await act(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(BURST_CONCURRENCY)))
+
+
+async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
+    """Create N in a burst, wait for Ready, delete them in a burst, wait until gone."""
+    run = Run()
+    names_ = [f"scale-{n}-{i}" for i in range(n)]
+    async with (
+        KubeClient.from_kubeconfig(kubeconfig) as kube,
+        KubeClient.from_kubeconfig(kubeconfig) as watcher,
+    ):
+        started = asyncio.Event()
+        watching = asyncio.create_task(_watch(watcher, run, started))
+        await asyncio.wait_for(started.wait(), 30)
+
+        async def create(name: str) -> None:
+            run.created[name] = time.monotonic()
+            await kube.create(INSTANCES, lifecycle._instance(name))
+
+        async def delete(name: str) -> None:
+            run.deleted[name] = time.monotonic()
+            await kube.delete(f"{INSTANCES}/{name}")
+
+        try:
+            await _burst(names_, create)
+            await run.until(lambda: len(run.ready) >= n, within_s, f"{n} instances Ready")
+            await _burst(names_, delete)
+            await run.until(lambda: len(run.gone) >= n, within_s, f"{n} instances gone")
+        finally:
+            watching.cancel()
+    return run
+
+
+def _drive_in_thread(kubeconfig: Path, n: int, timeout: float) -> Run:
+    """The load and the watcher get their own event loop: the stack's VM simulator runs in
+    the main one, and would otherwise delay the watcher's reads (and inflate the watch delay)."""
+    result: dict[str, Run | BaseException] = {}
+
+    def target() -> None:
+        try:
+            result["run"] = asyncio.run(_drive(kubeconfig, n, timeout))
+        except BaseException as error:
+            result["run"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join()
+    outcome = result["run"]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _requests_by_verb(stack: StackHandle) -> Counter[str]:
+    with urllib.request.urlopen(stack.metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("cloudkit_kubernetes_requests_total{"):
+            verb = line.split('verb="', 1)[1].split('"', 1)[0]
+            counts[verb] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def _audit_log(stack: StackHandle) -> Path:
+    return stack.state_dir / "apiserver" / "audit.jsonl"
+
+
+def _operations(lines: Iterable[str]) -> Counter[str]:
+    """The operator's requests by verb and resource (its ServiceAccount's audit lines)."""
+    counts: Counter[str] = Counter()
+    for line in lines:
+        entry = json.loads(line)
+        if not str(entry.get("user", "")).startswith("system:serviceaccount:"):
+            continue
+        resource = entry.get("resource") or entry.get("path", "")
+        if entry.get("subresource"):
+            resource += "/" + entry["subresource"]
+        counts[f"{entry['verb']} {resource}"] += 1
+    return counts
+
+
+def _pid(stack: StackHandle, child: str) -> int:
+    return next(c.pid for c in stack.children if c.name == child)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def _per(counts: Counter[str], n: int) -> dict[str, float]:
+    return {key: round(value / n, 2) for key, value in sorted(counts.items()) if value}
+
+
+def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    verbs_before = _requests_by_verb(stack)
+    audit = _audit_log(stack)
+    audit_offset = audit.stat().st_size if audit.exists() else 0
+    cpu_before = lifecycle._operator_cpu_s(stack)
+    began = time.monotonic()
+    run = _drive_in_thread(stack.kubeconfig, n, timeout)
+    wall = time.monotonic() - began
+    cpu = lifecycle._operator_cpu_s(stack) - cpu_before
+    verbs = _requests_by_verb(stack) - verbs_before
+    with audit.open() as log:
+        log.seek(audit_offset)
+        operations = _operations(log)
+    backend = lifecycle._backend_durations(lifecycle._jobs(stack))
+    names_ = sorted(run.created)
+    cycles = {x: (run.ready[x] - run.created[x]) + (run.gone[x] - run.deleted[x]) for x in names_}
+    jobs = {x: sum(backend.get(x, {}).values()) for x in names_}
+    ratios = [(cycles[x] - jobs[x]) / cycles[x] for x in names_]
+    delays = run.watch_delays
+    writes = sum(verbs[v] for v in WRITE_VERBS)
+    return {
+        "n": n,
+        "wall_s": round(wall, 1),
+        "lifecycles_completed": sum(1 for x in names_ if x in run.ready and x in run.gone),
+        "operator_cpu_ms_per_lifecycle": round(cpu * 1000 / n, 1),
+        "api_writes_per_lifecycle": round(writes / n, 2),
+        "api_reads_per_lifecycle": round(verbs["GET"] / n, 2),
+        "api_requests_per_lifecycle_by_verb": _per(verbs, n),
+        "api_requests_by_operation": _per(operations, n),
+        "overhead_p50_ratio": round(_quantile(ratios, 0.5), 4),
+        "overhead_p99_ratio": round(_quantile(ratios, 0.99), 4),
+        "cycle_s_p50": round(statistics.median(cycles.values()), 2),
+        "jobs_s_p50": round(statistics.median(jobs.values()), 2),
+        "last_create_to_last_ready_s": round(
+            max(run.ready.values()) - max(run.created.values()), 2
+        ),
+        "operator_peak_rss_mb": _peak_rss_mb(_pid(stack, "operator")),
+        "apiserver_peak_rss_mb": _peak_rss_mb(_pid(stack, "apiserver")),
+        "watch_p50_ms": round(_quantile(delays, 0.5) * 1000, 1),
+        "watch_p99_ms": round(_quantile(delays, 0.99) * 1000, 1),
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+async def run_sizes(
+    sizes: list[int], *, notifications: bool, simulate: dict[str, Any], boot: float, within_s: float
+) -> list[dict[str, Any]]:
+    results = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"ck-scale-{n}-") as tmp:
+            stack = await start_stack(
+                provider="aap",
+                state_dir=Path(tmp),
+                vm_boot_seconds=boot,
+                job_notifications=notifications,
+                simulated_jobs=simulate,
+            )
+            try:
+                result = await asyncio.to_thread(measure, stack, n, within_s)
+            finally:
+                await stack.stop()
+        print(json.dumps(result), file=sys.stderr, flush=True)
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,300,1000")
+    parser.add_argument(
+        "--notifications",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="AWX job notifications to the operator (default on); off: polling alone",
+    )
+    parser.add_argument("--run-seconds", type=float, default=2.0, help="simulated job run time")
+    parser.add_argument("--vm-boot-seconds", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per wait, per N")
+    args = parser.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    simulate = {"run_seconds": args.run_seconds}
+    runs = asyncio.run(
+        run_sizes(
+            sizes,
+            notifications=args.notifications,
+            simulate=simulate,
+            boot=args.vm_boot_seconds,
+            within_s=args.timeout,
+        )
+    )
+    top = max(runs, key=lambda r: r["n"])
+    print(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "provider": "aap",
+                "jobs": "simulated",
+                "notifications": args.notifications,
+                "simulated_run_seconds": args.run_seconds,
+                "vm_boot_seconds": args.vm_boot_seconds,
+                "max_n": top["n"],
+                "operator_cpu_ms_per_lifecycle": top["operator_cpu_ms_per_lifecycle"],
+                "api_writes_per_lifecycle": top["api_writes_per_lifecycle"],
+                "overhead_p99_ratio": top["overhead_p99_ratio"],
+                "all_lifecycles_completed": all(r["lifecycles_completed"] == r["n"] for r in runs),
+                "runs": runs,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
