@@ -261,3 +261,61 @@ def test_webhook_url_with_credentials_is_refused(variable: str, url: str, secret
 )
 def test_addresses(text: str, expected: Address | None) -> None:
     assert parse_address(text) == expected
+
+
+def test_leader_election_is_on_by_default_with_controller_runtimes_timings() -> None:
+    election = load_settings(EDA).leader_election
+    assert election.enabled
+    assert (election.lease_name, election.namespace) == (
+        "cloudkit-operator-leader",
+        "cloudkit-operator-system",
+    )
+    assert (election.lease_duration, election.renew_deadline, election.retry_period) == (
+        timedelta(seconds=15),
+        timedelta(seconds=10),
+        timedelta(seconds=2),
+    )
+    assert election.identity  # <host>_<pid> outside a cluster
+
+
+def test_leader_election_variables() -> None:
+    election = load_settings(
+        {
+            **EDA,
+            "CLOUDKIT_LEADER_ELECTION": "false",
+            "CLOUDKIT_LEADER_ELECTION_ID": "my-lease",
+            "CLOUDKIT_LEADER_ELECTION_NAMESPACE": "ops",
+            "CLOUDKIT_LEADER_ELECTION_IDENTITY": "replica-a",
+            "CLOUDKIT_LEADER_ELECTION_LEASE_DURATION": "4s",
+            "CLOUDKIT_LEADER_ELECTION_RENEW_DEADLINE": "3s",
+            "CLOUDKIT_LEADER_ELECTION_RETRY_PERIOD": "500ms",
+        }
+    ).leader_election
+    assert not election.enabled
+    assert (election.lease_name, election.namespace, election.identity) == (
+        "my-lease",
+        "ops",
+        "replica-a",
+    )
+    assert election.retry_period == timedelta(milliseconds=500)
+
+
+def test_bad_leader_election_values_are_named() -> None:
+    text = problems(
+        {
+            **EDA,
+            "CLOUDKIT_LEADER_ELECTION": "maybe",
+            "CLOUDKIT_LEADER_ELECTION_ID": "Not_A_Name",
+            "CLOUDKIT_LEADER_ELECTION_NAMESPACE": "-ops",
+            "CLOUDKIT_LEADER_ELECTION_RETRY_PERIOD": "0s",
+        }
+    )
+    for name in (
+        "CLOUDKIT_LEADER_ELECTION:",
+        "CLOUDKIT_LEADER_ELECTION_ID:",
+        "CLOUDKIT_LEADER_ELECTION_NAMESPACE:",
+        "CLOUDKIT_LEADER_ELECTION_RETRY_PERIOD:",
+    ):
+        assert name in text
+    timing = problems({**EDA, "CLOUDKIT_LEADER_ELECTION_RENEW_DEADLINE": "20s"})
+    assert "the lease duration must be longer than the renew deadline" in timing

@@ -166,3 +166,45 @@ async def test_stop_ends_workers_and_ignores_adds(make_queue) -> None:  # type: 
     await asyncio.wait_for(queue.stop(), DEADLINE)
     queue.add("b")
     assert len(queue) == 0
+
+
+async def test_stop_with_grace_lets_the_reconcile_in_flight_finish_and_starts_no_other() -> None:
+    started: list[str] = []
+    finished: list[str] = []
+    running = asyncio.Event()
+
+    async def step(key: str) -> None:
+        started.append(key)
+        running.set()
+        await asyncio.sleep(0.3)  # the step in progress (a real pass takes this long)
+        finished.append(key)
+
+    queue: WorkQueue[str] = WorkQueue(step, workers=1)  # type: ignore[arg-type]
+    queue.start()
+    queue.add("a")
+    queue.add("b")
+    await asyncio.wait_for(running.wait(), DEADLINE)
+    await asyncio.wait_for(queue.stop(grace=DEADLINE), DEADLINE)
+    assert finished == ["a"], "the step in progress ran to its end"
+    assert started == ["a"], "nothing new was taken once stopping"
+
+
+async def test_stop_without_grace_cancels_the_reconcile_in_flight() -> None:
+    recorder = Recorder(hold=30)
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue.start()
+    queue.add("a")
+    await recorder.wait_runs("a", 1)
+    await asyncio.wait_for(queue.stop(), DEADLINE)
+    assert recorder.active["a"] == 0 and queue.processing == frozenset()
+
+
+async def test_keys_added_before_start_wait_for_it() -> None:
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder)  # type: ignore[arg-type]
+    queue.add("standby-saw-this")
+    await asyncio.sleep(0.05)  # nothing may run in this window: no worker exists yet
+    assert recorder.count("standby-saw-this") == 0
+    queue.start()
+    await recorder.wait_runs("standby-saw-this", 1)
+    await queue.stop()
