@@ -83,11 +83,19 @@ def up(
     provider: str = Provider,
     state_dir: Path = StateDir,
     vm_boot_seconds: float = typer.Option(5.0, help="Seconds a VM takes to boot (and to stop)."),
+    operator_replicas: int = typer.Option(
+        1, min=1, help="Operator processes; one leads (by a Lease), the others stand by."
+    ),
 ) -> None:
     """Start the local stack: API server, automation service, VM simulator and operator."""
     from cloudkit.local.stack import run
 
-    run(provider=provider, state_dir=state_dir, vm_boot_seconds=vm_boot_seconds)
+    run(
+        provider=provider,
+        state_dir=state_dir,
+        vm_boot_seconds=vm_boot_seconds,
+        operator_replicas=operator_replicas,
+    )
 
 
 @app.command()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -27,6 +28,11 @@ class Facts:
     health_url: str = "http://127.0.0.1:9102/healthz"
     notification_url: str = "http://127.0.0.1:9103/notifications"
     vm_boot_seconds: float = 5.0
+    operator_replicas: int = 1
+    replica_health_urls: dict[str, str] = field(
+        default_factory=lambda: {"operator": "http://127.0.0.1:9102/healthz"}
+    )
+    leader: str | None = "operator"
 
 
 def panel(facts: Facts) -> str:
@@ -67,3 +73,14 @@ def test_without_the_operator_the_panel_says_so() -> None:
     text = panel(replace(Facts(), operator_running=False))
     assert "not running (cloudkit.operator missing)" in text
     assert "/metrics" not in text
+
+
+def test_the_panel_names_the_leader_and_the_standbys() -> None:
+    assert re.search(r"operators +1 \(leader operator\)", panel(Facts()))
+    two = replace(
+        Facts(),
+        operator_replicas=2,
+        replica_health_urls={"operator": "h1", "operator-2": "h2"},
+        leader="operator-2",
+    )
+    assert re.search(r"operators +2 \(leader operator-2; standby operator\)", panel(two))

@@ -8,6 +8,7 @@ start raises StackError with a message for people.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Mapping
@@ -124,10 +125,15 @@ async def backend_ready(backend: Backend) -> None:
 
 
 async def spawn_operator(
-    kubeconfig: Path, *, env: Mapping[str, str], logs: Path, sink: LogSink | None
+    kubeconfig: Path,
+    *,
+    env: Mapping[str, str],
+    logs: Path,
+    sink: LogSink | None,
+    name: str = "operator",
 ) -> Child:
     return await spawn(
-        "operator",
+        name,
         cloudkit_command("operator", "--kubeconfig", str(kubeconfig)),
         env=env,
         log_dir=logs,
@@ -143,6 +149,33 @@ async def operator_healthy(operator: Child, health_url: str) -> None:
         raise StackError(str(error)) from error
     except TimeoutError as error:
         raise StackError(f"operator not healthy within {START_TIMEOUT_S:.0f}s") from error
+
+
+async def lease_holder(kubeconfig: Path, namespace: str, name: str) -> str | None:
+    """Who holds the operators' Lease now (None: nobody, or no Lease yet)."""
+    lease = resource_path("coordination.k8s.io", "v1", "leases", namespace=namespace, name=name)
+    async with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        found = await kube.get(lease)
+    holder = ((found or {}).get("spec") or {}).get("holderIdentity")
+    return str(holder) if holder else None
+
+
+async def operator_leads(
+    kubeconfig: Path, lease: tuple[str, str], replicas: Mapping[str, Child]
+) -> str:
+    """Until one of `replicas` (by name) holds the Lease; its name."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while True:
+        holder = await lease_holder(kubeconfig, *lease)
+        if holder is not None and holder in replicas:
+            return holder
+        for child in replicas.values():
+            if child.process.returncode is not None:
+                raise StackError(child.describe_exit())
+        if loop.time() > deadline:
+            raise StackError(f"no operator replica took the Lease within {START_TIMEOUT_S:.0f}s")
+        await asyncio.sleep(0.2)
 
 
 def publish_kubeconfig(source: Path, target: Path, namespace: str) -> None:

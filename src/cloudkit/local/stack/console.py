@@ -32,6 +32,9 @@ class ReadyStack(Protocol):
     health_url: str
     notification_url: str
     vm_boot_seconds: float
+    operator_replicas: int
+    replica_health_urls: dict[str, str]
+    leader: str | None
 
 
 _STYLES = cycle(["cyan", "magenta", "green", "yellow", "blue", "bright_red"])
@@ -93,6 +96,13 @@ class StackConsole:
                 f"{handle.automation_url}/v2/  (token: {handle.automation_token_file})",
             )
         if handle.operator_running:
+            standbys = sorted(set(handle.replica_health_urls) - {handle.leader or ""})
+            table.add_row(
+                "operators",
+                f"{handle.operator_replicas} (leader {handle.leader or '?'}"
+                + (f"; standby {', '.join(standbys)}" if standbys else "")
+                + ")  — Lease cloudkit-operator-system/cloudkit-operator-leader",
+            )
             table.add_row("operator metrics", handle.metrics_url)
             table.add_row("operator health", handle.health_url)
             table.add_row("job notifications", handle.notification_url)

@@ -146,6 +146,29 @@ def operator_env(
     return env
 
 
+OPERATOR_LEASE = ("cloudkit-operator-system", "cloudkit-operator-leader")
+"""(namespace, name) of the operators' Lease: the operator's defaults, as deploy/operator."""
+
+
+def replica_name(index: int) -> str:
+    """The stack's name of operator replica `index` (0-based): `operator`, `operator-2`, …"""
+    return "operator" if index == 0 else f"operator-{index + 1}"
+
+
+def replica_env(
+    operator: Mapping[str, str], *, name: str, metrics_url: str, health_url: str
+) -> dict[str, str]:
+    """One replica's environment: its own metrics and health addresses (the notification
+    address is shared: only the leader listens on it), and a stable identity, as a pod name is
+    stable across restarts of its container, so a restarted replica renews its own Lease."""
+    return {
+        **operator,
+        "CLOUDKIT_METRICS_ADDRESS": address(metrics_url),
+        "CLOUDKIT_HEALTH_ADDRESS": address(health_url),
+        "CLOUDKIT_LEADER_ELECTION_IDENTITY": name,
+    }
+
+
 def user_kubeconfig(inner: str, namespace: str) -> str:
     """The user's copy of the API server's kubeconfig, whose context namespace is the watched
     one: `kubectl apply` of a manifest without a namespace then lands where the operator looks."""

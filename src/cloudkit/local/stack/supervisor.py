@@ -2,12 +2,12 @@
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
 simulator (in this process) → automation backend (the AWX-compatible service for AAP direct,
-or ansible-rulebook for EDA; see backends) → operator (subprocess) → DIR/kubeconfig,
-written only once all of it is ready. Every server binds 127.0.0.1 on a free port and keeps
-its data under the one state directory; the operator reaches the others over sockets, exactly
-as in a cluster. If a child dies the stack says which and stops the rest; SIGINT/SIGTERM stop
-everything, children first. What each child is told comes from `environment`; `children`
-spawns them.
+or ansible-rulebook for EDA; see backends) → operator replicas (subprocesses; one leads by
+the Lease, the others stand by) → DIR/kubeconfig, written only once all of it is ready. Every
+server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
+operator reaches the others over sockets, exactly as in a cluster. If a child dies the stack
+says which and stops the rest; SIGINT/SIGTERM stop everything, children first. What each child
+is told comes from `environment`; `children` spawns them.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from cloudkit.local.stack.children import (
     backend_ready,
     free_port,
     operator_healthy,
+    operator_leads,
     prepare_cluster,
     publish_kubeconfig,
     spawn_apiserver,
@@ -69,6 +70,11 @@ class StackHandle:
     notification_url: str
     vm_boot_seconds: float
     operator_running: bool
+    operator_replicas: int = 1
+    replica_health_urls: dict[str, str] = field(default_factory=dict)
+    """Each operator replica's health URL, by its name (`operator`, `operator-2`, …)."""
+    leader: str | None = None
+    """The replica that held the operators' Lease when the stack became ready."""
     instance_namespace: str = INSTANCE_NAMESPACE
     """The one namespace the operator reconciles; the user's kubeconfig defaults to it."""
     children: list[Child] = field(default_factory=list)
@@ -143,14 +149,18 @@ async def start_stack(
     with_operator: bool = True,
     job_notifications: bool = True,
     simulated_jobs: Mapping[str, Any] | None = None,
+    operator_replicas: int = 1,
 ) -> StackHandle:
     """Start everything and return once it is ready (DIR/kubeconfig written last).
 
     job_notifications=False leaves the operator to polling alone, as upstream (benchmarks
     use it for the baseline). simulated_jobs (the automation service's `simulate` settings,
-    e.g. {"run_seconds": 2}) makes the AAP templates simulated: no Ansible runs (load tests)."""
+    e.g. {"run_seconds": 2}) makes the AAP templates simulated: no Ansible runs (load tests).
+    operator_replicas > 1 runs standbys beside the leader (one Lease decides)."""
     if provider not in PROVIDERS:
         raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    if operator_replicas < 1:
+        raise StackError(f"operator replicas must be at least 1, got {operator_replicas}")
     state_dir = _prepare_state_dir(state_dir)
     env = environment.base_env(os.environ, str(Path(sys.executable).parent))
     endpoints = environment.operator_endpoints(
@@ -168,6 +178,7 @@ async def start_stack(
         notification_url=endpoints.notification_url,
         vm_boot_seconds=vm_boot_seconds,
         operator_running=False,
+        operator_replicas=operator_replicas,
     )
     try:
         await _start_children(
@@ -242,10 +253,7 @@ async def _start_children(
         operator_kubeconfig = await prepare_operator_kubeconfig(
             inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
         )
-        operator = await spawn_operator(operator_kubeconfig, env=operator_env, logs=logs, sink=sink)
-        handle.children.append(operator)
-        await operator_healthy(operator, handle.health_url)
-        handle.operator_running = True
+        await _start_operators(handle, operator_env, operator_kubeconfig, sink)
     elif with_operator:
         log.warning("cloudkit.operator.main is not installed; the stack runs without operator")
 
@@ -253,15 +261,43 @@ async def _start_children(
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
 
 
+async def _start_operators(
+    handle: StackHandle, operator_env: dict[str, str], kubeconfig: Path, sink: LogSink | None
+) -> None:
+    """N replicas under the same ServiceAccount; ready once each is healthy and one leads."""
+    logs = handle.state_dir / "logs"
+    replicas: dict[str, Child] = {}
+    for index in range(handle.operator_replicas):
+        name = environment.replica_name(index)
+        metrics_url, health_url = handle.metrics_url, handle.health_url
+        if index:
+            metrics_url = f"http://{environment.HOST}:{free_port()}/metrics"
+            health_url = f"http://{environment.HOST}:{free_port()}/healthz"
+        env = environment.replica_env(
+            operator_env, name=name, metrics_url=metrics_url, health_url=health_url
+        )
+        child = await spawn_operator(kubeconfig, env=env, logs=logs, sink=sink, name=name)
+        handle.children.append(child)
+        replicas[name] = child
+        handle.replica_health_urls[name] = health_url
+    for name, child in replicas.items():
+        await operator_healthy(child, handle.replica_health_urls[name])
+    admin = handle.state_dir / "apiserver" / "kubeconfig"
+    handle.leader = await operator_leads(admin, environment.OPERATOR_LEASE, replicas)
+    handle.operator_running = True
+
+
 # --- `cloudkit up` ------------------------------------------------------------------------------
 
 
-def run(*, provider: str, state_dir: Path, vm_boot_seconds: float) -> None:
+def run(
+    *, provider: str, state_dir: Path, vm_boot_seconds: float, operator_replicas: int = 1
+) -> None:
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
     ui = StackConsole()
     logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
     try:
-        code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, ui))
+        code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, operator_replicas, ui))
     except StackError as error:
         ui.error(str(error))
         code = 1
@@ -269,7 +305,9 @@ def run(*, provider: str, state_dir: Path, vm_boot_seconds: float) -> None:
         raise SystemExit(code)
 
 
-async def _run(provider: str, state_dir: Path, vm_boot_seconds: float, ui: StackConsole) -> int:
+async def _run(
+    provider: str, state_dir: Path, vm_boot_seconds: float, replicas: int, ui: StackConsole
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -280,6 +318,7 @@ async def _run(provider: str, state_dir: Path, vm_boot_seconds: float, ui: Stack
             state_dir=state_dir,
             vm_boot_seconds=vm_boot_seconds,
             log_sink=ui.child_line,
+            operator_replicas=replicas,
         )
     )
     interrupted = asyncio.create_task(stop.wait())
