@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest soak demo bench crds clean
+.PHONY: install test lint typecheck pytest soak demo bench crds wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b; done
+
+# The wheel the operator image installs (Containerfile); the dev install stays editable.
+wheel: $(STAMP)
+	rm -f dist/cloudkit-*.whl
+	$(BIN)/uv build --wheel --out-dir dist
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
