@@ -4,7 +4,8 @@ version, and the means to kill and restart the stack's children as a crash or an
 Everything goes over real sockets: the API server through its HTTPS REST API, the automation
 service through its AWX API, the operator as the `cloudkit operator` subprocess the stack
 started. A child is restarted with the exact command line, environment and working directory
-it was started with (read from /proc), so a restarted operator is the operator the stack ran.
+it was started with (read from /proc), so a restarted operator is the operator the stack ran:
+under deploy/operator's ServiceAccount, as `cloudkit up` runs it (checked when the lab opens).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import aiohttp
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.kube import KubeAccess, KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.operator_account import kubeconfig_username, service_account_username
 from cloudkit.local.stack.procs import Child, spawn, wait_for_port
 from cloudkit.scenarios.validations import Snapshot
 
@@ -368,6 +370,16 @@ class Lab:
         child = await self.respawn("automation", argv)
         await child.wait_for_line(lambda line: "automation service:" in line, RESTART_TIMEOUT_S)
 
+    def operator_kubeconfig(self) -> Path:
+        """The kubeconfig the stack handed its operator (`--kubeconfig` on its command line)."""
+        argv = self.specs["operator"].argv
+        return Path(argv[argv.index("--kubeconfig") + 1])
+
+    async def assert_operator_service_account(self) -> None:
+        """The guard: the operator runs as deploy/operator's ServiceAccount, not as admin."""
+        who = await kubeconfig_username(self.operator_kubeconfig())
+        assert who == service_account_username(), f"the stack's operator runs as {who!r}"
+
     # secrets
 
     def secrets(self) -> dict[str, str]:
@@ -381,6 +393,9 @@ class Lab:
             .strip(),
             "API server token": self.kube.access.token,
         }
+        if "operator" in self.specs:
+            token = KubeAccess.from_kubeconfig(self.operator_kubeconfig()).token
+            found["operator ServiceAccount token"] = token
         notification = self.specs.get("operator")
         if notification and notification.env.get("CLOUDKIT_NOTIFICATION_TOKEN"):
             found["notification token"] = notification.env["CLOUDKIT_NOTIFICATION_TOKEN"]
@@ -419,6 +434,8 @@ async def open_lab(
             recorder = Recorder(kube)
             lab = Lab(handle, kube, Automation(handle), recorder)
             lab.specs = {c.name: ChildSpec.of(c) for c in handle.children}
+            if with_operator:
+                await lab.assert_operator_service_account()
             await recorder.start()
             try:
                 yield lab
