@@ -1,0 +1,312 @@
+"""The leader-election proofs' lab: a full local stack run with operator replicas that the tests
+start, SIGTERM, SIGKILL and cut off from the API server, and the Lease read as they go.
+
+Built on the resilience lab (its recorder of every instance version, its automation-service
+reader, its instance helpers): a replica is the `cloudkit operator` command the stack started,
+started again with its own identity (a new pod) and ports, exactly as `cloudkit up
+--operator-replicas` starts them. A replica cut off from the API server talks to it through a
+TCP relay of this lab that, once cut, swallows every byte (a partition: requests hang rather
+than fail fast); its AAP traffic goes through a second relay that timestamps every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from checks import all_jobs_terminal, no_overlapping_jobs
+from resilience_lab import (
+    Automation,
+    AutomationJob,
+    ChildSpec,
+    Lab,
+    Recorder,
+    describe,
+    phase,
+)
+
+from cloudkit.api import names
+from cloudkit.local.stack import start_stack
+from cloudkit.local.stack.children import free_port
+from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.procs import Child, spawn, wait_for_port
+from cloudkit.scenarios.validations import Validation
+
+LEASE_NAMESPACE, LEASE_NAME = "cloudkit-operator-system", "cloudkit-operator-leader"
+LEASE = resource_path(
+    "coordination.k8s.io", "v1", "leases", namespace=LEASE_NAMESPACE, name=LEASE_NAME
+)
+LEASE_S, RENEW_DEADLINE_S, RETRY_S = 15.0, 10.0, 2.0
+"""The operator's defaults (controller-runtime's): the proofs run with them."""
+START_S = 90.0
+
+__all__ = ["Automation", "AutomationJob", "describe", "phase"]
+
+
+class Relay:
+    """A TCP relay to `target`; `cut()` makes it swallow every byte from then on, both ways.
+    Records when the client sent something (`sent_at`, monotonic)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cut_at: float | None = None
+        self.sent_at: list[float] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        self.cut_at = time.monotonic()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        pipes = [
+            asyncio.create_task(self._pipe(reader, up_writer, record=True)),
+            asyncio.create_task(self._pipe(up_reader, writer, record=False)),
+        ]
+        self._tasks.update(pipes)
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for task in pipes:
+            task.cancel()
+        for stream in (writer, up_writer):
+            stream.close()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
+    ) -> None:
+        while data := await reader.read(65536):
+            if record:
+                self.sent_at.append(time.monotonic())
+            if self.cut_at is not None:
+                continue  # a partition: the bytes go nowhere, the connection stays open
+            writer.write(data)
+            await writer.drain()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+
+
+@dataclass
+class LeaderLab:
+    lab: Lab
+    spec: ChildSpec
+    """How the stack started its first operator: every replica is that command."""
+    replicas: dict[str, Child] = field(default_factory=dict)
+    health: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    relays: list[Relay] = field(default_factory=list)
+    _serial: int = 1
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.lab.recorder
+
+    # --- the Lease --------------------------------------------------------------------------
+
+    async def lease(self) -> dict[str, Any]:
+        found = await self.lab.kube.get(LEASE)
+        return dict((found or {}).get("spec") or {})
+
+    async def holder(self) -> str:
+        return str((await self.lease()).get("holderIdentity") or "")
+
+    async def wait_holder(self, accept: set[str], within: float) -> tuple[str, float]:
+        """Until one of `accept` holds the Lease; (holder, monotonic time first seen)."""
+        deadline = time.monotonic() + within
+        while True:
+            holder = await self.holder()
+            if holder in accept:
+                return holder, time.monotonic()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no holder among {sorted(accept)} within {within:.0f}s")
+            await asyncio.sleep(0.05)
+
+    # --- replicas ---------------------------------------------------------------------------
+
+    def fresh_name(self) -> str:
+        self._serial += 1
+        return f"replica-{self._serial}"
+
+    async def start_replica(
+        self,
+        name: str | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        kubeconfig: Path | None = None,
+        wait_ready: bool = True,
+    ) -> str:
+        """One more `cloudkit operator`, with identity `name` (a new pod) and its own ports."""
+        name = name or self.fresh_name()
+        health, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        child_env = {
+            **self.spec.env,
+            "CLOUDKIT_HEALTH_ADDRESS": health,
+            "CLOUDKIT_METRICS_ADDRESS": metrics,
+            "CLOUDKIT_LEADER_ELECTION_IDENTITY": name,
+            **(env or {}),
+        }
+        argv = list(self.spec.argv)
+        if kubeconfig is not None:
+            argv[argv.index("--kubeconfig") + 1] = str(kubeconfig)
+        child = await spawn(
+            name,
+            argv,
+            env=child_env,
+            log_dir=self.lab.handle.state_dir / "logs",
+            sink=None,
+            cwd=self.spec.cwd,
+        )
+        self.lab.handle.children.append(child)
+        self.replicas[name] = child
+        self.health[name], self.metrics[name] = health, metrics
+        host, port = health.rsplit(":", 1)
+        await wait_for_port(host, int(port), child, START_S)
+        child.collecting = False
+        if wait_ready:
+            await self.wait_ready(name)
+        return name
+
+    async def ready(self, name: str) -> dict[str, Any] | None:
+        """/readyz of a replica: its body when ready (200), else None."""
+        url = f"http://{self.health[name]}/readyz"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+                session.get(url) as response,
+            ):
+                body: dict[str, Any] = await response.json()
+                return body if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+    async def wait_ready(self, name: str, within: float = START_S) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while (body := await self.ready(name)) is None:
+            child = self.replicas[name]
+            assert child.process.returncode is None, f"{name} exited:\n{self.log(name)[-3000:]}"
+            assert time.monotonic() < deadline, f"{name} not ready within {within:.0f}s"
+            await asyncio.sleep(0.1)
+        return body
+
+    async def reconciles(self, name: str) -> float:
+        """How many reconciles the replica ran (its cloudkit_reconcile_duration_seconds count)."""
+        url = f"http://{self.metrics[name]}/metrics"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(url) as response,
+        ):
+            text = await response.text()
+        match = re.search(r"^cloudkit_reconcile_duration_seconds_count (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    async def signal(self, name: str, sig: signal.Signals) -> tuple[int, float]:
+        """Send `sig` to a replica and reap it: (exit code, monotonic time of its exit)."""
+        child = self.replicas.pop(name)
+        child.stopping = True  # the stack's supervisor must not report it as a failure
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, sig)
+        code = await asyncio.wait_for(child.process.wait(), 60)
+        exited = time.monotonic()
+        await child.stop()
+        return code, exited
+
+    async def stop_all(self) -> None:
+        for name in list(self.replicas):
+            await self.signal(name, signal.SIGTERM)
+
+    def log(self, name: str) -> str:
+        return (self.lab.handle.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
+
+    async def relay(self, url: str) -> Relay:
+        match = re.match(r"^\w+://([^/:]+):(\d+)", url)
+        assert match, url
+        relay = Relay(match.group(1), int(match.group(2)))
+        await relay.start()
+        self.relays.append(relay)
+        return relay
+
+    # --- lifecycles -------------------------------------------------------------------------
+
+    async def lifecycle(self, name: str, *, within: float, delete: bool = True) -> str | None:
+        """create → Ready (→ delete → gone); None when done, else what went wrong."""
+        rec = self.recorder
+        try:
+            await self.lab.create(name)
+            await rec.wait_for(
+                lambda: phase(rec.latest(name)) == "Ready", within=within, what=f"{name} Ready"
+            )
+            if delete:
+                await self.lab.delete(name)
+                await rec.wait_for(lambda: name in rec.gone, within=within, what=f"{name} gone")
+        except AssertionError as error:
+            return f"{error}; last {describe(rec.latest(name))}"
+        return None
+
+    async def exactly_once(self, instance_names: list[str]) -> list[str]:
+        """Problems, if any: per instance exactly one provision and (if deleted) one deprovision
+        job, none overlapping, all terminal; and no VM left for the deleted ones."""
+        jobs = await self.lab.automation.jobs()
+        problems = []
+        for name in instance_names:
+            mine = [j for j in jobs if j.instance == name]
+            kinds = [j.kind for j in mine]
+            want = ["deprovision", "provision"] if name in self.recorder.gone else ["provision"]
+            checks = [
+                Validation("one-job-per-kind", sorted(kinds) == want, f"jobs {kinds}"),
+                no_overlapping_jobs(mine),
+                all_jobs_terminal(mine),
+            ]
+            if name in self.recorder.gone:
+                vms = await self.lab.vms(name)
+                checks.append(Validation("no-orphan-vm", not vms, f"VMs {vms}"))
+            problems += [f"{name}: {c.name}: {c.detail}" for c in checks if not c.passed]
+        return problems
+
+
+@contextlib.asynccontextmanager
+async def open_leader_lab(state_dir: Path, *, vm_boot_seconds: float) -> AsyncIterator[LeaderLab]:
+    """A stack whose own operator is stopped at once: the tests start the replicas they need
+    (its command, environment and working directory are kept to start them)."""
+    handle = await start_stack(provider="aap", state_dir=state_dir, vm_boot_seconds=vm_boot_seconds)
+    try:
+        async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:
+            first = next(c for c in handle.children if c.name == "operator")
+            spec = ChildSpec.of(first)
+            await first.stop()
+            recorder = Recorder(kube)
+            lab = Lab(handle, kube, Automation(handle), recorder)
+            await recorder.start()
+            leader_lab = LeaderLab(lab, spec)
+            try:
+                yield leader_lab
+            finally:
+                await leader_lab.stop_all()
+                for relay in leader_lab.relays:
+                    await relay.stop()
+                await recorder.stop()
+    finally:
+        await handle.stop()
+
+
+def instance_label(name: str) -> str:
+    return f"{names.VM_INSTANCE_LABEL}={name}"
