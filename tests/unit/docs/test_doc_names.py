@@ -11,8 +11,13 @@ from cloudkit.api import names
 from cloudkit.api.config_version import config_version
 from cloudkit.api.models import ComputeInstanceSpec, Phase
 from cloudkit.providers.aap.wire import launch_extra_vars
-from tests.unit.docs.code_facts import metric_names, variables_read_by_operator
-from tests.unit.docs.doc_text import DOCS, ROOT, code_names, section
+from tests.unit.docs.code_facts import (
+    condition_reasons,
+    event_reasons,
+    metric_names,
+    variables_read_by_operator,
+)
+from tests.unit.docs.doc_text import DOCS, ROOT, code_names, section, table_rows
 
 DOCUMENTS = (*sorted(DOCS.rglob("*.md")), ROOT / "README.md")
 UPSTREAM_ONLY = {"CLOUDKIT_FULFILLMENT_SERVER_ADDRESS"}
@@ -100,3 +105,21 @@ def test_the_migration_notes_state_the_phases_and_the_config_version_of_the_code
     assert code_names(first_line) == {phase.value for phase in Phase}
     spec = ComputeInstanceSpec.model_validate({"templateID": "sample_template"})
     assert f'`{{"templateID":"sample_template"}}` → `{config_version(spec)}`' in notes
+
+
+def test_the_migration_notes_list_the_conditions_and_events_the_code_writes() -> None:
+    notes = (DOCS / "migration.md").read_text()
+    documented = {
+        (condition, reason)
+        for row in table_rows(section(notes, "## Conditions"))
+        for condition in code_names(row[0])
+        for reason in code_names(row[2])
+    }
+    assert documented == condition_reasons()
+    events = code_names(section(notes, "## Events").replace("<State>", "Pending"))
+    written = {r for r in event_reasons() if r != "NotWatched"}  # the local stack's, not ours
+    collapsed = {
+        re.sub(r"Job(Waiting|Running|Succeeded|Failed|Canceled|Unknown)$", "JobPending", r)
+        for r in written
+    }
+    assert events == collapsed
