@@ -94,7 +94,7 @@ def test_both_overlays_apply(kubectl: Kubectl) -> None:
         values = {e["name"]: e.get("value") for e in manager["env"]}
         assert values["CLOUDKIT_PROVISIONING_PROVIDER"] == provider
         refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in manager["env"]
-                if "valueFrom" in e}  # fmt: skip
+                if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
         if provider == "eda":
             assert refs["CLOUDKIT_EDA_WEBHOOK_TOKEN"] == "cloudkit-operator-eda"
         else:

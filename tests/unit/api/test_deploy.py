@@ -67,3 +67,28 @@ def test_rbac_lets_the_operator_read_and_restart_vm_instances() -> None:
 def test_the_crd_is_part_of_the_kustomization() -> None:
     kinds = [d["kind"] for d in _documents(OPERATOR)]
     assert "CustomResourceDefinition" in kinds
+
+
+def test_two_replicas_one_leader_with_probes_spread_and_a_disruption_budget() -> None:
+    docs = _documents(OPERATOR)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pod = spec["template"]["spec"]
+    (manager,) = pod["containers"]
+    env = {e["name"]: e for e in manager["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "CLOUDKIT_LEADER_ELECTION" not in env, "on by default: nothing to set"
+    health_port = int(env["CLOUDKIT_HEALTH_ADDRESS"]["value"].rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in manager["ports"]}
+    assert ports["health"] == health_port
+    assert manager["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert manager["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = spec["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    assert pdb["metadata"]["namespace"] == deployment["metadata"]["namespace"]
