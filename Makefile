@@ -34,6 +34,7 @@ soak: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/cloudkit crds > deploy/crds/cloudkit.openshift.io_computeinstances.yaml
+	cp deploy/crds/cloudkit.openshift.io_computeinstances.yaml charts/cloudkit-operator/crds/
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cloudkit demo
