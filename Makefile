@@ -28,9 +28,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The long resilience proofs (about 15 minutes on 2 cores); not part of `make test`.
+# The long resilience and failover proofs (about 25 minutes on 2 cores); not part of `make test`.
 soak: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m soak tests/integration/resilience
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m soak tests/integration/resilience tests/integration/leadership
 
 crds: $(STAMP)
 	$(BIN)/cloudkit crds > deploy/crds/cloudkit.openshift.io_computeinstances.yaml

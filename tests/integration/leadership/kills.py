@@ -23,6 +23,12 @@ KILL_GAP_S = (0.5, 4.0)
 class KillReport:
     takeovers: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    killed_at: list[float] = field(default_factory=list)
+    work_ended_at: float = 0.0
+
+    @property
+    def kills_during_work(self) -> int:
+        return sum(1 for t in self.killed_at if t < self.work_ended_at)
 
     def p99(self) -> float:
         ordered = sorted(self.takeovers)
@@ -33,7 +39,7 @@ class KillReport:
         return (
             f"{len(t)} kills; takeover s: {[round(x, 1) for x in t]}; "
             f"median {statistics.median(t):.1f}, p99 {self.p99():.1f}, max {max(t):.1f} "
-            f"(goal ≤ {TAKEOVER_GOAL_S:.0f})"
+            f"(goal ≤ {TAKEOVER_GOAL_S:.0f}); {self.kills_during_work} while lifecycles ran"
         )
 
 
@@ -54,6 +60,7 @@ async def kill_the_leader(
         leader = await lab.holder()
         assert leader in lab.replicas, f"the Lease holder {leader!r} is not a live replica"
         _, killed_at = await lab.signal(leader, signal.SIGKILL)
+        report.killed_at.append(killed_at)
         # The platform replaces the dead pod: a new replica (a new identity) as a standby.
         new = lab.fresh_name()
         replacement = asyncio.create_task(lab.start_replica(new, wait_ready=False))
@@ -71,7 +78,8 @@ async def burst_with_kills(
     names = [f"{prefix}-{i:02d}" for i in range(instances)]
     started = time.monotonic()
     killing = asyncio.create_task(kill_the_leader(lab, rng, kills, report))
-    outcomes = await asyncio.gather(*(lab.lifecycle(n, within=600) for n in names))
+    outcomes = await asyncio.gather(*(lab.lifecycle(n, within=900) for n in names))
+    report.work_ended_at = time.monotonic()
     await killing
     report.problems += [f"{n}: {o}" for n, o in zip(names, outcomes, strict=True) if o]
     report.problems += await lab.exactly_once(names)
