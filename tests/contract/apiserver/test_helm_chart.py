@@ -106,6 +106,8 @@ def test_every_operator_variable_is_a_value_and_reaches_the_container() -> None:
     assert set(defaults) == variables_read_by_operator()
     chosen = {name: f"value-of-{name.lower()}" for name in defaults}
     env = deployment_env(render({"env": chosen}))
+    # The Lease identity comes from the downward API, not from values.
+    assert env.pop("POD_NAME") == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env == chosen  # set in values: a plain value, even where a Secret is the default
 
 
