@@ -170,7 +170,7 @@ class LeaderElector:
                 if await asyncio.wait_for(self._attempt(), deadline):
                     return
             except (KubeError, TimeoutError, OSError) as error:
-                log.warning("leader election: %s", error or "the API server did not answer")
+                log.warning("leader election: %s", str(error) or "no answer in time")
             if self.holder and self.holder != waiting_on:
                 waiting_on = self.holder
                 log.info("standby: %s leads; %s waits", waiting_on, self.identity)
@@ -201,7 +201,7 @@ class LeaderElector:
                     # Others time the new record from when they see it: never before `sent`.
                     renewed = sent
             except (KubeError, TimeoutError, OSError) as error:
-                log.warning("leader election: renewing: %s", error or "no answer in time")
+                log.warning("leader election: renewing: %s", str(error) or "no answer in time")
             if self.holder not in (None, self.identity):
                 log.error("lost leadership: %s holds the Lease now", self.holder)
                 return
