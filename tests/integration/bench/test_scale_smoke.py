@@ -1,0 +1,48 @@
+"""benchmarks/scale.py end to end at a tiny N: it runs on the local stack with simulated jobs,
+every lifecycle completes, and it prints the JSON document the issue names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+SCALE = Path(__file__).parents[3] / "benchmarks" / "scale.py"
+HEADLINE = ("operator_cpu_ms_per_lifecycle", "api_writes_per_lifecycle", "overhead_p99_ratio")
+PER_N = (
+    "api_reads_per_lifecycle",
+    "api_requests_per_lifecycle_by_verb",
+    "api_requests_by_operation",
+    "overhead_p50_ratio",
+    "last_create_to_last_ready_s",
+    "operator_peak_rss_mb",
+    "apiserver_peak_rss_mb",
+    "watch_p99_ms",
+)
+
+
+def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, str(SCALE), "--sizes", "5", "--run-seconds", "0.2"]
+    command += ["--vm-boot-seconds", "0.2", "--timeout", "60"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    assert figures["max_n"] == 5
+    assert figures["jobs"] == "simulated"
+    assert figures["all_lifecycles_completed"] is True
+    (run,) = figures["runs"]
+    assert run["lifecycles_completed"] == 5
+    for key in HEADLINE:
+        assert figures[key] == run[key] and run[key] > 0, key
+    for key in PER_N:
+        assert key in run, key
+    # The operator's writes are counted: a lifecycle cannot complete without status updates.
+    assert run["api_requests_per_lifecycle_by_verb"].get("PUT", 0) >= 1
+    assert 0 < run["overhead_p50_ratio"] <= run["overhead_p99_ratio"] < 1
