@@ -167,8 +167,10 @@ class LeaderElector:
         waiting_on: str | None = None
         while True:
             try:
-                if await asyncio.wait_for(self._attempt(), deadline):
-                    return
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(deadline):
+                    if await self._attempt():
+                        return
             except (KubeError, TimeoutError, OSError) as error:
                 log.warning("leader election: %s", str(error) or "no answer in time")
             if self.holder and self.holder != waiting_on:
@@ -197,9 +199,10 @@ class LeaderElector:
             sent = loop.time()
             left = renewed + deadline - sent
             try:
-                if left > 0 and await asyncio.wait_for(self._attempt(), left):
-                    # Others time the new record from when they see it: never before `sent`.
-                    renewed = sent
+                async with asyncio.timeout(max(0.0, left)):
+                    if left > 0 and await self._attempt():
+                        # Others time the new record from when they see it: never before `sent`.
+                        renewed = sent
             except (KubeError, TimeoutError, OSError) as error:
                 log.warning("leader election: renewing: %s", str(error) or "no answer in time")
             if self.holder not in (None, self.identity):

@@ -26,7 +26,6 @@ Errors found while preparing (kubeconfig, busy ports) raise StartupError; main.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -144,8 +143,8 @@ class Runtime:
         await self.queue.stop(grace=SHUTDOWN_GRACE_S)
         if self._election is not None:
             self._election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._election
+            # Bounded: a cancellation lost inside a library must not keep the process alive.
+            await asyncio.wait({self._election}, timeout=RELEASE_TIMEOUT_S)
         if self.elector is not None and self.leading:
             try:
                 async with asyncio.timeout(RELEASE_TIMEOUT_S):

@@ -25,6 +25,8 @@ K = TypeVar("K", bound=Hashable)
 
 ERROR_BACKOFF_MIN = 0.5
 ERROR_BACKOFF_MAX = 60.0
+STOP_TIMEOUT = 10.0
+"""How long stop() waits for canceled workers before giving up on them (and saying so)."""
 
 
 class WorkQueue(Generic[K]):
@@ -53,6 +55,8 @@ class WorkQueue(Generic[K]):
         self._closed = False
         self._idle = asyncio.Event()
         """Set when a closed queue has no key in flight any more."""
+        self._busy: set[str] = set()
+        """Names of the workers running a reconcile now (the ones stop() may cancel)."""
 
     # --- adding -------------------------------------------------------------------------------
 
@@ -103,26 +107,29 @@ class WorkQueue(Generic[K]):
 
     async def stop(self, *, grace: float = 0.0) -> None:
         """Stop taking keys; in-flight reconciles may finish within `grace` seconds, then are
-        canceled (they are level-based: the next start re-reads everything)."""
+        canceled (they are level-based: the next start re-reads everything). Idle workers end
+        by themselves: a cancellation that lands as a worker wakes up cannot be lost (Python
+        3.11's wait_for can swallow one), so stopping never hangs on an idle worker."""
         self._closed = True
         self._wakeup.set()
         if grace > 0 and self._processing and self._tasks:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.done() and task.get_name() in self._busy:
+                task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.warning("%s did not stop within %.0fs", task.get_name(), STOP_TIMEOUT)
         self._tasks = []
 
-    async def _next(self) -> K:
+    async def _next(self) -> K | None:
+        """The next due key; None once the queue is stopping (the worker then ends)."""
         loop = asyncio.get_running_loop()
-        while True:
-            if self._closed:
-                # Stopping: hand out nothing more; stop() cancels this worker.
-                await asyncio.get_running_loop().create_future()
+        while not self._closed:
             while self._heap:
                 due, _, key = self._heap[0]
                 if self._due.get(key) != due:
@@ -138,14 +145,17 @@ class WorkQueue(Generic[K]):
             timeout = self._heap[0][0] - loop.time() if self._heap else None
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
+        return None
 
     async def _work(self) -> None:
-        while True:
-            key = await self._next()
+        name = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        while (key := await self._next()) is not None:
             # Another worker may be waiting on an earlier-due key that is now free to run.
             self._wakeup.set()
             delay: float | None
+            self._busy.add(name)
             try:
                 delay = await self._process(key)
                 self._failures.pop(key, None)
@@ -157,6 +167,8 @@ class WorkQueue(Generic[K]):
                 self._failures[key] = failures + 1
                 delay = min(self._backoff_max, self._backoff_min * 2.0**failures)
                 log.exception("reconcile of %s failed; retrying in %.1fs", key, delay)
+            finally:
+                self._busy.discard(name)
             self._processing.discard(key)
             if self._closed and not self._processing:
                 self._idle.set()

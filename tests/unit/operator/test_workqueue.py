@@ -208,3 +208,18 @@ async def test_keys_added_before_start_wait_for_it() -> None:
     queue.start()
     await recorder.wait_runs("standby-saw-this", 1)
     await queue.stop()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("grace", [0.0, 1.0])
+async def test_stop_returns_while_idle_workers_wait_for_a_later_key(grace: float) -> None:
+    """Regression: idle workers in a timed wait, woken and canceled in one step, once lost
+    the cancellation (Python 3.11's wait_for) and stop() hung for ever."""
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=4)  # type: ignore[arg-type]
+    queue.start()
+    queue.add("later", delay=30)
+    queue.add("now")
+    await recorder.wait_runs("now", 1)
+    await asyncio.wait_for(queue.stop(grace=grace), DEADLINE)
+    assert recorder.count("later") == 0
