@@ -24,6 +24,10 @@ USER_KEY = web.RequestKey("cloudkit.user", UserInfo)
 DEFAULT_EXPIRATION_S = 3600
 MIN_EXPIRATION_S = 600
 MAX_EXPIRATION_S = 2**32
+RBAC_RKEYS = tuple(f"{RBAC}/{kind}" for kind in
+                   ("roles", "clusterroles", "rolebindings", "clusterrolebindings"))  # fmt: skip
+# Decisions kept per RBAC state; past this many distinct requests the cache starts over.
+DECISION_CACHE_LIMIT = 4096
 
 
 def _invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiError:
@@ -68,24 +72,43 @@ class Access:
         # audit log, reduced to who asked what and the answer): what a least-privilege review
         # reads. Never a token or a body.
         self.audit = audit
+        # The policy and the decisions made under it hold only while no RBAC object has been
+        # written since: the key is the store's write count of each RBAC kind, so a revoked
+        # binding takes effect on the very next request.
+        self._policy_key: tuple[int, ...] = ()
+        self._policy: Policy | None = None
+        self._decisions: dict[Attributes, tuple[bool, str]] = {}
 
     def _sa_uid(self, namespace: str, name: str) -> str | None:
         sa = self.store.get(SA_RKEY, namespace, name)
         return None if sa is None else str(sa["metadata"].get("uid", ""))
 
     def policy(self) -> Policy:
-        return authz.policy_from_objects(
-            self.store.list_objects(f"{RBAC}/roles"),
-            self.store.list_objects(f"{RBAC}/clusterroles"),
-            self.store.list_objects(f"{RBAC}/rolebindings"),
-            self.store.list_objects(f"{RBAC}/clusterrolebindings"),
-        )
+        """The RBAC objects as they are now, indexed (rebuilt only after one was written)."""
+        key = tuple(self.store.writes_by_rkey[rkey] for rkey in RBAC_RKEYS)
+        if self._policy is None or key != self._policy_key:
+            self._policy = authz.policy_from_objects(
+                *(self.store.list_objects(rkey) for rkey in RBAC_RKEYS)
+            )
+            self._policy_key = key
+            self._decisions = {}
+        return self._policy
+
+    def _decide(self, attrs: Attributes) -> tuple[bool, str]:
+        policy = self.policy()  # first: it empties the decisions when RBAC has changed
+        decision = self._decisions.get(attrs)
+        if decision is None:
+            decision = authz.authorize(policy, attrs)
+            if len(self._decisions) >= DECISION_CACHE_LIMIT:
+                self._decisions = {}
+            self._decisions[attrs] = decision
+        return decision
 
     def check(self, attrs: Attributes) -> None:
         """Raise kube-apiserver's 403 unless RBAC allows `attrs`."""
         if authz.MASTERS in attrs.user.groups:
             return
-        allowed, reason = authz.authorize(self.policy(), attrs)
+        allowed, reason = self._decide(attrs)
         if self.audit is not None:
             self.audit.write(json.dumps({**_audit_fields(attrs), "allowed": allowed,
                                          "reason": reason}) + "\n")  # fmt: skip
@@ -107,7 +130,8 @@ class Access:
         if user is None:
             raise ApiError(401, "Unauthorized")
         user = impersonation.impersonated(user, request.headers, self.check)
-        self.check(requestinfo.resolve(user, request.method, request.path, request.query))
+        if authz.MASTERS not in user.groups:  # masters may do anything: nothing to resolve
+            self.check(requestinfo.resolve(user, request.method, request.path, request.query))
         request[USER_KEY] = user
         return user
 

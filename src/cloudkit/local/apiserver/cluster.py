@@ -3,7 +3,6 @@ serving, finalizers, garbage collection and namespace termination. No HTTP here.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +99,7 @@ class Cluster(DeletionRules):
         self, info: ResourceInfo, namespace: str | None, body: Obj, opts: WriteOptions
     ) -> Obj:
         body = self._check_fields(
-            info, copy.deepcopy(body) if isinstance(body, dict) else body, opts
+            info, semantics.json_copy(body) if isinstance(body, dict) else body, opts
         )
         obj = semantics.prepare_create(info, body, namespace, semantics.now_rfc3339())
         self._check_metadata(info, obj)
@@ -249,7 +248,7 @@ class Cluster(DeletionRules):
             )
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(info.plural, name, info.group)
-        body = self._check_fields(info, copy.deepcopy(body), opts)
+        body = self._check_fields(info, semantics.json_copy(body), opts)
         new = semantics.carry_over(info, old, body, subresource)
         return self._store_update(info, old, new, opts)
 
@@ -289,7 +288,7 @@ class Cluster(DeletionRules):
                 return self.create(info, namespace, body, opts), True
         if old is None:
             raise not_found(info, name)
-        base = copy.deepcopy(old)
+        base = semantics.json_copy(old)
         try:
             if content_type == "application/merge-patch+json":
                 if not isinstance(body, dict):

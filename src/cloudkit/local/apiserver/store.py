@@ -72,9 +72,13 @@ class Subscription:
     rkey: str | None
     limit: int = WATCHER_QUEUE_LIMIT
     items: collections.deque[Change] = field(default_factory=collections.deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     closed: bool = False
+    # One future per wait and one alarm per wake-up time, not a task and a timer per wait:
+    # a write to a resource with 100 watchers wakes 100 of these at once.
+    _waiter: asyncio.Future[None] | None = None
+    _alarm: asyncio.TimerHandle | None = None
+    _alarm_at: float = 0.0
 
     def offer(self, change: Change) -> None:
         if self.closed:
@@ -85,20 +89,40 @@ class Subscription:
             self.closed = True
         else:
             self.items.append(change)
-        self.wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self.wakeup.set()
+        self._wake()
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
-    async def next_batch(self, wait_s: float) -> list[Change]:
-        """Wait up to `wait_s` seconds for changes; an empty list means the wait timed out."""
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _ring(self) -> None:
+        # asyncio may run a timer up to its clock resolution early: a later wait for the
+        # same time must set a new alarm rather than wait for this spent one.
+        self._alarm = None
+        self._wake()
+
+    async def next_batch(self, until: float) -> list[Change]:
+        """Wait until loop time `until` for changes; an empty list means the wait timed out."""
         if not self.items and not self.closed:
-            self.wakeup.clear()
+            loop = asyncio.get_running_loop()
+            if self._alarm is None or self._alarm_at != until:
+                if self._alarm is not None:
+                    self._alarm.cancel()
+                self._alarm = loop.call_at(until, self._ring)
+                self._alarm_at = until
+            self._waiter = loop.create_future()
             try:
-                await asyncio.wait_for(self.wakeup.wait(), wait_s)
-            except TimeoutError:
-                return []
+                await self._waiter
+            finally:
+                self._waiter = None
         batch = list(self.items)
         self.items.clear()
         return batch
@@ -125,6 +149,9 @@ class Store:
         self._owned: dict[str, set[Key]] = collections.defaultdict(set)
         self._log: collections.deque[Change] = collections.deque()
         self._subs: set[Subscription] = set()
+        # Committed writes per storage key: caches derived from a kind's objects (the RBAC
+        # policy) compare this to know they are stale, without being told.
+        self.writes_by_rkey: collections.Counter[str] = collections.Counter()
         self.lock = asyncio.Lock()
         # 0600 before SQLite opens it: the WAL and shared-memory files copy its mode, and
         # Secret data lives in all three.
@@ -142,8 +169,11 @@ class Store:
             obj = json.loads(body)
             self._index(_key_of(rkey, obj), obj)
         meta = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
-        self.rv = int(meta.get("rv", 0))
         self.compacted_rv = int(meta.get("compacted_rv", 0))
+        # The newest change row is never compacted away (the window keeps it), so it is the
+        # store's RV; a `meta` rv row is only written by older versions of this module.
+        (latest,) = self._db.execute("SELECT MAX(rv) FROM changes").fetchone()
+        self.rv = max(int(meta.get("rv", 0)), self.compacted_rv, int(latest or 0))
         rows = self._db.execute(
             "SELECT rv, rkey, type, body FROM changes WHERE rv > ? ORDER BY rv",
             (self.compacted_rv,),
@@ -243,7 +273,6 @@ class Store:
                     (rv, key[0], key[1], key[2], typ, body),
                 )
                 changes.append(Change(rv, op.rkey, typ, obj, prev))
-            db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('rv', ?)", (rv,))
             compact_to = rv - self.window
             if compact_to > self.compacted_rv + self.window // 10:
                 db.execute("DELETE FROM changes WHERE rv <= ?", (compact_to,))
@@ -263,6 +292,7 @@ class Store:
             key = _key_of(change.rkey, change.obj)
             self._index(key, None if change.type == "DELETED" else change.obj)
             self._log.append(change)
+            self.writes_by_rkey[change.rkey] += 1
         while self._log and self._log[0].rv <= compact_to:
             self._log.popleft()
         for change in changes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,16 +158,15 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
 async def _follow(
     response: web.StreamResponse, store: Store, sub: Any, req: WatchRequest, after_rv: int
 ) -> None:
-    deadline = time.monotonic() + req.timeout_s
-    next_bookmark = time.monotonic() + req.bookmark_interval_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.timeout_s
+    next_bookmark = loop.time() + req.bookmark_interval_s
     while True:
-        now = time.monotonic()
+        now = loop.time()
         if now >= deadline:
             return
-        wait = deadline - now
-        if req.bookmarks:
-            wait = min(wait, max(0.0, next_bookmark - now))
-        batch = await sub.next_batch(wait)
+        until = min(deadline, next_bookmark) if req.bookmarks else deadline
+        batch = await sub.next_batch(until)
         lines = []
         for change in batch:
             if change.rv <= after_rv:
@@ -177,11 +175,11 @@ async def _follow(
             if event is not None:
                 lines.append(_change_line(req, change.rv, event[0], event[1]))
         if lines:
-            await response.write(b"".join(lines))
+            await response.write(b"".join(lines) if len(lines) > 1 else lines[0])
         if sub.closed:
             # Overflowed (too slow) or the server is stopping: the client re-lists/reconnects.
             return
-        if req.bookmarks and time.monotonic() >= next_bookmark:
+        if req.bookmarks and loop.time() >= next_bookmark:
             if not sub.items:
                 await response.write(_line("BOOKMARK", _bookmark(req.info, store.rv)))
-            next_bookmark = time.monotonic() + req.bookmark_interval_s
+            next_bookmark = loop.time() + req.bookmark_interval_s
