@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
@@ -129,7 +130,7 @@ async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
     ):
         started = asyncio.Event()
         watching = asyncio.create_task(_watch(watcher, run, started))
-        await asyncio.wait_for(started.wait(), 30)
+        await asyncio.wait_for(started.wait(), 120)
 
         async def create(name: str) -> None:
             run.created[name] = time.monotonic()
@@ -158,6 +159,7 @@ def _drive_in_thread(kubeconfig: Path, n: int, timeout: float) -> Run:
         try:
             result["run"] = asyncio.run(_drive(kubeconfig, n, timeout))
         except BaseException as error:
+            traceback.print_exc()  # the thread's frames, before the error crosses over
             result["run"] = error
 
     thread = threading.Thread(target=target, daemon=True)
@@ -170,7 +172,8 @@ def _drive_in_thread(kubeconfig: Path, n: int, timeout: float) -> Run:
 
 
 def _requests_by_verb(stack: StackHandle) -> Counter[str]:
-    with urllib.request.urlopen(stack.metrics_url, timeout=10) as resp:
+    # A generous timeout: on a saturated 2-core machine the operator may answer late.
+    with urllib.request.urlopen(stack.metrics_url, timeout=60) as resp:
         text = resp.read().decode()
     counts: Counter[str] = Counter()
     for line in text.splitlines():
