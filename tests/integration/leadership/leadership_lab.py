@@ -284,10 +284,18 @@ class LeaderLab:
 
 
 @contextlib.asynccontextmanager
-async def open_leader_lab(state_dir: Path, *, vm_boot_seconds: float) -> AsyncIterator[LeaderLab]:
+async def open_leader_lab(
+    state_dir: Path, *, vm_boot_seconds: float, simulated_jobs: dict[str, Any] | None = None
+) -> AsyncIterator[LeaderLab]:
     """A stack whose own operator is stopped at once: the tests start the replicas they need
-    (its command, environment and working directory are kept to start them)."""
-    handle = await start_stack(provider="aap", state_dir=state_dir, vm_boot_seconds=vm_boot_seconds)
+    (its command, environment and working directory are kept to start them). simulated_jobs:
+    the automation service's simulated templates (the playbooks' effects without Ansible)."""
+    handle = await start_stack(
+        provider="aap",
+        state_dir=state_dir,
+        vm_boot_seconds=vm_boot_seconds,
+        simulated_jobs=simulated_jobs,
+    )
     try:
         async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:
             first = next(c for c in handle.children if c.name == "operator")
