@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloudkit.local.private import private_sqlite
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 # (storage key "group/plural", namespace or "", name)
 Key = tuple[str, str, str]
@@ -67,7 +69,8 @@ class Remove:
 
 @dataclass(eq=False)
 class Subscription:
-    """A watcher's bounded queue of changes for one storage key (or every key if None)."""
+    """A watcher's bounded queue of changes for one storage key (or every key if None), or,
+    once it has a `deliver` callback, a direct hand-off of each change as it is committed."""
 
     rkey: str | None
     limit: int = WATCHER_QUEUE_LIMIT
@@ -79,9 +82,20 @@ class Subscription:
     _waiter: asyncio.Future[None] | None = None
     _alarm: asyncio.TimerHandle | None = None
     _alarm_at: float = 0.0
+    # Called in the writer's call stack, after the commit: a live watcher writes its event
+    # out at once instead of waking a task per watcher per change. Must not block or raise.
+    deliver: Callable[[Change], None] | None = None
 
     def offer(self, change: Change) -> None:
         if self.closed:
+            return
+        if self.deliver is not None and not self.items:
+            try:
+                self.deliver(change)
+            except Exception:
+                # Never the writer's failure: this watcher ends and its client re-watches.
+                log.exception("watch delivery failed")
+                self.close()
             return
         if len(self.items) >= self.limit:
             # A slow reader is dropped instead of slowing the writer down.
@@ -111,6 +125,17 @@ class Subscription:
 
     async def next_batch(self, until: float) -> list[Change]:
         """Wait until loop time `until` for changes; an empty list means the wait timed out."""
+        await self.wait(until)
+        return self.take()
+
+    def take(self) -> list[Change]:
+        """The queued changes, leaving the queue empty."""
+        batch = list(self.items)
+        self.items.clear()
+        return batch
+
+    async def wait(self, until: float) -> None:
+        """Until a change is queued, the subscription closes, or loop time `until`."""
         if not self.items and not self.closed:
             loop = asyncio.get_running_loop()
             if self._alarm is None or self._alarm_at != until:
@@ -123,9 +148,6 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        batch = list(self.items)
-        self.items.clear()
-        return batch
 
 
 def _key_of(rkey: str, obj: Obj) -> Key:

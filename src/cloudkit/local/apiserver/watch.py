@@ -17,7 +17,7 @@ from aiohttp import web
 
 from cloudkit.local.apiserver.errors import resource_version_too_large, status_body
 from cloudkit.local.apiserver.resources import ResourceInfo
-from cloudkit.local.apiserver.store import Change, Store
+from cloudkit.local.apiserver.store import Change, Store, Subscription
 
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]
@@ -42,20 +42,28 @@ class WatchRequest:
 
 
 LINE_CACHE_LIMIT = 4096
+# Bytes written to a live watcher and not yet taken by its client: past this the watcher is
+# dropped (its client re-watches), so a reader that stops reading costs bounded memory.
+UNSENT_LIMIT_BYTES = 8 * 1024 * 1024
 
 
-def _change_line(req: WatchRequest, rv: int, kind: str, obj: Obj) -> bytes:
+def _chunk(line: bytes) -> bytes:
+    """One HTTP/1.1 chunk: live events go straight to the connection (see _follow)."""
+    return b"%x\r\n%s\r\n" % (len(line), line)
+
+
+def _change_chunk(req: WatchRequest, rv: int, kind: str, obj: Obj) -> bytes:
     cache = req.line_cache
     if cache is None:
-        return _line(kind, req.render(obj))
+        return _chunk(_line(kind, req.render(obj)))
     key = (rv, kind, req.info.api_version)
-    line = cache.get(key)
-    if line is None:
-        line = _line(kind, req.render(obj))
-        cache[key] = line
+    chunk = cache.get(key)
+    if chunk is None:
+        chunk = _chunk(_line(kind, req.render(obj)))
+        cache[key] = chunk
         if len(cache) > LINE_CACHE_LIMIT:
             cache.popitem(last=False)
-    return line
+    return chunk
 
 
 def _line(kind: str, obj: Obj) -> bytes:
@@ -147,7 +155,7 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
             return response
         if initial:
             await response.write(b"".join(initial))
-        await _follow(response, store, sub, req, last_rv)
+        await _follow(request, store, sub, req, last_rv)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -156,30 +164,43 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
 
 
 async def _follow(
-    response: web.StreamResponse, store: Store, sub: Any, req: WatchRequest, after_rv: int
+    request: web.Request, store: Store, sub: Subscription, req: WatchRequest, after_rv: int
 ) -> None:
+    """The live part: each committed change is written to the connection in the writer's
+    call stack (headers and the initial part went out through aiohttp before), so a write
+    with 100 watchers costs 100 socket writes and no task wake-ups; this task only wakes for
+    bookmarks, the timeout and the end of the subscription."""
+    transport = request.transport
     loop = asyncio.get_running_loop()
+
+    def send(data: bytes) -> None:
+        if transport is None or transport.is_closing():
+            sub.close()
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > UNSENT_LIMIT_BYTES:
+            # A slow reader is dropped instead of buffering without bound.
+            sub.overflowed = True
+            sub.close()
+
+    def deliver(change: Change) -> None:
+        if change.rv > after_rv:
+            event = event_for(req, change)
+            if event is not None:
+                send(_change_chunk(req, change.rv, event[0], event[1]))
+
+    sub.deliver = deliver
     deadline = loop.time() + req.timeout_s
     next_bookmark = loop.time() + req.bookmark_interval_s
-    while True:
+    while not sub.closed:
+        # First the changes queued while the initial part was being written, in order
+        # (later ones are delivered directly, as the queue is then empty).
+        for change in sub.take():
+            deliver(change)
         now = loop.time()
         if now >= deadline:
             return
-        until = min(deadline, next_bookmark) if req.bookmarks else deadline
-        batch = await sub.next_batch(until)
-        lines = []
-        for change in batch:
-            if change.rv <= after_rv:
-                continue
-            event = event_for(req, change)
-            if event is not None:
-                lines.append(_change_line(req, change.rv, event[0], event[1]))
-        if lines:
-            await response.write(b"".join(lines) if len(lines) > 1 else lines[0])
-        if sub.closed:
-            # Overflowed (too slow) or the server is stopping: the client re-lists/reconnects.
-            return
-        if req.bookmarks and loop.time() >= next_bookmark:
-            if not sub.items:
-                await response.write(_line("BOOKMARK", _bookmark(req.info, store.rv)))
+        await sub.wait(min(deadline, next_bookmark) if req.bookmarks else deadline)
+        if req.bookmarks and not sub.closed and loop.time() >= next_bookmark:
+            send(_chunk(_line("BOOKMARK", _bookmark(req.info, store.rv))))
             next_bookmark = loop.time() + req.bookmark_interval_s
