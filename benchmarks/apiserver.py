@@ -3,12 +3,19 @@
 creates/updates per second with 8 concurrent aiohttp clients, the same clients against a
 trivial aiohttp handler (the HTTP ceiling, measured in the same run), watch delivery latency
 with 100 watchers, and the peak RSS of a server process holding 10,000 objects.
+
+Rates and latencies move with the machine's load; CPU time per request or per event moves
+far less, so each figure comes with the CPU milliseconds its process spent: the server's
+and the trivial handler's per create (their quotient is the ratio without the noise), and
+the server's and this client's per watch event (the client reads all 100 streams on one
+core, which puts a floor under the watch latency whatever the server does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import ssl
 import statistics
@@ -28,6 +35,12 @@ WATCH_EVENTS = 100
 RSS_OBJECTS = 10_000
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 BIN = Path(sys.executable).parent
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -106,9 +119,10 @@ def _start_trivial_server(cert: Path, key: Path) -> tuple[subprocess.Popen[str],
     return proc, f"https://127.0.0.1:{proc.stdout.readline().strip()}/x"
 
 
-async def _ceiling(ctx: ssl.SSLContext, cert: Path, key: Path) -> float:
+async def _ceiling(ctx: ssl.SSLContext, cert: Path, key: Path) -> tuple[float, float]:
     """The same client against a trivial aiohttp handler in its own process, over TLS like
-    the API server, so both sides of the ratio pay the same client and transport costs."""
+    the API server, so both sides of the ratio pay the same client and transport costs:
+    (requests per second, the handler process's CPU ms per request)."""
     proc, url = _start_trivial_server(cert, key)
     try:
         async with aiohttp.ClientSession() as session:
@@ -116,13 +130,17 @@ async def _ceiling(ctx: ssl.SSLContext, cert: Path, key: Path) -> float:
                 [("POST", url, {"metadata": {"name": f"c{n}-{i}"}}) for i in range(OPS_PER_CLIENT)]
                 for n in range(CLIENTS)
             ]
-            return await _rate(session, batches, ctx)
+            cpu_before = cpu_seconds(proc.pid)
+            rate = await _rate(session, batches, ctx)
+            cpu_ms = (cpu_seconds(proc.pid) - cpu_before) * 1000 / (CLIENTS * OPS_PER_CLIENT)
+            return rate, cpu_ms
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-async def _throughput(server: Server) -> tuple[float, float]:
+async def _throughput(server: Server) -> tuple[float, float, float]:
+    """(creates/s, updates/s, the server's CPU ms per create)."""
     url = server.url + CONFIGMAPS
     async with aiohttp.ClientSession(headers=server.headers) as session:
         creates = [
@@ -132,7 +150,11 @@ async def _throughput(server: Server) -> tuple[float, float]:
             ]
             for n in range(CLIENTS)
         ]
+        cpu_before = cpu_seconds(server.proc.pid)
         create_rate = await _rate(session, creates, server.ssl)
+        create_cpu_ms = (
+            (cpu_seconds(server.proc.pid) - cpu_before) * 1000 / (CLIENTS * OPS_PER_CLIENT)
+        )
         updates = [
             [
                 ("PUT", f"{url}/c{n}-{i}", {"metadata": {"name": f"c{n}-{i}"}, "data": {"v": "1"}})
@@ -141,10 +163,11 @@ async def _throughput(server: Server) -> tuple[float, float]:
             for n in range(CLIENTS)
         ]
         update_rate = await _rate(session, updates, server.ssl)
-    return create_rate, update_rate
+    return create_rate, update_rate, create_cpu_ms
 
 
-async def _watch_latency(server: Server) -> list[float]:
+async def _watch_latency(server: Server) -> tuple[list[float], float, float]:
+    """(latencies, the server's and this client's CPU ms per event, 100 deliveries each)."""
     url = server.url + "/api/v1/namespaces/default/configmaps"
     latencies: list[float] = []
     sent: dict[str, float] = {}
@@ -177,6 +200,7 @@ async def _watch_latency(server: Server) -> list[float]:
         tasks = [asyncio.create_task(watcher()) for _ in range(WATCHERS)]
         await asyncio.wait_for(all_ready.wait(), 30)
         await asyncio.sleep(0.2)  # the watch handlers subscribe right after the headers
+        server_before, client_before = cpu_seconds(server.proc.pid), time.process_time()
         for i in range(WATCH_EVENTS):
             name = f"watched-{i}"
             sent[name] = time.perf_counter()
@@ -185,7 +209,9 @@ async def _watch_latency(server: Server) -> list[float]:
                 await resp.read()
             await asyncio.sleep(0.01)
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
-    return latencies
+        server_ms = (cpu_seconds(server.proc.pid) - server_before) * 1000 / WATCH_EVENTS
+        client_ms = (time.process_time() - client_before) * 1000 / WATCH_EVENTS
+    return latencies, server_ms, client_ms
 
 
 async def _fill(server: Server, total: int) -> None:
@@ -218,10 +244,12 @@ async def main() -> dict[str, Any]:
             # The machine is shared: take the best of a ceiling run before and after the
             # server run so noise cannot flatter the ratio.
             cert, key = state / "tls.crt", state / "tls.key"
-            before = await _ceiling(server.ssl, cert, key)
-            create_rate, update_rate = await _throughput(server)
-            ceiling = max(before, await _ceiling(server.ssl, cert, key))
-            latencies = sorted(await _watch_latency(server))
+            before, before_cpu = await _ceiling(server.ssl, cert, key)
+            create_rate, update_rate, create_cpu = await _throughput(server)
+            after, after_cpu = await _ceiling(server.ssl, cert, key)
+            ceiling, ceiling_cpu = max(before, after), min(before_cpu, after_cpu)
+            latencies, watch_server_cpu, watch_client_cpu = await _watch_latency(server)
+            latencies.sort()
             await _fill(server, RSS_OBJECTS)
             rss = server.peak_rss_mb()
         finally:
@@ -231,9 +259,14 @@ async def main() -> dict[str, Any]:
         "updates_per_s": round(update_rate, 1),
         "http_ceiling_per_s": round(ceiling, 1),
         "ratio_creates_to_ceiling": round(create_rate / ceiling, 3),
+        "server_cpu_ms_per_create": round(create_cpu, 3),
+        "ceiling_cpu_ms_per_request": round(ceiling_cpu, 3),
+        "cpu_ratio_creates_to_ceiling": round(ceiling_cpu / create_cpu, 3),
         "watch_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "watch_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "watch_events_measured": len(latencies),
+        "watch_server_cpu_ms_per_event": round(watch_server_cpu, 2),
+        "watch_client_cpu_ms_per_event": round(watch_client_cpu, 2),
         "rss_mb_10k": round(rss, 1),
         "transport": "https (loopback, self-signed; kubectl sends tokens only over TLS)",
     }
