@@ -10,6 +10,7 @@ from cloudkit.local.apiserver.semantics import (
     bump_generation,
     carry_over,
     finalizer_causes,
+    json_copy,
     prepare_create,
     same_content,
 )
@@ -62,3 +63,14 @@ def test_no_new_finalizers_while_deleting() -> None:
     assert finalizer_causes(old, {"metadata": {"finalizers": []}}) == []
     causes = finalizer_causes(old, {"metadata": {"finalizers": ["a", "b"]}})
     assert causes[0].reason == "FieldValueForbidden" and causes[0].field == "metadata.finalizers"
+
+
+def test_json_copy_is_deep_and_independent() -> None:
+    tags = {"a"}
+    original = {"spec": {"items": [{"n": 1}, [2, {"m": None}]], "tags": tags}, "s": "x"}
+    copied = json_copy(original)
+    assert copied == original
+    copied["spec"]["items"][0]["n"] = 9
+    copied["spec"]["items"][1][1]["m"] = 1
+    copied["spec"]["tags"].add("b")
+    assert original == {"spec": {"items": [{"n": 1}, [2, {"m": None}]], "tags": {"a"}}, "s": "x"}
