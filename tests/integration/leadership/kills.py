@@ -70,15 +70,30 @@ async def kill_the_leader(
         await replacement
 
 
+async def _staggered(lab: LeaderLab, name: str, start: float) -> str | None:
+    await asyncio.sleep(start)  # the stagger is a schedule, not a wait for a condition
+    return await lab.lifecycle(name, within=900)
+
+
 async def burst_with_kills(
-    lab: LeaderLab, rng: random.Random, *, instances: int, kills: int, prefix: str
+    lab: LeaderLab,
+    rng: random.Random,
+    *,
+    instances: int,
+    kills: int,
+    prefix: str,
+    stagger_s: float = 0.0,
 ) -> KillReport:
+    """`instances` lifecycles (started `stagger_s` apart) while the leader is killed `kills`
+    times; what went wrong, and the takeover times."""
     await two_replicas(lab)
     report = KillReport()
     names = [f"{prefix}-{i:02d}" for i in range(instances)]
     started = time.monotonic()
     killing = asyncio.create_task(kill_the_leader(lab, rng, kills, report))
-    outcomes = await asyncio.gather(*(lab.lifecycle(n, within=900) for n in names))
+    outcomes = await asyncio.gather(
+        *(_staggered(lab, n, i * stagger_s) for i, n in enumerate(names))
+    )
     report.work_ended_at = time.monotonic()
     await killing
     report.problems += [f"{n}: {o}" for n, o in zip(names, outcomes, strict=True) if o]
