@@ -91,8 +91,9 @@ class Runtime:
 
     def elect(self) -> None:
         """Lead at once without election; else stand for the Lease in the background."""
+        # The task is held (the loop keeps only a weak reference) and awaited by close().
         if self.elector is None:
-            asyncio.get_running_loop().create_task(self.lead())
+            self._election = asyncio.create_task(self.lead(), name="lead-without-election")
             return
         self._election = asyncio.create_task(self.elector.run(), name="leader-election")
 
