@@ -1,7 +1,13 @@
 """The per-key work queue that runs reconciles: deduplicated, delayed, bounded, one worker per key.
 
 Semantics (client-go's workqueue, reshaped for asyncio):
-- a key is queued at most once; adding it again keeps the earliest due time;
+- a key is queued at most once; adding it again keeps the earliest due time and the highest
+  priority;
+- among the keys that are due, a higher priority lane goes first, and the earliest due first
+  within a lane (controller-runtime's priority queue: the initial list of a burst goes LOW, so
+  a deletion or a running instance's change is not stuck behind a thousand creates); a key
+  that is not due yet waits whatever its lane, and a lower lane still runs whenever no higher
+  key is due, so nothing starves while the higher lanes are idle;
 - a key being processed is never handed to a second worker: adds during processing are parked
   and the key is queued again (at the earliest parked time) when its worker finishes;
 - at most `workers` keys are processed at once;
@@ -17,6 +23,7 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Hashable
+from enum import IntEnum
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,17 @@ ERROR_BACKOFF_MIN = 0.5
 ERROR_BACKOFF_MAX = 60.0
 STOP_TIMEOUT = 10.0
 """How long stop() waits for canceled workers before giving up on them (and saying so)."""
+
+
+class Priority(IntEnum):
+    """The lane of a queued key; among due keys a higher lane runs first."""
+
+    LOW = 0
+    """Instances not yet taken in hand (a burst of creates, the initial list)."""
+    NORMAL = 1
+    """Everything in flight: job notifications, VM changes, requeues."""
+    HIGH = 2
+    """Deletions: cleanup is not held back by provisioning."""
 
 
 class WorkQueue(Generic[K]):
@@ -43,10 +61,15 @@ class WorkQueue(Generic[K]):
         self._backoff_min = error_backoff_min
         self._backoff_max = error_backoff_max
         self._heap: list[tuple[float, int, K]] = []
+        """Queued keys by due time, not yet moved to their lane."""
+        self._lanes: dict[Priority, list[tuple[float, int, K]]] = {p: [] for p in Priority}
+        """Due keys by lane, earliest due first."""
         self._due: dict[K, float] = {}
-        """Queued keys and their due time; heap entries that disagree are stale."""
-        self._parked: dict[K, float] = {}
-        """Keys added while being processed, with the earliest requested time."""
+        """Queued keys and their due time."""
+        self._entry: dict[K, tuple[int, Priority]] = {}
+        """Queued keys' current entry (sequence number, lane); other entries are stale."""
+        self._parked: dict[K, tuple[float, Priority]] = {}
+        """Keys added while being processed, with the earliest time and highest lane asked."""
         self._processing: set[K] = set()
         self._failures: dict[K, int] = {}
         self._seq = 0
@@ -60,25 +83,32 @@ class WorkQueue(Generic[K]):
 
     # --- adding -------------------------------------------------------------------------------
 
-    def add(self, key: K, delay: float = 0.0) -> None:
-        """Run `key` after `delay` seconds, unless it is already due earlier."""
+    def add(self, key: K, delay: float = 0.0, *, priority: Priority = Priority.NORMAL) -> None:
+        """Run `key` after `delay` seconds in lane `priority`, unless it is already due earlier
+        (the earliest time and the highest lane asked for win, separately)."""
         if self._closed:
             return
         due = asyncio.get_running_loop().time() + max(0.0, delay)
         if key in self._processing:
-            self._parked[key] = min(due, self._parked.get(key, due))
+            parked_due, parked_lane = self._parked.get(key, (due, priority))
+            self._parked[key] = (min(due, parked_due), max(priority, parked_lane))
             return
         current = self._due.get(key)
-        if current is not None and current <= due:
-            return
+        if current is not None:
+            lane = self._entry[key][1]
+            if current <= due and lane >= priority:
+                return
+            due, priority = min(due, current), max(priority, lane)
         self._due[key] = due
         self._seq += 1
+        self._entry[key] = (self._seq, priority)
         heapq.heappush(self._heap, (due, self._seq, key))
         self._wakeup.set()
 
     def forget(self, key: K) -> None:
         """Drop a queued (not running) key and its error history, e.g. once the object is gone."""
         self._due.pop(key, None)
+        self._entry.pop(key, None)
         self._failures.pop(key, None)
 
     # --- introspection (tests, metrics) -------------------------------------------------------
@@ -88,8 +118,17 @@ class WorkQueue(Generic[K]):
 
     def due_in(self, key: K) -> float | None:
         """Seconds until `key` is due (negative if overdue), None if not queued."""
-        due = self._due.get(key, self._parked.get(key))
+        parked = self._parked.get(key)
+        due = self._due.get(key, parked[0] if parked is not None else None)
         return None if due is None else due - asyncio.get_running_loop().time()
+
+    def priority_of(self, key: K) -> Priority | None:
+        """The lane of a queued (or parked) key, None if not queued."""
+        entry = self._entry.get(key)
+        if entry is not None:
+            return entry[1]
+        parked = self._parked.get(key)
+        return None if parked is None else parked[1]
 
     @property
     def processing(self) -> frozenset[K]:
@@ -130,16 +169,9 @@ class WorkQueue(Generic[K]):
         """The next due key; None once the queue is stopping (the worker then ends)."""
         loop = asyncio.get_running_loop()
         while not self._closed:
-            while self._heap:
-                due, _, key = self._heap[0]
-                if self._due.get(key) != due:
-                    heapq.heappop(self._heap)  # stale: re-added earlier, forgotten, or taken
-                    continue
-                wait = due - loop.time()
-                if wait > 0:
-                    break
-                heapq.heappop(self._heap)
-                del self._due[key]
+            self._move_due_to_lanes(loop.time())
+            key = self._take_from_lanes()
+            if key is not None:
                 self._processing.add(key)
                 return key
             timeout = self._heap[0][0] - loop.time() if self._heap else None
@@ -147,6 +179,35 @@ class WorkQueue(Generic[K]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
+        return None
+
+    def _current(self, seq: int, key: K) -> bool:
+        entry = self._entry.get(key)
+        return entry is not None and entry[0] == seq
+
+    def _move_due_to_lanes(self, now: float) -> None:
+        """Every key due by `now` goes to its lane; stale entries (re-added with an earlier
+        time or a higher lane, forgotten, or taken) are dropped on the way."""
+        while self._heap:
+            due, seq, key = self._heap[0]
+            if not self._current(seq, key):
+                heapq.heappop(self._heap)
+                continue
+            if due > now:
+                return
+            heapq.heappop(self._heap)
+            heapq.heappush(self._lanes[self._entry[key][1]], (due, seq, key))
+
+    def _take_from_lanes(self) -> K | None:
+        """The earliest due key of the highest non-empty lane, removed from the queue."""
+        for priority in sorted(Priority, reverse=True):
+            lane = self._lanes[priority]
+            while lane:
+                _, seq, key = heapq.heappop(lane)
+                if self._current(seq, key):
+                    del self._due[key]
+                    del self._entry[key]
+                    return key
         return None
 
     async def _work(self) -> None:
@@ -174,9 +235,9 @@ class WorkQueue(Generic[K]):
                 self._idle.set()
             parked = self._parked.pop(key, None)
             if parked is not None:
-                self._readd_at(key, parked)
+                self._readd_at(key, *parked)
             if delay is not None:
                 self.add(key, delay)
 
-    def _readd_at(self, key: K, due: float) -> None:
-        self.add(key, max(0.0, due - asyncio.get_running_loop().time()))
+    def _readd_at(self, key: K, due: float, priority: Priority) -> None:
+        self.add(key, max(0.0, due - asyncio.get_running_loop().time()), priority=priority)

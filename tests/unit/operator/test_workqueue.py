@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from cloudkit.operator.workqueue import WorkQueue
+from cloudkit.operator.workqueue import Priority, WorkQueue
 
 DEADLINE = 5.0
 
@@ -223,3 +223,90 @@ async def test_stop_returns_while_idle_workers_wait_for_a_later_key(grace: float
     await recorder.wait_runs("now", 1)
     await asyncio.wait_for(queue.stop(grace=grace), DEADLINE)
     assert recorder.count("later") == 0
+
+
+# --- priority lanes ---------------------------------------------------------------------------
+
+
+async def test_a_normal_key_added_behind_a_burst_of_low_keys_runs_next() -> None:
+    """A burst of creates (LOW) must not starve an instance in flight (NORMAL)."""
+    recorder = Recorder(hold=0.01)
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    for n in range(200):
+        queue.add(f"new-{n}", priority=Priority.LOW)
+    queue.start()
+    await recorder.wait_runs("new-0", 1)
+    queue.add("running")  # NORMAL by default: a job notification, a VM change
+    await recorder.wait_runs("running", 1)
+    await queue.stop()
+    order = [key for key, _ in recorder.runs]
+    # new-0 was running when "running" arrived; new-1 may have been taken in the same step.
+    assert order.index("running") <= 2, order[:5]
+
+
+async def test_a_high_key_runs_before_due_normal_and_low_keys() -> None:
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue.add("low", priority=Priority.LOW)
+    queue.add("normal")
+    queue.add("deleted", priority=Priority.HIGH)
+    queue.start()
+    await recorder.wait_runs("low", 1)
+    await queue.stop()
+    assert [key for key, _ in recorder.runs] == ["deleted", "normal", "low"]
+
+
+async def test_earliest_due_first_within_a_lane() -> None:
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    for name in ("a", "b", "c"):
+        queue.add(name, priority=Priority.LOW)
+        await asyncio.sleep(0.001)  # distinct due times
+    queue.start()
+    await recorder.wait_runs("c", 1)
+    await queue.stop()
+    assert [key for key, _ in recorder.runs] == ["a", "b", "c"]
+
+
+async def test_a_low_key_runs_when_no_higher_key_is_due(make_queue) -> None:  # type: ignore[no-untyped-def]
+    """No starvation while the higher lanes are empty, or hold only keys not yet due."""
+    recorder = Recorder()
+    queue = make_queue(recorder, workers=1)
+    queue.add("normal-later", 5.0)
+    queue.add("deleted-later", 5.0, priority=Priority.HIGH)
+    queue.add("new", priority=Priority.LOW)
+    await recorder.wait_runs("new", 1)
+    assert recorder.count("normal-later") == 0 and recorder.count("deleted-later") == 0
+
+
+async def test_re_adding_with_a_higher_priority_upgrades_the_queued_key() -> None:
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue.add("first", priority=Priority.LOW)
+    queue.add("upgraded", priority=Priority.LOW)
+    queue.add("upgraded", 10.0)  # later, but NORMAL: keeps its due time, takes the lane
+    assert queue.priority_of("upgraded") is Priority.NORMAL
+    due = queue.due_in("upgraded")
+    assert due is not None and due < 1.0
+    queue.add("upgraded", priority=Priority.LOW)  # a lower lane never downgrades
+    assert queue.priority_of("upgraded") is Priority.NORMAL
+    assert len(queue) == 2
+    queue.start()
+    await recorder.wait_runs("first", 1)
+    await queue.stop()
+    assert [key for key, _ in recorder.runs] == ["upgraded", "first"]
+
+
+async def test_a_key_added_while_processing_keeps_its_highest_lane() -> None:
+    recorder = Recorder(hold=0.1)
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue.start()
+    queue.add("a", priority=Priority.LOW)
+    await recorder.wait_runs("a", 1)
+    queue.add("a", priority=Priority.HIGH)  # parked while "a" runs
+    queue.add("a", priority=Priority.LOW)
+    queue.add("b")
+    assert queue.priority_of("a") is Priority.HIGH
+    await recorder.wait_runs("b", 1)
+    await queue.stop()
+    assert [key for key, _ in recorder.runs] == ["a", "a", "b"]
