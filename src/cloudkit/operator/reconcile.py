@@ -21,12 +21,20 @@ from cloudkit.api.models import ComputeInstance, JobStatus
 from cloudkit.lifecycle import decide
 from cloudkit.lifecycle.types import (
     AddFinalizer,
+    CancelJob,
+    CancelOutcome,
     Decision,
     EventType,
+    LaunchDeprovision,
+    LaunchOutcome,
+    LaunchProvision,
     LifecycleConfig,
+    LookupOutcome,
     Observation,
     RecordEvent,
     RemoveFinalizer,
+    RestartOutcome,
+    RestartVirtualMachine,
 )
 from cloudkit.operator.actions import execute
 from cloudkit.operator.kube import Conflict, InstanceKey, Kube, KubeError
@@ -121,18 +129,28 @@ class Reconciler:
                 return decision, None
             for event in decision.events:
                 events.setdefault((event.type, event.reason, event.message), event)
-            persisted, instance = await self._persist(key, raw, instance, decision, observation)
-            if persisted is None:  # our finalizer was the last one: the object is gone
-                self._gone(key)
-                return None, None
-            raw = persisted
+            if must_persist(decision, observation):
+                persisted, instance = await self._persist(key, raw, instance, decision, observation)
+                if persisted is None:  # our finalizer was the last one: the object is gone
+                    self._gone(key)
+                    # Its events are still recorded (on the last version seen): they are the
+                    # only trace of how the deprovisioning ended.
+                    return None, raw
+                raw = persisted
             self._log(key, decision)
             if decision.io is None:
                 return decision, raw
             outcome = await execute(self.provider, decision.io, raw, vms=self.kube)
             observation = observation.with_outcome(outcome)
-        # Out of rounds with I/O still wanted: come back soon rather than loop here for ever.
+        # Out of rounds with I/O still wanted: keep what was decided, and come back soon rather
+        # than loop here for ever.
         log.warning("%s: %d decision rounds in one pass; requeueing", key, MAX_STEPS)
+        if decision is not None:
+            persisted, instance = await self._persist(key, raw, instance, decision, observation)
+            if persisted is None:
+                self._gone(key)
+                return None, None
+            raw = persisted
         return Decision(status=instance.status, requeue_after=self.config.first_poll), raw
 
     async def _persist(
@@ -276,6 +294,29 @@ class PassSchedule:
 
     def forget(self, key: InstanceKey) -> None:
         self._timers.pop(key, None)
+
+
+_FENCED_ACTIONS = (LaunchProvision, LaunchDeprovision, CancelJob, RestartVirtualMachine)
+"""I/O that acts on the world: the status that asks for it is written first (the intent with
+its correlation id, invariant 4), and the status that records its outcome right after."""
+_FENCED_OUTCOMES = (LaunchOutcome, LookupOutcome, CancelOutcome, RestartOutcome)
+
+
+def must_persist(decision: Decision, observation: Observation) -> bool:
+    """Whether this decision's status and finalizers are written before its I/O runs.
+
+    A decision whose only I/O is a read of the backend (poll a job, find a launched job) need not
+    be written first: the next decision of the pass is a function of the same instance and of
+    every outcome so far, so it contains this one's changes, and one write carries both (a VM
+    change and the job's new state; the reconciled version and Ready). A pass that ends (no
+    I/O), any finalizer change, and the decisions before and after I/O that acts are written at
+    once, as before.
+    """
+    if decision.io is None or decision.finalizers:
+        return True
+    if isinstance(decision.io, _FENCED_ACTIONS):
+        return True
+    return bool(observation.outcomes) and isinstance(observation.outcomes[-1], _FENCED_OUTCOMES)
 
 
 class _Restart(Exception):
