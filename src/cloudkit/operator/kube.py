@@ -1,12 +1,12 @@
 """Kubernetes I/O of the operator: read instances, list VMs, write status and finalizers, events.
 
 Client: kubernetes_asyncio. Why not kopf's own API client: it is private (kopf._cogs) and may
-change in any release, and kopf's watch stream is a cache-like feed, while every reconcile must
-read the object fresh. Why not the sync `kubernetes` client in threads: every call would hold
-a thread of a 2-core budget. kubernetes_asyncio is maintained, async, and loads credentials the
-way kubectl does (KUBECONFIG / an explicit file, or the in-cluster service account, with token
-refresh), so the operator and kopf (which logs in through the sync client's loader) agree on
-which cluster they talk to.
+change in any release, and kopf's watch stream only feeds the watch cache (cache.py), while the
+reads that must be fresh (reconcile.py says which) need a client of their own. Why not the sync
+`kubernetes` client in threads: every call would hold a thread of a 2-core budget.
+kubernetes_asyncio is maintained, async, and loads credentials the way kubectl does (KUBECONFIG /
+an explicit file, or the in-cluster service account, with token refresh), so the operator and
+kopf (which logs in through the sync client's loader) agree on which cluster they talk to.
 
 Every write carries the resourceVersion it was computed from; a precondition failure raises
 Conflict so the reconcile can re-read and start over. A 404 on a read returns None.
@@ -33,6 +33,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from cloudkit.api import names
 from cloudkit.api.events import instance_event
 from cloudkit.lifecycle.types import RecordEvent, VirtualMachineObservation
+from cloudkit.operator.environment_lookups import without_environment_lookups
 
 COMPONENT = "cloudkit-operator"
 
@@ -165,6 +166,18 @@ def instance_ip_address(instance: dict[str, Any] | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class VmListing:
+    """VMs as one list returned them, the VMI of each that has one, and the list's version."""
+
+    vms: list[dict[str, Any]]
+    instances: dict[ObjectKey, dict[str, Any]]
+    resource_version: str | None
+
+    def observations(self) -> tuple[VirtualMachineObservation, ...]:
+        return tuple(vm_observation(vm, self.instances.get(object_key(vm))) for vm in self.vms)
+
+
 def instance_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
     """Per namespace, the VM names whose instances to read: one GET where a namespace holds one
     VM, one list of the namespace's VMIs where it holds several (fewest requests either way)."""
@@ -201,14 +214,17 @@ class Kube:
         """on_request(verb) is called before every HTTP request (kopf's own watches aside)."""
         configuration = await load_configuration(kubeconfig)
         if on_request is None:
-            return cls(client.ApiClient(configuration=configuration))
-        return cls(_CountingApiClient(configuration, on_request))
+            api: client.ApiClient = client.ApiClient(configuration=configuration)
+        else:
+            api = _CountingApiClient(configuration, on_request)
+        return cls(without_environment_lookups(api))
 
     async def close(self) -> None:
         await self._api.close()
 
     async def get_instance(self, key: InstanceKey) -> dict[str, Any] | None:
-        """The instance as the API server has it now (never a cache); None if it is gone."""
+        """The instance as the API server has it now: a fresh GET, never the watch cache (the
+        reconciler's cached reads are in reconcile.py); None if it is gone."""
         try:
             found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
                 names.GROUP, names.VERSION, key.namespace, names.PLURAL, key.name
@@ -221,6 +237,12 @@ class Kube:
 
     async def list_vms(self, instance_name: str) -> tuple[VirtualMachineObservation, ...] | None:
         """VMs labelled with the instance, in all namespaces; None if KubeVirt is not there."""
+        listing = await self.list_vm_objects(instance_name)
+        return None if listing is None else listing.observations()
+
+    async def list_vm_objects(self, instance_name: str) -> VmListing | None:
+        """A fresh list of the VMs labelled with the instance, in all namespaces, with their
+        VMIs; None if KubeVirt is not there."""
         selector = f"{names.VM_INSTANCE_LABEL}={instance_name}"
         try:
             listed = await self._custom.list_cluster_custom_object(
@@ -235,7 +257,8 @@ class Kube:
             raise KubeError("listing VirtualMachines", error) from None
         vms = [vm for vm in listed.get("items") or [] if isinstance(vm, dict)]
         instances = await self._instances_of([object_key(vm) for vm in vms])
-        return tuple(vm_observation(vm, instances.get(object_key(vm))) for vm in vms)
+        version = (listed.get("metadata") or {}).get("resourceVersion")
+        return VmListing(vms, instances, version if isinstance(version, str) else None)
 
     async def _instances_of(self, vms: list[ObjectKey]) -> dict[ObjectKey, dict[str, Any]]:
         """The VirtualMachineInstance named as each VM, where one exists."""
