@@ -16,6 +16,7 @@ from cloudkit.lifecycle.step import Step
 from cloudkit.lifecycle.types import AddFinalizer, EventType, PollJob
 
 EDA_COMPLETED = "Provisioning playbook completed (reconciled config version matches)"
+WAITING_FOR_LAUNCH_SLOT = "WaitingForLaunchSlot"
 
 
 def step_provision(step: Step) -> None:
@@ -54,7 +55,8 @@ def step_provision(step: Step) -> None:
         )
         return
     if job is None or (jobs.is_finished(job) and job.config_version != desired):
-        launch.start(step, JobType.PROVISION, config_version=desired)
+        if not _waiting_for_slot(step):
+            launch.start(step, JobType.PROVISION, config_version=desired)
         return
     if jobs.is_intent(job):
         launch.resume(step, JobType.PROVISION, job)
@@ -78,10 +80,34 @@ def step_provision(step: Step) -> None:
     )
     due = jobs.retry_at(status, JobType.PROVISION, step.config)
     if due is None or step.now >= due:
+        if _waiting_for_slot(step):
+            return
         step.event(EventType.NORMAL, "ProvisionRetry", "Retrying provisioning after a failure")
         launch.start(step, JobType.PROVISION, config_version=desired)
     else:
         step.requeue(due - step.now)
+
+
+def _waiting_for_slot(step: Step) -> bool:
+    """True (and the status says why) when a new launch must wait for a free slot.
+
+    No intent, no I/O and no requeue: the shell wakes the instance when a slot frees. An
+    intent already recorded (resumed after a crash) holds its slot and never gets here.
+    """
+    observation = step.observation
+    if observation.launch_allowed:
+        return False
+    set_condition(
+        step.status,
+        ConditionType.PROGRESSING,
+        "True",
+        WAITING_FOR_LAUNCH_SLOT,
+        f"Waiting to launch: {observation.launches_in_flight} provisioning jobs in flight, "
+        f"the limit (CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT) is {observation.launch_limit}",
+        now=step.now,
+        generation=step.instance.metadata.generation,
+    )
+    return True
 
 
 def _follow(step: Step) -> None:

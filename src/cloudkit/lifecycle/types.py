@@ -153,6 +153,14 @@ class Observation:
     """VMs labelled with the instance; None when the shell could not list them."""
     outcomes: tuple[Outcome, ...] = ()
     """Results of the I/O actions executed so far in this pass, oldest first."""
+    launch_allowed: bool = True
+    """May a new provisioning launch (a new intent) start now? False while the shell's limit
+    of launches in flight is reached or others wait ahead; the shell wakes the instance when
+    a slot frees. Deprovisioning and an intent already recorded never ask."""
+    launches_in_flight: int = 0
+    """Provisioning jobs in flight as the shell counts them (for the waiting message)."""
+    launch_limit: int = 0
+    """The limit (CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT) those are counted against; 0 = none."""
 
     def with_outcome(self, outcome: Outcome) -> Observation:
         return replace(self, outcomes=(*self.outcomes, outcome))

@@ -49,6 +49,17 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
+        self.launch_slots_in_use = Gauge(
+            "cloudkit_launch_slots_in_use",
+            "Provisioning launches in flight (intent or job not yet terminal), counted against "
+            "CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT.",
+            registry=registry,
+        )
+        self.launches_waiting = Gauge(
+            "cloudkit_launches_waiting",
+            "Instances waiting for a launch slot (Progressing reason WaitingForLaunchSlot).",
+            registry=registry,
+        )
         self.leader = Gauge(
             "cloudkit_leader",
             "1 while this replica leads (holds the Lease, or election is off), 0 on standby.",

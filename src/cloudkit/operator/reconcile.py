@@ -38,6 +38,7 @@ from cloudkit.lifecycle.types import (
 )
 from cloudkit.operator.actions import execute
 from cloudkit.operator.kube import Conflict, InstanceKey, Kube, KubeError
+from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import JobTracker, OperatorMetrics
 from cloudkit.providers.base import Provider
 
@@ -57,6 +58,8 @@ class Reconciler:
     config: LifecycleConfig
     metrics: OperatorMetrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    slots: LaunchSlots = field(default_factory=LaunchSlots)
+    """Provisioning launches in flight and the instances waiting for one (no limit here)."""
     jobs: JobTracker = field(init=False)
     passes: PassSchedule = field(init=False)
     _written: dict[InstanceKey, str] = field(default_factory=dict, init=False)
@@ -84,7 +87,9 @@ class Reconciler:
     async def reconcile(self, key: InstanceKey) -> timedelta | None:
         """One pass; the delay until the next (None = on changes only)."""
         before = self._written.get(key)
+        self.slots.pass_started(key)
         delay = await self._pass(key)
+        self.slots.pass_ended(key)
         wrote = self._written.get(key) not in (None, before)
         return self.passes.after_pass(key, delay, wrote=wrote, now=time.monotonic())
 
@@ -124,7 +129,11 @@ class Reconciler:
     ) -> tuple[Decision | None, dict[str, Any] | None]:
         decision: Decision | None = None
         for _ in range(MAX_STEPS):
+            # admit → decide → settle in one step of the loop: the slot is checked and taken
+            # with no await between, so concurrent workers cannot over-commit.
+            observation = self.slots.admit(key, observation)
             decision = decide(instance, observation, self.clock(), self.config)
+            self.slots.settle(key, decision)
             if decision.ignored:
                 return decision, None
             for event in decision.events:
@@ -239,6 +248,7 @@ class Reconciler:
 
     def _gone(self, key: InstanceKey) -> None:
         self._written.pop(key, None)
+        self.slots.forget(key)
         self.jobs.forget(str(key))
         self.passes.forget(key)
 

@@ -26,6 +26,7 @@ from cloudkit.operator.duration import parse_duration
 
 DEFAULT_NAMESPACE = "cloudkit-computeinstance"
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:8080"
+DEFAULT_MAX_LAUNCHES_IN_FLIGHT = 100
 OFF_WORDS = frozenset({"", "off", "none", "disabled", "false", "0"})
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
@@ -114,6 +115,8 @@ class OperatorSettings(BaseModel):
     namespace: str | None = DEFAULT_NAMESPACE
     """The only namespace whose instances are reconciled; None = all namespaces."""
     workers: int = 8
+    max_launches_in_flight: int = DEFAULT_MAX_LAUNCHES_IN_FLIGHT
+    """Provisioning jobs launched (or about to be) and not yet terminal; 0 = no limit."""
     notification_address: Address | None = None
     notification_token: SecretStr | None = None
     metrics_address: Address | None = None
@@ -164,6 +167,17 @@ def _positive_int(text: str) -> int:
         raise ValueError(f"must be an integer, got {text!r}") from None
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _limit(text: str) -> int:
+    """A count limit where 0 means no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be an integer (0 = no limit), got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must be at least 0 (0 = no limit), got {value}")
     return value
 
 
@@ -370,6 +384,9 @@ def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
         max_job_history=env.parsed("CLOUDKIT_MAX_JOB_HISTORY", _positive_int, 10),
         namespace=DEFAULT_NAMESPACE if namespace is None else (namespace or None),
         workers=env.parsed("CLOUDKIT_WORKERS", _positive_int, 8),
+        max_launches_in_flight=env.parsed(
+            "CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT", _limit, DEFAULT_MAX_LAUNCHES_IN_FLIGHT
+        ),
         notification_address=env.parsed("CLOUDKIT_NOTIFICATION_ADDRESS", parse_address, None),
         notification_token=SecretStr(notification_token) if notification_token else None,
         metrics_address=env.parsed(

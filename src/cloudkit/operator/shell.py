@@ -38,12 +38,13 @@ from prometheus_client import start_http_server
 
 from cloudkit.api import names
 from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
+from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.notifications import NotificationReceiver
 from cloudkit.operator.probes import ProbeServer
 from cloudkit.operator.reconcile import Reconciler
-from cloudkit.operator.routing import Routes
+from cloudkit.operator.routing import Routes, instance_priority
 from cloudkit.operator.settings import OperatorSettings
 from cloudkit.operator.startup import (
     StartupError,
@@ -210,7 +211,7 @@ def build_registry() -> kopf.OperatorRegistry:
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if event.get("type") == "MODIFIED" and runtime.reconciler.is_own_write(key, version):
             return
-        runtime.queue.add(key)
+        runtime.queue.add(key, priority=instance_priority(obj))
 
     @kopf.on.event(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, registry=registry)
     async def vm_changed(
@@ -264,9 +265,13 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
             raise StartupError(
                 f"CLOUDKIT_METRICS_ADDRESS {address}: cannot listen: {error.strerror}"
             ) from None
-    reconciler = Reconciler(kube, build_provider(settings), lifecycle_config(settings), metrics)
+    slots = LaunchSlots.configured(settings, metrics)
+    reconciler = Reconciler(
+        kube, build_provider(settings), lifecycle_config(settings), metrics, slots=slots
+    )
     metrics.leader.set(0)
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)
+    slots.wake_with(queue.add)
     runtime = Runtime(settings, reconciler, queue, metrics_server=metrics_server)
     try:
         await _listeners(runtime, settings, kubeconfig)

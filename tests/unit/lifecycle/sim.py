@@ -183,6 +183,8 @@ class World:
     writes: list[ComputeInstanceStatus] = field(default_factory=list)
     released_because: list[str] = field(default_factory=list)
     events: list[RecordEvent] = field(default_factory=list)
+    launch_allowed: bool = True
+    """The shell's launch slot: False while the limit of launches in flight is reached."""
 
     def __post_init__(self) -> None:
         self.backend.provider = self.provider
@@ -328,7 +330,7 @@ class World:
             if self.vm_exists
             else ()
         )
-        observation = Observation(vms=vms)
+        observation = Observation(vms=vms, launch_allowed=self.launch_allowed)
         for i in range(30):
             assert self.stored is not None
             decision = decide(self.stored, observation, self.now, self.cfg)

@@ -28,6 +28,7 @@ DETERMINISTIC = [
     "tests/unit/lifecycle/test_delete_during_provision.py",
     "tests/unit/lifecycle/test_units.py",
     "tests/unit/lifecycle/test_restart.py",
+    "tests/unit/lifecycle/test_launch_slot.py",
 ]
 
 
@@ -151,6 +152,20 @@ MUTANTS += [
         "if step.instance.management_state == names.MANAGEMENT_STATE_MANUAL:",
         "if step.instance.management_state in {'manual', 'unmanaged'}:",
         "test_unmanaged_is_ignored_while_live_and_deprovisioned_when_deleted",
+    ),
+    Mutant(
+        "a new provisioning launch ignores the launch slot",
+        "lifecycle/provision.py",
+        "    if observation.launch_allowed:\n        return False",
+        "    if True:\n        return False",
+        "test_a_held_new_instance_records_no_intent_launches_nothing_and_says_why",
+    ),
+    Mutant(
+        "a retry after a failure ignores the launch slot",
+        "lifecycle/provision.py",
+        "        if _waiting_for_slot(step):\n            return\n",
+        "",
+        "test_a_retry_after_a_failure_waits_for_a_slot_too",
     ),
 ]
 

@@ -72,6 +72,13 @@ def test_defaults_are_upstreams() -> None:
     assert settings.metrics_address == Address("127.0.0.1", 8080)
     assert settings.notification_address is None
     assert settings.health_address is None
+    assert settings.max_launches_in_flight == 100
+
+
+@pytest.mark.parametrize(("text", "limit"), [("2", 2), ("0", 0), (" 250 ", 250)])
+def test_launch_limit(text: str, limit: int) -> None:
+    settings = load_settings({**AAP, "CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT": text})
+    assert settings.max_launches_in_flight == limit  # 0 = no limit
 
 
 def test_aap_settings() -> None:
@@ -157,6 +164,8 @@ def test_missing_aap_variable_is_named(variable: str) -> None:
         ("CLOUDKIT_METRICS_ADDRESS", "localhost:http"),
         ("CLOUDKIT_HEALTH_ADDRESS", "127.0.0.1:70000"),
         ("CLOUDKIT_WORKERS", "-1"),
+        ("CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT", "-1"),
+        ("CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT", "many"),
         ("CLOUDKIT_AAP_STARTUP_TIMEOUT", "later"),
     ],
 )
