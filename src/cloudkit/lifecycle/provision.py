@@ -97,6 +97,11 @@ def _waiting_for_slot(step: Step) -> bool:
     observation = step.observation
     if observation.launch_allowed:
         return False
+    if step.status.provision_job is None and not step.status.jobs:
+        # Nothing was ever launched, so there is nothing to clean up: the finalizer comes with
+        # the first intent, and a deletion while waiting completes at once, launching nothing.
+        adding = AddFinalizer(names.OPERATOR_FINALIZER)
+        step.finalizers = [action for action in step.finalizers if action != adding]
     set_condition(
         step.status,
         ConditionType.PROGRESSING,

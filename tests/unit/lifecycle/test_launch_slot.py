@@ -38,8 +38,18 @@ def test_a_held_new_instance_records_no_intent_launches_nothing_and_says_why() -
     assert decision.io is None
     assert decision.status.provision_job is None and decision.status.jobs == []
     assert decision.requeue_after is None, "the shell wakes it when a slot frees"
+    assert decision.finalizers == (), "nothing launched yet: nothing to clean up"
     assert decision.status.phase == "Progressing"
     assert _progressing(decision) == ("True", "WaitingForLaunchSlot", WAITING_MESSAGE)
+
+
+def test_a_deletion_while_waiting_for_the_first_launch_completes_at_once() -> None:
+    world = World(launch_allowed=False)
+    world.reconcile()
+    assert world.stored is not None and world.stored.metadata.finalizers == []
+    world.delete()
+    assert world.stored is None
+    assert world.backend.launches == []
 
 
 def test_once_allowed_it_launches_exactly_as_an_instance_never_held() -> None:
@@ -127,8 +137,8 @@ def test_a_held_pass_never_records_an_intent_nor_launches_one(steps: list[str]) 
             before = stored.status.provision_job
             launched = len(world.backend.launches)
             world.reconcile()
-            if step == "held-pass":
-                after = world.stored.status.provision_job if world.stored else None
+            if step == "held-pass" and world.stored is not None:  # (not deleted by the pass)
+                after = world.stored.status.provision_job
                 cid = before.correlation_id if before else None
                 assert (after.correlation_id if after else None) == cid, "a new intent"
                 new = [c for t, c in world.backend.launches[launched:] if t is JobType.PROVISION]
