@@ -195,7 +195,9 @@ def _fold_poll(step: Step, outcome: PollOutcome) -> None:
     if outcome.reading is not None:
         old_state = job.state
         jobs.apply_reading(job, outcome.reading, step.now)
-        if job.state != old_state:
+        # An Event when the job ends (or its state is lost), not at each step of its progress:
+        # Pending, Waiting and Running show in the status; one Event fewer per step per job.
+        if job.state != old_state and (job.state.terminal or job.state is JobState.UNKNOWN):
             kind = EventType.WARNING if job.state is JobState.FAILED else EventType.NORMAL
             step.event(
                 kind,

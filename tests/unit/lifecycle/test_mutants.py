@@ -121,6 +121,13 @@ MUTANTS = [
         "        job.state = reading.state\n",
         "test_an_accepted_cancel_is_not_the_final_state",
     ),
+    Mutant(
+        "an Event at every step of a job's progress, not only when it ends",
+        "lifecycle/step.py",
+        "if job.state != old_state and (job.state.terminal or job.state is JobState.UNKNOWN):",
+        "if job.state != old_state:",
+        "test_a_job_records_an_event_when_it_ends_not_at_each_step",
+    ),
 ]
 
 

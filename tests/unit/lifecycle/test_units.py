@@ -488,3 +488,37 @@ def test_upstream_policy_is_ready_at_the_annotation_while_the_job_is_followed() 
         assert (decision.status.phase == "Ready") is every_pass, decision.status.phase
         if every_pass:
             assert decision.io == PollJob(JobType.PROVISION, job.id)
+
+
+def test_a_job_records_an_event_when_it_ends_not_at_each_step() -> None:
+    """Pending → Running shows in the status only; Running → Succeeded is an Event too."""
+    from cloudkit.api.jobs import JobReading
+    from cloudkit.lifecycle.types import LaunchOutcome, PollOutcome
+
+    world = World()
+    assert world.stored is not None
+    first = _decide(world)
+    assert isinstance(first.io, LaunchProvision)
+    world.stored.status = first.status
+    launched = LaunchOutcome(
+        JobType.PROVISION,
+        first.io.correlation_id,
+        reading=JobReading("7", JobState.PENDING, "pending"),
+    )
+    obs = Observation(vms=(), outcomes=(launched,))
+    world.stored.status = decide(world.stored, obs, world.now, world.cfg).status
+    world.tick(2)
+    running = obs.with_outcome(
+        PollOutcome(JobType.PROVISION, "7", JobReading("7", JobState.RUNNING, "running"))
+    )
+    progressed = decide(world.stored, running, world.now, world.cfg)
+    job = progressed.status.provision_job
+    assert job is not None and job.state is JobState.RUNNING
+    assert [e.reason for e in progressed.events] == []
+    world.stored.status = progressed.status
+    world.tick(2)
+    ended = running.with_outcome(
+        PollOutcome(JobType.PROVISION, "7", JobReading("7", JobState.SUCCEEDED, "successful"))
+    )
+    finished = decide(world.stored, ended, world.now, world.cfg)
+    assert [e.reason for e in finished.events] == ["ProvisionJobSucceeded"]
