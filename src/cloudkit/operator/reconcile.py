@@ -1,9 +1,16 @@
 """One reconcile of one ComputeInstance: the loop of cloudkit.lifecycle.types, executed.
 
-read fresh → decide → write the status if it changed (resourceVersion precondition) → finalizer
+read → decide → write the status if it changed (resourceVersion precondition) → finalizer
 patch → run the one I/O action → fold its outcome → decide again (bounded) → events → requeue.
 A conflict re-reads the object and starts the pass over, keeping the outcomes already obtained
 (an executed launch must never be forgotten, or it would be launched again).
+
+Reads come from the watch cache (cache.py) when the shell feeds one: the instance on a hit,
+the VMs once this process listed them fresh for the instance. Fresh GETs remain where a stale
+read could do harm that no precondition catches: after a write conflict (the instance), before
+a decision that removes the finalizer or deletes a VMI (`acts_on_reads`: the instance and the
+VMs), and on a cache miss. Every other stale read is fenced: each write carries the read
+resourceVersion, so it costs a Conflict and a fresh re-read, never a wrong write.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +44,7 @@ from cloudkit.lifecycle.types import (
     RestartVirtualMachine,
 )
 from cloudkit.operator.actions import execute
+from cloudkit.operator.cache import Reads, WatchCache
 from cloudkit.operator.kube import Conflict, InstanceKey, Kube, KubeError
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import JobTracker, OperatorMetrics
@@ -58,6 +66,9 @@ class Reconciler:
     config: LifecycleConfig
     metrics: OperatorMetrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    cache: WatchCache | None = None
+    """Fed by the shell's watches; None: every read is a fresh GET (nothing feeds a cache)."""
+    reads: Reads = field(init=False)
     slots: LaunchSlots = field(default_factory=LaunchSlots)
     """Provisioning launches in flight and the instances waiting for one (no limit here)."""
     jobs: JobTracker = field(init=False)
@@ -67,6 +78,7 @@ class Reconciler:
     def __post_init__(self) -> None:
         self.jobs = JobTracker(self.metrics, self.config.provider_name)
         self.passes = PassSchedule(self.config)
+        self.reads = Reads(self.kube, self.cache)
 
     def is_own_write(self, key: InstanceKey, resource_version: str | None) -> bool:
         """True for the watch event of a write this operator just made (no new information)."""
@@ -96,21 +108,30 @@ class Reconciler:
     async def _pass(self, key: InstanceKey) -> timedelta | None:
         observation = Observation()
         events: dict[tuple[str, str, str], RecordEvent] = {}
-        for _ in range(MAX_CONFLICTS):
-            raw = await self.kube.get_instance(key)
+        # Reads come from the watch cache, except after a write conflict (the instance is read
+        # fresh) and before a decision that acts irreversibly on them (both are read fresh).
+        fresh_instance = fresh_vms = not self.reads.caching
+        reread_vms = False
+        for _ in range(MAX_CONFLICTS + 1):  # + the one fresh re-read before acting
+            raw = await self.reads.instance(key, fresh=fresh_instance)
             if raw is None:
                 self._gone(key)
                 return None
             instance = await self._parse(key, raw)
             if instance is None:
                 return None
-            if not observation.outcomes:
-                observation = Observation(vms=await self.kube.list_vms(key.name))
+            if not observation.outcomes or reread_vms:
+                vms = await self.reads.vms(key.name, fresh=fresh_vms)
+                observation = replace(observation, vms=vms)
             try:
-                decision, raw = await self._steps(key, raw, instance, observation, events)
+                fresh = fresh_instance and fresh_vms
+                decision, raw = await self._steps(key, raw, instance, observation, events, fresh)
             except _Restart as restart:
                 observation = restart.observation
-                log.info("%s: changed while reconciling; re-reading", key)
+                fresh_instance = True
+                if restart.refresh:
+                    fresh_vms = reread_vms = True
+                log.info("%s: %s; re-reading", key, restart)
                 continue
             if raw is not None:
                 await self._record(raw, events.values())
@@ -126,6 +147,7 @@ class Reconciler:
         instance: ComputeInstance,
         observation: Observation,
         events: dict[tuple[str, str, str], RecordEvent],
+        fresh: bool,
     ) -> tuple[Decision | None, dict[str, Any] | None]:
         decision: Decision | None = None
         for _ in range(MAX_STEPS):
@@ -136,6 +158,8 @@ class Reconciler:
             self.slots.settle(key, decision)
             if decision.ignored:
                 return decision, None
+            if not fresh and acts_on_reads(decision):
+                raise _Restart(observation, "acting on cached reads", refresh=True)
             for event in decision.events:
                 events.setdefault((event.type, event.reason, event.message), event)
             if must_persist(decision, observation):
@@ -178,7 +202,7 @@ class Reconciler:
                     return None, instance
                 raw = written
                 instance = ComputeInstance.model_validate(raw)
-                self._written[key] = raw["metadata"]["resourceVersion"]
+                self._wrote(key, raw)
                 self.jobs.observe(str(key), instance.status)
             for action in decision.finalizers:
                 patched = await self._apply_finalizer(raw, action)
@@ -186,7 +210,7 @@ class Reconciler:
                     return None, instance
                 raw = patched
                 instance = ComputeInstance.model_validate(raw)
-                self._written[key] = raw["metadata"]["resourceVersion"]
+                self._wrote(key, raw)
                 if instance.deleting and not instance.metadata.finalizers:
                     return None, instance  # the last finalizer went: the server deleted it
         except Conflict as error:
@@ -232,7 +256,7 @@ class Reconciler:
         try:
             written = await self.kube.replace_status(raw, status)
             if written is not None:
-                self._written[key] = written["metadata"]["resourceVersion"]
+                self._wrote(key, written)
                 event = RecordEvent(EventType.WARNING, INVALID_REASON, problem)
                 await self._record(written, [event])
         except KubeError as error:
@@ -246,7 +270,12 @@ class Reconciler:
             except KubeError as error:
                 log.warning("%s", error)
 
+    def _wrote(self, key: InstanceKey, written: dict[str, Any]) -> None:
+        self._written[key] = written["metadata"]["resourceVersion"]
+        self.reads.wrote(written)
+
     def _gone(self, key: InstanceKey) -> None:
+        self.reads.gone(key)
         self._written.pop(key, None)
         self.slots.forget(key)
         self.jobs.forget(str(key))
@@ -329,10 +358,29 @@ def must_persist(decision: Decision, observation: Observation) -> bool:
     return bool(observation.outcomes) and isinstance(observation.outcomes[-1], _FENCED_OUTCOMES)
 
 
+def acts_on_reads(decision: Decision) -> bool:
+    """Whether this decision does what no resourceVersion precondition fences and a stale read
+    could make wrong, so it is taken on fresh reads only: the finalizer's removal (invariant 5:
+    nothing may be left behind) and a VMI's deletion (a restart)."""
+    if any(isinstance(action, RemoveFinalizer) for action in decision.finalizers):
+        return True
+    return isinstance(decision.io, RestartVirtualMachine)
+
+
 class _Restart(Exception):
-    def __init__(self, observation: Observation) -> None:
-        super().__init__("restart")
+    """Start the pass over: the instance changed (a write conflict), or a decision needs fresh
+    reads (`refresh`: the VMs are listed again too, keeping the outcomes already obtained)."""
+
+    def __init__(
+        self,
+        observation: Observation,
+        why: str = "changed while reconciling",
+        *,
+        refresh: bool = False,
+    ) -> None:
+        super().__init__(why)
         self.observation = observation
+        self.refresh = refresh
 
 
 def _job_text(job: JobStatus | None) -> str:

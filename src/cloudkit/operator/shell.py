@@ -1,10 +1,12 @@
 """The operator shell on kopf: kopf watches, our work queue reconciles (design §9).
 
 kopf supplies watching, reconnection and CRD discovery (the probes are ours: probes.py); it
-runs event handlers only (`@kopf.on.event`), which merely enqueue the instance's key. With no change
-handlers kopf keeps no progress or diff-base annotations and adds no finalizer of its own, and
-posting of log messages as events is off: kopf writes nothing to the objects. The finalizer,
-status and events are ours, decided by the lifecycle core and written by the reconciler.
+runs event handlers only (`@kopf.on.event`), which store the object in the watch cache
+(cache.py; the reconciler reads from it where a fresh GET is not needed) and enqueue the
+instance's key. With no change handlers kopf keeps no progress or diff-base annotations and
+adds no finalizer of its own, and posting of log messages as events is off: kopf writes nothing
+to the objects. The finalizer, status and events are ours, decided by the lifecycle core and
+written by the reconciler.
 
 kopf runs cluster-wide because VirtualMachines live in tenant namespaces; instances outside
 CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE (when set) are filtered in the handler. A change of a VM or
@@ -37,6 +39,7 @@ from kubernetes_asyncio import client
 from prometheus_client import start_http_server
 
 from cloudkit.api import names
+from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
@@ -208,6 +211,7 @@ def build_registry() -> kopf.OperatorRegistry:
         if key is None:
             return
         obj = event.get("object") or {}
+        cache(runtime).instance_event(event.get("type"), obj)
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if event.get("type") == "MODIFIED" and runtime.reconciler.is_own_write(key, version):
             return
@@ -223,6 +227,7 @@ def build_registry() -> kopf.OperatorRegistry:
         **_: Any,
     ) -> None:
         runtime: Runtime = memo["runtime"]
+        cache(runtime).vm_event(event.get("type"), event.get("object") or {})
         deleted = event.get("type") == "DELETED"
         for key in runtime.routes.vm_event(namespace or "", name or "", labels, deleted=deleted):
             runtime.queue.add(key)
@@ -231,13 +236,25 @@ def build_registry() -> kopf.OperatorRegistry:
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
     )
     async def vm_instance_changed(
-        name: str | None, namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+        event: kopf.RawEvent,
+        name: str | None,
+        namespace: str | None,
+        labels: kopf.Labels,
+        memo: kopf.Memo,
+        **_: Any,
     ) -> None:
         runtime: Runtime = memo["runtime"]
+        cache(runtime).vmi_event(event.get("type"), event.get("object") or {})
         for key in runtime.routes.vmi_event(namespace or "", name or "", labels):
             runtime.queue.add(key)
 
     return registry
+
+
+def cache(runtime: Runtime) -> WatchCache:
+    """The reconciler's watch cache; the shell always gives it one (see _prepare)."""
+    assert runtime.reconciler.cache is not None
+    return runtime.reconciler.cache
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -267,7 +284,12 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
             ) from None
     slots = LaunchSlots.configured(settings, metrics)
     reconciler = Reconciler(
-        kube, build_provider(settings), lifecycle_config(settings), metrics, slots=slots
+        kube,
+        build_provider(settings),
+        lifecycle_config(settings),
+        metrics,
+        slots=slots,
+        cache=WatchCache(),
     )
     metrics.leader.set(0)
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)

@@ -1,0 +1,248 @@
+"""The reconciler reads from the watch cache, and fresh where it must: counted on a real API
+server with a real AWX-compatible automation service (simulated job templates).
+
+The reconciler runs pass by pass in this process; its cache is fed by real watches of the API
+server through the same calls kopf's event handlers make (WatchCache.*_event), so each test
+chooses what the cache has seen: caught up, or deliberately behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from cloudkit.api import names
+from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
+from cloudkit.local.stack.environment import aap_operator_env
+from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
+from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.operator.cache import WatchCache
+from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.metrics import OperatorMetrics
+from cloudkit.operator.reconcile import Reconciler
+from cloudkit.operator.settings import load_settings
+from cloudkit.operator.startup import build_provider, lifecycle_config
+
+pytestmark = pytest.mark.stack
+
+CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
+VM_PATH = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL)
+VMI_PATH = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL)
+HOLD = "example.com/hold"
+"""A finalizer of someone else's: the object outlives ours, so its last status can be read."""
+
+
+@dataclass
+class Bench:
+    stack: StackHandle
+    kube: KubeClient
+    fresh: Kube
+    """An uncounted client, to compare the cache with the server."""
+    reconciler: Reconciler
+    cache: WatchCache
+    requests: Counter[str]
+    feeds: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def feed(self) -> None:
+        """Start the watches that feed the cache, as kopf's handlers do in the operator."""
+        self.feeds = [
+            asyncio.create_task(watch_into(self.kube, CI_PATH, self.cache.instance_event)),
+            asyncio.create_task(watch_into(self.kube, VM_PATH, self.cache.vm_event)),
+            asyncio.create_task(watch_into(self.kube, VMI_PATH, self.cache.vmi_event)),
+        ]
+
+
+async def watch_into(
+    kube: KubeClient, path: str, deliver: Callable[[str | None, dict[str, Any]], None]
+) -> None:
+    """List (events of type None, as kopf delivers a listing), then watch; re-list on 410."""
+    while True:
+        listed = await kube.list_objects(path)
+        for item in listed.get("items") or []:
+            deliver(None, item)
+        version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        with contextlib.suppress(WatchExpired):
+            async for kind, obj in kube.watch(path, version):
+                if kind != "BOOKMARK":
+                    deliver(kind, obj)
+
+
+@pytest.fixture
+async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+    stack = await start_stack(
+        provider="aap",
+        state_dir=tmp_path / "state",
+        vm_boot_seconds=0.2,
+        with_operator=False,
+        job_notifications=False,
+        simulated_jobs={"run_seconds": 0.3},
+    )
+    requests: Counter[str] = Counter()
+    try:
+        kubeconfig = await prepare_operator_kubeconfig(
+            stack.kubeconfig, tmp_path / "operator-kubeconfig"
+        )
+        env = {
+            "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
+            **aap_operator_env(stack.automation_url, stack.automation_token_file),
+            "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
+        }
+        settings = load_settings(env)
+        operator_kube = await Kube.connect(
+            kubeconfig, on_request=lambda verb: requests.update([verb])
+        )
+        fresh = await Kube.connect(kubeconfig)
+        cache = WatchCache()
+        reconciler = Reconciler(
+            operator_kube,
+            build_provider(settings),
+            lifecycle_config(settings),
+            OperatorMetrics(CollectorRegistry()),
+            cache=cache,
+        )
+        async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:
+            bench = Bench(stack, kube, fresh, reconciler, cache, requests)
+            try:
+                yield bench
+            finally:
+                for task in bench.feeds:
+                    task.cancel()
+                await asyncio.gather(*bench.feeds, return_exceptions=True)
+                await reconciler.provider.close()
+                await operator_kube.close()
+                await fresh.close()
+    finally:
+        await stack.stop()
+
+
+async def until(read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> Any:
+    deadline = time.monotonic() + 30.0
+    while True:
+        value = await read()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within 30 s; last value: {value}")
+        await asyncio.sleep(0.05)
+
+
+def status(obj: dict[str, Any] | None) -> dict[str, Any]:
+    return (obj or {}).get("status") or {}
+
+
+async def create(bench: Bench, name: str, **metadata: Any) -> InstanceKey:
+    await bench.kube.create(
+        CI_PATH,
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": {"name": name, **metadata},
+            "spec": {"templateID": "tpl", "cores": 1, "memoryGiB": 1},
+        },
+    )
+    return InstanceKey(INSTANCE_NAMESPACE, name)
+
+
+async def caught_up(bench: Bench, key: InstanceKey) -> bool:
+    """Has the cache seen the instance's current version and its VMs (with VMIs) as they are?"""
+    server = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    cached = bench.cache.instance(key)
+    if server is None or cached is None:
+        return False
+    if server["metadata"]["resourceVersion"] != cached["metadata"]["resourceVersion"]:
+        return False
+    return await bench.fresh.list_vms(key.name) == bench.cache.vm_observations(key.name)
+
+
+async def test_a_pass_woken_with_nothing_new_reads_nothing_from_the_api_server(
+    bench: Bench,
+) -> None:
+    """Once the watch has delivered everything, a pass reads the instance and its VMs from the
+    cache: no GET of the instance, no list of VMs, no GET of a VMI, and nothing written."""
+    bench.feed()
+    key = await create(bench, "quiet")
+
+    async def one_pass() -> dict[str, Any] | None:
+        await bench.reconciler.reconcile(key)
+        return await bench.kube.get(f"{CI_PATH}/{key.name}")
+
+    def settled(obj: dict[str, Any] | None) -> bool:
+        job = status(obj).get("provisionJob") or {}
+        return status(obj).get("phase") == "Ready" and job.get("state") == "Succeeded"
+
+    await until(one_pass, settled)
+    await until(lambda: caught_up(bench, key), bool)
+    await bench.reconciler.reconcile(key)  # any write still due (none expected) is made here
+    await until(lambda: caught_up(bench, key), bool)
+    assert bench.cache.vm_observations(key.name), "the simulated job's VM is in the cache"
+
+    bench.requests.clear()
+    await bench.reconciler.reconcile(key)
+    assert bench.requests == Counter(), bench.requests
+    assert settled(await bench.kube.get(f"{CI_PATH}/{key.name}"))
+
+
+async def test_after_a_write_conflict_the_pass_reads_the_instance_fresh(bench: Bench) -> None:
+    """The cache holds a version the server has moved past: the first write conflicts, and the
+    pass re-reads with a GET (not the cache, which would conflict again and again)."""
+    key = await create(bench, "behind")
+    old = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    assert old is not None
+    await bench.kube.merge_patch(f"{CI_PATH}/{key.name}", {"metadata": {"labels": {"x": "y"}}})
+    bench.cache.instance_event(None, old)  # the watch delivered the old version only
+
+    bench.requests.clear()
+    await bench.reconciler.reconcile(key)
+    now = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    assert status(now).get("phase") == "Progressing", status(now)
+    assert names.OPERATOR_FINALIZER in now["metadata"].get("finalizers", [])  # type: ignore[index]
+    assert bench.requests["GET"] >= 2, bench.requests  # the fresh instance, and the VMs' list
+
+
+async def test_the_finalizer_goes_on_a_decision_made_on_fresh_reads(bench: Bench) -> None:
+    """The cache says "no VM" (its VM watch is behind) while a VM labelled with the instance
+    exists. The pass that removes the finalizer re-reads the instance and lists the VMs fresh
+    and decides again: the status written with the removal names the VM the server has."""
+    key = await create(
+        bench,
+        "stale-vms",
+        annotations={names.MANAGEMENT_STATE_ANNOTATION: names.MANAGEMENT_STATE_MANUAL},
+        finalizers=[HOLD],
+    )
+    await bench.reconciler.reconcile(key)  # lists the (no) VMs fresh: the cache knows "none"
+    first = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    assert names.OPERATOR_FINALIZER in (first or {})["metadata"]["finalizers"]
+    vm_path = resource_path(
+        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, namespace=INSTANCE_NAMESPACE
+    )
+    labels = {names.VM_INSTANCE_LABEL: key.name}
+    await bench.kube.create(
+        vm_path,
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "left-behind", "labels": labels},
+            "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": labels}}},
+        },
+    )
+    await bench.kube.delete(f"{CI_PATH}/{key.name}")
+    deleting = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    assert deleting is not None and deleting["metadata"].get("deletionTimestamp")
+    bench.cache.instance_event("MODIFIED", deleting)  # the instance watch is up to date
+    assert bench.cache.vm_observations(key.name) == ()  # the VM watch is not
+
+    await bench.reconciler.reconcile(key)
+    after = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    assert after is not None
+    assert after["metadata"]["finalizers"] == [HOLD]
+    reference = status(after).get("virtualMachineReference") or {}
+    assert reference.get("kubeVirtVirtualMachineName") == "left-behind", status(after)
