@@ -409,10 +409,12 @@ async def open_lab(
     vm_boot_seconds: float,
     env: Mapping[str, str] | None = None,
     with_operator: bool = True,
+    simulated_jobs: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Lab]:
     """A started stack with its clients and a running recorder; everything stopped after.
 
     `env` reaches the stack's children (the stack copies this process's environment at start).
+    `simulated_jobs`: the AAP templates are simulated (the playbooks' effects, no Ansible).
     """
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})
@@ -422,6 +424,7 @@ async def open_lab(
             state_dir=state_dir,
             vm_boot_seconds=vm_boot_seconds,
             with_operator=with_operator,
+            simulated_jobs=simulated_jobs,
         )
     finally:
         for key, value in saved.items():
