@@ -40,6 +40,7 @@ from prometheus_client import start_http_server
 
 from cloudkit.api import names
 from cloudkit.operator.cache import WatchCache
+from cloudkit.operator.kopf_storage import NoDiffBase
 from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
@@ -261,6 +262,8 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf would post its own log lines as Events on the objects; ours are explicit.
     settings.posting.enabled = False
+    # Event handlers only: no diff base to build on every watch event (kopf_storage.py).
+    settings.persistence.diffbase_storage = NoDiffBase()
     return settings
 
 
