@@ -20,6 +20,16 @@ from cloudkit.lifecycle.provision import WAITING_FOR_LAUNCH_SLOT
 from cloudkit.operator.kube import InstanceKey, ObjectKey
 from cloudkit.operator.workqueue import Priority
 
+VM_SETTLE_S = 0.5
+"""How long a VM or VMI change waits before its instance's pass, for the changes that follow it.
+
+KubeVirt changes a VM, its VMI and their statuses in quick succession (created, Starting; the
+address and Ready; Terminating, gone), each a watch event. Their pass runs once they settle,
+so one status write carries them all instead of one write each. Nothing waits on them but the
+Available condition and the address: the job's progress, Ready and the deletion come from the
+instance's own events and the job notifications, which wake it at once (and an earlier wake-up
+takes the VM's changes along)."""
+
 
 def instance_priority(obj: Mapping[str, Any]) -> Priority:
     """The lane of an instance's watch event: HIGH for a deletion (cleanup first), LOW for an

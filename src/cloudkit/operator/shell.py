@@ -48,7 +48,7 @@ from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.notifications import NotificationReceiver
 from cloudkit.operator.probes import ProbeServer
 from cloudkit.operator.reconcile import Reconciler
-from cloudkit.operator.routing import Routes, instance_priority
+from cloudkit.operator.routing import VM_SETTLE_S, Routes, instance_priority
 from cloudkit.operator.settings import OperatorSettings
 from cloudkit.operator.startup import (
     StartupError,
@@ -231,7 +231,7 @@ def build_registry() -> kopf.OperatorRegistry:
         cache(runtime).vm_event(event.get("type"), event.get("object") or {})
         deleted = event.get("type") == "DELETED"
         for key in runtime.routes.vm_event(namespace or "", name or "", labels, deleted=deleted):
-            runtime.queue.add(key)
+            runtime.queue.add(key, VM_SETTLE_S)
 
     @kopf.on.event(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
@@ -247,7 +247,7 @@ def build_registry() -> kopf.OperatorRegistry:
         runtime: Runtime = memo["runtime"]
         cache(runtime).vmi_event(event.get("type"), event.get("object") or {})
         for key in runtime.routes.vmi_event(namespace or "", name or "", labels):
-            runtime.queue.add(key)
+            runtime.queue.add(key, VM_SETTLE_S)
 
     return registry
 

@@ -1,0 +1,117 @@
+"""When the shell's watch handlers wake an instance: at once for its own changes, after the
+settle window for its VMs' and VMIs' (routing.VM_SETTLE_S), so that KubeVirt's quick succession
+of changes costs one pass and one status write. The handlers are kopf's registered functions,
+called as kopf calls them; the queue is the real one (not started: only its due times are read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import kopf
+import pytest
+from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry
+
+from cloudkit.api import names
+from cloudkit.operator.cache import WatchCache
+from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.metrics import OperatorMetrics
+from cloudkit.operator.reconcile import Reconciler
+from cloudkit.operator.routing import VM_SETTLE_S
+from cloudkit.operator.settings import load_settings
+from cloudkit.operator.shell import Runtime, build_registry
+from cloudkit.operator.startup import build_provider, lifecycle_config
+from cloudkit.operator.workqueue import WorkQueue
+
+NAMESPACE = "cloudkit-computeinstance"
+KEY = InstanceKey(NAMESPACE, "ci-1")
+SETTINGS = load_settings(
+    {
+        "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
+        "CLOUDKIT_AAP_URL": "http://aap.invalid/api",
+        "CLOUDKIT_AAP_TOKEN": "t",
+        "CLOUDKIT_AAP_PROVISION_TEMPLATE": "p",
+        "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": "d",
+        "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": NAMESPACE,
+    }
+)
+Handler = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+async def shell() -> AsyncIterator[tuple[Runtime, dict[str, Handler]]]:
+    reconciler = Reconciler(
+        Kube(client.ApiClient(configuration=client.Configuration())),
+        build_provider(SETTINGS),
+        lifecycle_config(SETTINGS),
+        OperatorMetrics(CollectorRegistry()),
+        cache=WatchCache(),
+    )
+    runtime = Runtime(SETTINGS, reconciler, WorkQueue(reconciler))
+    # kopf names a handler by its function's qualified name; the last part is ours.
+    handlers: dict[str, Handler] = {
+        str(h.id).rsplit(".", 1)[-1]: cast(Handler, h.fn)
+        for h in build_registry()._watching.get_all_handlers()
+    }
+    try:
+        yield runtime, handlers
+    finally:
+        await reconciler.provider.close()
+        await reconciler.kube.close()
+
+
+def instance() -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"namespace": NAMESPACE, "name": "ci-1", "resourceVersion": "5"},
+        "spec": {"templateID": "t"},
+        "status": {"phase": "Progressing"},
+    }
+
+
+def vm(kind: str = "VirtualMachine") -> dict[str, Any]:
+    labels = {names.VM_INSTANCE_LABEL: "ci-1"}
+    return {"kind": kind, "metadata": {"namespace": "tenant", "name": "vm-1", "labels": labels}}
+
+
+async def call(handler: Handler, runtime: Runtime, kind: str, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    await handler(
+        event={"type": kind, "object": obj},
+        name=meta["name"],
+        namespace=meta["namespace"],
+        labels=meta.get("labels") or {},
+        memo=kopf.Memo(runtime=runtime),
+    )
+
+
+async def test_vm_and_vmi_changes_wake_the_instance_after_the_settle_window(
+    shell: tuple[Runtime, dict[str, Handler]],
+) -> None:
+    runtime, handlers = shell
+    await call(handlers["instance_changed"], runtime, "ADDED", instance())
+    runtime.queue.forget(KEY)
+    await call(handlers["vm_changed"], runtime, "ADDED", vm())
+    due = runtime.queue.due_in(KEY)
+    assert due is not None and VM_SETTLE_S - 0.1 < due <= VM_SETTLE_S
+    # The VMI's change right after joins the same pass (the earliest due time is kept).
+    await call(handlers["vm_instance_changed"], runtime, "ADDED", vm("VirtualMachineInstance"))
+    again = runtime.queue.due_in(KEY)
+    assert again is not None and VM_SETTLE_S - 0.1 < again <= due
+    assert len(runtime.queue) == 1
+
+
+async def test_the_instance_own_change_wakes_it_at_once_even_inside_the_window(
+    shell: tuple[Runtime, dict[str, Handler]],
+) -> None:
+    runtime, handlers = shell
+    await call(handlers["instance_changed"], runtime, "ADDED", instance())
+    runtime.queue.forget(KEY)
+    await call(handlers["vm_changed"], runtime, "MODIFIED", vm())
+    changed = {**instance(), "metadata": {**instance()["metadata"], "resourceVersion": "6"}}
+    await call(handlers["instance_changed"], runtime, "MODIFIED", changed)
+    due = runtime.queue.due_in(KEY)
+    assert due is not None and due <= 0.05
