@@ -20,11 +20,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cloudkit.api import names
+from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
 from cloudkit.local.stack.environment import aap_operator_env
 from cloudkit.local.stack.kube import KubeClient, resource_path
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import InstanceKey, Kube, KubeError
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.reconcile import Reconciler
 from cloudkit.operator.settings import load_settings
@@ -188,3 +189,21 @@ async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
 
     seen = await reasons()
     assert "DeprovisionJobSucceeded" in seen, sorted(seen)
+
+
+async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(bench: Bench) -> None:
+    """The answer to an Event is not parsed, but its status still is: a refusal is reported."""
+    refused = {
+        "metadata": {
+            "namespace": "no-such-namespace",
+            "name": "ghost",
+            "uid": "00000000-0000-0000-0000-000000000000",
+            "resourceVersion": "1",
+        }
+    }
+    with pytest.raises(KubeError) as raised:
+        await bench.reconciler.kube.record_event(
+            refused, RecordEvent(EventType.NORMAL, "Probe", "probe")
+        )
+    assert "no-such-namespace/ghost" in str(raised.value)
+    assert raised.value.status in (403, 404), raised.value.status
