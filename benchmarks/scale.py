@@ -21,8 +21,13 @@ them all in one burst and waits until every one is gone. Per N:
 Prints one JSON document; the headline keys are at the largest N:
 operator_cpu_ms_per_lifecycle, api_writes_per_lifecycle, overhead_p99_ratio, max_n.
 
+  sentinel_delete_s_max           five instances Ready before the burst are deleted right after
+                                  its creates are sent: their slowest deletion, beside their
+                                  deprovision jobs' own time (fairness: the burst must not
+                                  starve them); per-lifecycle figures count them in (N + 5)
+
     .venv/bin/python benchmarks/scale.py [--sizes 100,300,1000] [--no-notifications]
-        [--run-seconds 2] [--vm-boot-seconds 1] [--timeout 900]
+        [--run-seconds 2] [--vm-boot-seconds 1] [--timeout 900] [--max-launches N]
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ from cloudkit.local.stack.kube import KubeClient, resource_path
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 BURST_CONCURRENCY = 16  # concurrent create (and delete) requests of the burst
+SENTINELS = 5
+"""Instances Ready before the burst, deleted as soon as its creates are sent: how long their
+deletion takes behind N queued creates shows whether the burst starves the rest."""
 INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=lifecycle.NAMESPACE)
 
 
@@ -65,6 +73,7 @@ class Run:
     watch_delays: list[float] = field(default_factory=list)
     seen_added: set[str] = field(default_factory=set)
     seen_deleting: set[str] = field(default_factory=set)
+    sentinels: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def on_event(self, kind: str, obj: dict[str, Any]) -> None:
@@ -121,9 +130,12 @@ async def _burst(names_: list[str], act: Any) -> None:
 
 
 async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
-    """Create N in a burst, wait for Ready, delete them in a burst, wait until gone."""
+    """Create the sentinels and wait for them; create N in a burst and delete the sentinels
+    right after; wait for Ready, delete the N in a burst, wait until every one is gone."""
     run = Run()
     names_ = [f"scale-{n}-{i}" for i in range(n)]
+    sentinels = [f"scale-{n}-sentinel-{i}" for i in range(SENTINELS)]
+    run.sentinels.update(sentinels)
     async with (
         KubeClient.from_kubeconfig(kubeconfig) as kube,
         KubeClient.from_kubeconfig(kubeconfig) as watcher,
@@ -140,11 +152,18 @@ async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
             run.deleted[name] = time.monotonic()
             await kube.delete(f"{INSTANCES}/{name}")
 
+        def all_(marks: dict[str, float], which: list[str]) -> bool:
+            return all(name in marks for name in which)
+
         try:
+            await _burst(sentinels, create)
+            await run.until(lambda: all_(run.ready, sentinels), within_s, "the sentinels Ready")
             await _burst(names_, create)
-            await run.until(lambda: len(run.ready) >= n, within_s, f"{n} instances Ready")
+            await _burst(sentinels, delete)
+            await run.until(lambda: all_(run.ready, names_), within_s, f"{n} instances Ready")
             await _burst(names_, delete)
-            await run.until(lambda: len(run.gone) >= n, within_s, f"{n} instances gone")
+            everything = names_ + sentinels
+            await run.until(lambda: all_(run.gone, everything), within_s, "every instance gone")
         finally:
             watching.cancel()
     return run
@@ -243,7 +262,10 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
         log.seek(audit_offset)
         operations = _operations(log)
     backend = lifecycle._backend_durations(lifecycle._jobs(stack))
-    names_ = sorted(run.created)
+    names_ = sorted(set(run.created) - run.sentinels)
+    sentinel_deletes = [run.gone[x] - run.deleted[x] for x in sorted(run.sentinels)]
+    sentinel_jobs = [backend.get(x, {}).get("deprovision", 0.0) for x in sorted(run.sentinels)]
+    lifecycles = n + len(run.sentinels)
     cycles = {x: (run.ready[x] - run.created[x]) + (run.gone[x] - run.deleted[x]) for x in names_}
     jobs = {x: sum(backend.get(x, {}).values()) for x in names_}
     ratios = [(cycles[x] - jobs[x]) / cycles[x] for x in names_]
@@ -253,14 +275,16 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
         "n": n,
         "wall_s": round(wall, 1),
         "lifecycles_completed": sum(1 for x in names_ if x in run.ready and x in run.gone),
-        "operator_cpu_ms_per_lifecycle": round(cpu["operator"] * 1000 / n, 1),
+        "sentinels_completed": sum(1 for x in run.sentinels if x in run.ready and x in run.gone),
+        "max_launches_in_flight": os.environ.get("CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT", "default"),
+        "operator_cpu_ms_per_lifecycle": round(cpu["operator"] * 1000 / lifecycles, 1),
         # Where else the machine's two cores went (the API server serves every request).
-        "apiserver_cpu_ms_per_lifecycle": round(cpu["apiserver"] * 1000 / n, 1),
-        "automation_cpu_ms_per_lifecycle": round(cpu["automation"] * 1000 / n, 1),
-        "api_writes_per_lifecycle": round(writes / n, 2),
-        "api_reads_per_lifecycle": round(verbs["GET"] / n, 2),
-        "api_requests_per_lifecycle_by_verb": _per(verbs, n),
-        "api_requests_by_operation": _per(operations, n),
+        "apiserver_cpu_ms_per_lifecycle": round(cpu["apiserver"] * 1000 / lifecycles, 1),
+        "automation_cpu_ms_per_lifecycle": round(cpu["automation"] * 1000 / lifecycles, 1),
+        "api_writes_per_lifecycle": round(writes / lifecycles, 2),
+        "api_reads_per_lifecycle": round(verbs["GET"] / lifecycles, 2),
+        "api_requests_per_lifecycle_by_verb": _per(verbs, lifecycles),
+        "api_requests_by_operation": _per(operations, lifecycles),
         "overhead_p50_ratio": round(_quantile(ratios, 0.5), 4),
         "overhead_p99_ratio": round(_quantile(ratios, 0.99), 4),
         "cycle_s_p50": round(statistics.median(cycles.values()), 2),
@@ -276,6 +300,10 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
         ),
         "operator_peak_rss_mb": _peak_rss_mb(_pid(stack, "operator")),
         "apiserver_peak_rss_mb": _peak_rss_mb(_pid(stack, "apiserver")),
+        # Deleted right after the burst's creates were sent: their deletion against their
+        # deprovision jobs' own time (a starved deletion would wait behind the burst).
+        "sentinel_delete_s_max": round(max(sentinel_deletes), 2),
+        "sentinel_deprovision_job_s_max": round(max(sentinel_jobs), 2),
         "watch_p50_ms": round(_quantile(delays, 0.5) * 1000, 1),
         "watch_p99_ms": round(_quantile(delays, 0.99) * 1000, 1),
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
@@ -316,7 +344,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-seconds", type=float, default=2.0, help="simulated job run time")
     parser.add_argument("--vm-boot-seconds", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="per wait, per N")
+    parser.add_argument(
+        "--max-launches",
+        type=int,
+        default=None,
+        help="CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT for the operator (default: the operator's, 100)",
+    )
     args = parser.parse_args(argv)
+    if args.max_launches is not None:
+        os.environ["CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT"] = str(args.max_launches)
     sizes = [int(x) for x in args.sizes.split(",")]
     simulate = {"run_seconds": args.run_seconds}
     runs = asyncio.run(
@@ -342,7 +378,10 @@ def main(argv: list[str] | None = None) -> None:
                 "operator_cpu_ms_per_lifecycle": top["operator_cpu_ms_per_lifecycle"],
                 "api_writes_per_lifecycle": top["api_writes_per_lifecycle"],
                 "overhead_p99_ratio": top["overhead_p99_ratio"],
-                "all_lifecycles_completed": all(r["lifecycles_completed"] == r["n"] for r in runs),
+                "all_lifecycles_completed": all(
+                    r["lifecycles_completed"] == r["n"] and r["sentinels_completed"] == SENTINELS
+                    for r in runs
+                ),
                 "runs": runs,
                 "cpus": os.cpu_count(),
             },

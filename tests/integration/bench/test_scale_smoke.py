@@ -23,6 +23,7 @@ PER_N = (
     "operator_peak_rss_mb",
     "apiserver_peak_rss_mb",
     "watch_p99_ms",
+    "sentinel_delete_s_max",
 )
 
 
@@ -38,7 +39,9 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
     assert figures["jobs"] == "simulated"
     assert figures["all_lifecycles_completed"] is True
     (run,) = figures["runs"]
-    assert run["lifecycles_completed"] == 5
+    assert run["lifecycles_completed"] == 5 and run["sentinels_completed"] == 5
+    # The sentinels' deletions, sent right after the burst, completed (fairness figure).
+    assert run["sentinel_delete_s_max"] >= run["sentinel_deprovision_job_s_max"] > 0
     for key in HEADLINE:
         assert figures[key] == run[key] and run[key] > 0, key
     for key in PER_N:
