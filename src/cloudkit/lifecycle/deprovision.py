@@ -182,4 +182,6 @@ def _retry(step: Step, job: JobStatus) -> None:
 
 def _release(step: Step, why: str) -> None:
     step.finalizers.append(RemoveFinalizer(names.OPERATOR_FINALIZER))
+    if any(event.reason == "DeprovisionJobSucceeded" for event in step.events):
+        return  # this step's own Event already says why: the deprovisioning job succeeded
     step.event(EventType.NORMAL, "FinalizerRemoved", f"Released the instance: {why}")

@@ -128,6 +128,13 @@ MUTANTS = [
         "if job.state != old_state:",
         "test_a_job_records_an_event_when_it_ends_not_at_each_step",
     ),
+    Mutant(
+        "a second Event for a release the job's success already explains",
+        "lifecycle/deprovision.py",
+        "        return  # this step's own Event already says why",
+        "        pass  # this step's own Event already says why",
+        "test_a_deletion_that_ends_with_its_job_s_success_records_one_event_for_both",
+    ),
 ]
 
 

@@ -522,3 +522,28 @@ def test_a_job_records_an_event_when_it_ends_not_at_each_step() -> None:
     )
     finished = decide(world.stored, ended, world.now, world.cfg)
     assert [e.reason for e in finished.events] == ["ProvisionJobSucceeded"]
+
+
+def test_a_deletion_that_ends_with_its_job_s_success_records_one_event_for_both() -> None:
+    """The job's Succeeded Event says why the instance is released; a release for another
+    reason (here: management-state manual) is its own FinalizerRemoved Event."""
+    world = World()
+    world.run_to_ready()
+    world.delete()
+    world.events.clear()
+    for _ in range(10):
+        if world.stored is None:
+            break
+        world.advance()
+    assert world.stored is None and world.released_because == ["succeeded"]
+    reasons = [e.reason for e in world.events]
+    assert "DeprovisionJobSucceeded" in reasons and "FinalizerRemoved" not in reasons, reasons
+
+    manual = World()
+    assert manual.stored is not None
+    manual.stored.metadata.annotations[names.MANAGEMENT_STATE_ANNOTATION] = "manual"
+    manual.reconcile()
+    manual.delete()
+    manual.reconcile()
+    assert manual.stored is None
+    assert [e.reason for e in manual.events] == ["FinalizerRemoved"]
