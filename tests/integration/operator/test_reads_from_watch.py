@@ -10,27 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from in_process import in_process_reconciler, until
 
 from cloudkit.api import names
-from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack.environment import aap_operator_env
+from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
-from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import InstanceKey, Kube
-from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.reconcile import Reconciler
-from cloudkit.operator.settings import load_settings
-from cloudkit.operator.startup import build_provider, lifecycle_config
 
 pytestmark = pytest.mark.stack
 
@@ -78,61 +72,17 @@ async def watch_into(
 
 @pytest.fixture
 async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
-    stack = await start_stack(
-        provider="aap",
-        state_dir=tmp_path / "state",
-        vm_boot_seconds=0.2,
-        with_operator=False,
-        job_notifications=False,
-        simulated_jobs={"run_seconds": 0.3},
-    )
-    requests: Counter[str] = Counter()
-    try:
-        kubeconfig = await prepare_operator_kubeconfig(
-            stack.kubeconfig, tmp_path / "operator-kubeconfig"
-        )
-        env = {
-            "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
-            **aap_operator_env(stack.automation_url, stack.automation_token_file),
-            "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
-        }
-        settings = load_settings(env)
-        operator_kube = await Kube.connect(
-            kubeconfig, on_request=lambda verb: requests.update([verb])
-        )
-        fresh = await Kube.connect(kubeconfig)
-        cache = WatchCache()
-        reconciler = Reconciler(
-            operator_kube,
-            build_provider(settings),
-            lifecycle_config(settings),
-            OperatorMetrics(CollectorRegistry()),
-            cache=cache,
-        )
-        async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:
-            bench = Bench(stack, kube, fresh, reconciler, cache, requests)
-            try:
-                yield bench
-            finally:
-                for task in bench.feeds:
-                    task.cancel()
-                await asyncio.gather(*bench.feeds, return_exceptions=True)
-                await reconciler.provider.close()
-                await operator_kube.close()
-                await fresh.close()
-    finally:
-        await stack.stop()
-
-
-async def until(read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 30.0
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within 30 s; last value: {value}")
-        await asyncio.sleep(0.05)
+    cache = WatchCache()
+    async with in_process_reconciler(tmp_path, cache=cache) as lab:
+        fresh = await Kube.connect(lab.kubeconfig)
+        bench = Bench(lab.stack, lab.kube, fresh, lab.reconciler, cache, lab.requests)
+        try:
+            yield bench
+        finally:
+            for task in bench.feeds:
+                task.cancel()
+            await asyncio.gather(*bench.feeds, return_exceptions=True)
+            await fresh.close()
 
 
 def status(obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -7,29 +7,20 @@ the test, not by the watch: the counts are exact, not timing-dependent.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
+from in_process import InProcess as Bench
+from in_process import in_process_reconciler, until
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
-from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
-from cloudkit.local.stack.environment import aap_operator_env
-from cloudkit.local.stack.kube import KubeClient, resource_path
-from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
-from cloudkit.operator.kube import InstanceKey, Kube, KubeError
-from cloudkit.operator.metrics import OperatorMetrics
-from cloudkit.operator.reconcile import Reconciler
-from cloudkit.operator.settings import load_settings
-from cloudkit.operator.startup import build_provider, lifecycle_config
+from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
+from cloudkit.local.stack.kube import resource_path
+from cloudkit.operator.kube import InstanceKey, KubeError
 
 pytestmark = pytest.mark.stack
 
@@ -37,63 +28,10 @@ CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INST
 EVENTS_PATH = resource_path("", "v1", "events", namespace=INSTANCE_NAMESPACE)
 
 
-@dataclass
-class Bench:
-    stack: StackHandle
-    kube: KubeClient
-    reconciler: Reconciler
-    requests: Counter[str]
-
-
 @pytest.fixture
 async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
-    stack = await start_stack(
-        provider="aap",
-        state_dir=tmp_path / "state",
-        vm_boot_seconds=0.2,
-        with_operator=False,
-        job_notifications=False,
-        simulated_jobs={"run_seconds": 0.3},
-    )
-    requests: Counter[str] = Counter()
-    try:
-        kubeconfig = await prepare_operator_kubeconfig(
-            stack.kubeconfig, tmp_path / "operator-kubeconfig"
-        )
-        env = {
-            "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
-            **aap_operator_env(stack.automation_url, stack.automation_token_file),
-            "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
-        }
-        settings = load_settings(env)
-        operator_kube = await Kube.connect(
-            kubeconfig, on_request=lambda verb: requests.update([verb])
-        )
-        reconciler = Reconciler(
-            operator_kube,
-            build_provider(settings),
-            lifecycle_config(settings),
-            OperatorMetrics(CollectorRegistry()),
-        )
-        async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:
-            try:
-                yield Bench(stack, kube, reconciler, requests)
-            finally:
-                await reconciler.provider.close()
-                await operator_kube.close()
-    finally:
-        await stack.stop()
-
-
-async def until(read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 30.0
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within 30 s; last value: {value}")
-        await asyncio.sleep(0.1)
+    async with in_process_reconciler(tmp_path) as lab:
+        yield lab
 
 
 async def automation_job_status(stack: StackHandle, job_id: str) -> str:
