@@ -56,7 +56,8 @@ async def reconcile_until(
 ) -> dict[str, Any] | None:
     async def one_pass() -> dict[str, Any] | None:
         await bench.reconciler.reconcile(key)
-        return await bench.kube.get(f"{CI_PATH}/{key.name}")
+        current: dict[str, Any] | None = await bench.kube.get(f"{CI_PATH}/{key.name}")
+        return current
 
     found: dict[str, Any] | None = await until(one_pass, check)
     return found
