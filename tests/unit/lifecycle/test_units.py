@@ -284,11 +284,11 @@ def test_poll_failure_keeps_state_and_honours_retry_after() -> None:
     assert after.io is None and after.requeue_after == timedelta(seconds=7)
 
 
-def test_refolding_outcomes_is_idempotent() -> None:
+def _launched_as_job_7(world: World, message: str) -> Observation:
+    """Decide the launch, store its intent, and return the pass's observation of job 7."""
     from cloudkit.api.jobs import JobReading
-    from cloudkit.lifecycle.types import LaunchOutcome, PollOutcome
+    from cloudkit.lifecycle.types import LaunchOutcome
 
-    world = World()
     assert world.stored is not None
     first = _decide(world)
     assert isinstance(first.io, LaunchProvision)
@@ -296,9 +296,18 @@ def test_refolding_outcomes_is_idempotent() -> None:
     launched = LaunchOutcome(
         JobType.PROVISION,
         first.io.correlation_id,
-        reading=JobReading("7", JobState.PENDING, "Provisioning job triggered"),
+        reading=JobReading("7", JobState.PENDING, message),
     )
-    obs = Observation(vms=(), outcomes=(launched,))
+    return Observation(vms=(), outcomes=(launched,))
+
+
+def test_refolding_outcomes_is_idempotent() -> None:
+    from cloudkit.api.jobs import JobReading
+    from cloudkit.lifecycle.types import PollOutcome
+
+    world = World()
+    obs = _launched_as_job_7(world, "Provisioning job triggered")
+    assert world.stored is not None
     second = decide(world.stored, obs, world.now, world.cfg)
     world.stored.status = second.status
     world.tick(2)
@@ -493,19 +502,11 @@ def test_upstream_policy_is_ready_at_the_annotation_while_the_job_is_followed() 
 def test_a_job_records_an_event_when_it_ends_not_at_each_step() -> None:
     """Pending → Running shows in the status only; Running → Succeeded is an Event too."""
     from cloudkit.api.jobs import JobReading
-    from cloudkit.lifecycle.types import LaunchOutcome, PollOutcome
+    from cloudkit.lifecycle.types import PollOutcome
 
     world = World()
+    obs = _launched_as_job_7(world, "pending")
     assert world.stored is not None
-    first = _decide(world)
-    assert isinstance(first.io, LaunchProvision)
-    world.stored.status = first.status
-    launched = LaunchOutcome(
-        JobType.PROVISION,
-        first.io.correlation_id,
-        reading=JobReading("7", JobState.PENDING, "pending"),
-    )
-    obs = Observation(vms=(), outcomes=(launched,))
     world.stored.status = decide(world.stored, obs, world.now, world.cfg).status
     world.tick(2)
     running = obs.with_outcome(
