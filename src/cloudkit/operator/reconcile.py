@@ -100,8 +100,12 @@ class Reconciler:
         """One pass; the delay until the next (None = on changes only)."""
         before = self._written.get(key)
         self.slots.pass_started(key)
-        delay = await self._pass(key)
-        self.slots.pass_ended(key)
+        try:
+            delay = await self._pass(key)
+        finally:
+            # Also after a failed pass: a key that decided nothing must not hold the line
+            # (the keys behind it) through its error backoff.
+            self.slots.pass_ended(key)
         wrote = self._written.get(key) not in (None, before)
         return self.passes.after_pass(key, delay, wrote=wrote, now=time.monotonic())
 
@@ -182,7 +186,7 @@ class Reconciler:
             persisted, instance = await self._persist(key, raw, instance, decision, observation)
             if persisted is None:
                 self._gone(key)
-                return None, None
+                return None, raw  # its events are still recorded, as above
             raw = persisted
         return Decision(status=instance.status, requeue_after=self.config.first_poll), raw
 

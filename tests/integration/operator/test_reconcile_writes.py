@@ -63,11 +63,7 @@ async def reconcile_until(
     return found
 
 
-async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench) -> None:
-    """The pass that observes the VM, the reconciled version and polls the finished job writes
-    one status, not one before the poll and one after: a poll is only a read of the backend."""
-    name = "one-write"
-    key = InstanceKey(INSTANCE_NAMESPACE, name)
+async def create(bench: Bench, name: str) -> InstanceKey:
     await bench.kube.create(
         CI_PATH,
         {
@@ -77,6 +73,14 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench)
             "spec": {"templateID": "tpl", "cores": 1, "memoryGiB": 1},
         },
     )
+    return InstanceKey(INSTANCE_NAMESPACE, name)
+
+
+async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench) -> None:
+    """The pass that observes the VM, the reconciled version and polls the finished job writes
+    one status, not one before the poll and one after: a poll is only a read of the backend."""
+    name = "one-write"
+    key = await create(bench, name)
     await reconcile_until(bench, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
 
     # The simulated job ends and its effects land (VM ready, version annotation) while no pass
@@ -104,16 +108,7 @@ async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
     """The last pass's events (the deprovisioning job's end) are recorded although the object
     is gone when they are: they are the only trace of how the deletion ended."""
     name = "last-events"
-    key = InstanceKey(INSTANCE_NAMESPACE, name)
-    await bench.kube.create(
-        CI_PATH,
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": names.KIND,
-            "metadata": {"name": name},
-            "spec": {"templateID": "tpl", "cores": 1, "memoryGiB": 1},
-        },
-    )
+    key = await create(bench, name)
     await reconcile_until(bench, key, lambda obj: status(obj).get("phase") == "Ready")
     await bench.kube.delete(f"{CI_PATH}/{name}")
     await reconcile_until(bench, key, lambda obj: obj is None)

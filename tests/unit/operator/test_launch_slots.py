@@ -208,3 +208,53 @@ def test_the_lane_of_an_instance_event() -> None:
     assert instance_priority({"metadata": {"finalizers": mine}, "status": waiting}) is Priority.LOW
     deleted = {"metadata": {"deletionTimestamp": "2026-03-01T00:00:00Z"}}
     assert instance_priority(deleted) is Priority.HIGH
+
+
+async def test_a_failed_pass_leaves_the_line_and_wakes_the_next() -> None:
+    """A pass that fails before deciding (here the API server cannot be reached) must not hold
+    the keys behind it through its error backoff, as an undecided pass does not."""
+    import socket
+
+    import pytest
+    from kubernetes_asyncio import client
+
+    from cloudkit.operator.kube import Kube
+    from cloudkit.operator.reconcile import Reconciler
+    from cloudkit.operator.startup import build_provider, lifecycle_config
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    settings = load_settings(
+        {
+            "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
+            "CLOUDKIT_AAP_URL": "http://aap.invalid/api",
+            "CLOUDKIT_AAP_TOKEN": "t",
+            "CLOUDKIT_AAP_PROVISION_TEMPLATE": "p",
+            "CLOUDKIT_AAP_DEPROVISION_TEMPLATE": "d",
+        }
+    )
+    slots = LaunchSlots(1)
+    world = Instances(slots)
+    world.launch("a")
+    world.decide("b")
+    world.decide("c")
+    reconciler = Reconciler(
+        Kube(client.ApiClient(configuration=configuration)),
+        build_provider(settings),
+        lifecycle_config(settings),
+        OperatorMetrics(CollectorRegistry()),
+        slots=slots,
+    )
+    try:
+        slots.forget(InstanceKey("ns", "a"))
+        assert world.woken == ["b"]
+        with pytest.raises(Exception):  # noqa: B017 - whatever the client raises
+            await reconciler.reconcile(InstanceKey("ns", "b"))
+        assert world.woken == ["b", "c"]
+        assert slots.waiting == (InstanceKey("ns", "c"),)
+    finally:
+        await reconciler.provider.close()
+        await reconciler.kube.close()
