@@ -36,8 +36,8 @@ from resilience_lab import (
 
 from cloudkit.api import names
 from cloudkit.local.stack import start_stack
-from cloudkit.local.stack.children import free_port
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, spawn, wait_for_port
 from cloudkit.scenarios.validations import Validation
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from cloudkit.local.stack.operator_account import (
     prepare_operator_kubeconfig,
     service_account_username,
 )
+from cloudkit.local.stack.ports import free_port
 
 T = TypeVar("T")
 
@@ -62,13 +62,6 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(

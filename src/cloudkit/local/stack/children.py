@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cloudkit.local.stack.backends import (
 )
 from cloudkit.local.stack.environment import HOST, port_of, user_kubeconfig
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import (
     START_TIMEOUT_S,
     Child,
@@ -42,13 +42,6 @@ LISTENING = r"listening on (\S+)"
 
 class StackError(RuntimeError):
     """The stack cannot start or stopped unexpectedly; the message is meant for people."""
-
-
-def free_port() -> int:
-    # The port is released before the child binds it; on loopback the window is negligible.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def spawn_apiserver(

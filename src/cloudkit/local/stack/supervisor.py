@@ -33,7 +33,6 @@ from cloudkit.local.stack.children import (
     StackError,
     apiserver_url,
     backend_ready,
-    free_port,
     operator_healthy,
     operator_leads,
     prepare_cluster,
@@ -44,6 +43,7 @@ from cloudkit.local.stack.children import (
 )
 from cloudkit.local.stack.console import StackConsole
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.strays import report_strays
 
