@@ -45,8 +45,13 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 VM_BOOT_SECONDS = 1.0
 LIFECYCLE_TIMEOUT_S = 240.0
 LOG_TIMEOUT_S = 60.0
-# A launch refused during the outage is retried soon, not after the 2 minute default.
-OPERATOR_ENV = {"CLOUDKIT_RETRY_BACKOFF_MIN": "2s", "CLOUDKIT_RETRY_BACKOFF_MAX": "10s"}
+# A launch refused during the outage is retried soon, not after the 2 minute default; the
+# lifecycle without notifications (wrong token) polls at most every 2 s, not every 30 s.
+OPERATOR_ENV = {
+    "CLOUDKIT_RETRY_BACKOFF_MIN": "2s",
+    "CLOUDKIT_RETRY_BACKOFF_MAX": "10s",
+    "CLOUDKIT_AAP_STATUS_POLL_INTERVAL": "2s",
+}
 WRONG_NOTIFICATION_TOKEN = "wrong-notification-token-0451"
 UNREACHABLE = re.compile(
     r"Failed to (get job status|trigger provisioning|look up launched job): "
