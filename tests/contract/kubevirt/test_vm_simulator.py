@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
@@ -85,18 +85,6 @@ async def simulator(apiserver: ApiServerHandle) -> AsyncIterator[VmSimulatorHand
         yield handle
     finally:
         await handle.stop()
-
-
-async def until(read: Callable[[], Any], check: Callable[[Any], bool], within: float = 10.0) -> Any:
-    """Poll `read()` until `check(value)`; fail with the last value after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value}")
-        await asyncio.sleep(0.05)
 
 
 def ready(vm: dict[str, Any] | None) -> bool:

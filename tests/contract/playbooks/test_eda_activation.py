@@ -6,14 +6,13 @@ EDA provider does, and checks what the playbooks did on the API server.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
@@ -36,19 +35,6 @@ async def eda_stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
         yield handle
     finally:
         await handle.stop()
-
-
-async def until(
-    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 60.0
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value}")
-        await asyncio.sleep(0.1)
 
 
 async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) -> None:
@@ -81,7 +67,7 @@ async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) ->
                 "aa32274dc7191c79"
             )
 
-        ci = await until(lambda: kube.get(f"{CI_PATH}/eda-one"), annotated)
+        ci = await until(lambda: kube.get(f"{CI_PATH}/eda-one"), annotated, within=60)
         assert names.AUTOMATION_FINALIZER in ci["metadata"]["finalizers"]
         vm = await kube.get(f"{VM_PATH}/eda-one")
         assert vm is not None and vm["status"]["ready"] is True
@@ -94,6 +80,7 @@ async def test_webhooks_run_provision_and_deprovision(eda_stack: StackHandle) ->
         released = await until(
             lambda: kube.get(f"{CI_PATH}/eda-one"),
             lambda ci: names.AUTOMATION_FINALIZER not in (ci or {})["metadata"]["finalizers"],
+            within=60,
         )
         assert released["metadata"]["finalizers"] == [names.OPERATOR_FINALIZER]
         assert await kube.get(f"{VM_PATH}/eda-one") is None

@@ -15,14 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -85,15 +85,6 @@ def vm_path(name: str) -> str:
         namespace=TENANT_NS,
         name=name,
     )
-
-
-async def until(read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 10.0
-    while not check(value := await read()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within 10s; last value: {value}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 async def bind_documented_role(kube: KubeClient) -> None:

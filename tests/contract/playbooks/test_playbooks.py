@@ -10,13 +10,13 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -71,19 +71,6 @@ async def simulator(apiserver: ApiServerHandle) -> AsyncIterator[VmSimulatorHand
         yield handle
     finally:
         await handle.stop()
-
-
-async def until(
-    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 10.0
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value}")
-        await asyncio.sleep(0.05)
 
 
 RunPlaybook = Callable[[str, dict[str, Any], Path, Path], Awaitable[tuple[int, str]]]

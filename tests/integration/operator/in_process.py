@@ -5,14 +5,11 @@ ServiceAccount, as the operator does."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -81,17 +78,3 @@ async def in_process_reconciler(
                 await counted.close()
     finally:
         await stack.stop()
-
-
-async def until(
-    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 30.0
-) -> Any:
-    """Read until `check` holds, or fail after `within` seconds with the last value read."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s; last value: {value}")
-        await asyncio.sleep(0.05)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from in_process import in_process_reconciler, until
+from in_process import in_process_reconciler
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
@@ -129,10 +130,10 @@ async def test_a_pass_woken_with_nothing_new_reads_nothing_from_the_api_server(
         job = status(obj).get("provisionJob") or {}
         return status(obj).get("phase") == "Ready" and job.get("state") == "Succeeded"
 
-    await until(one_pass, settled)
-    await until(lambda: caught_up(bench, key), bool)
+    await until(one_pass, settled, within=30)
+    await until(lambda: caught_up(bench, key), bool, within=30)
     await bench.reconciler.reconcile(key)  # any write still due (none expected) is made here
-    await until(lambda: caught_up(bench, key), bool)
+    await until(lambda: caught_up(bench, key), bool, within=30)
     assert bench.cache.vm_observations(key.name), "the simulated job's VM is in the cache"
 
     bench.requests.clear()

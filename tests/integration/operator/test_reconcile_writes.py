@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from in_process import InProcess as Bench
-from in_process import in_process_reconciler, until
+from in_process import in_process_reconciler
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
@@ -59,7 +60,7 @@ async def reconcile_until(
         current: dict[str, Any] | None = await bench.kube.get(f"{CI_PATH}/{key.name}")
         return current
 
-    found: dict[str, Any] | None = await until(one_pass, check)
+    found: dict[str, Any] | None = await until(one_pass, check, within=30)
     return found
 
 
@@ -90,9 +91,13 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench)
         applied = annotations.get(names.RECONCILED_CONFIG_VERSION_ANNOTATION)
         return applied is not None and applied == status(obj).get("desiredConfigVersion")
 
-    await until(lambda: bench.kube.get(f"{CI_PATH}/{name}"), finished)
+    await until(lambda: bench.kube.get(f"{CI_PATH}/{name}"), finished, within=30)
     job_id = job(await bench.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["id"]
-    await until(lambda: automation_job_status(bench.stack, job_id), lambda s: s == "successful")
+    await until(
+        lambda: automation_job_status(bench.stack, job_id),
+        lambda s: s == "successful",
+        within=30,
+    )
     bench.requests.clear()
     await bench.reconciler.reconcile(key)
     after = await bench.kube.get(f"{CI_PATH}/{name}")

@@ -9,14 +9,12 @@ hands it to the playbook as templatable extra vars, and the playbooks take it as
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
@@ -71,19 +69,6 @@ def hostile_instance(markers: Path) -> dict[str, Any]:
     }
 
 
-async def until(
-    read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], *, within: float, what: str
-) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within:.0f}s; last: {value}")
-        await asyncio.sleep(0.2)
-
-
 def phase(instance: dict[str, Any] | None) -> str | None:
     return ((instance or {}).get("status") or {}).get("phase")
 
@@ -105,6 +90,7 @@ async def test_a_hostile_instance_is_provisioned_and_deleted_as_data(
                 lambda ci: phase(ci) in {"Ready", "Failed"},
                 within=READY_WITHIN_S,
                 what="phase Ready",
+                interval=0.2,
             )
             assert leaked(markers) == []
             assert phase(ready) == "Ready", ready["status"].get("provisionJob")
@@ -130,6 +116,7 @@ async def test_a_hostile_instance_is_provisioned_and_deleted_as_data(
                 lambda ci: ci is None,
                 within=READY_WITHIN_S,
                 what="deletion",
+                interval=0.2,
             )
             assert leaked(markers) == []
     finally:
