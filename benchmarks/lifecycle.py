@@ -33,7 +33,8 @@ CPU seconds during the round and peak RSS (from /proc). Prints one JSON document
     .venv/bin/python benchmarks/lifecycle.py [--sizes 1,10,50] [--rounds 3]
         [--vm-boot-seconds 3] [--budget-minutes M]
 
---budget-minutes: no round starts once that much wall time has passed (rounds run in plan
+--budget-minutes: a round starts only if it is predicted to end within that much wall time
+from the start (predicted from the rounds measured so far, scaled by N; rounds run in plan
 order, sizes as given), so a long run ends with the rounds that fitted, stated in `rounds_run`.
 """
 
@@ -70,6 +71,8 @@ log = logging.getLogger("benchmarks.lifecycle")
 
 UPSTREAM_NAMESPACE = "cloudkit-upstream-policy"
 UPSTREAM_LEASE = "cloudkit-upstream-policy-leader"
+STACK_START_S = 120.0
+"""Room the budget keeps for starting a stack (both operators) on a loaded machine."""
 
 
 @dataclass
@@ -293,25 +296,42 @@ def run_round(
 async def run(
     sizes: list[int], rounds: int, boot: float, wait_s: float, budget_s: float | None
 ) -> list[dict[str, Any]]:
-    """The plan, one stack per size (its rounds in a row), until the budget is spent."""
+    """The plan, one stack per size (its rounds in a row), each round only if it is predicted
+    to end within the budget."""
     started = time.monotonic()
     results: list[dict[str, Any]] = []
+    durations: dict[int, list[float]] = {}
+
+    def fits(n: int, starting_stack: bool) -> bool:
+        if budget_s is None:
+            return True
+        predicted = baseline.predicted_round_s(durations, n) or 0.0
+        left = budget_s - (time.monotonic() - started) - (STACK_START_S if starting_stack else 0)
+        if predicted <= left:
+            return True
+        print(
+            f"budget: N={n} rounds not run (one predicted {predicted:.0f} s, {left:.0f} s left)",
+            file=sys.stderr,
+        )
+        return False
+
     todo = baseline.plan(sizes, rounds)
     for n in sizes:
         mine = [r for r in todo if r.n == n]
-        if budget_s is not None and time.monotonic() - started >= budget_s:
-            print(f"budget spent: N={n} not run", file=sys.stderr)
-            break
+        if not fits(n, starting_stack=True):
+            continue
         with tempfile.TemporaryDirectory(prefix=f"ck-bench-{n}-") as tmp:
             side = await start_side_by_side(Path(tmp), boot)
             try:
                 api = config.new_client_from_config(config_file=str(side.stack.kubeconfig))  # type: ignore[no-untyped-call]
                 custom = client.CustomObjectsApi(api)
                 for rnd in mine:
-                    if budget_s is not None and time.monotonic() - started >= budget_s:
-                        print(f"budget spent: N={n} round {rnd.index} not run", file=sys.stderr)
+                    if not fits(n, starting_stack=False):
                         break
+                    began = time.monotonic()
                     result = await asyncio.to_thread(run_round, side, custom, rnd, wait_s)
+                    result["wall_s"] = round(time.monotonic() - began, 1)
+                    durations.setdefault(n, []).append(result["wall_s"])
                     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
                     print(json.dumps(result), file=sys.stderr)
                     results.append(result)

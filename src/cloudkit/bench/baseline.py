@@ -57,6 +57,17 @@ def plan(sizes: Sequence[int], rounds: int) -> list[Round]:
     return [Round(n, index) for n in sizes for index in range(1, rounds + 1)]
 
 
+def predicted_round_s(durations: Mapping[int, Sequence[float]], n: int) -> float | None:
+    """A round of size n, predicted from the longest round of the largest size measured up to
+    n, scaled by n (the automation runs a fixed number of jobs at once, so a round's wall time
+    grows about linearly with n); None before any round was measured."""
+    measured = [m for m, rounds in durations.items() if m <= n and rounds]
+    if not measured:
+        return None
+    largest = max(measured)
+    return max(durations[largest]) * n / largest
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """One automation job (AWX's record), attributed to the instance it ran for."""

@@ -22,6 +22,7 @@ from cloudkit.bench.baseline import (
     job_records,
     judge,
     plan,
+    predicted_round_s,
     provisions_running,
     ratio,
     spread,
@@ -189,3 +190,12 @@ def test_deletion_waits_for_provision_jobs_the_automation_has_not_finished() -> 
     )
     wanted = [(NS, "a"), (NS, "b"), ("other", "c"), (NS, "d"), (NS, "never-launched")]
     assert provisions_running(records, wanted) == [(NS, "a"), ("other", "c")]
+
+
+def test_a_round_is_predicted_from_the_largest_size_measured_scaled_by_n() -> None:
+    durations = {1: [100.0, 130.0], 10: [400.0, 500.0, 450.0]}
+    assert predicted_round_s(durations, 50) == pytest.approx(2500.0)  # the longest 10, × 5
+    assert predicted_round_s(durations, 10) == pytest.approx(500.0)
+    assert predicted_round_s(durations, 5) == pytest.approx(650.0)  # from N = 1
+    assert predicted_round_s({}, 50) is None
+    assert predicted_round_s({10: [400.0]}, 1) is None  # never scaled down
