@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -89,11 +89,21 @@ def launch_provision_job(up: Up) -> None:
 
 
 class Up:
-    def __init__(self, state_dir: Path, log: Path, provider: str = "aap") -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        log: Path,
+        provider: str = "aap",
+        *,
+        options: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """`cloudkit up` with `options` added, and `environ` added to this environment."""
         self.state_dir = state_dir
         self.log = log
         env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "COLUMNS": "120"}
-        command = ["up", "--state-dir", str(state_dir), "--vm-boot-seconds", "1"]
+        env.update(environ or {})
+        command = ["up", "--state-dir", str(state_dir), "--vm-boot-seconds", "1", *options]
         self.process = subprocess.Popen(
             [str(BIN / "cloudkit"), *command, "--provider", provider],
             stdout=log.open("w"),
