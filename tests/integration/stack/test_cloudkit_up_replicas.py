@@ -18,6 +18,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ def operators(up: Up) -> dict[str, Any]:
 
 def replica(status: dict[str, Any], name: str) -> dict[str, Any]:
     return next(r for r in status.get("replicas", []) if r["name"] == name)
+
+
+def renewed_since(up: Up, wall: float) -> str | None:
+    """The Lease's holder if it was renewed (or taken) after `wall` (epoch seconds): a live
+    process holds it, not the record of a dead one."""
+    found = up.kubectl(
+        "get", "lease", "-n", "cloudkit-operator-system", "cloudkit-operator-leader", "-o", "json"
+    )
+    assert found.returncode == 0, found.stderr
+    spec = json.loads(found.stdout)["spec"]
+    renewed = datetime.strptime(spec.get("renewTime") or "", "%Y-%m-%dT%H:%M:%S.%fZ")
+    if renewed.replace(tzinfo=UTC).timestamp() <= wall:
+        return None
+    return str(spec.get("holderIdentity") or "") or None
 
 
 def instances(up: Up) -> dict[str, dict[str, Any]]:
@@ -161,13 +176,15 @@ def test_the_leader_of_two_replicas_killed_the_stack_runs_on(tmp_path: Path) -> 
         )
 
         os.kill(killed, signal.SIGKILL)
+        killed_at = time.time()
 
         def led_again() -> dict[str, Any] | None:
+            holder = renewed_since(up, killed_at)
             now = operators(up)
-            if not now or replica(now, leader)["restarts"] < 1 or now["leader"] is None:
+            if holder is None or not now or replica(now, leader)["restarts"] < 1:
                 return None
-            holder = replica(now, now["leader"])
-            return now if holder["running"] and holder["pid"] != killed else None
+            mine = replica(now, holder)
+            return now if now["leader"] == holder and mine["running"] else None
 
         after = wait_for(led_again, within=LIFECYCLE_S, what="a live replica leading", up=up)
         print(f"\nafter the kill: {json.dumps(after)}")
@@ -220,6 +237,8 @@ def test_the_one_replica_that_lost_its_lease_is_started_again(tmp_path: Path) ->
             )
         finally:
             os.kill(apiserver, signal.SIGCONT)
+        # The lost leader is dead by now: a renewal stamped later is the restarted replica's.
+        resumed_at = time.time()
         print(f"\nwhile hung: {json.dumps(exited)}")
         assert "exited with code 1" in replica(exited, "operator")["last_exit"]
 
@@ -227,7 +246,8 @@ def test_the_one_replica_that_lost_its_lease_is_started_again(tmp_path: Path) ->
             now = operators(up)
             mine = replica(now, "operator") if now else {}
             return bool(
-                now
+                renewed_since(up, resumed_at) == "operator"  # the same identity, renewing again
+                and now
                 and now["leader"] == "operator"
                 and mine["running"]
                 and mine["restarts"] >= 1

@@ -44,6 +44,11 @@ def restart_delay(exits_in_a_row: int) -> float:
     return min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2.0 ** max(0, exits_in_a_row - 1))
 
 
+def exits_in_a_row(before: int, ran_for_s: float) -> int:
+    """The crash loop's length after an exit: a run of RESET_AFTER_S or more starts a new one."""
+    return 1 if ran_for_s >= RESET_AFTER_S else before + 1
+
+
 def exit_reason(code: int | None, last_line: str | None) -> str:
     """How a process ended, for people: `killed by SIGKILL`, `exited with code 1: <line>`
     (a process that exits says why in its last line; a killed one's last line is chance)."""
@@ -161,7 +166,7 @@ class OperatorReplicas:
             if self._stopping or replica.child.stopping:
                 return
             ran_for = loop.time() - replica.started_at
-            replica.exits_in_a_row = 1 if ran_for >= RESET_AFTER_S else replica.exits_in_a_row + 1
+            replica.exits_in_a_row = exits_in_a_row(replica.exits_in_a_row, ran_for)
             last_line = next((line for line in reversed(replica.child.tail) if line.strip()), None)
             replica.last_exit = exit_reason(code, last_line)
             delay = restart_delay(replica.exits_in_a_row)

@@ -314,6 +314,7 @@ async def _start_operators(
         handle.replica_health_urls[name] = health_url
     for name, child in replicas.items():
         await operator_healthy(child, handle.replica_health_urls[name])
+        child.collecting = False  # nothing waits for its lines: do not queue them forever
     handle.leader = await operator_leads(admin, environment.OPERATOR_LEASE, replicas)
     handle.operator_running = True
 
