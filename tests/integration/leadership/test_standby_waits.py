@@ -1,5 +1,6 @@
-"""A standby through an API-server outage asks once per retry period; a released Lease is still
-taken at once, by the watch event, not at the next period.
+"""A standby through an API-server outage asks once per retry period; one without `watch` on
+leases reads once per period too (its refused watch does not end the wait); a released Lease is
+still taken at once, by the watch event, not at the next period.
 
 The elector (the operator's own LeaderElector and LeaseClient over kubernetes_asyncio) talks to
 a real local API server through a TCP relay of this test. While the relay refuses (it accepts
@@ -11,8 +12,10 @@ any two of them, which the standby's schedule, not the machine's speed, decides.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -28,7 +31,9 @@ from kubernetes_asyncio import client
 from tests.waiting import until
 
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
+from cloudkit.local.private import write_private
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.operator_account import token_kubeconfig
 from cloudkit.operator.kube import load_configuration
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.settings import LeaderElectionSettings
@@ -137,9 +142,10 @@ def _relayed(kubeconfig: Path, port: int, target: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def standing(
-    apiserver: ApiServerHandle, state: Path, *, retry_s: float
+    apiserver: ApiServerHandle, state: Path, *, retry_s: float, kubeconfig: Path | None = None
 ) -> AsyncIterator[Standby]:
-    """OTHER holds the Lease (for an hour, so it never expires here); the elector stands."""
+    """OTHER holds the Lease (for an hour, so it never expires here); the elector stands, with
+    `kubeconfig`'s credentials (the admin's by default)."""
     relay = Relay(_address(apiserver.url))
     await relay.start()
     async with KubeClient.from_kubeconfig(apiserver.kubeconfig) as admin:
@@ -152,7 +158,8 @@ async def standing(
                 "spec": {"holderIdentity": OTHER, "leaseDurationSeconds": 3600},
             },
         )
-        kubeconfig = _relayed(apiserver.kubeconfig, relay.port, state / "relayed.kubeconfig")
+        if kubeconfig is None:
+            kubeconfig = _relayed(apiserver.kubeconfig, relay.port, state / "relayed.kubeconfig")
         api = client.ApiClient(configuration=await load_configuration(kubeconfig))
         settings = LeaderElectionSettings(
             lease_name=NAME,
@@ -228,6 +235,85 @@ async def test_a_released_lease_is_taken_at_once_by_the_watch_event(
         took = loop.time() - released
         print(f"\nreleased Lease taken in {took * 1000:.0f} ms (retry period {retry_s:g}s)")
         assert (await standby.lease())["spec"]["holderIdentity"] == "the-standby"
+
+
+NO_WATCH = [
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "leases-without-watch", "namespace": NAMESPACE},
+        "rules": [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "create", "update"],
+            }
+        ],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "leases-without-watch", "namespace": NAMESPACE},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "leases-without-watch",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "no-watch", "namespace": NAMESPACE}],
+    },
+]
+
+
+async def _account_without_watch(apiserver: ApiServerHandle, target: Path) -> Path:
+    """A ServiceAccount whose Role has every Lease verb the election uses but `watch`; its
+    kubeconfig."""
+    async with KubeClient.from_kubeconfig(apiserver.kubeconfig) as admin:
+        accounts = resource_path("", "v1", "serviceaccounts", namespace=NAMESPACE)
+        await admin.create(accounts, {"metadata": {"name": "no-watch"}})
+        rbac = ("rbac.authorization.k8s.io", "v1")
+        await admin.create(resource_path(*rbac, "roles", namespace=NAMESPACE), NO_WATCH[0])
+        await admin.create(resource_path(*rbac, "rolebindings", namespace=NAMESPACE), NO_WATCH[1])
+        issued = await admin.create(f"{accounts}/no-watch/token", {"spec": {}})
+    write_private(
+        target, token_kubeconfig(apiserver.kubeconfig.read_text(), issued["status"]["token"])
+    )
+    return target
+
+
+async def test_a_standby_without_watch_on_leases_reads_once_per_retry_period(
+    apiserver: ApiServerHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Counted at the server: its audit log has a line per request of a ServiceAccount."""
+    retry_s = 0.5
+    caplog.set_level(logging.INFO, logger="cloudkit.operator.leadership")
+    kubeconfig = await _account_without_watch(apiserver, tmp_path / "no-watch.kubeconfig")
+    audit = tmp_path / "apiserver" / "audit.jsonl"
+    async with standing(apiserver, tmp_path, retry_s=retry_s, kubeconfig=kubeconfig) as standby:
+        await until(
+            lambda: _value([r.getMessage() for r in caplog.records]),
+            lambda lines: any("watching the Lease" in line for line in lines),
+            within=60,
+            what="a refused watch",
+        )
+        loop = asyncio.get_running_loop()
+        offset, started = audit.stat().st_size, loop.time()
+        await asyncio.sleep(8 * retry_s)  # the window the requests are counted in
+        window = loop.time() - started
+        with audit.open() as lines:
+            lines.seek(offset)
+            entries = [json.loads(line) for line in lines]
+        mine = [e for e in entries if e["user"] == "system:serviceaccount:default:no-watch"]
+        verbs = collections.Counter(entry["verb"] for entry in mine)
+        print(f"\nwithout watch, in {window:.1f}s (retry {retry_s}s): {dict(verbs)}")
+        # At most one read and one refused watch per period, whatever the machine's speed (a
+        # request may precede the window by its latency: one more of each).
+        bound = window / retry_s + 2
+        assert verbs["get"] >= 1, f"no request of the standby counted: {entries[-3:]}"
+        assert verbs["get"] <= bound and verbs["watch"] <= bound, f"{dict(verbs)} > {bound:.0f}"
+        assert not any(e["allowed"] for e in mine if e["verb"] == "watch")
+        assert not standby.elector.leading.is_set()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "watching the Lease" in warnings[0], warnings
 
 
 async def _value(value: Any) -> Any:
