@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.stack
 
 BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 90.0
+START_TIMEOUT_S = 300.0
+"""Only bounds a failure: on a shared, loaded machine an EDA stack took over 90 s to start."""
 
 
 def descendants(pid: int) -> set[int]:
