@@ -318,7 +318,7 @@ class Access:
             if r.get("resources")
         ]
         non_resource_rules = [
-            {"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}
+            {"verbs": r.get("verbs") or [], "nonResourceURLs": r["nonResourceURLs"]}
             for r in rules
             if r.get("nonResourceURLs")
         ]
