@@ -152,6 +152,7 @@ async def start_side_by_side(state_dir: Path, boot: float) -> SideBySide:
         )
         stack.children.append(upstream)  # stopped with the stack, first
         await operator_healthy(upstream, endpoints.health_url)
+        upstream.collecting = False  # as the stack's own: nothing reads its lines from here on
     except BaseException:
         await stack.stop()
         raise
