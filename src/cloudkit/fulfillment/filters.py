@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celpy import celtypes
+from pydantic import BaseModel
 
 from cloudkit.cel import Budget, CelError, compile_program, to_cel
+from cloudkit.fulfillment.models import names_field
 from cloudkit.fulfillment.store.base import Object, OrderKey
 
 _ORDER_TERM = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)(?:\s+(asc|desc))?$", re.I)
@@ -57,8 +59,9 @@ def parse_filter(text: str | None) -> Filter | None:
     return Filter(text) if text is not None and text.strip() else None
 
 
-def parse_order(text: str | None) -> list[OrderKey]:
-    """`metadata.name desc, id` → keys; FilterError naming a term that is not `path [asc|desc]`."""
+def parse_order(text: str | None, model: type[BaseModel]) -> list[OrderKey]:
+    """`metadata.name desc, id` → keys; FilterError naming a term that is not `path [asc|desc]`
+    with a path of `model`'s fields."""
     if text is None or not text.strip():
         return []
     keys = []
@@ -66,5 +69,7 @@ def parse_order(text: str | None) -> list[OrderKey]:
         found = _ORDER_TERM.match(term.strip())
         if found is None:
             raise FilterError(f"order: {term.strip()!r} is not 'field.path [asc|desc]'")
+        if not names_field(model, found.group(1)):
+            raise FilterError(f"order: {found.group(1)!r} is not a field")
         keys.append(OrderKey(found.group(1), (found.group(2) or "").lower() == "desc"))
     return keys

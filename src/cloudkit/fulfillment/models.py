@@ -266,6 +266,26 @@ class Error(Strict):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
+def names_field(model: type[BaseModel], path: str) -> bool:
+    """Whether a dotted path (`spec.boot_disk.size_gib`) names a field of `model`."""
+    current: type[BaseModel] | None = model
+    for name in path.split("."):
+        if current is None or name not in current.model_fields:
+            return False
+        current = _submodel(current.model_fields[name].annotation)
+    return True
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (unwrapping `X | None`); None for scalars, lists and maps."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
 # Where the private API's additions live in an object: trimmed for tenants.
 PRIVATE_ONLY = (("metadata", "finalizers"), ("status", "hub"))
 

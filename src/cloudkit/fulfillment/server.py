@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudkit.fulfillment.caller import Authenticator
 from cloudkit.fulfillment.filters import FilterError
@@ -95,6 +96,41 @@ def _install_errors(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
 
 
+class BodyLimit:
+    """413 (as every error, a `models.Error`) for a body over `limit` bytes, declared or streamed.
+
+    FastAPI's own `max_body_size` answers a declared length in plain text, unlike every other
+    error of this API; this small ASGI wrapper keeps one error shape.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body over {self.limit} bytes"
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _error(413, too_large)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Raised inside the handler's body read: rendered by http_error below.
+                    raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(store: Store, authenticator: Authenticator) -> FastAPI:
     """The application over a store and an authenticator (both owned by the caller)."""
     app = FastAPI(
@@ -103,14 +139,13 @@ def create_app(store: Store, authenticator: Authenticator) -> FastAPI:
         description="Tenants order compute instances; see docs/fulfillment.md.",
         docs_url=None,
         redoc_url=None,
-        # 413 for a body over the limit, declared or streamed, before a handler reads it.
-        max_body_size=MAX_BODY,
     )
     app.state.store = store
     app.state.authenticator = authenticator
     _install_errors(app)
     for api in (public_router(), private_router(), hubs_router(), events_router()):
         app.include_router(api)
+    app.add_middleware(BodyLimit)
     return app
 
 

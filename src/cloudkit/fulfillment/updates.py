@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cloudkit.fulfillment.models import IMMUTABLE_SPEC_FIELDS
+from cloudkit.fulfillment.models import IMMUTABLE_SPEC_FIELDS, names_field
 
 
 class UpdateRefused(ValueError):
@@ -41,22 +41,8 @@ class Writable:
         """UpdateRefused unless `path` names a field of the model under a writable root."""
         if not any(path == root or path.startswith(root + ".") for root in self.roots):
             raise UpdateRefused(path, "not writable through this API")
-        model: type[BaseModel] | None = self.model
-        for name in path.split("."):
-            fields = model.model_fields if model is not None else {}
-            if name not in fields:
-                raise UpdateRefused(path, "no such field")
-            model = _submodel(fields[name].annotation)
-
-
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The model a field holds (unwrapping `X | None`); None for scalars, lists and maps."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None
+        if not names_field(self.model, path):
+            raise UpdateRefused(path, "no such field")
 
 
 def parse_mask(text: str | None) -> list[str] | None:

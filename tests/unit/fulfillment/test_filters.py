@@ -6,6 +6,7 @@ import pytest
 
 from cloudkit.cel import Budget
 from cloudkit.fulfillment.filters import FilterError, parse_filter, parse_order
+from cloudkit.fulfillment.models import ComputeInstance
 from cloudkit.fulfillment.store.base import OrderKey
 
 WEB = {"id": "1", "metadata": {"name": "web-1", "labels": {"tier": "front"}}, "spec": {}}
@@ -49,14 +50,16 @@ def test_a_blank_filter_is_no_filter() -> None:
 
 
 def test_order_terms_are_paths_with_an_optional_direction() -> None:
-    assert parse_order("metadata.name desc, id") == [
+    assert parse_order("metadata.name desc, id", ComputeInstance) == [
         OrderKey("metadata.name", True),
         OrderKey("id", False),
     ]
-    assert parse_order(None) == []
+    assert parse_order(None, ComputeInstance) == []
 
 
-@pytest.mark.parametrize("text", ["name; drop", "metadata.name sideways", "a..b", "(id)"])
-def test_an_order_term_that_is_not_a_path_is_refused(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["name; drop", "metadata.name sideways", "a..b", "(id)", "spec.colour", "name"]
+)
+def test_an_order_term_that_is_not_a_field_path_is_refused(text: str) -> None:
     with pytest.raises(FilterError, match="order"):
-        parse_order(text)
+        parse_order(text, ComputeInstance)

@@ -80,7 +80,7 @@ def router(res: Resource, prefix: str) -> APIRouter:
         order: str | None = Query(None, description="`field.path [asc|desc], ...`"),
     ) -> JSONResponse:
         selected = parse_filter(filter)
-        keys = parse_order(order)
+        keys = parse_order(order, res.model)
         budget = Budget()
         match = None
         if selected is not None:
