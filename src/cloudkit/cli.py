@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from cloudkit.tenant import commands as tenant
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 StateDir = typer.Option(Path(".cloudkit"), "--state-dir", help="Directory for data and kubeconfig.")
@@ -270,6 +272,10 @@ def _with_local_stacks(
     else:  # the stacks' logs say why
         typer.echo(f"stack logs kept in: {', '.join(map(str, directories))}", err=True)
     return code
+
+
+app.command()(tenant.issuer)
+app.command()(tenant.token)
 
 
 def main() -> None:
