@@ -2,10 +2,9 @@
 
 Used by the local API server's CRD rules (`x-kubernetes-validations`) and by the fulfillment
 API's filters. Programs are parsed once per expression and cached. Every evaluation spends from
-a `Budget` counted in syntax-tree nodes visited (deterministic, unlike a clock: the same filter
-over the same records always costs the same), so a caller bounds the work of one request by
-giving all its evaluations one budget. Values are converted to CEL types here, guided by a JSON
-schema when there is one.
+a `Budget` counted in syntax-tree nodes visited (deterministic, unlike a clock: the same
+expression over the same value always costs the same), `COST_LIMIT` unless the caller says
+otherwise. Values are converted to CEL types here, guided by a JSON schema when there is one.
 """
 
 from __future__ import annotations
@@ -23,9 +22,11 @@ from celpy.evaluation import CELEvalError, Evaluator
 
 # celpy error texts embed the whole activation (every bound value); keep only the gist.
 _MAX_ERROR = 200
-# Nodes one evaluation may visit (a rule or a filter on one object needs tens to hundreds; a
-# comprehension over a large list needs more). Kubernetes' per-expression limit plays this role.
-COST_LIMIT = 1_000_000
+# Nodes one evaluation may visit: a rule or a filter on one object visits tens to hundreds, a
+# comprehension over a list of a hundred items a few thousand. celpy interprets a syntax tree in
+# Python (~0.1 ms per node on a loaded machine), so this also bounds one evaluation's time to
+# about a second. Kubernetes' per-expression cost limit plays the same role.
+COST_LIMIT = 10_000
 # Longer sources are refused before parsing: the parser's work grows with the text.
 MAX_SOURCE = 4096
 
@@ -39,7 +40,7 @@ class CostExceeded(CelError):
 
 
 class Budget:
-    """What evaluations may still spend, in syntax-tree nodes visited; shared by one request."""
+    """What an evaluation may spend, in syntax-tree nodes visited."""
 
     def __init__(self, limit: int = COST_LIMIT) -> None:
         self.limit = limit

@@ -1,9 +1,10 @@
 """The real `cloudkit fulfillment` process for tests: started, found, killed, restarted.
 
-Tokens come from the local issuer (cloudkit.local.issuer) running in the test's event loop, as
-a tenant's `cloudkit login` would get them; the service checks them through discovery and JWKS
-over HTTPS like any issuer's. The store is SQLite in the service's state directory unless a
-`database` URL is given (the kill -9 test also runs on PostgreSQL).
+Tokens come from the local issuer (`cloudkit issuer`, its own process), as a tenant's `cloudkit
+token` would get them; the service checks them through discovery and JWKS over HTTPS like any
+issuer's. The store is SQLite in the service's state directory unless a `database` URL is given
+(the kill -9 test also runs on PostgreSQL). Both are processes, so one pair can serve a whole
+test session whatever event loop each test runs in; tests stay apart by tenant (`Tenant.fresh`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import ssl
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cloudkit.local.issuer.server import IssuerHandle
-from cloudkit.local.issuer.tokens import mint
 
 from cloudkit.local.apiserver.tls import ensure_certificate
+from cloudkit.local.issuer.tokens import IssuerInfo, mint
 from tests.waiting import until
 
 CLOUDKIT = Path(sys.executable).parent / "cloudkit"
@@ -31,6 +34,66 @@ PRIVATE = "/api/private/v1/compute_instances"
 HUBS = "/api/private/v1/hubs"
 EVENTS = "/api/events/v1/events"
 PRIVATE_EVENTS = "/api/private/v1/events/watch"
+START_WITHIN_S = 90  # two cores shared by many: importing the service alone can take seconds
+
+
+def _exited(process: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    if process.poll() is not None:
+        raise AssertionError(f"{what} exited ({process.returncode}): {log.read_text()[-3000:]}")
+
+
+@dataclass
+class Issuer:
+    """The local OIDC issuer process; `token` mints for any tenant."""
+
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    info: IssuerInfo | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / "issuer.log"
+
+    def spawn(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(CLOUDKIT), "issuer", "--state-dir", str(self.directory)],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
+
+    async def start(self) -> None:
+        self.spawn()
+        log = self.log_path
+
+        async def read() -> IssuerInfo | None:
+            assert self.process is not None
+            _exited(self.process, log, "issuer")
+            try:
+                return IssuerInfo.read(self.directory)
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+
+        self.info = await until(read, bool, within=START_WITHIN_S, what="issuer.json")
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+    def token(self, tenant: str, user: str | None = None) -> str:
+        return mint(self.directory, tenant=tenant, user=user)
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass
@@ -38,11 +101,11 @@ class FulfillmentService:
     """One service process and how to reach it; `restart` keeps its state dir and database."""
 
     state_dir: Path
-    issuer: IssuerHandle
+    issuer: Issuer
     database: str | None = None
     extra_args: Sequence[str] = ()
     url: str = ""
-    process: asyncio.subprocess.Process | None = None
+    process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,9 +116,12 @@ class FulfillmentService:
         return self.state_dir / "tls" / "tls.crt"
 
     def token(self, tenant: str, user: str | None = None) -> str:
-        return mint(Path(self.issuer.info.ca_file).parent, tenant=tenant, user=user)
+        return self.issuer.token(tenant, user)
 
     def args(self) -> list[str]:
+        info = self.issuer.info
+        assert info is not None, "start the issuer first"
+        (self.state_dir / "tls").mkdir(parents=True, exist_ok=True)
         cert, key = ensure_certificate(self.state_dir / "tls")
         args = [
             str(CLOUDKIT),
@@ -67,55 +133,50 @@ class FulfillmentService:
             "--tls-key",
             str(key),
             "--issuer",
-            self.issuer.url,
+            info.url,
             "--audience",
-            self.issuer.info.audience,
+            info.audience,
             "--issuer-ca",
-            self.issuer.info.ca_file,
+            info.ca_file,
         ]
         if self.database is not None:
             args += ["--db", self.database]
         return [*args, *self.extra_args]
 
-    async def start(self) -> None:
-        address = self.state_dir / ADDRESS_FILE
-        address.unlink(missing_ok=True)  # a killed process leaves its old one behind
+    def spawn(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / ADDRESS_FILE).unlink(missing_ok=True)  # a killed process leaves it
         with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.args(), stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
+            self.process = subprocess.Popen(
+                self.args(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
 
+    async def start(self) -> None:
+        self.spawn()
+        address = self.state_dir / ADDRESS_FILE
+
         async def read() -> str:
-            if self.process is not None and self.process.returncode is not None:
-                raise AssertionError(f"fulfillment exited: {self.log_path.read_text()[-2000:]}")
+            assert self.process is not None
+            _exited(self.process, self.log_path, "fulfillment")
             return address.read_text().strip() if address.exists() else ""
 
-        self.url = await until(read, bool, within=60, what="fulfillment address file")
+        self.url = await until(read, bool, within=START_WITHIN_S, what="fulfillment.address")
 
-    async def kill(self) -> None:
+    def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
+        self.process.kill()
+        self.process.wait()
 
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 30)
-        except TimeoutError:
-            await self.kill()
+    def stop(self) -> None:
+        _terminate(self.process)
 
     async def restart(self) -> None:
-        await self.kill()
+        self.kill()
         await self.start()
 
     def session(self, token: str | None) -> aiohttp.ClientSession:
         """An HTTP client trusting the service's certificate, sending `token` as a bearer."""
-        import ssl
-
         context = ssl.create_default_context(cafile=str(self.ca_file))
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return aiohttp.ClientSession(
@@ -125,6 +186,11 @@ class FulfillmentService:
             timeout=aiohttp.ClientTimeout(total=60),
         )
 
+    def tenant(self, prefix: str) -> Tenant:
+        """A tenant no other test uses (its name starts with `prefix`), with its own client."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        return Tenant(name, self.session(self.token(name, user=f"{name}-user")))
+
 
 @dataclass
 class Tenant:
@@ -132,6 +198,10 @@ class Tenant:
 
     name: str
     http: aiohttp.ClientSession
+
+    @property
+    def user(self) -> str:
+        return f"{self.name}-user"
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         async with self.http.request(method, path, **kwargs) as answer:
@@ -142,24 +212,17 @@ class Tenant:
                 return answer.status, text
 
     async def create(self, name: str, **spec: Any) -> dict[str, Any]:
-        status, body = await self.call(
-            "POST", PUBLIC, json={"metadata": {"name": name}, "spec": {"template": "small", **spec}}
-        )
-        assert status == 200, body
-        return dict(body)
+        body = {"metadata": {"name": name}, "spec": {"template": "small", **spec}}
+        status, created = await self.call("POST", PUBLIC, json=body)
+        assert status == 200, created
+        return dict(created)
+
+    async def close(self) -> None:
+        await self.http.close()
 
 
-async def started(
-    state_dir: Path,
-    issuer: IssuerHandle,
-    *,
-    database: str | None = None,
-    extra_args: Sequence[str] = (),
-) -> AsyncIterator[FulfillmentService]:
-    """For fixtures: a started service, stopped (SIGTERM, then SIGKILL) afterwards."""
-    service = FulfillmentService(state_dir, issuer, database, extra_args)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
+async def wait_line(stream: aiohttp.ClientResponse, within: float = 30) -> dict[str, Any]:
+    """The next event of a stream (one JSON line); fails if none comes within the deadline."""
+    line = await asyncio.wait_for(stream.content.readline(), within)
+    assert line, "the stream ended"
+    return dict(json.loads(line))

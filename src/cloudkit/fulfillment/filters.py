@@ -1,8 +1,9 @@
 """List and stream filters (CEL over the object as `this`) and list order, parsed from query text.
 
-Pure. A filter is compiled once per request and run on each candidate record with one budget
-for the whole request (cloudkit.cel.Budget): a filter that does not parse, or spends the budget,
-is the caller's error (400). A filter that fails on one record (a field the record lacks, a type
+Pure. A filter is compiled once per request and run on each candidate record, each run within
+the product's CEL cost limit (cloudkit.cel.COST_LIMIT), the whole request within a time limit:
+a filter that does not parse, spends a run's budget or outlasts the request's time is the
+caller's error (400). A filter that fails on one record (a field the record lacks, a type
 it does not have) does not select that record, as a SQL WHERE with a NULL does not: records
 differ in which optional fields they carry.
 """
@@ -10,6 +11,7 @@ differ in which optional fields they carry.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,19 +29,32 @@ class FilterError(ValueError):
     """A filter or order the server cannot use; the message names the problem."""
 
 
-class Filter:
-    """A compiled CEL filter; `matches` spends from the request's budget."""
+# One request's filter runs, all records together: the cost limit bounds one run, this bounds
+# the sum (a cheap filter over very many records), so a request cannot hold a worker for long.
+TIME_LIMIT_S = 10.0
 
-    def __init__(self, source: str) -> None:
+
+class Filter:
+    """A compiled CEL filter for one request (its time limit, if any, starts here)."""
+
+    def __init__(self, source: str, *, time_limit_s: float | None = TIME_LIMIT_S) -> None:
         self.source = source
+        self.time_limit_s = time_limit_s
+        self._deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
         try:
             self._program = compile_program(source)
         except CelError as exc:
             raise FilterError(f"filter: {exc}") from None
         self._now = celtypes.TimestampType(datetime.now(UTC))
 
-    def matches(self, obj: Object, budget: Budget, **extra: Any) -> bool:
-        """True when the filter selects `obj`; FilterError when the budget is spent."""
+    def matches(self, obj: Object, **extra: Any) -> bool:
+        """True when the filter selects `obj`; FilterError when a limit is reached."""
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise FilterError(
+                f"filter: took longer than {self.time_limit_s:g} s over the records; "
+                "narrow the filter or the page"
+            )
+        budget = Budget()
         activation = {"this": to_cel(obj), "now": self._now}
         activation.update({name: to_cel(value) for name, value in extra.items()})
         try:
@@ -54,9 +69,11 @@ class Filter:
         return isinstance(result, bool | celtypes.BoolType) and bool(result)
 
 
-def parse_filter(text: str | None) -> Filter | None:
+def parse_filter(text: str | None, *, time_limit_s: float | None = TIME_LIMIT_S) -> Filter | None:
     """None for no filter (absent or blank)."""
-    return Filter(text) if text is not None and text.strip() else None
+    if text is None or not text.strip():
+        return None
+    return Filter(text, time_limit_s=time_limit_s)
 
 
 def parse_order(text: str | None, model: type[BaseModel]) -> list[OrderKey]:

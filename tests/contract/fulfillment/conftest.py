@@ -4,12 +4,12 @@ tests), so every tenancy test has someone to be isolated from."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cloudkit.local.issuer.server import IssuerHandle, start_issuer
-from tests.harness.fulfillment import FulfillmentService, Tenant, started
+from tests.harness.fulfillment import FulfillmentService, Issuer, Tenant
 
 from cloudkit.fulfillment.store import open_store
 from cloudkit.fulfillment.store.base import Store
@@ -45,34 +45,37 @@ async def store(reopen: OpenStore) -> Store:
     return await reopen()
 
 
-# The HTTP tests: the service process, its issuer, two tenants.
+# The HTTP tests: one issuer and one service process for the session (starting them takes
+# seconds on a loaded machine); each test gets tenants of its own, so none sees another's data.
 
 
-@pytest.fixture
-async def issuer(tmp_path: Path) -> AsyncIterator[IssuerHandle]:
-    handle = await start_issuer(tmp_path / "issuer")
-    yield handle
-    await handle.stop()
+@pytest.fixture(scope="session")
+def fulfillment_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
+    issuer = Issuer(tmp_path_factory.mktemp("fulfillment-issuer") / "issuer")
+    asyncio.run(issuer.start())
+    yield issuer
+    issuer.stop()
 
 
-@pytest.fixture
-async def service(tmp_path: Path, issuer: IssuerHandle) -> AsyncIterator[FulfillmentService]:
-    async for running in started(tmp_path / "fulfillment", issuer):
-        yield running
-
-
-async def _tenant(service: FulfillmentService, name: str) -> AsyncIterator[Tenant]:
-    async with service.session(service.token(name, user=f"{name}-user")) as http:
-        yield Tenant(name, http)
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, fulfillment_issuer: Issuer
+) -> Iterator[FulfillmentService]:
+    running = FulfillmentService(tmp_path_factory.mktemp("fulfillment"), fulfillment_issuer)
+    asyncio.run(running.start())
+    yield running
+    running.stop()
 
 
 @pytest.fixture
 async def acme(service: FulfillmentService) -> AsyncIterator[Tenant]:
-    async for tenant in _tenant(service, "acme"):
-        yield tenant
+    tenant = service.tenant("acme")
+    yield tenant
+    await tenant.close()
 
 
 @pytest.fixture
 async def globex(service: FulfillmentService) -> AsyncIterator[Tenant]:
-    async for tenant in _tenant(service, "globex"):
-        yield tenant
+    tenant = service.tenant("globex")
+    yield tenant
+    await tenant.close()

@@ -139,7 +139,7 @@ async def test_sql_metacharacters_in_every_string_field_are_stored_and_returned_
     metadata = {"name": "web", "labels": {SQLISH: SQLISH}, "annotations": {SQLISH: SQLISH}}
     status, created = await acme.call("POST", PUBLIC, json={"metadata": metadata, "spec": spec})
     assert status == 200, created
-    assert created["spec"] == spec
+    assert {name: created["spec"][name] for name in spec} == spec
     assert created["metadata"]["labels"] == metadata["labels"]
     quoted = SQLISH.replace("\\", "\\\\").replace('"', '\\"')
     status, page = await acme.call(
@@ -147,7 +147,7 @@ async def test_sql_metacharacters_in_every_string_field_are_stored_and_returned_
     )
     assert status == 200, page
     assert [i["id"] for i in page["items"]] == [created["id"]]
-    assert page["items"][0]["spec"] == spec
+    assert {name: page["items"][0]["spec"][name] for name in spec} == spec
     status, fetched = await acme.call("GET", f"{PUBLIC}/{SQLISH}")
     assert status == 404, fetched
 

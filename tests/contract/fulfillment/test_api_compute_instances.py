@@ -19,7 +19,7 @@ async def test_create_assigns_the_id_and_takes_tenant_and_creator_from_the_token
             "id": "chosen-by-me",
             "metadata": {
                 "name": "web-1",
-                "tenant": "globex",
+                "tenant": "someone-else",
                 "creator": "mallory",
                 "version": 99,
                 "labels": {"tier": "front"},
@@ -31,7 +31,7 @@ async def test_create_assigns_the_id_and_takes_tenant_and_creator_from_the_token
     assert status == 200, created
     assert created["id"] and created["id"] != "chosen-by-me"
     metadata = created["metadata"]
-    assert (metadata["tenant"], metadata["creator"]) == ("acme", "acme-user")
+    assert (metadata["tenant"], metadata["creator"]) == (acme.name, acme.user)
     assert metadata["version"] == 1 and metadata["creation_timestamp"]
     assert metadata["labels"] == {"tier": "front"}
     assert "finalizers" not in metadata
@@ -132,7 +132,7 @@ async def test_a_tenant_cannot_write_status_or_finalizers(acme: Tenant) -> None:
     created = await acme.create("web")
     for path, body in (
         ("status.state", {"status": {"state": "COMPUTE_INSTANCE_STATE_RUNNING"}}),
-        ("metadata.tenant", {"metadata": {"tenant": "globex"}}),
+        ("metadata.tenant", {"metadata": {"tenant": "someone-else"}}),
     ):
         status, answer = await acme.call(
             "PATCH", f"{PUBLIC}/{created['id']}", params={"update_mask": path}, json=body

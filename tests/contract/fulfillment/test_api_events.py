@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
-import aiohttp
 import pytest
-from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Tenant
+from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Tenant, wait_line
 
 pytestmark = pytest.mark.stack
-
-
-async def next_event(answer: aiohttp.ClientResponse, within: float = 30) -> dict[str, Any]:
-    line = await asyncio.wait_for(answer.content.readline(), within)
-    assert line, "the stream ended"
-    return dict(json.loads(line))
 
 
 async def test_a_tenant_sees_its_records_created_updated_and_deleted(
@@ -35,7 +27,7 @@ async def test_a_tenant_sees_its_records_created_updated_and_deleted(
             json={"metadata": {"labels": {"a": "1"}}},
         )
         await acme.call("DELETE", f"{PUBLIC}/{created['id']}")
-        seen = [await next_event(stream) for _ in range(3)]
+        seen = [await wait_line(stream) for _ in range(3)]
     assert [e["type"] for e in seen] == [
         "EVENT_TYPE_OBJECT_CREATED",
         "EVENT_TYPE_OBJECT_UPDATED",
@@ -53,7 +45,7 @@ async def test_the_filter_selects_events_by_object(acme: Tenant) -> None:
     async with acme.http.get(EVENTS, params={"filter": flt}) as stream:
         await acme.create("db")
         web = await acme.create("web")
-        first = await next_event(stream)
+        first = await wait_line(stream)
     assert first["compute_instance"]["id"] == web["id"]
 
 
@@ -64,7 +56,7 @@ async def test_a_broken_filter_is_400_before_the_stream_starts(acme: Tenant) -> 
 
 
 async def test_curl_follows_the_stream(service: FulfillmentService, acme: Tenant) -> None:
-    token = service.token("acme")
+    token = service.token(acme.name)
     curl = await asyncio.create_subprocess_exec(
         "curl",
         "-sS",
@@ -96,7 +88,7 @@ async def test_curl_follows_the_stream(service: FulfillmentService, acme: Tenant
         line = await asyncio.wait_for(created_line(), 60)
         event = json.loads(line)
         assert event["type"] == "EVENT_TYPE_OBJECT_CREATED"
-        assert event["compute_instance"]["metadata"]["tenant"] == "acme"
+        assert event["compute_instance"]["metadata"]["tenant"] == acme.name
     finally:
         curl.kill()
         await curl.wait()

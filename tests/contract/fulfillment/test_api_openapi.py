@@ -4,6 +4,8 @@ application serves is in it and nothing else, and every schema's fields are its 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
@@ -16,14 +18,21 @@ from cloudkit.fulfillment.server import create_app
 pytestmark = pytest.mark.stack
 
 
+def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    """The application's API routes, through the routers it includes."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)  # FastAPI's included router
+        if included is not None:
+            yield from api_routes(included.routes)
+
+
 def served_routes() -> set[tuple[str, str]]:
     app = create_app(store=None, authenticator=None)  # type: ignore[arg-type]
-    return {
-        (route.path, method.lower())
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods
-    }
+    found = {(r.path, m.lower()) for r in api_routes(app.routes) for m in r.methods}
+    assert found, "no routes found: has FastAPI changed how it keeps included routers?"
+    return found
 
 
 def wire_models() -> dict[str, type[BaseModel]]:

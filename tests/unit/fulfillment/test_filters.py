@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from cloudkit.cel import Budget
 from cloudkit.fulfillment.filters import FilterError, parse_filter, parse_order
 from cloudkit.fulfillment.models import ComputeInstance
 from cloudkit.fulfillment.store.base import OrderKey
@@ -16,8 +15,7 @@ DB = {"id": "2", "metadata": {"name": "db-1"}, "spec": {}}
 def selected(text: str, *objs: dict[str, object]) -> list[str]:
     flt = parse_filter(text)
     assert flt is not None
-    budget = Budget()
-    return [str(o["id"]) for o in objs if flt.matches(o, budget)]
+    return [str(o["id"]) for o in objs if flt.matches(o)]
 
 
 def test_a_filter_selects_by_the_object_as_this() -> None:
@@ -38,11 +36,27 @@ def test_a_filter_that_does_not_parse_is_refused_naming_the_problem() -> None:
         parse_filter("this.metadata.name ==")
 
 
-def test_a_filter_that_runs_too_long_is_refused_naming_the_limit() -> None:
-    flt = parse_filter("[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, a*b > 0))")
+TEN = "[1,2,3,4,5,6,7,8,9,10]"
+
+
+def test_a_filter_over_the_cost_limit_of_one_run_is_refused_naming_the_limit() -> None:
+    flt = parse_filter(f"{TEN}.all(a, {TEN}.all(b, {TEN}.all(c, {TEN}.all(d, a*b*c*d > 0))))")
     assert flt is not None
-    with pytest.raises(FilterError, match="cost limit"):
-        flt.matches(WEB, Budget(limit=500))
+    with pytest.raises(FilterError, match="cost limit exceeded"):
+        flt.matches(WEB)
+
+
+def test_a_cheap_filter_within_the_cost_limit_runs() -> None:
+    assert selected(f"{TEN}.all(a, {TEN}.all(b, a*b > 0))", WEB) == ["1"]
+
+
+def test_a_request_whose_filter_runs_outlast_its_time_limit_is_refused() -> None:
+    flt = parse_filter("true", time_limit_s=0)
+    assert flt is not None
+    with pytest.raises(FilterError, match="took longer than 0 s"):
+        flt.matches(WEB)
+    endless = parse_filter("true", time_limit_s=None)
+    assert endless is not None and endless.matches(WEB)
 
 
 def test_a_blank_filter_is_no_filter() -> None:

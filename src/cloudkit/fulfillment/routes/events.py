@@ -9,20 +9,22 @@ Tenancy is the caller's scope applied to each event; the filter is CEL over the 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from cloudkit.cel import Budget
 from cloudkit.fulfillment.caller import Caller
-from cloudkit.fulfillment.filters import Filter, parse_filter
+from cloudkit.fulfillment.filters import Filter, FilterError, parse_filter
 from cloudkit.fulfillment.models import Event, EventType, PrivateEvent, public_view
 from cloudkit.fulfillment.routes.access import AdminDep, CallerDep, StoreDep
 from cloudkit.fulfillment.routes.resources import ERRORS
 from cloudkit.fulfillment.store.base import Event as StoredEvent
 from cloudkit.fulfillment.store.base import Kind, Object, Store
+
+log = logging.getLogger(__name__)
 
 PUBLIC_PATH = "/api/events/v1/events"
 PRIVATE_PATH = "/api/private/v1/events/watch"
@@ -36,7 +38,11 @@ def _line(
 ) -> str | None:
     obj = view(event.object)
     wire: dict[str, Any] = {"id": str(event.seq), "type": EventType.wire(event.type).value}
-    if selected is not None and not selected.matches(obj, Budget(), event=wire):
+    try:
+        if selected is not None and not selected.matches(obj, event=wire):
+            return None
+    except FilterError as exc:
+        log.info("event %s not sent: %s", event.seq, exc)
         return None
     wire[PAYLOAD[event.kind]] = obj
     return json.dumps(wire, separators=(",", ":")) + "\n"
@@ -67,7 +73,9 @@ async def _stream(
 
 
 def _response(store: Store, caller: Caller, private: bool, text: str | None) -> StreamingResponse:
-    selected = parse_filter(text)  # a broken filter is a 400 before the stream starts
+    # A broken filter is a 400 before the stream starts; a stream has no end, so no time limit
+    # (each event's run still has the cost limit).
+    selected = parse_filter(text, time_limit_s=None)
     events = store.events()  # subscribed now: what commits after the headers is delivered
     return StreamingResponse(
         _stream(events, caller, private=private, selected=selected), media_type=MEDIA_TYPE

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from cloudkit.cel import Budget
 from cloudkit.fulfillment.caller import Caller
 from cloudkit.fulfillment.filters import parse_filter, parse_order
 from cloudkit.fulfillment.models import Error, wire
@@ -81,12 +80,11 @@ def router(res: Resource, prefix: str) -> APIRouter:
     ) -> JSONResponse:
         selected = parse_filter(filter)
         keys = parse_order(order, res.model)
-        budget = Budget()
         match = None
         if selected is not None:
 
             def match(obj: Object) -> bool:
-                return selected.matches(res.view(obj), budget)
+                return selected.matches(res.view(obj))
 
         page = await store.list(
             res.kind,
