@@ -321,6 +321,11 @@ def _with_local_stacks(
 
 app.command()(tenant.issuer)
 app.command()(tenant.token)
+app.command()(tenant.login)
+app.add_typer(tenant.create_app, name="create")
+app.add_typer(tenant.get_app, name="get")
+app.add_typer(tenant.describe_app, name="describe")
+app.add_typer(tenant.delete_app, name="delete")
 
 
 def main() -> None:

@@ -62,8 +62,8 @@ class TokenReviewer:
         try:
             answer = await api.create_token_review(body)
         except ApiException as error:
-            # The exception's text carries the response body, which echoes the token: only
-            # the status code goes further.
+            # The exception's text carries the whole response (headers, body, which for a
+            # TokenReview that got through echoes the token): only the status goes further.
             raise TokenRefused(f"TokenReview failed: HTTP {error.status}") from None
         except OSError as error:
             raise TokenRefused(f"TokenReview failed: {type(error).__name__}") from None
