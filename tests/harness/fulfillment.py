@@ -34,6 +34,8 @@ PRIVATE = "/api/private/v1/compute_instances"
 HUBS = "/api/private/v1/hubs"
 EVENTS = "/api/events/v1/events"
 PRIVATE_EVENTS = "/api/private/v1/events/watch"
+# The admin ServiceAccount the tests' service trusts (NAMESPACE:NAME), as the controller's.
+ADMIN = "fulfillment-system:controller"
 START_WITHIN_S = 90  # two cores shared by many: importing the service alone can take seconds
 
 
@@ -219,6 +221,26 @@ class Tenant:
 
     async def close(self) -> None:
         await self.http.close()
+
+
+def service_account_token(kubeconfig: Path, account: str) -> str:
+    """A token of ServiceAccount `NAMESPACE:NAME` (created with its namespace if missing)."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    namespace, name = account.split(":")
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    for create in (
+        lambda: core.create_namespace({"metadata": {"name": namespace}}),
+        lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": name}}),
+    ):
+        try:
+            create()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    issued = core.create_namespaced_service_account_token(name, namespace, {"spec": {}})
+    return str(issued.status.token)
 
 
 async def wait_line(stream: aiohttp.ClientResponse, within: float = 30) -> dict[str, Any]:

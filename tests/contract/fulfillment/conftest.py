@@ -9,10 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.harness.fulfillment import FulfillmentService, Issuer, Tenant
+from tests.harness.fulfillment import (
+    ADMIN,
+    FulfillmentService,
+    Issuer,
+    Tenant,
+    service_account_token,
+)
 
 from cloudkit.fulfillment.store import open_store
 from cloudkit.fulfillment.store.base import Store
+from cloudkit.local.apiserver.main import ApiServerHandle
 
 BACKENDS = ["sqlite"]
 
@@ -59,12 +66,32 @@ def fulfillment_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iss
 
 @pytest.fixture(scope="session")
 def service(
-    tmp_path_factory: pytest.TempPathFactory, fulfillment_issuer: Issuer
+    tmp_path_factory: pytest.TempPathFactory,
+    fulfillment_issuer: Issuer,
+    apiserver_session: ApiServerHandle,
 ) -> Iterator[FulfillmentService]:
-    running = FulfillmentService(tmp_path_factory.mktemp("fulfillment"), fulfillment_issuer)
+    """Tenants' JWTs from the issuer; the admin's ServiceAccount token by TokenReview."""
+    running = FulfillmentService(
+        tmp_path_factory.mktemp("fulfillment"),
+        fulfillment_issuer,
+        extra_args=("--kubeconfig", str(apiserver_session.kubeconfig), "--admin", ADMIN),
+    )
     asyncio.run(running.start())
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_token(apiserver_session: ApiServerHandle) -> str:
+    return service_account_token(apiserver_session.kubeconfig, ADMIN)
+
+
+@pytest.fixture
+async def admin(service: FulfillmentService, admin_token: str) -> AsyncIterator[Tenant]:
+    """The private API's caller (as the service's controller would be)."""
+    client = Tenant(ADMIN, service.session(admin_token))
+    yield client
+    await client.close()
 
 
 @pytest.fixture
