@@ -2,7 +2,7 @@
 
 The server is the machine's PostgreSQL (Debian's `postgresql` package, which `make install`
 adds as root when it is missing; see docs/decisions.md), or the one whose `bin` directory
-`CLOUDKIT_POSTGRES_BIN` names. PostgreSQL refuses to run as root, so as root the server runs as
+`POSTGRESQL_BIN` names. PostgreSQL refuses to run as root, so as root the server runs as
 the `postgres` account (`runuser`); otherwise as the current user. Password authentication over
 TCP on 127.0.0.1, a port from `free_port`; every test database is created fresh.
 A missing server is an error that says how to get one: a test of the store must not pass
@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from cloudkit.local.stack.ports import free_port
 
-ENV_BIN = "CLOUDKIT_POSTGRES_BIN"
+ENV_BIN = "POSTGRESQL_BIN"
 DEBIAN_BINS = "/usr/lib/postgresql/*/bin"
 SERVICE_ACCOUNT = "postgres"
 SUPERUSER = "cloudkit"
@@ -46,7 +46,7 @@ class PostgresqlMissing(RuntimeError):
 
 
 def find_binaries() -> Path:
-    """The bin directory of the PostgreSQL to run: CLOUDKIT_POSTGRES_BIN, else the newest of
+    """The bin directory of the PostgreSQL to run: POSTGRESQL_BIN, else the newest of
     Debian's installed versions."""
     configured = os.environ.get(ENV_BIN)
     if configured:

@@ -21,9 +21,12 @@ _databases = itertools.count()
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[PostgresqlServer]:
     """One throwaway server for the session; a missing PostgreSQL fails the tests (never skips)."""
+    missing: PostgresqlMissing | None = None
     try:
         server = start_postgresql()
-    except PostgresqlMissing as missing:
+    except PostgresqlMissing as error:
+        missing = error
+    if missing is not None:
         pytest.fail(str(missing), pytrace=False)
     try:
         yield server
