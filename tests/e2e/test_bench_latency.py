@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "operator"))
-from operator_stack import (
+from cloudkit.bench.report import LifecycleRow, comparison, read_rows
+from cloudkit.local.automation.main import start_automation_service
+from tests.integration.operator.operator_stack import (
     START_TIMEOUT_S,
     Automation,
     Cluster,
@@ -32,9 +33,6 @@ from operator_stack import (
     stop_operator,
     wait_until,
 )
-
-from cloudkit.bench.report import LifecycleRow, comparison, read_rows
-from cloudkit.local.automation.main import start_automation_service
 
 pytestmark = pytest.mark.stack
 __all__ = ["cluster", "loop_thread"]  # module fixtures of the failing run

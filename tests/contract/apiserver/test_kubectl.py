@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from apiserver_client import WIDGETS_CRD
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 

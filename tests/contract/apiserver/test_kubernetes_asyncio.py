@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from apiserver_client import WIDGETS_CRD
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 kubernetes_asyncio = pytest.importorskip("kubernetes_asyncio")
 pytestmark = pytest.mark.stack

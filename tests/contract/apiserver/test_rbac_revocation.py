@@ -4,7 +4,8 @@ decisions, and no cache may outlive a change to a Role, a binding or a ServiceAc
 from __future__ import annotations
 
 import pytest
-from apiserver_client import Api
+
+from tests.contract.apiserver.apiserver_client import Api
 
 pytestmark = pytest.mark.stack
 

@@ -6,9 +6,9 @@ Skipped until the schema engine (schema.py, another author's module) is present.
 from __future__ import annotations
 
 import pytest
-from apiserver_client import WIDGETS, Api, widget
 
 from cloudkit.local.apiserver import schemas
+from tests.contract.apiserver.apiserver_client import WIDGETS, Api, widget
 
 pytestmark = [
     pytest.mark.stack,

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from apiserver_client import CONFIGMAPS, WIDGETS, Api, configmap, read_events, widget
+
+from tests.contract.apiserver.apiserver_client import (
+    CONFIGMAPS,
+    WIDGETS,
+    Api,
+    configmap,
+    read_events,
+    widget,
+)
 
 pytestmark = pytest.mark.stack
 MERGE = "application/merge-patch+json"

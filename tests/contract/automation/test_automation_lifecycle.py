@@ -15,10 +15,17 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from automation_client import TEMPLATES, Api, processes_with, slow_vars, wait_process, wait_sleeping
 
 from cloudkit.local.automation import start_automation_service
 from cloudkit.local.automation.store import Store
+from tests.contract.automation.automation_client import (
+    TEMPLATES,
+    Api,
+    processes_with,
+    slow_vars,
+    wait_process,
+    wait_sleeping,
+)
 
 pytestmark = pytest.mark.stack
 

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from automation_client import Api
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -25,6 +24,7 @@ from cloudkit.local.automation.planning import TemplateError, parse_templates
 from cloudkit.local.automation.simulation import DESCRIPTION_MARK, STDOUT_MARK
 from cloudkit.local.kubevirt import start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.contract.automation.automation_client import Api
 
 pytestmark = pytest.mark.stack
 

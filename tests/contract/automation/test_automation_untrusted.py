@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from automation_client import HERE, Api
 
 from cloudkit.local.automation import AutomationHandle, start_automation_service
+from tests.contract.automation.automation_client import HERE, Api
 
 pytestmark = pytest.mark.stack
 

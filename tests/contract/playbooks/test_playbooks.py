@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -24,6 +23,7 @@ from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.automation.simulated_jobs import run_effects
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from providers_support import TEMPLATES, ProviderFactory, eventually, instance
 
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.local.automation.main import AutomationHandle, start_automation_service
@@ -18,6 +17,12 @@ from cloudkit.providers.base import (
     ProviderNotFound,
     ProviderUnauthorized,
     ProviderUnavailable,
+)
+from tests.contract.providers.providers_support import (
+    TEMPLATES,
+    ProviderFactory,
+    eventually,
+    instance,
 )
 
 pytestmark = pytest.mark.stack

@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from checks import all_jobs_terminal, no_overlapping_jobs
-from resilience_lab import (
+
+from cloudkit.api import names
+from cloudkit.local.stack import start_stack
+from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.ports import free_port
+from cloudkit.local.stack.procs import Child, spawn, wait_for_port
+from cloudkit.scenarios.validations import Validation
+from tests.integration.resilience.checks import all_jobs_terminal, no_overlapping_jobs
+from tests.integration.resilience.resilience_lab import (
     Automation,
     AutomationJob,
     ChildSpec,
@@ -33,13 +40,6 @@ from resilience_lab import (
     describe,
     phase,
 )
-
-from cloudkit.api import names
-from cloudkit.local.stack import start_stack
-from cloudkit.local.stack.kube import KubeClient, resource_path
-from cloudkit.local.stack.ports import free_port
-from cloudkit.local.stack.procs import Child, spawn, wait_for_port
-from cloudkit.scenarios.validations import Validation
 
 LEASE_NAMESPACE, LEASE_NAME = "cloudkit-operator-system", "cloudkit-operator-leader"
 LEASE = resource_path(

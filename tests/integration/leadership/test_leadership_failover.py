@@ -30,8 +30,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import yaml
-from kills import TAKEOVER_GOAL_S, burst_with_kills, two_replicas
-from leadership_lab import LEASE_S, RENEW_DEADLINE_S, RETRY_S, LeaderLab, open_leader_lab
+
+from tests.integration.leadership.kills import TAKEOVER_GOAL_S, burst_with_kills, two_replicas
+from tests.integration.leadership.leadership_lab import (
+    LEASE_S,
+    RENEW_DEADLINE_S,
+    RETRY_S,
+    LeaderLab,
+    open_leader_lab,
+)
 
 pytestmark = [
     pytest.mark.stack,

@@ -16,7 +16,10 @@ from typing import Any
 
 import kubernetes
 import pytest
-from operator_stack import (
+
+from cloudkit.api import names
+from cloudkit.local.kubevirt.crd import vm_crd_manifest
+from tests.integration.operator.operator_stack import (
     BIN,
     NAMESPACE,
     Automation,
@@ -29,9 +32,6 @@ from operator_stack import (
     start_operator,
     wait_until,
 )
-
-from cloudkit.api import names
-from cloudkit.local.kubevirt.crd import vm_crd_manifest
 
 pytestmark = pytest.mark.stack
 

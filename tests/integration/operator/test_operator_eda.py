@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from operator_stack import (
+
+from cloudkit.api import names
+from tests.integration.operator.operator_stack import (
     NAMESPACE,
     Automation,
     Cluster,
@@ -22,8 +24,6 @@ from operator_stack import (
     stop_operator,
     wait_until,
 )
-
-from cloudkit.api import names
 
 pytestmark = pytest.mark.stack
 

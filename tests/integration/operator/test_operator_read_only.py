@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_stack import (
+
+from tests.integration.operator.operator_stack import (
     BIN,
     START_TIMEOUT_S,
     Automation,

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_stack import (
+
+from cloudkit.api import names
+from cloudkit.local.automation.main import start_automation_service
+from tests.integration.operator.operator_stack import (
     DEPROVISION_TEMPLATE,
     PLAYBOOKS,
     PROVISION_TEMPLATE,
@@ -28,9 +31,6 @@ from operator_stack import (
     stop_operator,
     wait_until,
 )
-
-from cloudkit.api import names
-from cloudkit.local.automation.main import start_automation_service
 
 PROVISION_SECONDS_ANNOTATION = "test.cloudkit.io/provision-seconds"
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from in_process import in_process_reconciler
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
@@ -26,6 +24,8 @@ from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
 from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import InstanceKey, Kube
 from cloudkit.operator.reconcile import Reconciler
+from tests.integration.operator.in_process import in_process_reconciler
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from in_process import InProcess as Bench
-from in_process import in_process_reconciler
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
 from cloudkit.operator.kube import InstanceKey, KubeError
+from tests.integration.operator.in_process import InProcess as Bench
+from tests.integration.operator.in_process import in_process_reconciler
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
-from resilience_lab import PROVISION_TEMPLATE, Lab
 
 from cloudkit.local.stack.backends import playbooks_dir
+from tests.integration.resilience.resilience_lab import PROVISION_TEMPLATE, Lab
 
 GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
 STOP_TIMEOUT_S = 10.0

@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import parse_time
-from resilience_lab import AutomationJob, Lab, describe, job_of, open_lab, phase, status_of
+
+from tests.integration.resilience.checks import parse_time
+from tests.integration.resilience.resilience_lab import (
+    AutomationJob,
+    Lab,
+    describe,
+    job_of,
+    open_lab,
+    phase,
+    status_of,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 

@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import (
+
+from cloudkit.api import names
+from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.validations import Validation
+from tests.integration.resilience.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -32,11 +36,7 @@ from checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from resilience_lab import describe, job_of, open_lab, phase, status_of
-
-from cloudkit.api import names
-from cloudkit.scenarios import validations as v
-from cloudkit.scenarios.validations import Validation
+from tests.integration.resilience.resilience_lab import describe, job_of, open_lab, phase, status_of
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 

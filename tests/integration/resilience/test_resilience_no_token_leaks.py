@@ -29,7 +29,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from resilience_lab import (
+
+from tests.integration.resilience.resilience_lab import (
     DEPROVISION_TEMPLATE,
     NAMESPACE,
     Lab,
