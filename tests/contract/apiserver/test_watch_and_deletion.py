@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.contract.apiserver.apiserver_client import (
@@ -106,7 +108,7 @@ async def test_finalizers_block_deletion_and_only_shrink(api: Api) -> None:
     assert status == 404
 
 
-def _owned(name: str, owner: dict) -> dict:
+def _owned(name: str, owner: dict[str, Any]) -> dict[str, Any]:
     ref = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -44,7 +44,7 @@ def hostile_probe(markers: Path) -> dict[str, Any]:
 
 @pytest.fixture
 async def echo_api(tmp_path: Path) -> AsyncIterator[Api]:
-    templates = [
+    templates: list[dict[str, Any]] = [
         {
             "name": "echo",
             "playbook": str(HERE / "playbooks" / "echo.yml"),

@@ -334,6 +334,7 @@ async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
 
     await client.delete(ci_path("hostile"))
     live = await client.get(ci_path("hostile"))
+    assert live is not None
     rc, output = await run_playbook("deprovision.yml", {**live, "status": payload["status"]},
                                     apiserver.kubeconfig, tmp_path)  # fmt: skip
     assert leaked(markers) == [], output

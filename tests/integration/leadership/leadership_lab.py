@@ -40,6 +40,7 @@ from tests.integration.resilience.resilience_lab import (
     describe,
     phase,
 )
+from tests.waiting import until
 
 LEASE_NAMESPACE, LEASE_NAME = "cloudkit-operator-system", "cloudkit-operator-leader"
 LEASE = resource_path(
@@ -132,14 +133,10 @@ class LeaderLab:
 
     async def wait_holder(self, accept: set[str], within: float) -> tuple[str, float]:
         """Until one of `accept` holds the Lease; (holder, monotonic time first seen)."""
-        deadline = time.monotonic() + within
-        while True:
-            holder = await self.holder()
-            if holder in accept:
-                return holder, time.monotonic()
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no holder among {sorted(accept)} within {within:.0f}s")
-            await asyncio.sleep(0.05)
+        holder = await until(
+            self.holder, lambda h: h in accept, within=within, what=f"a holder in {sorted(accept)}"
+        )
+        return holder, time.monotonic()
 
     # --- replicas ---------------------------------------------------------------------------
 
@@ -200,12 +197,16 @@ class LeaderLab:
             return None
 
     async def wait_ready(self, name: str, within: float = START_S) -> dict[str, Any]:
-        deadline = time.monotonic() + within
-        while (body := await self.ready(name)) is None:
+
+        async def read() -> dict[str, Any] | None:
             child = self.replicas[name]
             assert child.process.returncode is None, f"{name} exited:\n{self.log(name)[-3000:]}"
-            assert time.monotonic() < deadline, f"{name} not ready within {within:.0f}s"
-            await asyncio.sleep(0.1)
+            return await self.ready(name)
+
+        body: dict[str, Any] | None = await until(
+            read, lambda b: b is not None, within=within, what=f"{name} ready", interval=0.1
+        )
+        assert body is not None
         return body
 
     async def reconciles(self, name: str) -> float:

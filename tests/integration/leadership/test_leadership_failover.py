@@ -39,6 +39,7 @@ from tests.integration.leadership.leadership_lab import (
     LeaderLab,
     open_leader_lab,
 )
+from tests.waiting import until
 
 pytestmark = [
     pytest.mark.stack,
@@ -61,10 +62,7 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LeaderL
 
 async def first_reconcile(lab: LeaderLab, name: str, within: float) -> float:
     """Monotonic time when the replica's first reconcile was seen (its metrics)."""
-    deadline = time.monotonic() + within
-    while await lab.reconciles(name) == 0:
-        assert time.monotonic() < deadline, f"{name} reconciled nothing within {within:.0f}s"
-        await asyncio.sleep(0.05)
+    await until(lambda: lab.reconciles(name), bool, within=within, what=f"{name} reconciling")
     return time.monotonic()
 
 
@@ -150,6 +148,7 @@ async def test_a_leader_cut_off_from_the_api_server_stops_before_its_lease_expir
     log = lab.log(isolated)
     lost_wall = _logged_at(log, "lost leadership")
     acquired_wall = _logged_at(lab.log(standby), "acquired the Lease")
+    assert api.cut_at is not None
     late_aap = [round(t - api.cut_at, 1) for t in aap.sent_at if t > api.cut_at + RENEW_DEADLINE_S]
     print(
         f"\ncut-off leader: lost {lost_wall - cut_wall:.1f}s after the cut, exited {code}; "

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from cloudkit.local.stack.operator_account import (
     service_account_username,
 )
 from cloudkit.local.stack.ports import free_port
+from tests.waiting import until_sync
 
 T = TypeVar("T")
 
@@ -68,14 +68,9 @@ def wait_until(
     check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
 ) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    result = until_sync(check, bool, within=timeout, what=what, interval=interval)
+    assert result is not None
+    return result
 
 
 def instance_crd() -> dict[str, Any]:
@@ -88,7 +83,7 @@ def instance_crd() -> dict[str, Any]:
         loaded: dict[str, Any] = yaml.safe_load(files[0].read_text())
         return loaded
     try:
-        from cloudkit.api.crd import crd_manifest  # type: ignore[import-not-found]
+        from cloudkit.api.crd import crd_manifest
     except ImportError:
         pass
     else:

@@ -19,6 +19,7 @@ import pytest
 
 from cloudkit.api import names
 from cloudkit.local.kubevirt.crd import vm_crd_manifest
+from cloudkit.local.stack.ports import free_port
 from tests.integration.operator.operator_stack import (
     BIN,
     NAMESPACE,
@@ -26,7 +27,6 @@ from tests.integration.operator.operator_stack import (
     Cluster,
     Operator,
     assert_service_account,
-    free_port,
     healthy,
     operator_env,
     start_operator,

@@ -17,6 +17,7 @@ import pytest
 
 from cloudkit.api import names
 from cloudkit.local.automation.main import start_automation_service
+from cloudkit.local.stack.ports import free_port
 from tests.integration.operator.operator_stack import (
     DEPROVISION_TEMPLATE,
     PLAYBOOKS,
@@ -24,7 +25,6 @@ from tests.integration.operator.operator_stack import (
     Automation,
     Cluster,
     LoopThread,
-    free_port,
     healthy,
     operator_env,
     start_operator,

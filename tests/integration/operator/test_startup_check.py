@@ -9,9 +9,9 @@ import time
 import pytest
 from aiohttp import web
 
+from cloudkit.local.stack.ports import free_port
 from cloudkit.operator.settings import OperatorSettings, load_settings
 from cloudkit.operator.startup import StartupError, check_aap
-from tests.integration.operator.operator_stack import free_port
 
 pytestmark = pytest.mark.stack
 
