@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest soak demo bench crds wheel clean
+.PHONY: install test check lint typecheck pytest soak demo bench crds wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Parallel test processes (pytest-xdist). Most tests wait on stacks and jobs rather than
+# compute, so more workers than cores pays; each file runs on one worker, so a module's shared
+# stack is started once. Override with `make test WORKERS=2` (or 0 for one process).
+WORKERS ?= 4
+PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
+
 pytest: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider --durations=25
+	$(PYTEST) --durations=25
 
 test: lint typecheck pytest
+
+# The fast tiers before a commit: lint, import contracts, mypy, unit and contract tests.
+check: lint typecheck
+	$(PYTEST) --durations=10 tests/unit tests/contract
 
 # The long resilience and failover proofs (about 25 minutes on 2 cores); not part of `make test`.
 soak: $(STAMP)

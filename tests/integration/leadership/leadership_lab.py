@@ -4,9 +4,10 @@ start, SIGTERM, SIGKILL and cut off from the API server, and the Lease read as t
 Built on the resilience lab (its recorder of every instance version, its automation-service
 reader, its instance helpers): a replica is the `cloudkit operator` command the stack started,
 started again with its own identity (a new pod) and ports, exactly as `cloudkit up
---operator-replicas` starts them. A replica cut off from the API server talks to it through a
-TCP relay of this lab that, once cut, swallows every byte (a partition: requests hang rather
-than fail fast); its AAP traffic goes through a second relay that timestamps every request.
+--operator-replicas` starts them. A replica cut off from the API server talks to it through the
+stack's fault relay (`cloudkit.local.stack.faults`), which once silent swallows every byte (a
+partition: requests hang rather than fail fast); its AAP traffic goes through a second relay
+that timestamps every request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import aiohttp
 
 from cloudkit.api import names
 from cloudkit.local.stack import start_stack
+from cloudkit.local.stack.faults import FaultRelay
 from cloudkit.local.stack.kube import KubeClient, resource_path
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, spawn, wait_for_port
@@ -53,60 +55,6 @@ START_S = 90.0
 __all__ = ["Automation", "AutomationJob", "describe", "phase"]
 
 
-class Relay:
-    """A TCP relay to `target`; `cut()` makes it swallow every byte from then on, both ways.
-    Records when the client sent something (`sent_at`, monotonic)."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.cut_at: float | None = None
-        self.sent_at: list[float] = []
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def cut(self) -> None:
-        self.cut_at = time.monotonic()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer, record=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, record=False)),
-        ]
-        self._tasks.update(pipes)
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for task in pipes:
-            task.cancel()
-        for stream in (writer, up_writer):
-            stream.close()
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
-    ) -> None:
-        while data := await reader.read(65536):
-            if record:
-                self.sent_at.append(time.monotonic())
-            if self.cut_at is not None:
-                continue  # a partition: the bytes go nowhere, the connection stays open
-            writer.write(data)
-            await writer.drain()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-
-
 @dataclass
 class LeaderLab:
     lab: Lab
@@ -115,7 +63,7 @@ class LeaderLab:
     replicas: dict[str, Child] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
-    relays: list[Relay] = field(default_factory=list)
+    relays: list[FaultRelay] = field(default_factory=list)
     _serial: int = 1
 
     @property
@@ -238,10 +186,10 @@ class LeaderLab:
     def log(self, name: str) -> str:
         return (self.lab.handle.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
 
-    async def relay(self, url: str) -> Relay:
+    async def relay(self, url: str) -> FaultRelay:
         match = re.match(r"^\w+://([^/:]+):(\d+)", url)
         assert match, url
-        relay = Relay(match.group(1), int(match.group(2)))
+        relay = FaultRelay(match.group(1), int(match.group(2)))
         await relay.start()
         self.relays.append(relay)
         return relay
