@@ -20,9 +20,9 @@ import pytest
 
 from cloudkit.bench.report import LifecycleRow, comparison, read_rows
 from cloudkit.local.automation.main import start_automation_service
-from tests.integration.operator.operator_stack import (
+from tests.harness.operator_process import (
     START_TIMEOUT_S,
-    Automation,
+    AutomationService,
     Cluster,
     LoopThread,
     cluster,
@@ -124,7 +124,7 @@ def _recomputed_sentences(rows: list[LifecycleRow]) -> list[str]:
 @pytest.fixture(scope="module")
 def failing_automation(
     loop_thread: LoopThread, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Automation]:
+) -> Iterator[AutomationService]:
     templates = [
         {
             "name": "provision",
@@ -142,13 +142,13 @@ def failing_automation(
     state = tmp_path_factory.mktemp("automation")
     handle = loop_thread.run(start_automation_service(state, templates))
     try:
-        yield Automation(handle)
+        yield AutomationService(handle)
     finally:
         loop_thread.run(handle.stop())
 
 
 def test_a_failing_lifecycle_exits_non_zero_and_is_named(
-    cluster: Cluster, failing_automation: Automation, tmp_path: Path
+    cluster: Cluster, failing_automation: AutomationService, tmp_path: Path
 ) -> None:
     env = operator_env(
         cluster,

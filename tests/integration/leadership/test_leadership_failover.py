@@ -32,8 +32,8 @@ import pytest_asyncio
 import yaml
 
 from cloudkit.local.stack.faults import Mode
-from tests.integration.leadership.kills import TAKEOVER_GOAL_S, burst_with_kills, two_replicas
-from tests.integration.leadership.leadership_lab import (
+from tests.harness.kills import TAKEOVER_GOAL_S, burst_with_kills, two_replicas
+from tests.harness.replicas import (
     LEASE_S,
     RENEW_DEADLINE_S,
     RETRY_S,

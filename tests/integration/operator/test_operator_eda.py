@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 
 from cloudkit.api import names
-from tests.integration.operator.operator_stack import (
+from tests.harness.operator_process import (
     NAMESPACE,
-    Automation,
+    AutomationService,
     Cluster,
     LoopThread,
     healthy,
@@ -71,7 +71,7 @@ def patch_instance(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
 
 
 def test_eda_provision_and_deprovision(
-    cluster: Cluster, automation: Automation, webhooks: Webhooks, tmp_path: Any
+    cluster: Cluster, automation: AutomationService, webhooks: Webhooks, tmp_path: Any
 ) -> None:
     env = operator_env(
         cluster,

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.operator.operator_stack import (
+from tests.harness.operator_process import (
     BIN,
     START_TIMEOUT_S,
-    Automation,
+    AutomationService,
     Cluster,
     Operator,
     assert_service_account,
@@ -91,7 +91,7 @@ def _phase(cluster: Cluster, name: str) -> str | None:
     reason="a read-only root needs a private mount namespace (root, util-linux unshare)",
 )
 def test_an_instance_lives_and_dies_on_a_read_only_root(
-    cluster: Cluster, automation: Automation, tmp_path: Path
+    cluster: Cluster, automation: AutomationService, tmp_path: Path
 ) -> None:
     # The same identity as every operator of these tests (checked through its kubeconfig).
     assert_service_account(operator_env(cluster, automation))

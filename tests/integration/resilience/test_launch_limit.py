@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.resilience.checks import parse_time
-from tests.integration.resilience.resilience_lab import (
+from tests.harness.checks import parse_time
+from tests.harness.stack_lab import (
     AutomationJob,
     Lab,
     describe,

@@ -28,7 +28,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Validation
-from tests.integration.resilience.checks import (
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -37,7 +37,7 @@ from tests.integration.resilience.checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from tests.integration.resilience.resilience_lab import describe, job_of, open_lab, phase, status_of
+from tests.harness.stack_lab import describe, job_of, open_lab, phase, status_of
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 

@@ -39,7 +39,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Snapshot, Validation
-from tests.integration.resilience.checks import (
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -49,8 +49,8 @@ from tests.integration.resilience.checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from tests.integration.resilience.resilience_holds import Holds
-from tests.integration.resilience.resilience_lab import (
+from tests.harness.holds import Holds
+from tests.harness.stack_lab import (
     AutomationJob,
     Lab,
     describe,

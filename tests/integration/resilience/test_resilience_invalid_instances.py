@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cloudkit.api import names
-from tests.integration.resilience.resilience_lab import NAMESPACE, Lab, open_lab
+from tests.harness.stack_lab import NAMESPACE, Lab, open_lab
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 

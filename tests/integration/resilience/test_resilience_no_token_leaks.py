@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.resilience.resilience_lab import (
+from tests.harness.stack_lab import (
     DEPROVISION_TEMPLATE,
     NAMESPACE,
     Lab,

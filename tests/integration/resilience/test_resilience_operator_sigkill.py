@@ -20,7 +20,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Validation
-from tests.integration.resilience.checks import (
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -29,7 +29,7 @@ from tests.integration.resilience.checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from tests.integration.resilience.resilience_lab import Lab, describe, open_lab, phase
+from tests.harness.stack_lab import Lab, describe, open_lab, phase
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 

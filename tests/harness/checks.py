@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cloudkit.scenarios.validations import Validation
-from tests.integration.resilience.resilience_lab import (
+from tests.harness.stack_lab import (
     STATE_OF_STATUS,
     AutomationJob,
     recorded_job_ids,

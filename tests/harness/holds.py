@@ -22,10 +22,16 @@ from pathlib import Path
 import yaml
 
 from cloudkit.local.stack.backends import playbooks_dir
-from tests.integration.resilience.resilience_lab import PROVISION_TEMPLATE, Lab
+from tests.harness.stack_lab import PROVISION_TEMPLATE, Lab
 from tests.waiting import until
 
-GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
+GATED_PLAYBOOK = (
+    Path(__file__).resolve().parents[1]
+    / "integration"
+    / "resilience"
+    / "playbooks"
+    / "gated-provision.yml"
+)
 STOP_TIMEOUT_S = 10.0
 
 

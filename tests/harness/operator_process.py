@@ -40,7 +40,7 @@ from tests.waiting import until_sync
 T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
-PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "integration" / "playbooks"
 NAMESPACE = "cloudkit-computeinstance"
 PROVISION_TEMPLATE = "cloudkit provision (test)"
 DEPROVISION_TEMPLATE = "cloudkit deprovision (test)"
@@ -75,7 +75,7 @@ def wait_until(
 
 def instance_crd() -> dict[str, Any]:
     """The generated CRD when it exists; else an open schema with the same names."""
-    crd_file = Path(__file__).resolve().parents[3] / "deploy" / "crds"
+    crd_file = Path(__file__).resolve().parents[2] / "deploy" / "crds"
     files = sorted(crd_file.glob("*computeinstance*.yaml")) if crd_file.is_dir() else []
     if files:
         import yaml
@@ -169,7 +169,7 @@ class Cluster:
 
 
 @dataclass
-class Automation:
+class AutomationService:
     handle: AutomationHandle
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -241,7 +241,7 @@ def automation(
     cluster: Cluster,
     notification_port: int,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Automation]:
+) -> Iterator[AutomationService]:
     # The playbooks run as children of this process: kubernetes.core reads this variable.
     previous = os.environ.get("K8S_AUTH_KUBECONFIG")
     os.environ["K8S_AUTH_KUBECONFIG"] = str(cluster.handle.kubeconfig)
@@ -265,7 +265,7 @@ def automation(
     state = tmp_path_factory.mktemp("automation")
     handle = loop_thread.run(start_automation_service(state, templates))
     try:
-        yield Automation(handle)
+        yield AutomationService(handle)
     finally:
         loop_thread.run(handle.stop())
         if previous is None:
@@ -274,7 +274,9 @@ def automation(
             os.environ["K8S_AUTH_KUBECONFIG"] = previous
 
 
-def operator_env(cluster: Cluster, automation: Automation, **overrides: str) -> dict[str, str]:
+def operator_env(
+    cluster: Cluster, automation: AutomationService, **overrides: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDKIT_")}
     env.update(
         {
@@ -342,7 +344,7 @@ def stop_operator(operator: Operator) -> None:
 @pytest.fixture(scope="module")
 def operator(
     cluster: Cluster,
-    automation: Automation,
+    automation: AutomationService,
     notification_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:

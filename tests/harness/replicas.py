@@ -32,10 +32,10 @@ from cloudkit.local.stack.kube import KubeClient, resource_path
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, spawn, wait_for_port
 from cloudkit.scenarios.validations import Validation
-from tests.integration.resilience.checks import all_jobs_terminal, no_overlapping_jobs
-from tests.integration.resilience.resilience_lab import (
-    Automation,
+from tests.harness.checks import all_jobs_terminal, no_overlapping_jobs
+from tests.harness.stack_lab import (
     AutomationJob,
+    AutomationJobs,
     ChildSpec,
     Lab,
     Recorder,
@@ -52,7 +52,7 @@ LEASE_S, RENEW_DEADLINE_S, RETRY_S = 15.0, 10.0, 2.0
 """The operator's defaults (controller-runtime's): the proofs run with them."""
 START_S = 90.0
 
-__all__ = ["Automation", "AutomationJob", "describe", "phase"]
+__all__ = ["AutomationJob", "AutomationJobs", "describe", "phase"]
 
 
 @dataclass
@@ -251,7 +251,7 @@ async def open_leader_lab(
             spec = ChildSpec.of(first)
             await first.stop()
             recorder = Recorder(kube)
-            lab = Lab(handle, kube, Automation(handle), recorder)
+            lab = Lab(handle, kube, AutomationJobs(handle), recorder)
             await recorder.start()
             leader_lab = LeaderLab(lab, spec)
             try:
