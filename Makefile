@@ -24,10 +24,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Parallel test processes (pytest-xdist). Most tests wait on stacks and jobs rather than
-# compute, so more workers than cores pays; each file runs on one worker, so a module's shared
-# stack is started once. Override with `make test WORKERS=2` (or 0 for one process).
+# compute, so more workers than cores pays. Tests are handed out one by one; those using a
+# module-scoped fixture (a shared stack) stay together on one worker (tests/conftest.py).
+# Override with `make test WORKERS=2` (or 0 for one process).
 WORKERS ?= 4
-PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
+PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadgroup
 
 pytest: $(STAMP)
 	$(PYTEST) --durations=25
