@@ -26,7 +26,8 @@ typecheck: $(STAMP)
 # Parallel test processes (pytest-xdist). Most tests wait on stacks and jobs rather than
 # compute, so more workers than cores pays. Each file runs whole on one worker, so a module's
 # shared stack starts once (measured: file by file ran ~4x more tests per minute than test by
-# test under a comparable load, load average 15-25). Override with `make test WORKERS=2` (or 0 for one process).
+# test under a comparable load, load average 15-25). Override with `make test WORKERS=2`
+# (or 0 for one process).
 WORKERS ?= 4
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
