@@ -1,6 +1,7 @@
 """Access control over HTTP: who a request is (authn, impersonation), whether it may proceed
 (RBAC over the stored Roles and bindings), and the APIs about access itself: TokenRequest,
-SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview (none of them stored).
+TokenReview, SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview (none of
+them stored).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cloudkit.local.apiserver import (
     impersonation,
     protobuf,
     requestinfo,
+    token_review,
 )
 from cloudkit.local.apiserver.authn import AUDIENCE, Authenticator
 from cloudkit.local.apiserver.authz import Attributes, Policy, UserInfo
@@ -247,6 +249,8 @@ class Access:
             return self._rules_review(user, await self._body(request))
         if group == "authentication.k8s.io" and rest == ["selfsubjectreviews"]:
             return self._whoami(user)
+        if group == "authentication.k8s.io" and rest == ["tokenreviews"]:
+            return token_review.review(self.authenticator, await self._body(request))
         if (
             group == ""
             and len(rest) == 5

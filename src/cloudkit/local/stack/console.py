@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from itertools import cycle
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from cloudkit.local.stack.replicas import OperatorsView
 
 
 class ReadyStack(Protocol):
@@ -25,6 +28,7 @@ class ReadyStack(Protocol):
     state_dir: Path
     kubeconfig: Path
     apiserver_url: str
+    fulfillment_url: str
     automation_url: str
     automation_token_file: Path
     operator_running: bool
@@ -84,6 +88,8 @@ class StackConsole:
             "watches only it, instances elsewhere are reported, not provisioned)",
         )
         table.add_row("API server", handle.apiserver_url)
+        if handle.fulfillment_url:
+            table.add_row("fulfillment API", f"{handle.fulfillment_url}  (tenants; local issuer)")
         if handle.provider == "eda":
             table.add_row(
                 "EDA (ansible-rulebook)",
@@ -121,7 +127,31 @@ class StackConsole:
             token = f"$(cat {handle.automation_token_file})"
             awx = f"CONTROLLER_HOST={host} CONTROLLER_OAUTH_TOKEN={token} awx jobs list"
             table.add_row("", Text(awx, style="green"))
+        if handle.fulfillment_url:
+            login = f"cloudkit login --tenant acme --state-dir {handle.state_dir}"
+            table.add_row("as a tenant", Text(login, style="green"))
+            table.add_row("", Text("cloudkit get computeinstances -w", style="green"))
         table.add_row("stop", "Ctrl-C (stops everything)")
         self.console.print(Panel(table, title="cloudkit local stack is up", border_style="green"))
         # Once more outside the panel, unwrapped, for copy and paste.
         self.console.print(f"export KUBECONFIG={handle.kubeconfig}", soft_wrap=True)
+
+    def operators(self, view: OperatorsView) -> None:
+        """The operator replicas after a change (an exit, a restart, a takeover)."""
+        table = Table(box=None, padding=(0, 2), show_edge=False)
+        for column in ("replica", "pid", "role", "restarts", "last exit"):
+            table.add_column(column, style="bold" if column == "replica" else None)
+        for replica in view.replicas:
+            if not replica.running:
+                role = Text("down, restarting", style="red")
+            else:
+                role = Text("leader", style="green") if replica.leader else Text("standby")
+            table.add_row(
+                replica.name,
+                str(replica.pid or "-"),
+                role,
+                str(replica.restarts),
+                replica.last_exit or "-",
+            )
+        title = f"operators — {view.leader or 'nobody'} leads (Lease {view.lease})"
+        self.console.print(Panel(table, title=title, border_style="yellow"))
