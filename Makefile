@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest soak demo bench crds wheel clean
+.PHONY: install postgresql test lint typecheck pytest soak demo bench crds wheel clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) postgresql
+
+# The fulfillment store's tests start a throwaway PostgreSQL server (tests/harness/postgresql.py)
+# from the machine's server binaries. As root on Debian or Ubuntu (CI), the distribution's
+# server package is installed when none is there; elsewhere this says how to get one.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$POSTGRESQL_BIN" ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing PostgreSQL's server (apt-get install postgresql) for the store's tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q postgresql >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; \
+	else \
+	  echo "note: no PostgreSQL server binaries: the store's PostgreSQL tests will fail until"; \
+	  echo "      'apt-get install postgresql' (as root) or POSTGRESQL_BIN=<its bin directory>"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -23,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) postgresql
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 test: lint typecheck pytest

@@ -143,6 +143,8 @@ class FulfillmentService:
         ]
         if self.database is not None:
             args += ["--db", self.database]
+        if self.url:  # a restart keeps the address its clients know
+            args += ["--port", self.url.rsplit(":", 1)[1]]
         return [*args, *self.extra_args]
 
     def spawn(self) -> None:
@@ -174,6 +176,7 @@ class FulfillmentService:
         _terminate(self.process)
 
     async def restart(self) -> None:
+        """kill -9, then start again on the same port with the same state."""
         self.kill()
         await self.start()
 

@@ -24,4 +24,8 @@ async def open_store(url: str) -> Store:
         from cloudkit.fulfillment.store.sqlite import SqliteStore
 
         return await SqliteStore.open(Path(url[len(SQLITE_PREFIX) :]))
+    if url.startswith(POSTGRESQL_SCHEMES):
+        from cloudkit.fulfillment.store.postgresql import PostgresqlStore
+
+        return await PostgresqlStore.open(url)
     raise ValueError("database URL: expected sqlite:///PATH or postgresql://…")

@@ -92,7 +92,11 @@ class Feed:
     def forget(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
-    def close(self) -> None:
-        self.closed = True
+    def end_subscriptions(self) -> None:
+        """End every current subscription (events were lost: their clients re-list)."""
         for subscription in list(self._subscribers):
             subscription.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.end_subscriptions()
