@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from cloudkit.tenant import commands as tenant
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 StateDir = typer.Option(Path(".cloudkit"), "--state-dir", help="Directory for data and kubeconfig.")
@@ -46,6 +48,51 @@ def automation(
     from cloudkit.local.automation.main import run
 
     run(state_dir=state_dir, templates=templates, port=port, host=host)
+
+
+@app.command()
+def fulfillment(
+    state_dir: Path = StateDir,
+    db: str | None = typer.Option(
+        None, "--db", help="sqlite:///PATH or postgresql://…; default: SQLite in --state-dir."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="Serving certificate (PEM)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="Its private key (PEM)."),
+    issuer: list[str] = typer.Option([], "--issuer", help="Trusted OIDC issuer URL (repeat)."),
+    audience: str | None = typer.Option(None, help="The `aud` a JWT must carry."),
+    issuer_ca: Path | None = typer.Option(None, "--issuer-ca", help="CA bundle for issuers."),
+    kubeconfig: Path | None = typer.Option(
+        None, help="Cluster whose TokenReview checks ServiceAccount tokens."
+    ),
+    in_cluster: bool = typer.Option(False, help="TokenReview with the pod's own account."),
+    admin: list[str] = typer.Option(
+        [], "--admin", help="Admin ServiceAccount, NAMESPACE:NAME (repeat)."
+    ),
+) -> None:
+    """Run the fulfillment API (HTTPS); its URL goes to DIR/fulfillment.address."""
+    from cloudkit.fulfillment.service import OptionError, run, service_options
+
+    try:
+        options = service_options(
+            state_dir=state_dir,
+            database=db,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            issuers=issuer,
+            audience=audience,
+            issuer_ca=issuer_ca,
+            kubeconfig=kubeconfig,
+            in_cluster=in_cluster,
+            admins=admin,
+        )
+    except OptionError as exc:
+        typer.echo(f"cloudkit fulfillment: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run(options)
 
 
 @app.command()
@@ -270,6 +317,15 @@ def _with_local_stacks(
     else:  # the stacks' logs say why
         typer.echo(f"stack logs kept in: {', '.join(map(str, directories))}", err=True)
     return code
+
+
+app.command()(tenant.issuer)
+app.command()(tenant.token)
+app.command()(tenant.login)
+app.add_typer(tenant.create_app, name="create")
+app.add_typer(tenant.get_app, name="get")
+app.add_typer(tenant.describe_app, name="describe")
+app.add_typer(tenant.delete_app, name="delete")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Access control over HTTP: who a request is (authn, impersonation), whether it may proceed
 (RBAC over the stored Roles and bindings), and the APIs about access itself: TokenRequest,
-SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview (none of them stored).
+TokenReview, SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview (none of
+them stored).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from cloudkit.local.apiserver import authz, bodies, impersonation, protobuf, requestinfo
+from cloudkit.local.apiserver import (
+    authz,
+    bodies,
+    impersonation,
+    protobuf,
+    requestinfo,
+    token_review,
+)
 from cloudkit.local.apiserver.authn import AUDIENCE, Authenticator
 from cloudkit.local.apiserver.authz import Attributes, Policy, UserInfo
 from cloudkit.local.apiserver.errors import ApiError, Cause
@@ -150,6 +158,8 @@ class Access:
             return self._rules_review(user, await self._body(request))
         if group == "authentication.k8s.io" and rest == ["selfsubjectreviews"]:
             return self._whoami(user)
+        if group == "authentication.k8s.io" and rest == ["tokenreviews"]:
+            return token_review.review(self.authenticator, await self._body(request))
         if (
             group == ""
             and len(rest) == 5

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,21 @@ class Authenticator:
             return None
         if hmac.compare_digest(token.encode(), self._admin):
             return ADMIN
-        return self._service_account(token)
+        account = self._service_account(token, (AUDIENCE,))
+        return None if account is None else service_account_user(*account[:2])
+
+    def review(self, token: str, audiences: Sequence[str]) -> tuple[UserInfo, list[str]] | None:
+        """TokenReview's question: the user of `token` (a ServiceAccount with its uid) and
+        which of `audiences` (empty: this server's own) it is valid for; None if invalid."""
+        wanted = tuple(audiences) or (AUDIENCE,)
+        if hmac.compare_digest(token.encode(), self._admin):
+            # Like kube-apiserver's static tokens: valid for the server's own audience only.
+            return (ADMIN, [AUDIENCE]) if AUDIENCE in wanted else None
+        account = self._service_account(token, wanted)
+        if account is None:
+            return None
+        namespace, name, uid, matched = account
+        return service_account_user(namespace, name, uid), matched
 
     def issue(
         self, namespace: str, name: str, uid: str, expiration_seconds: int, audiences: list[str]
@@ -108,7 +122,10 @@ class Authenticator:
     def _sign(self, signed_part: str) -> bytes:
         return hmac.new(self._key, signed_part.encode(), hashlib.sha256).digest()
 
-    def _service_account(self, token: str) -> UserInfo | None:
+    def _service_account(
+        self, token: str, audiences: Sequence[str]
+    ) -> tuple[str, str, str, list[str]] | None:
+        """(namespace, name, uid, the `audiences` it is for) of a valid ServiceAccount token."""
         pieces = token.split(".")
         if len(pieces) != 3:
             return None
@@ -124,7 +141,9 @@ class Authenticator:
         now = time.time()
         if not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
             return None
-        if AUDIENCE not in (claims.get("aud") or []):
+        claimed = claims.get("aud") or []
+        matched = [audience for audience in audiences if audience in claimed]
+        if not matched:
             return None
         bound = claims.get("kubernetes.io") or {}
         namespace = bound.get("namespace", "")
@@ -134,4 +153,4 @@ class Authenticator:
         uid = self._lookup_sa(namespace, sa.get("name", ""))
         if uid is None or uid != sa.get("uid"):
             return None
-        return service_account_user(namespace, sa["name"])
+        return namespace, sa["name"], uid, matched

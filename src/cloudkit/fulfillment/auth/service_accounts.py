@@ -1,0 +1,88 @@
+"""Kubernetes ServiceAccount tokens: the cluster checks them (a TokenReview), the answer's
+username gives the tenant (the account's namespace), and a configured set of accounts are
+admins. The TokenReview call is the one I/O seam; the rule is `caller_from_review`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cloudkit.fulfillment.auth.jwt_rules import TokenRefused
+from cloudkit.fulfillment.auth.settings import SA_PREFIX
+from cloudkit.fulfillment.caller import Caller
+
+
+def caller_from_review(status: Mapping[str, Any], admins: frozenset[str]) -> Caller:
+    """A TokenReview's `status` → the caller; anything but an authenticated ServiceAccount is
+    refused (a cluster user's token is not a tenant's)."""
+    if status.get("authenticated") is not True:
+        raise TokenRefused(f"TokenReview: not authenticated ({status.get('error') or 'no reason'})")
+    username = (status.get("user") or {}).get("username")
+    if not isinstance(username, str) or not username.startswith(SA_PREFIX):
+        raise TokenRefused("TokenReview: not a ServiceAccount")
+    namespace, sep, name = username[len(SA_PREFIX) :].partition(":")
+    if not sep or not namespace or not name:
+        raise TokenRefused("TokenReview: malformed ServiceAccount username")
+    return Caller(user=username, tenant=namespace, admin=username in admins)
+
+
+class TokenReviewer:
+    """Posts TokenReviews to a cluster with the service's own credentials (a kubeconfig, or
+    the pod's account in a cluster), through kubernetes_asyncio."""
+
+    def __init__(self, kubeconfig: Path | None, *, in_cluster: bool = False) -> None:
+        if kubeconfig is None and not in_cluster:
+            raise ValueError("kubeconfig: required unless in_cluster")
+        self._kubeconfig = kubeconfig
+        self._in_cluster = in_cluster
+        self._api: Any = None
+
+    async def _client(self) -> Any:
+        if self._api is None:
+            from kubernetes_asyncio import client, config
+
+            configuration = client.Configuration()
+            if self._in_cluster:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                await config.load_kube_config(
+                    config_file=str(self._kubeconfig), client_configuration=configuration
+                )
+            self._api = client.ApiClient(configuration)
+        return self._api
+
+    async def review(self, token: str) -> dict[str, Any]:
+        """The TokenReview's status; raises TokenRefused when the cluster cannot answer."""
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        api = client.AuthenticationV1Api(await self._client())
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        try:
+            answer = await api.create_token_review(body)
+        except ApiException as error:
+            # The exception's text carries the whole response (headers, body, which for a
+            # TokenReview that got through echoes the token): only the status goes further.
+            raise TokenRefused(f"TokenReview failed: HTTP {error.status}") from None
+        except OSError as error:
+            raise TokenRefused(f"TokenReview failed: {type(error).__name__}") from None
+        status = answer.status
+        return dict(status.to_dict()) if status is not None else {}
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+
+class ServiceAccountAuthenticator:
+    def __init__(self, reviewer: TokenReviewer, admins: frozenset[str]) -> None:
+        self._reviewer = reviewer
+        self._admins = admins
+
+    async def caller(self, token: str) -> Caller:
+        return caller_from_review(await self._reviewer.review(token), self._admins)
+
+    async def close(self) -> None:
+        await self._reviewer.close()

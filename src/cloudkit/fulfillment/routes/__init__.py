@@ -1,0 +1,1 @@
+"""The fulfillment API's routes: parse, authorize, call the store, answer (no SQL here)."""
