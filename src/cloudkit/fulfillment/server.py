@@ -78,6 +78,11 @@ def _install_errors(app: FastAPI) -> None:
         log.warning("store unavailable: %s", exc)
         return _error(503, "the database is unavailable; retry later")
 
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the caller's fault: the trace goes to the log, the answer keeps the shape.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal error")
+
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         answer = _error(exc.status_code, str(exc.detail))
@@ -94,6 +99,7 @@ def _install_errors(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(Unavailable, unavailable)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
 
 
 class BodyLimit:

@@ -287,7 +287,8 @@ async def _watch(client: FulfillmentClient, fmt: str, filter: str | None, id: st
                 async for event in events:
                     obj = event.get("compute_instance") or {}
                     if id is None or obj.get("id") == id:
-                        show(str(event.get("type")), obj, header)
+                        kind = event.get("type")
+                        show(out.event_name(kind) if fmt == "table" else str(kind), obj, header)
                         header = False
         except (OSError, aiohttp.ClientError):
             pass  # the service went away: list again once it is back

@@ -6,11 +6,18 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 import yaml
 
 from cloudkit.fulfillment.client import ApiError, NotFound
+from cloudkit.fulfillment.models import (
+    ComputeInstanceConditionType,
+    ComputeInstanceState,
+    ConditionStatus,
+    EventType,
+)
 
 Object = dict[str, Any]
 COLUMNS = ("ID", "NAME", "TEMPLATE", "STATE", "IP", "AGE")
@@ -42,9 +49,22 @@ def age(timestamp: str | None, now: datetime.datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def short(kind: type[StrEnum], value: Any) -> str:
+    """An enum as people read it (RUNNING for COMPUTE_INSTANCE_STATE_RUNNING); a value this
+    client does not know yet is shown as sent."""
+    try:
+        return kind(value).name
+    except ValueError:
+        return str(value)
+
+
+def event_name(value: Any) -> str:
+    return short(EventType, value)
+
+
 def row(obj: Object) -> tuple[str, ...]:
     metadata, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
-    state = str(status.get("state") or "UNSPECIFIED")
+    state = short(ComputeInstanceState, status.get("state") or ComputeInstanceState.UNSPECIFIED)
     if metadata.get("deletion_timestamp") and state != "DELETING":
         state = f"{state} (deleting)"
     return (
@@ -92,7 +112,7 @@ def describe(obj: Object) -> str:
         f"Boot disk:            {_disk(spec.get('boot_disk'))}",
         f"Run strategy:         {spec.get('run_strategy') or '<default>'}",
         "Status:",
-        f"  State:              {status.get('state') or 'UNSPECIFIED'}",
+        f"  State:              {short(ComputeInstanceState, status.get('state') or '')}",
         f"  Since:              {status.get('state_transition_time') or '<unknown>'}",
         f"  Internal IP:        {status.get('internal_ip_address') or '<none>'}",
         f"  External IP:        {status.get('external_ip_address') or '<none>'}",
@@ -123,7 +143,8 @@ def _conditions(conditions: list[Object]) -> str:
     if not conditions:
         return ""
     rows = [
-        (str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""),
+        (short(ComputeInstanceConditionType, c.get("type")),
+         short(ConditionStatus, c.get("status")), str(c.get("reason") or ""),
          str(c.get("last_transition_time") or ""), str(c.get("message") or ""))
         for c in conditions
     ]  # fmt: skip
@@ -148,8 +169,8 @@ def _events(conditions: list[Object]) -> str:
     changed = [c for c in conditions if c.get("last_transition_time")]
     changed.sort(key=lambda c: str(c["last_transition_time"]))
     rows = [
-        (age(str(c["last_transition_time"])), str(c.get("type", "")),
-         f"{c.get('status', '')}" + (f" ({c['reason']})" if c.get("reason") else ""),
+        (age(str(c["last_transition_time"])), short(ComputeInstanceConditionType, c.get("type")),
+         short(ConditionStatus, c.get("status")) + (f" ({c['reason']})" if c.get("reason") else ""),
          str(c.get("message") or ""))
         for c in changed
     ]  # fmt: skip

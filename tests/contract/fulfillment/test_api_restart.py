@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Issuer, Tenant
+from tests.harness.postgresql import PostgresqlServer
 from tests.waiting import until
 
 pytestmark = pytest.mark.stack
@@ -21,10 +23,14 @@ WORKERS = 4
 ACKED_BEFORE_KILL = 30  # creates acknowledged before the kill, so the burst is well under way
 
 
-@pytest.fixture(params=["sqlite"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None: the service's default (SQLite in its state dir)."""
-    yield None
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """None: the service's default (SQLite in its state dir); else a new PostgreSQL database
+    on the session's throwaway server."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresqlServer = request.getfixturevalue("postgresql")
+    return server.create_database(f"restart_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

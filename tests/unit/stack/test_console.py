@@ -21,6 +21,7 @@ class Facts:
     state_dir: Path = Path("state")
     kubeconfig: Path = Path("state/kubeconfig")
     apiserver_url: str = "https://127.0.0.1:6443"
+    fulfillment_url: str = "https://127.0.0.1:9300"
     automation_url: str = "http://127.0.0.1:9200/api"
     automation_token_file: Path = TOKEN_FILE
     operator_running: bool = True
@@ -51,6 +52,8 @@ def test_the_ready_panel_shows_where_everything_is() -> None:
         "http://127.0.0.1:9102/healthz",
         "http://127.0.0.1:9103/notifications",
         "boots and stops VMs in 5s",
+        "https://127.0.0.1:9300",
+        "cloudkit login --tenant acme --state-dir state",
     ):
         assert shown in text
     assert text.rstrip().endswith("export KUBECONFIG=state/kubeconfig")

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from cloudkit.fulfillment.caller import Caller
 from cloudkit.fulfillment.filters import parse_filter, parse_order
@@ -187,6 +187,3 @@ def router(res: Resource, prefix: str) -> APIRouter:
             return _answer({})
 
     return api
-
-
-__all__ = ["Resource", "ValidationError", "router"]

@@ -25,6 +25,7 @@ class ReadyStack(Protocol):
     state_dir: Path
     kubeconfig: Path
     apiserver_url: str
+    fulfillment_url: str
     automation_url: str
     automation_token_file: Path
     operator_running: bool
@@ -84,6 +85,8 @@ class StackConsole:
             "watches only it, instances elsewhere are reported, not provisioned)",
         )
         table.add_row("API server", handle.apiserver_url)
+        if handle.fulfillment_url:
+            table.add_row("fulfillment API", f"{handle.fulfillment_url}  (tenants; local issuer)")
         if handle.provider == "eda":
             table.add_row(
                 "EDA (ansible-rulebook)",
@@ -121,6 +124,10 @@ class StackConsole:
             token = f"$(cat {handle.automation_token_file})"
             awx = f"CONTROLLER_HOST={host} CONTROLLER_OAUTH_TOKEN={token} awx jobs list"
             table.add_row("", Text(awx, style="green"))
+        if handle.fulfillment_url:
+            login = f"cloudkit login --tenant acme --state-dir {handle.state_dir}"
+            table.add_row("as a tenant", Text(login, style="green"))
+            table.add_row("", Text("cloudkit get computeinstances -w", style="green"))
         table.add_row("stop", "Ctrl-C (stops everything)")
         self.console.print(Panel(table, title="cloudkit local stack is up", border_style="green"))
         # Once more outside the panel, unwrapped, for copy and paste.

@@ -78,7 +78,7 @@ async def start_fulfillment(
     children.append(issuer)
     await _line(issuer, ISSUER_LISTENING)
     info = IssuerInfo.read(issuer_dir)
-    cert, key = ensure_certificate(service_dir / "tls")
+    cert, key = ensure_certificate(private_dir(service_dir / "tls"))
     (service_dir / ADDRESS_FILE).unlink(missing_ok=True)
     service = await spawn(
         "fulfillment",

@@ -1,7 +1,8 @@
 """`cloudkit up`: start, supervise and stop the whole local stack on loopback.
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
-simulator (in this process) → automation backend (the AWX-compatible service for AAP direct,
+simulator (in this process) → the tenants' issuer and fulfillment service (subprocesses; see
+`fulfillment`) → automation backend (the AWX-compatible service for AAP direct,
 or ansible-rulebook for EDA; see backends) → operator replicas (subprocesses; one leads by
 the Lease, the others stand by) → DIR/kubeconfig, written only once all of it is ready. Every
 server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
@@ -42,6 +43,7 @@ from cloudkit.local.stack.children import (
     start_backend,
 )
 from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfillment
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
@@ -75,6 +77,8 @@ class StackHandle:
     """Each operator replica's health URL, by its name (`operator`, `operator-2`, …)."""
     leader: str | None = None
     """The replica that held the operators' Lease when the stack became ready."""
+    fulfillment_url: str = ""
+    """The tenants' API (HTTPS; its CA and the issuer are in DIR/fulfillment.json)."""
     instance_namespace: str = INSTANCE_NAMESPACE
     """The one namespace the operator reconciles; the user's kubeconfig defaults to it."""
     children: list[Child] = field(default_factory=list)
@@ -150,6 +154,7 @@ async def start_stack(
     job_notifications: bool = True,
     simulated_jobs: Mapping[str, Any] | None = None,
     operator_replicas: int = 1,
+    with_fulfillment: bool = True,
 ) -> StackHandle:
     """Start everything and return once it is ready (DIR/kubeconfig written last).
 
@@ -182,8 +187,9 @@ async def start_stack(
     )
     try:
         await _start_children(
-            handle, env, log_sink, with_operator, job_notifications, simulated_jobs
-        )
+            handle, env, log_sink, with_operator, job_notifications, simulated_jobs,
+            with_fulfillment,
+        )  # fmt: skip
     except BaseException:
         await handle.stop()
         raise
@@ -201,6 +207,7 @@ async def _start_children(
     with_operator: bool,
     job_notifications: bool,
     simulated_jobs: Mapping[str, Any] | None = None,
+    with_fulfillment: bool = True,
 ) -> None:
     """Each part in order, each recorded in `handle` as soon as it runs (so a failure later
     still stops it)."""
@@ -217,6 +224,8 @@ async def _start_children(
     handle.simulator = await start_vm_simulator(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
+    if with_fulfillment:
+        handle.fulfillment_url = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
 
     backend = await start_backend(
         handle.provider,
@@ -259,6 +268,23 @@ async def _start_children(
 
     # Last: the kubeconfig users see, so its presence means everything is ready.
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
+
+
+async def _start_fulfillment(
+    handle: StackHandle, env: dict[str, str], sink: LogSink | None, kubeconfig: Path
+) -> str:
+    try:
+        endpoint = await start_fulfillment(
+            handle.state_dir,
+            kubeconfig=kubeconfig,
+            env=env,
+            logs=handle.state_dir / "logs",
+            sink=sink,
+            children=handle.children,
+        )
+    except FulfillmentStartError as error:
+        raise StackError(str(error)) from error
+    return endpoint.address
 
 
 async def _start_operators(
