@@ -27,9 +27,9 @@ OWN_NS = "cloudkit-operator-system"
 # What the operator does, each in the namespace where it does it.
 MAY = [
     ("watch", CI, WORK_NS),
-    ("update", CI, WORK_NS),  # finalizers
-    ("patch", f"{CI}/status", WORK_NS),
-    ("delete", "virtualmachines.kubevirt.io", WORK_NS),
+    ("patch", CI, WORK_NS),  # finalizers
+    ("update", f"{CI}/status", WORK_NS),
+    ("watch", "virtualmachines.kubevirt.io", WORK_NS),
     ("delete", "virtualmachineinstances.kubevirt.io", WORK_NS),
     ("create", "events", WORK_NS),
     ("update", "leases.coordination.k8s.io", OWN_NS),
@@ -38,6 +38,9 @@ MAY = [
 MAY_NOT = [
     ("create", CI, WORK_NS),  # users create them; the operator only reconciles
     ("delete", CI, WORK_NS),  # deletion is the user's; the operator removes its finalizer
+    ("update", CI, WORK_NS),  # the finalizer goes by patch
+    ("patch", f"{CI}/status", WORK_NS),  # the status goes by update
+    ("delete", "virtualmachines.kubevirt.io", WORK_NS),  # it deletes VMIs to restart, never VMs
     ("create", "virtualmachines.kubevirt.io", WORK_NS),  # the playbooks create VMs, not it
     ("get", "secrets", WORK_NS),
     ("get", "secrets", OWN_NS),
@@ -75,7 +78,12 @@ def test_apply_dry_run_then_for_real(kubectl: Kubectl) -> None:
 
     def can(verb: str, resource: str, namespace: str) -> str:
         scope = ["-n", namespace] if namespace else []
-        return kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA}").stdout.strip()
+        # `kubectl auth can-i VERB RESOURCE/X` reads X as a name: a subresource is a flag.
+        resource, _, sub = resource.partition("/")
+        sub_flag = [f"--subresource={sub}"] if sub else []
+        return kubectl(
+            "auth", "can-i", verb, resource, *sub_flag, *scope, f"--as={SA}"
+        ).stdout.strip()
 
     assert [(*row, can(*row)) for row in MAY] == [(*row, "yes") for row in MAY]
     assert [(*row, can(*row)) for row in MAY_NOT] == [(*row, "no") for row in MAY_NOT]

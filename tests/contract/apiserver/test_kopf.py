@@ -19,7 +19,9 @@ OPERATOR = Path(__file__).with_name("kopf_widget_operator.py")
 FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+# A deadline, not an expectation: kopf alone takes ~20 s to import and start on a loaded
+# 2-core machine, and the handlers run only after that.
+def _until(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

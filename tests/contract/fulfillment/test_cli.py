@@ -26,7 +26,7 @@ from cloudkit.local.stack.ports import free_port
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 CLOUDKIT = Path(sys.executable).parent / "cloudkit"
-STEP_TIMEOUT_S = 60.0
+STEP_TIMEOUT_S = 120.0
 
 
 class Shell:
@@ -36,7 +36,11 @@ class Shell:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(CLOUDKIT), *args], env=self.env, capture_output=True, text=True, timeout=60
+            [str(CLOUDKIT), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT_S,
         )
 
     def ok(self, *args: str) -> str:
@@ -126,17 +130,20 @@ def test_a_login_that_does_not_work_is_not_kept(
     service: FulfillmentService, tmp_path: Path
 ) -> None:
     shell = Shell(tmp_path / "config.json")
+    # A forged signature on a token of the trusted issuer (checked by JWKS, not TokenReview).
+    good = service.token(_tenant("acme"))
+    forged = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
     refused = shell.run(
         "login",
         "--address",
         service.url,
         "--token",
-        "not-a-token",
+        forged,
         "--ca-file",
         str(service.ca_file),
     )
     assert refused.returncode == 1 and "Unauthorized" in refused.stderr
-    assert "not-a-token" not in refused.stderr and not shell.config.exists()
+    assert forged[-20:] not in refused.stderr and not shell.config.exists()
     listed = shell.run("get", "computeinstances")
     assert listed.returncode == 1 and "not logged in" in listed.stderr
 

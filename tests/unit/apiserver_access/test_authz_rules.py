@@ -177,3 +177,34 @@ def test_service_account_names() -> None:
     assert BOT.groups == (
         "system:serviceaccounts", "system:serviceaccounts:ops", authz.AUTHENTICATED,
     )  # fmt: skip
+
+
+def test_malformed_stored_objects_grant_nothing_and_never_raise() -> None:
+    """Objects stored before validation (or by hand) are read fail-closed: a string where a
+    list belongs neither matches by substring nor becomes a wildcard; a broken binding is
+    skipped instead of failing every request."""
+    policy = authz.policy_from_objects(
+        roles=[],
+        cluster_roles=[
+            {"metadata": _meta("substring"), "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": "one-two",
+                 "verbs": ["get"]}]},
+            {"metadata": _meta("star-status"), "rules": [
+                {"apiGroups": ["*"], "resources": "*/status", "verbs": ["get"]}]},
+            {"metadata": _meta("not-a-list"), "rules": "everything"},
+        ],
+        role_bindings=[{"metadata": _meta("broken", "ops"), "roleRef": "x", "subjects": "y"}],
+        cluster_role_bindings=[
+            {"metadata": _meta(name), "roleRef": {"kind": "ClusterRole", "name": name},
+             "subjects": [{"kind": "User", "name": "alice"}]}
+            for name in ("substring", "star-status", "not-a-list")
+        ] + [{"metadata": {}, "subjects": [7]}, {"roleRef": {"name": "x"}}],
+    )  # fmt: skip
+    asks = [
+        Attributes(ALICE, "get", resource="configmaps", name="one", namespace="ops"),
+        Attributes(ALICE, "get", resource="configmaps", name="two", namespace="ops"),
+        Attributes(ALICE, "get", api_group="apps", resource="deployments", name="d",
+                   namespace="ops"),
+        Attributes(ALICE, "get", resource="pods", subresource="status", namespace="ops"),
+    ]  # fmt: skip
+    assert [authz.authorize(policy, a)[0] for a in asks] == [False] * len(asks)

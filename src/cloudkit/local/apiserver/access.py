@@ -16,6 +16,7 @@ from aiohttp import web
 from cloudkit.local.apiserver import (
     authz,
     bodies,
+    escalation,
     impersonation,
     protobuf,
     requestinfo,
@@ -23,8 +24,9 @@ from cloudkit.local.apiserver import (
 )
 from cloudkit.local.apiserver.authn import AUDIENCE, Authenticator
 from cloudkit.local.apiserver.authz import Attributes, Policy, UserInfo
-from cloudkit.local.apiserver.errors import ApiError, Cause
-from cloudkit.local.apiserver.resources import RBAC
+from cloudkit.local.apiserver.cluster import Admission
+from cloudkit.local.apiserver.errors import ApiError, Cause, not_found
+from cloudkit.local.apiserver.resources import RBAC, ResourceInfo
 from cloudkit.local.apiserver.store import Store
 
 SA_RKEY = "/serviceaccounts"
@@ -48,6 +50,18 @@ def _invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiE
         kind=kind,
         causes=[Cause("FieldValueInvalid", message, field)],
     )
+
+
+def _only_gc_fields_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Upstream's IsOnlyMutatingGCFields: a write touching only finalizers and owner
+    references (what garbage collection needs) is not an escalation."""
+    gc = ("finalizers", "ownerReferences", "resourceVersion")
+
+    def rest(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in gc}
+        return {**obj, "metadata": meta}
+
+    return rest(old) == rest(new)
 
 
 def _timestamp(epoch_s: float) -> str:
@@ -128,6 +142,83 @@ class Access:
                 name=attrs.name or None,
                 group=attrs.api_group or None,
                 kind=attrs.resource or None,
+            )
+
+    def check_create(self, user: UserInfo, info: ResourceInfo, namespace: str, name: str) -> None:
+        """A write that would create the object (server-side apply to a missing one) needs
+        `create` as well as the request's own verb, as kube-apiserver's patch handler asks."""
+        if authz.MASTERS in user.groups:
+            return
+        scope = namespace if info.namespaced else ""
+        self.check(Attributes(user, "create", api_group=info.group, resource=info.plural,
+                              name=name, namespace=scope))  # fmt: skip
+
+    def rbac_admission(self, user: UserInfo) -> Admission | None:
+        """Upstream's escalation prevention for `user`'s writes of RBAC objects (None for
+        system:masters, which may grant anything)."""
+        if authz.MASTERS in user.groups:
+            return None
+
+        def admit(info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+            if info.group != RBAC or (old is not None and _only_gc_fields_changed(old, new)):
+                return
+            if info.kind in ("Role", "ClusterRole"):
+                self._confirm_role(user, info, old, new)
+            else:
+                self._confirm_binding(user, info, new)
+
+        return admit
+
+    def _allowed(self, attrs: Attributes) -> bool:
+        return self._decide(attrs)[0]
+
+    def _confirm_role(
+        self, user: UserInfo, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]
+    ) -> None:
+        meta = new["metadata"]
+        namespace = meta.get("namespace") or "" if info.namespaced else ""
+        escalate = Attributes(user, "escalate", api_group=RBAC, resource=info.plural,
+                              name=meta["name"], namespace=namespace)  # fmt: skip
+        if self._allowed(escalate):
+            return
+        granted = list(new.get("rules") or [])
+        if any((o or {}).get("aggregationRule") for o in (old, new)):
+            # An aggregationRule can gather anything: it takes every right, as upstream.
+            granted += escalation.FULL_AUTHORITY
+        self._confirm_held(user, info, meta["name"], namespace, granted)
+
+    def _confirm_binding(self, user: UserInfo, info: ResourceInfo, new: dict[str, Any]) -> None:
+        meta, ref = new["metadata"], new.get("roleRef") or {}
+        namespace = meta.get("namespace") or "" if info.namespaced else ""
+        role_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
+        bind = Attributes(user, "bind", api_group=str(ref.get("apiGroup", "")),
+                          resource=role_resource, name=str(ref.get("name", "")),
+                          namespace=namespace)  # fmt: skip
+        if self._allowed(bind):
+            return
+        policy = self.policy()
+        if ref.get("kind") == "Role":
+            rules = policy.roles.get((namespace, str(ref.get("name", ""))))
+        else:
+            rules = policy.cluster_roles.get(str(ref.get("name", "")))
+        if rules is None:
+            raise not_found(role_resource, str(ref.get("name", "")), RBAC)
+        self._confirm_held(user, info, meta["name"], namespace, rules)
+
+    def _confirm_held(
+        self, user: UserInfo, info: ResourceInfo, name: str, namespace: str, granted: list[Any]
+    ) -> None:
+        """403 unless `user` holds every right in `granted` (upstream's ConfirmNoEscalation)."""
+        owned = [r for g in authz.grants(self.policy(), user, namespace) for r in g.rules]
+        missing = escalation.missing_rights(owned, granted)
+        if missing:
+            raise ApiError(
+                403,
+                f'{info.plural}.{RBAC} "{name}" is forbidden: '
+                + escalation.escalation_message(user, missing),
+                name=name,
+                group=RBAC,
+                kind=info.plural,
             )
 
     def admit(self, request: web.Request) -> UserInfo:
@@ -231,7 +322,7 @@ class Access:
             if r.get("resources")
         ]
         non_resource_rules = [
-            {"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}
+            {"verbs": r.get("verbs") or [], "nonResourceURLs": r["nonResourceURLs"]}
             for r in rules
             if r.get("nonResourceURLs")
         ]

@@ -13,10 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from cloudkit.local.apiserver import bodies, discovery, openapi, protobuf, watch
-from cloudkit.local.apiserver.access import Access
+from cloudkit.local.apiserver.access import USER_KEY, Access
 from cloudkit.local.apiserver.cluster import Cluster, WriteOptions
 from cloudkit.local.apiserver.errors import ApiError
 from cloudkit.local.apiserver.reads import ReadHandlers
+from cloudkit.local.apiserver.resources import RBAC
 from cloudkit.local.apiserver.wire import ServerConfig, Target, flag, json_response
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,12 @@ PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 )
+
+
+def _manager_from_user_agent(user_agent: str | None) -> str:
+    """The field manager of a write that names none: the User-Agent up to its first `/`
+    (`kubectl/v1.37.1 (linux/amd64)` → `kubectl`), as upstream's prefixFromUserAgent."""
+    return (user_agent or "").split("/", 1)[0][:128] or "unknown"
 
 
 class ApiServerApp(ReadHandlers):
@@ -67,7 +74,9 @@ class ApiServerApp(ReadHandlers):
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         if not parts:
-            return json_response({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
+            return json_response(
+                {"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version"]}
+            )
         head = parts[0]
         if head in ("healthz", "readyz", "livez"):
             return web.Response(text="ok", content_type="text/plain")
@@ -102,6 +111,10 @@ class ApiServerApp(ReadHandlers):
         return await self._resource(request, target)
 
     def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        if rest == ["v2"]:
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi.v2_protobuf(), content_type=openapi.V2_PROTOBUF)
+            return json_response(openapi.v2_document())
         if rest == ["v3"]:
             return json_response(openapi.index(self.registry))
         if len(rest) >= 3 and rest[0] == "v3":
@@ -169,8 +182,7 @@ class ApiServerApp(ReadHandlers):
 
     # -- writes ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _write_options(request: web.Request) -> WriteOptions:
+    def _write_options(self, request: web.Request, target: Target) -> WriteOptions:
         dry_run = request.query.getall("dryRun", [])
         if any(d != "All" for d in dry_run):
             raise ApiError(400, "Unsupported dry run value; supported values: All")
@@ -180,7 +192,15 @@ class ApiServerApp(ReadHandlers):
         manager = request.query.get("fieldManager")
         if manager is not None and len(manager) > 128:
             raise ApiError(422, "fieldManager: must be at most 128 characters", reason="Invalid")
-        return WriteOptions(dry_run=bool(dry_run), field_validation=validation)
+        # Escalation prevention only concerns RBAC objects: other writes skip the admission.
+        admit = self.access.rbac_admission(request[USER_KEY]) if target.info.group == RBAC else None
+        return WriteOptions(
+            dry_run=bool(dry_run),
+            field_validation=validation,
+            admit=admit,
+            field_manager=manager or _manager_from_user_agent(request.headers.get("User-Agent")),
+            force=flag(request.query.get("force")),
+        )
 
     @staticmethod
     async def _json_body(request: web.Request) -> Any:
@@ -193,13 +213,13 @@ class ApiServerApp(ReadHandlers):
         return bodies.decode_json(await bodies.read(request))
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
-        opts = self._write_options(request)
+        opts = self._write_options(request, target)
         body = await self._json_body(request)
         obj = self.cluster.create(target.info, target.namespace, body, opts)
         return json_response(obj, 201, opts.warnings)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
-        opts = self._write_options(request)
+        opts = self._write_options(request, target)
         body = await self._json_body(request)
         assert target.name is not None
         obj = self.cluster.update(
@@ -208,7 +228,7 @@ class ApiServerApp(ReadHandlers):
         return json_response(obj, 200, opts.warnings)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
-        opts = self._write_options(request)
+        opts = self._write_options(request, target)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type not in PATCH_TYPES:
             raise ApiError(415, f"the body of the request was in an unknown format: {content_type}")
@@ -216,6 +236,14 @@ class ApiServerApp(ReadHandlers):
             raise ApiError(422, "force: Forbidden: may not be specified for non-apply patch")
         raw = await bodies.read(request)
         assert target.name is not None
+        namespace = target.namespace or ""
+        if (
+            content_type == "application/apply-patch+yaml"
+            and target.subresource is None
+            and self.cluster.store.get(target.info.rkey, namespace, target.name) is None
+        ):
+            # No await from here to the write: the object cannot appear in between.
+            self.access.check_create(request[USER_KEY], target.info, namespace, target.name)
         obj, created = self.cluster.patch(
             target.info,
             target.namespace or "",
@@ -229,7 +257,7 @@ class ApiServerApp(ReadHandlers):
         return json_response(obj, 201 if created else 200, opts.warnings)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
-        opts = self._write_options(request)
+        opts = self._write_options(request, target)
         raw = await bodies.read(request)
         options: dict[str, Any] = {}
         if raw.strip():
@@ -262,7 +290,7 @@ class ApiServerApp(ReadHandlers):
 
     async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
         """DELETE on a collection: delete every match (the `deletecollection` verb)."""
-        opts = self._write_options(request)
+        opts = self._write_options(request, target)
         info = target.info
         match = self._matcher(request, info)
         options: dict[str, Any] = {}

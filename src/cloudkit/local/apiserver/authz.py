@@ -6,6 +6,9 @@ rules; `*` as a wildcard for verbs, groups, resources and non-resource URLs; `*/
 subresource of any resource; `resourceNames` only narrows; a RoleBinding grants only in its
 namespace, non-resource URLs only through ClusterRoleBindings. The `system:masters` group
 is allowed everything before any rule is read, as upstream's privileged-group short cut.
+
+Stored objects are validated when written (`rbac_validation`), but the table never trusts
+them: a rule or binding of the wrong shape (e.g. left from before validation) grants nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +76,38 @@ BOOTSTRAP_RULES: tuple[Obj, ...] = (
         "resources": ["selfsubjectreviews"],
     },
 )
+
+
+_RULE_LISTS = ("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs")
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def well_formed_rules(rules: Any) -> list[Obj]:
+    """The rules of a stored role that can be read as PolicyRules; any other grants nothing
+    (a string where a list belongs would otherwise match by substring or as a wildcard)."""
+    if not isinstance(rules, list):
+        return []
+    return [
+        r
+        for r in rules
+        if isinstance(r, dict) and all(r.get(k) is None or _is_strings(r[k]) for k in _RULE_LISTS)
+    ]
+
+
+def _well_formed_binding(binding: Any) -> bool:
+    if not isinstance(binding, dict) or not isinstance(binding.get("metadata"), dict):
+        return False
+    ref, subjects = binding.get("roleRef"), binding.get("subjects")
+    return (
+        isinstance(binding["metadata"].get("name"), str)
+        and isinstance(ref, dict)
+        and isinstance(ref.get("name"), str)
+        and isinstance(subjects, list | None)
+        and all(isinstance(s, dict) for s in subjects or [])
+    )
 
 
 def _has(values: Iterable[str], wanted: str) -> bool:
@@ -188,12 +223,16 @@ def policy_from_objects(
     """Index the stored RBAC objects for `authorize` and `grants`."""
     return Policy(
         roles={
-            (r["metadata"].get("namespace", ""), r["metadata"]["name"]): list(r.get("rules") or [])
+            (r["metadata"].get("namespace", ""), r["metadata"]["name"]): well_formed_rules(
+                r.get("rules")
+            )
             for r in roles
         },
-        cluster_roles={r["metadata"]["name"]: list(r.get("rules") or []) for r in cluster_roles},
-        role_bindings=list(role_bindings),
-        cluster_role_bindings=list(cluster_role_bindings),
+        cluster_roles={
+            r["metadata"]["name"]: well_formed_rules(r.get("rules")) for r in cluster_roles
+        },
+        role_bindings=[b for b in role_bindings if _well_formed_binding(b)],
+        cluster_role_bindings=[b for b in cluster_role_bindings if _well_formed_binding(b)],
     )
 
 

@@ -3,10 +3,18 @@ serving, finalizers, garbage collection and namespace termination. No HTTP here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudkit.local.apiserver import bodies, crds, schemas, semantics
+from cloudkit.local.apiserver import (
+    bodies,
+    crds,
+    managed_fields,
+    rbac_validation,
+    schemas,
+    semantics,
+)
 from cloudkit.local.apiserver.deletion import DeletionRules
 from cloudkit.local.apiserver.errors import ApiError, Cause, already_exists, conflict, invalid
 from cloudkit.local.apiserver.errors import not_found as _not_found
@@ -16,11 +24,22 @@ from cloudkit.local.apiserver.patch import (
     merge_patch,
     strategic_merge_patch,
 )
-from cloudkit.local.apiserver.resources import CRD_RKEY, NAMESPACE_RKEY, Registry, ResourceInfo
+from cloudkit.local.apiserver.resources import (
+    CRD_RKEY,
+    NAMESPACE_RKEY,
+    RBAC,
+    Registry,
+    ResourceInfo,
+)
 from cloudkit.local.apiserver.store import Obj, Put, Remove, Store
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SECRET_RKEY = "/secrets"
+
+
+# An admission step that needs the caller (e.g. RBAC escalation): (resource, old or None,
+# new) just before storage; it raises to refuse.
+Admission = Callable[[ResourceInfo, Obj | None, Obj], None]
 
 
 @dataclass
@@ -28,6 +47,10 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Warn"  # Strict | Warn | Ignore
     warnings: list[str] = field(default_factory=list)
+    admit: Admission | None = None
+    # Who writes, for metadata.managedFields: the fieldManager, or the User-Agent's product.
+    field_manager: str = "unknown"
+    force: bool = False  # server-side apply: take fields other managers own
 
 
 def not_found(info: ResourceInfo, name: str) -> ApiError:
@@ -96,8 +119,14 @@ class Cluster(DeletionRules):
     # -- create ----------------------------------------------------------------------------
 
     def create(
-        self, info: ResourceInfo, namespace: str | None, body: Obj, opts: WriteOptions
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        body: Obj,
+        opts: WriteOptions,
+        applied: Obj | None = None,
     ) -> Obj:
+        """Create `body`; `applied` is the configuration of a server-side apply that creates."""
         body = self._check_fields(
             info, semantics.json_copy(body) if isinstance(body, dict) else body, opts
         )
@@ -114,16 +143,31 @@ class Cluster(DeletionRules):
             obj = self._prepare_crd(obj)
         if info.rkey == SECRET_RKEY:
             semantics.secret_defaults(obj)
+        self._admit(info, None, obj, opts)
         if info.rkey == NAMESPACE_RKEY:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
             obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
         if self.store.get(info.rkey, ns, meta["name"]) is not None:
             raise already_exists(info.plural, meta["name"], info.group)
+        self._record_ownership(info, {}, obj, None, opts, applied)
         if opts.dry_run:
             return self.present(info, obj)
         self._write([Put(info.rkey, obj)])
         return self.present(info, obj)
+
+    @staticmethod
+    def _admit(info: ResourceInfo, old: Obj | None, new: Obj, opts: WriteOptions) -> None:
+        """The admission step of built-ins beyond their metadata: RBAC objects are validated
+        (and defaulted) as upstream, then the caller's own admission (escalation) runs."""
+        if info.group != RBAC and opts.admit is None:
+            return
+        if old is not None and semantics.same_content(old, new):
+            return  # a no-op write admits nothing
+        if info.group == RBAC:
+            rbac_validation.check(info.kind, new, old)
+        if opts.admit is not None:
+            opts.admit(info, old, new)
 
     @staticmethod
     def _check_metadata(info: ResourceInfo, obj: Obj) -> None:
@@ -230,8 +274,7 @@ class Cluster(DeletionRules):
             raise not_found(info, name)
         semantics.check_type(info, body)
         meta = body.get("metadata") or {}
-        if meta.get("name") and meta["name"] != name:
-            raise ApiError(400, "the name of the object does not match the name on the URL")
+        _check_name(meta, name, namespace if info.namespaced else "")
         rv = meta.get("resourceVersion")
         if not rv and info.custom:
             raise invalid(
@@ -250,7 +293,7 @@ class Cluster(DeletionRules):
             raise conflict(info.plural, name, info.group)
         body = self._check_fields(info, semantics.json_copy(body), opts)
         new = semantics.carry_over(info, old, body, subresource)
-        return self._store_update(info, old, new, opts)
+        return self._store_update(info, old, new, opts, subresource)
 
     def patch(
         self,
@@ -283,9 +326,10 @@ class Cluster(DeletionRules):
                 )
             if not isinstance(body, dict):
                 raise ApiError(400, "the apply patch must be an object")
-            if old is None:
+            if old is None and subresource is None:
                 body.setdefault("metadata", {}).setdefault("name", name)
-                return self.create(info, namespace, body, opts), True
+                _check_name(body["metadata"], name, ns)
+                return self.create(info, namespace, body, opts, applied=body), True
         if old is None:
             raise not_found(info, name)
         base = semantics.json_copy(old)
@@ -318,19 +362,71 @@ class Cluster(DeletionRules):
             ) from None
         if not isinstance(patched, dict):
             raise ApiError(422, "the patched object is not a JSON object", reason="Invalid")
+        if isinstance(patched.get("metadata"), dict):
+            _check_name(patched["metadata"], name, ns)
         patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if patched_rv and patched_rv != old["metadata"]["resourceVersion"]:
             raise conflict(info.plural, name, info.group)
         patched = self._check_fields(info, patched, opts)
         new = semantics.carry_over(info, old, patched, subresource)
-        return self._store_update(info, old, new, opts), False
+        applied = body if content_type == "application/apply-patch+yaml" else None
+        return self._store_update(info, old, new, opts, subresource, applied), False
 
-    def _store_update(self, info: ResourceInfo, old: Obj, new: Obj, opts: WriteOptions) -> Obj:
+    @staticmethod
+    def _record_ownership(
+        info: ResourceInfo,
+        old: Obj,
+        new: Obj,
+        subresource: str | None,
+        opts: WriteOptions,
+        applied: Obj | None,
+    ) -> None:
+        """Set new's metadata.managedFields for this write (server-side apply's bookkeeping);
+        an apply may also drop fields from `new` and raise 409 on a conflict."""
+        split = info.status_subresource
+        managed = managed_fields.entries(old) if old else []
+        now = semantics.now_rfc3339()
+        if applied is not None:
+            try:
+                managed = managed_fields.apply(
+                    managed, old, new, applied, opts.field_manager, info.api_version,
+                    subresource, split, opts.force, now,
+                )  # fmt: skip
+            except managed_fields.ApplyConflicts as exc:
+                raise apply_conflict(info, new["metadata"].get("name", ""), exc) from None
+        else:
+            added, removed = managed_fields.changes(old, new, subresource, split)
+            if not added and not removed:  # nothing owned changed: ownership stays as stored
+                if old.get("metadata", {}).get("managedFields") is not None:
+                    new["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+                return
+            managed = managed_fields.update(
+                managed, added, removed, opts.field_manager, info.api_version, subresource, now
+            )
+        if old and managed_fields.same_ownership(managed_fields.entries(old), managed):
+            new["metadata"]["managedFields"] = old["metadata"]["managedFields"]
+        elif managed:
+            new["metadata"]["managedFields"] = managed_fields.render(managed)
+        else:
+            new["metadata"].pop("managedFields", None)
+
+    def _store_update(
+        self,
+        info: ResourceInfo,
+        old: Obj,
+        new: Obj,
+        opts: WriteOptions,
+        subresource: str | None = None,
+        applied: Obj | None = None,
+    ) -> Obj:
+        if applied is not None:  # first: an apply drops the fields its manager stopped applying
+            self._record_ownership(info, old, new, subresource, opts, applied)
         if info.custom:
             new = self._apply_schema(info, new, old, opts)
         if info.rkey == SECRET_RKEY:
             semantics.secret_defaults(new)
         self._check_metadata(info, new)
+        self._admit(info, old, new, opts)
         causes = semantics.finalizer_causes(old, new)
         if causes:
             raise invalid(info.kind, info.group, old["metadata"]["name"], causes)
@@ -338,6 +434,8 @@ class Cluster(DeletionRules):
             new = self._prepare_crd(new, old)
         semantics.bump_generation(info, old, new)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if applied is None:
+            self._record_ownership(info, old, new, subresource, opts, None)
         if semantics.same_content(old, new):
             return self.present(info, old)  # a no-op: no new RV, no event
         if opts.dry_run:
@@ -385,6 +483,37 @@ class Cluster(DeletionRules):
         if opts.dry_run:
             return self.present(info, obj), not obj["metadata"].get("finalizers")
         return self._delete_object(info.rkey, obj, policy)
+
+
+def apply_conflict(info: ResourceInfo, name: str, exc: managed_fields.ApplyConflicts) -> ApiError:
+    """kube-apiserver's 409 for an unforced apply over fields other managers own."""
+    causes = [
+        Cause("FieldManagerConflict", f"conflict with {c.manager}",
+              managed_fields.path_text(c.path))
+        for c in exc.conflicts
+    ]  # fmt: skip
+    return ApiError(
+        409, str(exc), reason="Conflict", name=name, group=info.group, kind=info.plural,
+        causes=causes,
+    )  # fmt: skip
+
+
+def _check_name(meta: Any, name: str, namespace: str) -> None:
+    """A body naming another object than the URL is a 400, as upstream's checkName."""
+    if not isinstance(meta, dict):
+        return
+    body_name = meta.get("name")
+    if body_name and body_name != name:
+        raise ApiError(
+            400, f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )
+    body_ns = meta.get("namespace")
+    if namespace and body_ns and body_ns != namespace:
+        raise ApiError(
+            400,
+            f"the namespace of the object ({body_ns}) does not match the namespace on the URL "
+            f"({namespace})",
+        )
 
 
 def _decode_patch(content_type: str, raw: bytes) -> Any:

@@ -1,8 +1,14 @@
-"""OpenAPI v3: an index and minimal per-group-version documents.
+"""OpenAPI: v3 (an index and minimal per-group-version documents) and an empty v2 document.
 
 kubectl's default strict validation only checks that a PATCH operation tagged with the kind's
 x-kubernetes-group-version-kind accepts a `fieldValidation` parameter; then it lets the server
 validate. CRD schemas are included so `kubectl explain` has something to show.
+
+A `kind: List` (what `kubectl get -o yaml` writes) has no v3 operation, so kubectl validates
+it on the client against OpenAPI v2, which client-go reads as protobuf only. The v2 document
+here defines no models: kubectl then checks nothing of the items itself (it skips kinds the
+document does not define) and each item is validated by the server under
+`fieldValidation=Strict`, as any other write.
 """
 
 from __future__ import annotations
@@ -77,6 +83,30 @@ def group_version_doc(registry: Registry, group: str, version: str) -> dict[str,
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+_V2_TITLE, _V2_VERSION = "Kubernetes", "v1.33.0"
+
+
+def v2_document() -> dict[str, Any]:
+    """The OpenAPI v2 document as JSON: no paths, no definitions."""
+    return {"swagger": "2.0", "info": {"title": _V2_TITLE, "version": _V2_VERSION},
+            "paths": {}, "definitions": {}}  # fmt: skip
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    # Field numbers and lengths here stay below 128, so each is a one-byte varint.
+    assert number < 16 and len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def v2_protobuf() -> bytes:
+    """The same document as gnostic's openapi_v2.Document (swagger = 1, info = 2 {title = 1,
+    version = 2}, paths = 8): three fields, encoded by hand rather than with a protobuf
+    runtime and generated code for a message of which nothing else is used."""
+    info = _length_delimited(1, _V2_TITLE.encode()) + _length_delimited(2, _V2_VERSION.encode())
+    return _length_delimited(1, b"2.0") + _length_delimited(2, info) + _length_delimited(8, b"")
 
 
 def index(registry: Registry) -> dict[str, Any]:

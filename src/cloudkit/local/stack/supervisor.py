@@ -43,6 +43,7 @@ from cloudkit.local.stack.children import (
     start_backend,
 )
 from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.fulfillment import ENDPOINT_FILE as FULFILLMENT_ENDPOINT
 from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfillment
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.local.stack.ports import free_port
@@ -133,6 +134,7 @@ class StackHandle:
             await self.simulator.stop()
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig.unlink()
+        (self.state_dir / FULFILLMENT_ENDPOINT).unlink(missing_ok=True)  # it would lie too
 
 
 def _prepare_state_dir(state_dir: Path) -> Path:
