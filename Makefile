@@ -44,7 +44,8 @@ pytest: $(STAMP) postgresql
 
 test: lint typecheck pytest
 
-# The long resilience and failover proofs (about 25 minutes on 2 cores); not part of `make test`.
+# The long resilience and failover proofs (about 25 minutes on an idle 2-core machine, as
+# README and CONTRIBUTING say); not part of `make test`.
 soak: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -m soak tests/integration/resilience tests/integration/leadership
 

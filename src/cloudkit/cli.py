@@ -187,7 +187,17 @@ def up(
     state_dir: Path = StateDir,
     vm_boot_seconds: float = typer.Option(5.0, help="Seconds a VM takes to boot (and to stop)."),
     operator_replicas: int = typer.Option(
-        1, min=1, help="Operator processes; one leads (by a Lease), the others stand by."
+        1,
+        min=1,
+        help="Operator processes; one leads (by a Lease), the others stand by. A replica "
+        "that exits is started again (back-off 1 s doubling to 30 s).",
+    ),
+    simulated_jobs: float | None = typer.Option(
+        None,
+        min=0,
+        metavar="SECONDS",
+        help="AAP jobs that simulate the playbooks' effects (no Ansible) and take this long: "
+        "for load and failover runs.",
     ),
 ) -> None:
     """Start the local stack: API server, automation service, VM simulator and operator."""
@@ -198,6 +208,7 @@ def up(
         state_dir=state_dir,
         vm_boot_seconds=vm_boot_seconds,
         operator_replicas=operator_replicas,
+        simulated_jobs=None if simulated_jobs is None else {"run_seconds": simulated_jobs},
     )
 
 

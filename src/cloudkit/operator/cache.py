@@ -11,7 +11,9 @@ to arrive wins. Kubernetes calls resourceVersions opaque, so this is a guess abo
 a wrong guess is still safe, because every write carries the resourceVersion it was computed
 from as a precondition: a stale read costs a Conflict and a fresh re-read, never a wrong write.
 A deletion leaves a tombstone (its resourceVersion, a bounded number of them), so a late store
-of an older version (an own write racing the DELETED event) does not bring the object back.
+of a version no newer than the deletion (an own write racing the DELETED event) does not bring
+the object back. A deletion learnt without a version (a GET that found nothing, the last
+finalizer removed) is remembered at the newest version known of the object.
 
 Memory: VMs and VMIs are kept slim (the metadata and status fields the reconciler reads), and
 managedFields are dropped from instances, so 1,000 instances with their VMs stay a few MB.
@@ -52,6 +54,14 @@ def newer_or_same(old: str | None, new: str | None) -> bool:
     if old is not None and new is not None and old.isdecimal() and new.isdecimal():
         return int(new) >= int(old)
     return True
+
+
+def newer(old: str | None, new: str | None) -> bool:
+    """Is version `new` strictly after `old`? By number when both are decimal, else it arrived
+    last (and differs): what may replace a tombstone, which the deleted version itself may not."""
+    if old is not None and new is not None and old.isdecimal() and new.isdecimal():
+        return int(new) > int(old)
+    return old is None or new != old
 
 
 def resource_version(obj: Obj) -> str | None:
@@ -104,12 +114,12 @@ class _Store:
     tombstones: OrderedDict[ObjectKey, str | None] = field(default_factory=OrderedDict)
 
     def put(self, obj: Obj) -> Obj | None:
-        """Store `obj` unless an equal-or-newer version (or its deletion) is known; the object
-        now stored under its key, or None when `obj` was older than a deletion."""
+        """Store `obj` unless a newer version is cached or a deletion at least as new is known;
+        the object now stored under its key, or None when `obj` was no newer than a deletion."""
         key = object_key(obj)
         version = resource_version(obj)
         if key in self.tombstones:
-            if not newer_or_same(self.tombstones[key], version):
+            if not newer(self.tombstones[key], version):
                 return None
             del self.tombstones[key]
         current = self.objects.get(key)
@@ -120,15 +130,27 @@ class _Store:
         return stored
 
     def delete(self, key: ObjectKey, version: str | None) -> Obj | None:
-        """Forget `key`, remembering the deletion's version; the object it held, if any."""
+        """Forget `key`, remembering the deletion's version (None: unknown, then the newest
+        version known of it stands for the deletion); the object it held, if any."""
         current = self.objects.get(key)
-        if current is not None and not newer_or_same(resource_version(current), version):
+        if version is None:
+            version = None if current is None else resource_version(current)
+        elif current is not None and not newer_or_same(resource_version(current), version):
             return None  # a newer version than this deletion exists (a re-created object)
-        self.tombstones.pop(key, None)
+        version = _latest(self.tombstones.pop(key, None), version)
         self.tombstones[key] = version
         while len(self.tombstones) > MAX_TOMBSTONES:
             self.tombstones.popitem(last=False)
         return self.objects.pop(key, None)
+
+
+def _latest(*versions: str | None) -> str | None:
+    """The newest of some versions of one object (None when none is known)."""
+    latest: str | None = None
+    for version in versions:
+        if version is not None and (latest is None or newer_or_same(latest, version)):
+            latest = version
+    return latest
 
 
 @dataclass
@@ -177,7 +199,8 @@ class WatchCache:
         self._instances.put(json_copy(slim_instance(obj)))
 
     def forget_instance(self, key: InstanceKey) -> None:
-        """The instance is gone: drop it, and list its VMs fresh if the name comes back."""
+        """The instance is gone (no version of the deletion is known): drop it, refuse any later
+        store of a version it had, and list its VMs fresh if the name comes back."""
         self._instances.delete((key.namespace, key.name), None)
         self._listed.discard(key.name)
 

@@ -2,7 +2,10 @@
 within deadlines. What to write, and when a leader has lost, is decided in leadership.py.
 
 A standby tries every retry period, and at once when a watch on the Lease shows it changed (a
-released Lease is taken without waiting out a period). A leader renews every retry period;
+released Lease is taken without waiting out a period). Only a watch *event* ends the wait
+early: an attempt or a watch that fails (an API server that is down, or no `watch` on leases)
+waits out the period, as client-go does, so a refused standby asks once per period, and says
+why once per outage rather than every round. A leader renews every retry period;
 each attempt may take no longer than what is left of the renew deadline, so an API server that
 stops answering cannot hold the leader past the deadline: `lost` is set then, before the
 lease can expire for anyone else (the deadline is shorter than the lease). The elector has its
@@ -12,7 +15,6 @@ own ApiClient: renewals never queue behind the reconciles' requests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -89,9 +91,9 @@ class LeaseClient:
             raise KubeError(what, error) from None
         return written
 
-    async def changes(self, resource_version: str | None) -> None:
-        """Return when the Lease changes after `resource_version` (None: when one appears), or
-        the watch ends; errors propagate."""
+    async def changes(self, resource_version: str | None) -> bool:
+        """True when the Lease changes after `resource_version` (None: when one appears); False
+        when the server ends the watch without a change. Errors propagate."""
         options: dict[str, Any] = {"field_selector": f"metadata.name={self.name}"}
         if resource_version:
             options["resource_version"] = resource_version
@@ -105,8 +107,34 @@ class LeaseClient:
                 timeout_seconds=WATCH_TIMEOUT_S,
                 **options,
             )
-            async for _ in events:
-                return
+            async for event in events:
+                if str(event.get("type", "")).upper() != "BOOKMARK":
+                    return True
+        return False
+
+
+class Outage:
+    """What went wrong with the API server, said once per outage: the first failure as a
+    warning, the repeats at debug level, and the first success after them as the end."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._failures = 0
+
+    def failed(self, error: BaseException) -> None:
+        self._failures += 1
+        reason = str(error) or f"no answer in time ({type(error).__name__})"
+        if self._failures == 1:
+            log.warning("leader election: %s: %s (retrying every period)", self._what, reason)
+        else:
+            log.debug("leader election: %s: %s (failure %d)", self._what, reason, self._failures)
+
+    def answered(self) -> None:
+        if self._failures:
+            log.info(
+                "leader election: %s works again after %d failed tries", self._what, self._failures
+            )
+        self._failures = 0
 
 
 class LeaderElector:
@@ -164,36 +192,56 @@ class LeaderElector:
     async def _stand(self) -> None:
         retry = self._settings.retry_period.total_seconds()
         deadline = self._settings.renew_deadline.total_seconds()
+        attempts, watches = Outage("reading the Lease"), Outage("watching the Lease")
         waiting_on: str | None = None
         while True:
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation.
                 async with asyncio.timeout(deadline):
                     if await self._attempt():
+                        attempts.answered()
                         return
             except (KubeError, TimeoutError, OSError) as error:
-                log.warning("leader election: %s", str(error) or "no answer in time")
+                attempts.failed(error)
+                await asyncio.sleep(retry)  # refused: no watch, the whole period
+                continue
+            attempts.answered()
             if self.holder and self.holder != waiting_on:
                 waiting_on = self.holder
                 log.info("standby: %s leads; %s waits", waiting_on, self.identity)
-            await self._pause(retry)
+            await self._pause(retry, watches)
 
-    async def _pause(self, seconds: float) -> None:
-        """Until the retry period passed or the Lease changed, whichever comes first."""
+    async def _pause(self, seconds: float, watches: Outage) -> None:
+        """Until the retry period has passed, or sooner when a watch shows the Lease changed.
+        A watch that ends without a change does not end the pause; one that fails starts the
+        period again, so no two requests of a refused standby are closer than a period."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
         version = ((self._current or {}).get("metadata") or {}).get("resourceVersion")
-        watcher = asyncio.create_task(self._leases.changes(version))
+        changed = False
         try:
-            await asyncio.wait({watcher}, timeout=seconds)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            async with asyncio.timeout_at(until) as period:
+                changed = await self._leases.changes(version)
+        except TimeoutError:
+            if not period.expired():
+                watches.failed(TimeoutError())
+                until = loop.time() + seconds
+        # Whatever the watch raises (HTTP, TLS, a malformed event): logged once, then retried
+        # after a period; the election itself must not stop for it.
+        except Exception as error:
+            watches.failed(error)
+            until = loop.time() + seconds
+        else:
+            watches.answered()
+        if not changed:
+            await asyncio.sleep(max(0.0, until - loop.time()))
 
     async def _renew(self) -> None:
         loop = asyncio.get_running_loop()
         retry = self._settings.retry_period.total_seconds()
         deadline = self._settings.renew_deadline.total_seconds()
         renewed = loop.time()
+        renewals = Outage("renewing the Lease")
         while True:
             await asyncio.sleep(retry)
             sent = loop.time()
@@ -203,8 +251,9 @@ class LeaderElector:
                     if left > 0 and await self._attempt():
                         # Others time the new record from when they see it: never before `sent`.
                         renewed = sent
+                        renewals.answered()
             except (KubeError, TimeoutError, OSError) as error:
-                log.warning("leader election: renewing: %s", str(error) or "no answer in time")
+                renewals.failed(error)
             if self.holder not in (None, self.identity):
                 log.error("lost leadership: %s holds the Lease now", self.holder)
                 return

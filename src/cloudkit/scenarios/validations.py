@@ -114,15 +114,13 @@ def message_matches_state(job: dict[str, Any]) -> bool:
     return str(job.get("message", "")).lower().startswith(prefixes)
 
 
-def provision_terminal_with_matching_message(trace: list[Snapshot], provider: str) -> Validation:
-    """The provision job ends terminal and its message is the one of that terminal state."""
+def provision_terminal_with_matching_message(trace: list[Snapshot]) -> Validation:
+    """AAP direct: the provision job ends terminal and its message is the one AAP gives that
+    terminal state (EDA cannot observe its jobs: provision_succeeded_only_on_playbook_report)."""
     name = "provision-job-terminal-with-matching-message"
     last = next((s.job("provision") for s in reversed(trace) if s.job("provision")), None)
     if last is None:
         return Validation(name, False, "no provision job observed")
-    if provider == "eda":
-        ok = last.get("state") in {"Unknown", "Running", *TERMINAL}
-        return Validation(name, ok, f"EDA cannot observe the job: last {_fmt(last)}")
     mismatched = [
         s for s in trace if (j := s.job("provision")) is not None and not message_matches_state(j)
     ]
@@ -135,16 +133,67 @@ def provision_terminal_with_matching_message(trace: list[Snapshot], provider: st
     return Validation(name, ok, detail)
 
 
-def single_deprovision_after_provision_terminal(trace: list[Snapshot], provider: str) -> Validation:
+def reported_by_playbook(snap: Snapshot, job: dict[str, Any]) -> bool:
+    """Did the playbook report this job's configuration applied (its annotation, which the
+    operator copies to status.reconciledConfigVersion in the same write)?"""
+    version = job.get("configVersion")
+    return bool(version) and snap.status.get("reconciledConfigVersion") == version
+
+
+def provision_succeeded_only_on_playbook_report(trace: list[Snapshot]) -> Validation:
+    """EDA: the operator cannot observe or cancel a job, so a provision job never shows Failed
+    or Canceled, and shows Succeeded only in a version where the playbook reported its
+    configuration applied; otherwise it stays as launched (Running)."""
+    name = "provision-job-succeeded-only-on-playbook-report"
+    seen = [(s, j) for s in trace if (j := s.job("provision")) is not None]
+    if not seen or not any(j.get("id") for _, j in seen):
+        return Validation(name, False, "no launched provision job observed")
+    invented = [
+        (s, j)
+        for s, j in seen
+        if j.get("state") in TERMINAL
+        and (j.get("state") != "Succeeded" or not reported_by_playbook(s, j))
+    ]
+    detail = f"last {_fmt(seen[-1][1])}"
+    if invented:
+        snap, job = invented[0]
+        detail += (
+            f"; at rv {snap.resource_version}: {_fmt(job)} with reconciledConfigVersion "
+            f"{snap.status.get('reconciledConfigVersion')!r}"
+        )
+    return Validation(name, not invented, detail)
+
+
+def provision_succeeded_at_ready(ready: Snapshot, provider: str) -> Validation:
+    """The version that first shows Ready shows the provision job Succeeded; with EDA in a
+    version where the playbook reported the job's configuration applied."""
+    job = ready.job("provision") or {}
+    ok = job.get("state") == "Succeeded"
+    detail = f"provision {_fmt(job)}"
+    if provider == "eda":
+        ok = ok and reported_by_playbook(ready, job)
+        detail += f"; reconciledConfigVersion {ready.status.get('reconciledConfigVersion')!r}"
+    return Validation("provision-job-succeeded", ok, detail)
+
+
+def at_most_one_deprovision_job(trace: list[Snapshot]) -> Validation:
+    """EDA, deleted while provisioning: one deprovision job, or none when the provider skipped
+    it (nothing was provisioned yet); it may start while the unobservable provision job runs."""
+    ids: set[str] = set()
+    for snap in trace:
+        ids |= snap.job_ids("deprovision")
+    return Validation(
+        "at-most-one-deprovision-job", len(ids) <= 1, f"deprovision job ids {sorted(ids)}"
+    )
+
+
+def single_deprovision_after_provision_terminal(trace: list[Snapshot]) -> Validation:
     """Exactly one deprovision job, and every version that shows it shows the provision ended."""
     name = "single-deprovision-job-after-provision-terminal"
     ids: set[str] = set()
     for snap in trace:
         ids |= snap.job_ids("deprovision")
     first = next((s for s in trace if s.job("deprovision") is not None), None)
-    if provider == "eda":
-        ok = len(ids) <= 1
-        return Validation(name, ok, f"deprovision job ids {sorted(ids)} (EDA may skip)")
     if first is None:
         return Validation(name, False, "no deprovision job observed")
     early = [

@@ -5,19 +5,17 @@ from __future__ import annotations
 import pytest
 import yaml
 from apiserver_client import WIDGETS_CRD
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
 
-kubernetes_asyncio = pytest.importorskip("kubernetes_asyncio")
 pytestmark = pytest.mark.stack
 MERGE = "application/merge-patch+json"
 GROUP, VERSION, PLURAL = "test.cloudkit.dev", "v1", "widgets"
 
 
 async def test_custom_objects_typed_events_and_watch(apiserver: ApiServerHandle) -> None:
-    from kubernetes_asyncio import client, config, watch
-    from kubernetes_asyncio.client.exceptions import ApiException
-
     api_client = await config.new_client_from_config(config_file=str(apiserver.kubeconfig))
     async with api_client:
         ext = client.ApiextensionsV1Api(api_client)

@@ -197,3 +197,57 @@ async def test_the_finalizer_goes_on_a_decision_made_on_fresh_reads(bench: Bench
     assert after["metadata"]["finalizers"] == [HOLD]
     reference = status(after).get("virtualMachineReference") or {}
     assert reference.get("kubeVirtVirtualMachineName") == "left-behind", status(after)
+
+
+async def test_a_vmi_is_deleted_on_a_decision_made_on_fresh_reads(bench: Bench) -> None:
+    """The cache knows one VM of the instance (its VM watch is behind) while a second VM
+    labelled with it exists. A restart request would delete the one VM's VMI on the cached
+    reads; the pass lists the VMs fresh first, finds two, and deletes nothing
+    (RestartFailed: which to restart is unclear)."""
+    bench.feed()
+    key = await create(bench, "restart-stale")
+
+    async def one_pass() -> dict[str, Any] | None:
+        await bench.reconciler.reconcile(key)
+        return await bench.kube.get(f"{CI_PATH}/{key.name}")
+
+    await until(one_pass, lambda obj: status(obj).get("phase") == "Ready", within=60)
+    await until(lambda: caught_up(bench, key), bool, within=30)
+    [vm] = bench.cache.vm_observations(key.name)
+    vmi_path = resource_path(
+        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, namespace=vm.namespace
+    )
+
+    async def vmi_uid() -> str | None:
+        found = await bench.kube.get(f"{vmi_path}/{vm.name}")
+        return None if found is None else str(found["metadata"]["uid"])
+
+    before = await until(vmi_uid, bool, within=30, what="the VM's VMI")
+    for task in bench.feeds:  # from here on the VM watch is behind
+        task.cancel()
+    await asyncio.gather(*bench.feeds, return_exceptions=True)
+    labels = {names.VM_INSTANCE_LABEL: key.name}
+    vm_path = resource_path(
+        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, namespace=vm.namespace
+    )
+    await bench.kube.create(
+        vm_path,
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "second", "labels": labels},
+            "spec": {"runStrategy": "Halted", "template": {"metadata": {"labels": labels}}},
+        },
+    )
+    requested = await bench.kube.merge_patch(
+        f"{CI_PATH}/{key.name}", {"spec": {"restartRequestedAt": "2030-01-01T00:00:00Z"}}
+    )
+    bench.cache.instance_event("MODIFIED", requested)  # the instance watch is up to date
+    assert len(bench.cache.vm_observations(key.name)) == 1  # the VM watch is not
+
+    def restart_failed(obj: dict[str, Any] | None) -> bool:
+        found = [c for c in status(obj).get("conditions") or [] if c.get("type") == "RestartFailed"]
+        return bool(found) and found[0].get("reason") == "NoVMReference"
+
+    await until(one_pass, restart_failed, within=60, what="RestartFailed NoVMReference")
+    assert await vmi_uid() == before, "the VMI was deleted on a stale list of VMs"

@@ -4,7 +4,6 @@ stack starts the operator beside it); a rejected token fails at once, naming the
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from aiohttp import web
@@ -60,13 +59,15 @@ async def test_a_late_controller_is_waited_for() -> None:
 
 
 async def test_a_rejected_token_fails_at_once() -> None:
+    """At once: not after retrying until the start-up timeout, here ten minutes (a retrying
+    check runs into the two-minute deadline; no load makes one 401 take that long)."""
     port = free_port()
     runner = await serve_me(port)
     try:
-        started = time.monotonic()
         with pytest.raises(StartupError) as raised:
-            await check_aap(settings_for(port, token="wrong-token-9"))
-        assert time.monotonic() - started < 5
+            await asyncio.wait_for(
+                check_aap(settings_for(port, token="wrong-token-9", timeout="10m")), 120
+            )
         assert "CLOUDKIT_AAP_TOKEN" in str(raised.value)
         assert "wrong-token-9" not in str(raised.value)
     finally:

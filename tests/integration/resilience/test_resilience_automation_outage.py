@@ -135,7 +135,7 @@ async def test_automation_outage_mid_provisioning(tmp_path: Path) -> None:
                 no_overlapping_jobs(mine),
                 all_jobs_terminal(mine),
                 status_agrees_with_automation(rec.versions[name], mine),
-                v.single_deprovision_after_provision_terminal(rec.snapshots(name), "aap"),
+                v.single_deprovision_after_provision_terminal(rec.snapshots(name)),
                 v.no_orphan_vm(await lab.vms(name), f"{names.VM_INSTANCE_LABEL}={name}"),
             ]
             if name == first:

@@ -237,8 +237,8 @@ def scenario_validations(
     if any(s.job("provision") is not None for s in trace):
         return [
             *common,
-            v.provision_terminal_with_matching_message(trace, "aap"),
-            v.single_deprovision_after_provision_terminal(trace, "aap"),
+            v.provision_terminal_with_matching_message(trace),
+            v.single_deprovision_after_provision_terminal(trace),
         ]
     ids: set[str] = set()
     for snap in trace:

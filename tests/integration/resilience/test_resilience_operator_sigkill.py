@@ -110,7 +110,7 @@ async def test_operator_sigkilled_at_random_moments(tmp_path: Path, rng: random.
             named[name] = [
                 Validation("lifecycle", result.error is None, result.error or "ok"),
                 v.phase_deleting_after_delete(trace),
-                v.single_deprovision_after_provision_terminal(trace, "aap"),
+                v.single_deprovision_after_provision_terminal(trace),
                 v.no_orphan_vm(await lab.vms(name), f"{names.VM_INSTANCE_LABEL}={name}"),
                 one_provision_job_per_correlation_id(mine),
                 exactly_one_deprovision_job(mine),

@@ -36,6 +36,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from cloudkit.api import names
 from cloudkit.api.jobs import JobState, JobType
 from cloudkit.api.models import ComputeInstanceStatus, JobStatus
+from cloudkit.lifecycle.deprovision import EDA_DONE, EDA_WAITING
+from cloudkit.lifecycle.provision import EDA_COMPLETED
 from tests.unit.lifecycle.sim import AWX_WORD, Crash, World, config
 
 NON_READING_PREFIXES = (
@@ -47,12 +49,25 @@ NON_READING_PREFIXES = (
 )
 
 
-def consistent(job: JobStatus, provider: str) -> bool:
+# What the core writes for the EDA jobs it cannot observe, each state with its one message.
+EDA_WORDS = {
+    (JobType.PROVISION, JobState.SUCCEEDED): EDA_COMPLETED,
+    (JobType.DEPROVISION, JobState.RUNNING): EDA_WAITING,
+    (JobType.DEPROVISION, JobState.SUCCEEDED): EDA_DONE,
+}
+
+
+def consistent(job: JobStatus, job_type: JobType, provider: str) -> bool:
     """State and message come from one reading (or from a documented non-reading message)."""
     if job.purged or job.message.startswith(NON_READING_PREFIXES):
         return job.state not in {JobState.SUCCEEDED, JobState.CANCELED} or bool(job.purged)
     if provider == "eda":
-        return True
+        # A terminal state only in the core's own words (the launch's reading is never one);
+        # otherwise the launch's reading or the core's word for that state.
+        word = EDA_WORDS.get((job_type, job.state))
+        if job.state.terminal:
+            return job.message == word
+        return job.message in {AWX_WORD.get(job.state), word}
     if job.message.startswith("canceled before launch"):
         return job.state is JobState.CANCELED
     return job.message == AWX_WORD.get(job.state, job.message)
@@ -65,6 +80,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.checked_writes = 0
         self.checked_phases = 0
         self.requests: set[object] = set()
+        self.eda_succeeded: set[str] = set()
 
     @rule(provider=st.sampled_from(["aap", "eda"]))
     @precondition(lambda self: not self.world.writes)
@@ -171,10 +187,27 @@ class Lifecycle(RuleBasedStateMachine):
     @invariant()
     def state_and_message_from_one_reading(self) -> None:  # invariant 2
         for status in self.world.writes[self.checked_writes :]:
-            for job in (status.provision_job, status.deprovision_job):
+            jobs = (
+                (JobType.PROVISION, status.provision_job),
+                (JobType.DEPROVISION, status.deprovision_job),
+            )
+            for job_type, job in jobs:
                 if job is not None and job.id:
-                    assert consistent(job, self.world.provider), job
+                    assert consistent(job, job_type, self.world.provider), job
+            self._eda_success_at_the_playbook_s_report(status)
         self.checked_writes = len(self.world.writes)
+
+    def _eda_success_at_the_playbook_s_report(self, status: ComputeInstanceStatus) -> None:
+        """EDA: the write that first shows a provision job Succeeded carries the playbook's
+        report of that job's configuration (the annotation, copied to reconciledConfigVersion)."""
+        job = status.provision_job
+        if self.world.provider != "eda" or job is None or job.state is not JobState.SUCCEEDED:
+            return
+        if job.id in self.eda_succeeded:
+            return
+        self.eda_succeeded.add(job.id)
+        assert job.config_version is not None, job
+        assert status.reconciled_config_version == job.config_version, status
 
     @invariant()
     def conditions_match_the_phase(self) -> None:

@@ -158,3 +158,35 @@ def test_forgetting_an_instance_lists_its_vms_fresh_again() -> None:
     cache.forget_instance(KEY)
     assert cache.instance(KEY) is None
     assert not cache.vms_listed("ci")
+
+
+def test_a_forgotten_instance_is_not_brought_back_by_a_late_store_of_a_version_it_had() -> None:
+    """forget_instance knows no deletion version (a GET found nothing, or the last finalizer
+    went): the newest version known stands for it, so nothing up to it comes back."""
+    cache = WatchCache()
+    cache.instance_event(None, instance("5"))
+    cache.store_instance(instance("6"))  # an own write
+    cache.forget_instance(KEY)
+    assert cache.instance(KEY) is None
+    cache.store_instance(instance("6"))  # a concurrent pass's write, stored late
+    cache.instance_event("MODIFIED", instance("5"))  # the watch, behind
+    assert cache.instance(KEY) is None
+    assert cache.instance_deleted(KEY)
+    cache.instance_event("ADDED", instance("9"))  # re-created under the same name
+    assert (cache.instance(KEY) or {})["metadata"]["resourceVersion"] == "9"
+
+
+def test_forgetting_after_the_watch_s_deletion_keeps_the_deletion_s_version() -> None:
+    cache = WatchCache()
+    cache.instance_event(None, instance("5"))
+    cache.instance_event("DELETED", instance("7"))
+    cache.forget_instance(KEY)  # a pass then found it gone too
+    cache.store_instance(instance("6"))
+    assert cache.instance(KEY) is None
+
+
+def test_the_deleted_version_itself_does_not_come_back() -> None:
+    cache = WatchCache()
+    cache.instance_event("DELETED", instance("7"))
+    cache.instance_event("MODIFIED", instance("7"))
+    assert cache.instance(KEY) is None

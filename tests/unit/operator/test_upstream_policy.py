@@ -25,7 +25,7 @@ AAP = {
 }
 FIXED = lifecycle_config(load_settings({**AAP, "CLOUDKIT_POLL_POLICY": "fixed"}))
 ADAPTIVE = lifecycle_config(load_settings(AAP))
-DEADLINE = 5.0
+DEADLINE = 30.0
 
 
 def test_fixed_policy_polls_on_every_pass_instead_of_waiting_the_interval() -> None:
@@ -81,9 +81,11 @@ def test_the_adaptive_policy_is_unchanged() -> None:
 
 
 async def test_after_a_writing_pass_the_key_runs_at_once_then_after_the_interval() -> None:
-    """The schedule on the real work queue, with a short interval: the pass after a write
-    follows at once, and the next one only when the first pass's requeue falls due."""
-    interval = timedelta(milliseconds=400)
+    """The schedule on the real work queue: the pass after a write follows at once, and the
+    next one only when the first pass's requeue falls due. The margins are a second wide, so a
+    loaded machine cannot turn one behaviour into the other; that the extra pass does not
+    postpone the requeue is pinned exactly, on the schedule's own clock, above."""
+    interval = timedelta(seconds=2)
     passes = PassSchedule(replace(FIXED, poll_interval=interval))
     writes = [True, False, False]
     runs: list[float] = []
@@ -106,9 +108,10 @@ async def test_after_a_writing_pass_the_key_runs_at_once_then_after_the_interval
         await asyncio.wait_for(three.wait(), DEADLINE)
     finally:
         await queue.stop()
-    assert runs[1] - runs[0] < 0.2, "the pass after a write must follow at once"
-    assert runs[2] - runs[0] >= interval.total_seconds() - 0.01, "then the first requeue"
-    assert runs[2] - runs[0] < interval.total_seconds() + 0.2, "not postponed by the extra pass"
+    seconds = interval.total_seconds()
+    assert runs[1] - runs[0] < seconds / 2, "the pass after a write must follow at once"
+    assert runs[2] - runs[0] >= seconds - 0.01, "then the first requeue, not before"
+    assert runs[2] - runs[0] < seconds * 2, "and not a whole interval late"
 
 
 def test_a_change_of_a_labelled_vm_wakes_its_instance() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.replicas import OperatorsView, ReplicaView
 
 TOKEN_FILE = Path("state/automation/automation-token")
 
@@ -87,3 +88,25 @@ def test_the_panel_names_the_leader_and_the_standbys() -> None:
         leader="operator-2",
     )
     assert re.search(r"operators +2 \(leader operator-2; standby operator\)", panel(two))
+
+
+def test_the_operators_panel_shows_each_replica_after_a_change() -> None:
+    view = OperatorsView(
+        lease="cloudkit-operator-system/cloudkit-operator-leader",
+        leader="operator-2",
+        replicas=(
+            ReplicaView("operator", 4242, False, 3, "killed by SIGKILL", leader=False),
+            ReplicaView("operator-2", 4343, True, 0, None, leader=True),
+        ),
+    )
+    out = io.StringIO()
+    StackConsole(Console(file=out, width=240, color_system=None)).operators(view)
+    text = out.getvalue()
+    assert "operator-2 leads" in text
+    rows = {
+        words[1]: words[2:]
+        for words in (line.split() for line in text.splitlines())
+        if {"4242", "4343"} & set(words)
+    }
+    assert rows["operator"][:5] == ["4242", "down,", "restarting", "3", "killed"], rows
+    assert rows["operator-2"] == ["4343", "leader", "0", "-", "│"], rows

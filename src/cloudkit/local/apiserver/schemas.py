@@ -1,51 +1,36 @@
-"""Adapter to the CRD schema engine (`schema.py`, owned by another module author).
+"""The server's calls into the CRD schema engine (`schema.py`), in the server's own Cause type.
 
-The server calls only these four functions, so it keeps working (without pruning, defaulting
-or validation) while `schema.py` is absent, and picks it up as soon as it exists.
+No fallback: the engine (and the CEL library under it) is a hard dependency. A server that
+cannot import it must not start, because without it every custom resource would be stored
+unpruned, undefaulted and unvalidated (fail open).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from cloudkit.local.apiserver import schema as engine
 from cloudkit.local.apiserver.errors import Cause
 
-try:
-    _engine: Any = importlib.import_module("cloudkit.local.apiserver.schema")
-except ImportError:  # pragma: no cover - only while schema.py is not written yet
-    _engine = None
 
-AVAILABLE = _engine is not None
-
-
-def _causes(raw: list[Any]) -> list[Cause]:
+def _causes(raw: list[engine.Cause]) -> list[Cause]:
     return [Cause(c.reason, c.message, c.field) for c in raw]
 
 
 def check_structural(schema: dict[str, Any]) -> list[Cause]:
-    if _engine is None:
-        return []
-    return _causes(_engine.check_structural(schema))
+    return _causes(engine.check_structural(schema))
 
 
 def prune(obj: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    if _engine is None:
-        return obj, []
-    pruned, unknown = _engine.prune(obj, schema)
+    pruned, unknown = engine.prune(obj, schema)
     return pruned, list(unknown)
 
 
 def apply_defaults(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    if _engine is None:
-        return obj
-    result: dict[str, Any] = _engine.apply_defaults(obj, schema)
-    return result
+    return engine.apply_defaults(obj, schema)
 
 
 def validate(
     obj: dict[str, Any], schema: dict[str, Any], old: dict[str, Any] | None = None
 ) -> list[Cause]:
-    if _engine is None:
-        return []
-    return _causes(_engine.validate(obj, schema, old))
+    return _causes(engine.validate(obj, schema, old))

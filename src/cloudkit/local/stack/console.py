@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from itertools import cycle
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from cloudkit.local.stack.replicas import OperatorsView
 
 
 class ReadyStack(Protocol):
@@ -132,3 +135,23 @@ class StackConsole:
         self.console.print(Panel(table, title="cloudkit local stack is up", border_style="green"))
         # Once more outside the panel, unwrapped, for copy and paste.
         self.console.print(f"export KUBECONFIG={handle.kubeconfig}", soft_wrap=True)
+
+    def operators(self, view: OperatorsView) -> None:
+        """The operator replicas after a change (an exit, a restart, a takeover)."""
+        table = Table(box=None, padding=(0, 2), show_edge=False)
+        for column in ("replica", "pid", "role", "restarts", "last exit"):
+            table.add_column(column, style="bold" if column == "replica" else None)
+        for replica in view.replicas:
+            if not replica.running:
+                role = Text("down, restarting", style="red")
+            else:
+                role = Text("leader", style="green") if replica.leader else Text("standby")
+            table.add_row(
+                replica.name,
+                str(replica.pid or "-"),
+                role,
+                str(replica.restarts),
+                replica.last_exit or "-",
+            )
+        title = f"operators — {view.leader or 'nobody'} leads (Lease {view.lease})"
+        self.console.print(Panel(table, title=title, border_style="yellow"))

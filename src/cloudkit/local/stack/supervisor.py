@@ -6,9 +6,11 @@ simulator (in this process) → the tenants' issuer and fulfillment service (sub
 or ansible-rulebook for EDA; see backends) → operator replicas (subprocesses; one leads by
 the Lease, the others stand by) → DIR/kubeconfig, written only once all of it is ready. Every
 server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
-operator reaches the others over sockets, exactly as in a cluster. If a child dies the stack
-says which and stops the rest; SIGINT/SIGTERM stop everything, children first. What each child
-is told comes from `environment`; `children` spawns them.
+operator reaches the others over sockets, exactly as in a cluster. An operator replica that
+exits is started again, as a kubelet restarts a container (`replicas`: back-off, the same
+identity; the others keep running); if any other child dies the stack says which and stops the
+rest. SIGINT/SIGTERM stop everything, children first. What each child is told comes from
+`environment`; `children` spawns them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfil
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
+from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
 from cloudkit.local.stack.strays import report_strays
 
 log = logging.getLogger("cloudkit.local.stack")
@@ -78,6 +81,8 @@ class StackHandle:
     """Each operator replica's health URL, by its name (`operator`, `operator-2`, …)."""
     leader: str | None = None
     """The replica that held the operators' Lease when the stack became ready."""
+    operators: OperatorReplicas | None = None
+    """The replicas kept running, and who leads now (DIR/operators.json publishes it)."""
     fulfillment_url: str = ""
     """The tenants' API (HTTPS; its CA and the issuer are in DIR/fulfillment.json)."""
     instance_namespace: str = INSTANCE_NAMESPACE
@@ -105,8 +110,13 @@ class StackHandle:
         return [child.pid for child in self.children]
 
     def supervise(self) -> None:
+        """A dead operator replica is started again (`operators`); any other dead child
+        fails the stack."""
         for child in self.children:
-            self._watchers.append(asyncio.create_task(self._watch(child)))
+            if self.operators is None or not self.operators.owns(child):
+                self._watchers.append(asyncio.create_task(self._watch(child)))
+        if self.operators is not None:
+            self.operators.start(self.leader)
 
     async def _watch(self, child: Child) -> None:
         await child.process.wait()
@@ -122,6 +132,8 @@ class StackHandle:
         self._stopped = True
         for task in self._watchers:
             task.cancel()
+        if self.operators is not None:
+            await self.operators.stop()  # no restart from here on
         for child in reversed(self.children):
             if child.name == "apiserver" and self.simulator is not None:
                 await self.simulator.stop()  # before its API server goes away
@@ -134,12 +146,18 @@ class StackHandle:
             await self.simulator.stop()
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / STATUS_FILE).unlink()
         (self.state_dir / FULFILLMENT_ENDPOINT).unlink(missing_ok=True)  # it would lie too
 
 
 def _prepare_state_dir(state_dir: Path) -> Path:
     state_dir = private_dir(state_dir.resolve())
-    for stale in (state_dir / "kubeconfig", state_dir / "apiserver" / "kubeconfig"):
+    for stale in (
+        state_dir / "kubeconfig",
+        state_dir / "apiserver" / "kubeconfig",
+        state_dir / STATUS_FILE,
+    ):
         # Presence of DIR/kubeconfig means "ready"; a stale one would lie.
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
@@ -294,6 +312,19 @@ async def _start_operators(
 ) -> None:
     """N replicas under the same ServiceAccount; ready once each is healthy and one leads."""
     logs = handle.state_dir / "logs"
+    admin = handle.state_dir / "apiserver" / "kubeconfig"
+
+    async def spawn(name: str, env: Mapping[str, str]) -> Child:
+        return await spawn_operator(kubeconfig, env=env, logs=logs, sink=sink, name=name)
+
+    operators = OperatorReplicas(
+        spawn=spawn,
+        children=handle.children,
+        admin_kubeconfig=admin,
+        lease=environment.OPERATOR_LEASE,
+        status_file=handle.state_dir / STATUS_FILE,
+    )
+    handle.operators = operators
     replicas: dict[str, Child] = {}
     for index in range(handle.operator_replicas):
         name = environment.replica_name(index)
@@ -304,13 +335,14 @@ async def _start_operators(
         env = environment.replica_env(
             operator_env, name=name, metrics_url=metrics_url, health_url=health_url
         )
-        child = await spawn_operator(kubeconfig, env=env, logs=logs, sink=sink, name=name)
+        child = await spawn(name, env)
         handle.children.append(child)
+        operators.add(name, env, child)
         replicas[name] = child
         handle.replica_health_urls[name] = health_url
     for name, child in replicas.items():
         await operator_healthy(child, handle.replica_health_urls[name])
-    admin = handle.state_dir / "apiserver" / "kubeconfig"
+        child.collecting = False  # nothing waits for its lines: do not queue them forever
     handle.leader = await operator_leads(admin, environment.OPERATOR_LEASE, replicas)
     handle.operator_running = True
 
@@ -319,13 +351,19 @@ async def _start_operators(
 
 
 def run(
-    *, provider: str, state_dir: Path, vm_boot_seconds: float, operator_replicas: int = 1
+    *,
+    provider: str,
+    state_dir: Path,
+    vm_boot_seconds: float,
+    operator_replicas: int = 1,
+    simulated_jobs: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
     ui = StackConsole()
     logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
+    options = {"operator_replicas": operator_replicas, "simulated_jobs": simulated_jobs}
     try:
-        code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, operator_replicas, ui))
+        code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, options, ui))
     except StackError as error:
         ui.error(str(error))
         code = 1
@@ -334,7 +372,11 @@ def run(
 
 
 async def _run(
-    provider: str, state_dir: Path, vm_boot_seconds: float, replicas: int, ui: StackConsole
+    provider: str,
+    state_dir: Path,
+    vm_boot_seconds: float,
+    options: Mapping[str, Any],
+    ui: StackConsole,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -346,7 +388,7 @@ async def _run(
             state_dir=state_dir,
             vm_boot_seconds=vm_boot_seconds,
             log_sink=ui.child_line,
-            operator_replicas=replicas,
+            **options,
         )
     )
     interrupted = asyncio.create_task(stop.wait())
@@ -360,6 +402,8 @@ async def _run(
     interrupted.cancel()
     handle = starting.result()
     ui.ready(handle)
+    if handle.operators is not None:
+        handle.operators.listeners.append(ui.operators)
     failed = asyncio.create_task(handle.failed.wait())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,34 @@
+"""The scenario recorder says why its watch broke, and keeps trying: the kubernetes client
+against a loopback port where nothing listens (connection refused, no network beyond it)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from kubernetes import client
+from tests.waiting import until
+
+from cloudkit.local.stack.ports import free_port
+from cloudkit.scenarios.runner import Recorder
+
+
+async def test_a_broken_watch_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"
+    configuration.retries = False
+    api = client.CustomObjectsApi(client.ApiClient(configuration))
+    recorder = Recorder(api, "ns", "ci")
+    caplog.set_level(logging.DEBUG, logger="cloudkit.scenarios")
+    recorder.start()
+    try:
+
+        async def broken() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "cloudkit.scenarios"]
+
+        records = await until(broken, lambda found: len(found) >= 3, within=60, what="retries")
+    finally:
+        recorder.stop()
+    assert records[0].levelno == logging.WARNING
+    assert "watch of ns/ci broke" in records[0].getMessage()
+    assert all(r.levelno == logging.DEBUG for r in records[1:]), "retries log quietly"
