@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "operator"))
-from operator_stack import (
+from cloudkit.bench.report import LifecycleRow, comparison, read_rows
+from cloudkit.local.automation.main import start_automation_service
+from tests.harness.operator_process import (
     START_TIMEOUT_S,
-    Automation,
+    AutomationService,
     Cluster,
     LoopThread,
     cluster,
@@ -32,9 +33,6 @@ from operator_stack import (
     stop_operator,
     wait_until,
 )
-
-from cloudkit.bench.report import LifecycleRow, comparison, read_rows
-from cloudkit.local.automation.main import start_automation_service
 
 pytestmark = pytest.mark.stack
 __all__ = ["cluster", "loop_thread"]  # module fixtures of the failing run
@@ -126,7 +124,7 @@ def _recomputed_sentences(rows: list[LifecycleRow]) -> list[str]:
 @pytest.fixture(scope="module")
 def failing_automation(
     loop_thread: LoopThread, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Automation]:
+) -> Iterator[AutomationService]:
     templates = [
         {
             "name": "provision",
@@ -144,13 +142,13 @@ def failing_automation(
     state = tmp_path_factory.mktemp("automation")
     handle = loop_thread.run(start_automation_service(state, templates))
     try:
-        yield Automation(handle)
+        yield AutomationService(handle)
     finally:
         loop_thread.run(handle.stop())
 
 
 def test_a_failing_lifecycle_exits_non_zero_and_is_named(
-    cluster: Cluster, failing_automation: Automation, tmp_path: Path
+    cluster: Cluster, failing_automation: AutomationService, tmp_path: Path
 ) -> None:
     env = operator_env(
         cluster,

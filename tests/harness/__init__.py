@@ -1,0 +1,12 @@
+"""Test fixtures shared by every tier: stacks started through the product's own `start_stack`.
+
+- `stack_lab`: a started stack (`cloudkit.local.stack.start_stack`) with its clients, a recorder
+  of every instance version, and the means to kill and restart its children.
+- `replicas`: the same stack with operator replicas the tests start, signal and cut off
+  (through the stack's fault relay, `cloudkit.local.stack.faults`), and the Lease.
+- `in_process`: the same stack without an operator, and a reconciler driven pass by pass in the
+  test's own process.
+- `holds`, `kills`, `checks`: the resilience proofs' stops, kill bursts and job checks.
+- `operator_process`: API server and automation service in this process, the operator as a
+  subprocess, for tests that need their own job templates (not yet on `start_stack`).
+"""

@@ -10,6 +10,7 @@ an operator deployed on a cluster.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from cloudkit.api import names
 from cloudkit.bench.report import LifecycleRow
+
+log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_S = 5
 RECONNECT_PAUSE_S = 0.2
@@ -107,8 +110,22 @@ class InstanceWatch:
                 if error.status == 410:  # too old: start from now; marks already seen stay
                     version = ""
                     continue
+                log.warning(
+                    "watch of namespace %s refused: %s %s; reconnecting",
+                    self.namespace,
+                    error.status,
+                    error.reason,
+                )
                 self._stop.wait(RECONNECT_PAUSE_S)
-            except Exception:  # the server closed the stream or went away for a moment
+            except Exception as error:  # any break of the stream: logged, then reconnect
+                # The server closed the stream or went away for a moment (urllib3's errors), or
+                # cut a line short (JSON decoding): the watch resumes from the last version.
+                log.warning(
+                    "watch of namespace %s broke: %s: %s; reconnecting",
+                    self.namespace,
+                    type(error).__name__,
+                    error,
+                )
                 self._stop.wait(RECONNECT_PAUSE_S)
 
     def _see(self, kind: str, obj: dict[str, Any], now: float) -> None:

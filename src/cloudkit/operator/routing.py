@@ -18,6 +18,7 @@ from typing import Any
 from cloudkit.api import names
 from cloudkit.lifecycle.provision import WAITING_FOR_LAUNCH_SLOT
 from cloudkit.operator.kube import InstanceKey, ObjectKey
+from cloudkit.operator.settings import PollPolicy
 from cloudkit.operator.workqueue import Priority
 
 VM_SETTLE_S = 0.5
@@ -29,6 +30,14 @@ so one status write carries them all instead of one write each. Nothing waits on
 Available condition and the address: the job's progress, Ready and the deletion come from the
 instance's own events and the job notifications, which wake it at once (and an earlier wake-up
 takes the VM's changes along)."""
+
+
+def vm_settle_s(policy: PollPolicy) -> float:
+    """The settle window of a VM or VMI change under `policy`: VM_SETTLE_S under ours, none
+    under upstream's (reference §3.1: a labelled VM's change wakes its instance at once). The
+    baseline must not wait where upstream does not: under `fixed` every pass polls the job, so
+    a window would both delay and merge passes that poll, and slow the baseline down."""
+    return 0.0 if policy is PollPolicy.FIXED else VM_SETTLE_S
 
 
 def instance_priority(obj: Mapping[str, Any]) -> Priority:
@@ -53,6 +62,8 @@ class Routes:
     namespace: str | None = None
     """The only namespace whose instances are reconciled (CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE),
     or None for all."""
+    vm_settle_s: float = VM_SETTLE_S
+    """How long a VM's or VMI's change waits before its instances' pass (`vm_settle_s`)."""
     _namespaces_by_name: dict[str, set[str]] = field(default_factory=dict)
     _instance_by_vm: dict[ObjectKey, str] = field(default_factory=dict)
     """VM (namespace, name) → the instance name on its label, for unlabelled VMIs."""

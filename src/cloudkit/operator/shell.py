@@ -48,7 +48,7 @@ from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.notifications import NotificationReceiver
 from cloudkit.operator.probes import ProbeServer
 from cloudkit.operator.reconcile import Reconciler
-from cloudkit.operator.routing import VM_SETTLE_S, Routes, instance_priority
+from cloudkit.operator.routing import Routes, instance_priority, vm_settle_s
 from cloudkit.operator.settings import OperatorSettings
 from cloudkit.operator.startup import (
     StartupError,
@@ -92,7 +92,7 @@ class Runtime:
     _election: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.routes = Routes(self.settings.namespace)
+        self.routes = Routes(self.settings.namespace, vm_settle_s(self.settings.poll_policy))
 
     def elect(self) -> None:
         """Lead at once without election; else stand for the Lease in the background."""
@@ -231,7 +231,7 @@ def build_registry() -> kopf.OperatorRegistry:
         cache(runtime).vm_event(event.get("type"), event.get("object") or {})
         deleted = event.get("type") == "DELETED"
         for key in runtime.routes.vm_event(namespace or "", name or "", labels, deleted=deleted):
-            runtime.queue.add(key, VM_SETTLE_S)
+            runtime.queue.add(key, runtime.routes.vm_settle_s)
 
     @kopf.on.event(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
@@ -247,7 +247,7 @@ def build_registry() -> kopf.OperatorRegistry:
         runtime: Runtime = memo["runtime"]
         cache(runtime).vmi_event(event.get("type"), event.get("object") or {})
         for key in runtime.routes.vmi_event(namespace or "", name or "", labels):
-            runtime.queue.add(key, VM_SETTLE_S)
+            runtime.queue.add(key, runtime.routes.vm_settle_s)
 
     return registry
 

@@ -96,7 +96,7 @@ class Api:
 
 
 async def read_events(resp: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     while len(events) < count:
         line = await resp.content.readline()
         if not line:

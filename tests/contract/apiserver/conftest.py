@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from apiserver_client import Api
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import Api
 
 pytestmark = pytest.mark.stack
 

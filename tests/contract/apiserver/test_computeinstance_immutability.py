@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver_client import Api
 
 from cloudkit.api.crd import crd_manifest
 from cloudkit.api.models import IMMUTABLE_SPEC_FIELDS
+from tests.contract.apiserver.apiserver_client import Api
 
 pytestmark = pytest.mark.stack
 

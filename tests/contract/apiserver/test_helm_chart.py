@@ -11,7 +11,6 @@ to the AAP Secret (the eda overlay keeps its base's, which the operator does not
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import helm_python as helm
 import pytest
 import yaml
 
+from tests.unit.docs.code_facts import variables_read_by_operator
+
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))  # the docs tests' reader of the operator's variables
-from tests.unit.docs.code_facts import variables_read_by_operator  # noqa: E402
 
 pytestmark = pytest.mark.stack
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]

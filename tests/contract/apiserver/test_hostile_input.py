@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from apiserver_client import CONFIGMAPS, WIDGETS, Api, configmap, read_events, widget
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.bodies import MAX_DEPTH
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import (
+    CONFIGMAPS,
+    WIDGETS,
+    Api,
+    configmap,
+    read_events,
+    widget,
+)
 
 pytestmark = pytest.mark.stack
 

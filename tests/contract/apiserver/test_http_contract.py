@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from apiserver_client import CONFIGMAPS, WIDGETS, Api, configmap, read_events, widget
+
+from tests.contract.apiserver.apiserver_client import (
+    CONFIGMAPS,
+    WIDGETS,
+    Api,
+    configmap,
+    read_events,
+    widget,
+)
 
 pytestmark = pytest.mark.stack
 

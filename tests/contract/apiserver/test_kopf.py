@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apiserver_client import WIDGETS_CRD
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.stack
 OPERATOR = Path(__file__).with_name("kopf_widget_operator.py")
@@ -21,13 +20,7 @@ FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 
 # A deadline, not an expectation: kopf alone takes ~20 s to import and start on a loaded
 # 2-core machine, and the handlers run only after that.
-def _until(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+HANDLERS_WITHIN_S = 120.0
 
 
 def _install_crd(kubectl) -> None:  # type: ignore[no-untyped-def]
@@ -63,11 +56,17 @@ def test_kopf_operator_handlers(  # type: ignore[no-untyped-def]
     try:
         if not crd_first:
             # kopf has scanned discovery (before the group exists) once startup ran
-            _until(lambda: "Activity 'configure' succeeded" in log_path.read_text(), "startup")
+            until_sync(
+                lambda: "Activity 'configure' succeeded" in log_path.read_text(),
+                bool,
+                within=HANDLERS_WITHIN_S,
+                what="startup",
+                interval=0.1,
+            )
             _install_crd(kubectl)
 
         def get(path: str) -> str:
-            return kubectl("get", "widget", "w1", "-o", f"jsonpath={path}").stdout
+            return str(kubectl("get", "widget", "w1", "-o", f"jsonpath={path}").stdout)
 
         kubectl(
             "apply",
@@ -77,10 +76,22 @@ def test_kopf_operator_handlers(  # type: ignore[no-untyped-def]
             "metadata: {name: w1}\nspec: {size: 1, zone: a}\n",
             check=True,
         )
-        _until(lambda: get("{.status.phase}") == "Created-1", "the create handler")
+        until_sync(
+            lambda: get("{.status.phase}"),
+            lambda phase: phase == "Created-1",
+            within=HANDLERS_WITHIN_S,
+            what="the create handler",
+            interval=0.1,
+        )
         assert FINALIZER in get("{.metadata.finalizers}")
         kubectl("patch", "widget", "w1", "--type", "merge", "-p", '{"spec":{"size":2}}', check=True)
-        _until(lambda: get("{.status.phase}") == "Updated-2", "the update handler")
+        until_sync(
+            lambda: get("{.status.phase}"),
+            lambda phase: phase == "Updated-2",
+            within=HANDLERS_WITHIN_S,
+            what="the update handler",
+            interval=0.1,
+        )
         kubectl("delete", "widget", "w1", "--timeout=20s", check=True)
         assert "NotFound" in kubectl("get", "widget", "w1").stderr
         text = log_path.read_text()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from apiserver_client import WIDGETS_CRD
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.stack
 
@@ -58,13 +58,14 @@ def test_kubectl_crd_lifecycle(apiserver: ApiServerHandle, kubectl, kube_cache_d
         first = watch.stdout.readline()
         assert first.split()[0] == "NAME"
         kubectl("patch", "widget", "w1", "--type", "merge", "-p", '{"spec":{"size":7}}', check=True)
-        deadline = time.monotonic() + 10
-        seen = ""
-        while time.monotonic() < deadline:
-            seen = watch.stdout.readline()
-            if seen.split()[:2] == ["w1", "7"]:
-                break
-        assert seen.split()[:2] == ["w1", "7"]
+        stdout = watch.stdout
+        until_sync(
+            stdout.readline,
+            lambda line: line.split()[:2] == ["w1", "7"],
+            within=10,
+            what="the watch printing w1 at size 7",
+            interval=0,
+        )
     finally:
         watch.terminate()
         watch.wait(5)

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver_client import WIDGETS_CRD
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 APPLY = "application/apply-patch+yaml"

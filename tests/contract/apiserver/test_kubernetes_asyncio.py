@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from apiserver_client import WIDGETS_CRD
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 MERGE = "application/merge-patch+json"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apiserver_client import WIDGETS_CRD
 from kubernetes import config, dynamic
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from apiserver_client import WIDGETS_CRD
+
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from apiserver_client import WIDGETS_CRD
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
 
 pytestmark = pytest.mark.stack
 

@@ -3,14 +3,17 @@ decisions, and no cache may outlive a change to a Role, a binding or a ServiceAc
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from apiserver_client import Api
+
+from tests.contract.apiserver.apiserver_client import Api
 
 pytestmark = pytest.mark.stack
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/default"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
-ROLE = {
+ROLE: dict[str, Any] = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "Role",
     "metadata": {"name": "cm-reader"},
@@ -50,7 +53,7 @@ async def test_revoked_rbac_and_deleted_service_account_act_on_the_next_request(
 
     await api.ok("POST", f"{RBAC}/rolebindings", BINDING)
     assert await _bot_lists(api, token) == 200
-    narrowed = {**ROLE, "rules": [{**ROLE["rules"][0], "verbs": ["get"]}]}  # type: ignore[dict-item]
+    narrowed = {**ROLE, "rules": [{**ROLE["rules"][0], "verbs": ["get"]}]}
     await api.ok("PUT", f"{RBAC}/roles/cm-reader", narrowed)
     assert await _bot_lists(api, token) == 403
 

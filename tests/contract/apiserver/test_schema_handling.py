@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from apiserver_client import WIDGETS, Api, widget
+
+from tests.contract.apiserver.apiserver_client import WIDGETS, Api, widget
 
 pytestmark = pytest.mark.stack
 MERGE = "application/merge-patch+json"

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from apiserver_client import CONFIGMAPS, WIDGETS, Api, configmap, read_events, widget
+
+from tests.contract.apiserver.apiserver_client import (
+    CONFIGMAPS,
+    WIDGETS,
+    Api,
+    configmap,
+    read_events,
+    widget,
+)
 
 pytestmark = pytest.mark.stack
 MERGE = "application/merge-patch+json"
@@ -98,7 +108,7 @@ async def test_finalizers_block_deletion_and_only_shrink(api: Api) -> None:
     assert status == 404
 
 
-def _owned(name: str, owner: dict) -> dict:
+def _owned(name: str, owner: dict[str, Any]) -> dict[str, Any]:
     ref = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

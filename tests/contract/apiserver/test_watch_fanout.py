@@ -8,9 +8,9 @@ import asyncio
 import json
 
 import pytest
-from apiserver_client import Api, configmap, read_events
 
 from cloudkit.local.apiserver import watch
+from tests.contract.apiserver.apiserver_client import Api, configmap, read_events
 
 pytestmark = pytest.mark.stack
 

@@ -1,17 +1,17 @@
 """Test-side HTTP client for the automation service (plain aiohttp, nothing mocked).
 
-`Api.wait_status` polls with a deadline instead of sleeping a fixed time.
+`Api.wait_status` polls with a deadline (tests.waiting.until) instead of sleeping a fixed time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.waiting import until
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates.yml"
@@ -59,15 +59,19 @@ class Api:
         collection: str = "jobs",
         within_s: float = 30.0,
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + within_s
-        while True:
+
+        async def read() -> dict[str, Any]:
             status, job = await self.get(f"{collection}/{job_id}/")
             assert status == 200, job
-            if job["status"] in statuses:
-                return dict(job)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job['status']} after {within_s}s")
-            await asyncio.sleep(0.05)
+            return dict(job)
+
+        job: dict[str, Any] = await until(
+            read,
+            lambda job: job["status"] in statuses,
+            within=within_s,
+            what=f"job {job_id} in {sorted(statuses)}",
+        )
+        return job
 
 
 async def _body(response: aiohttp.ClientResponse) -> Any:
@@ -103,17 +107,17 @@ def slow_vars(tmp_path: Path) -> dict[str, str]:
 
 async def wait_sleeping(api: Api, job_id: int, within_s: float = 20.0) -> None:
     """Wait until the long task has started, so the cancel lands in the middle of it."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+
+    async def starts() -> int:
         _, events = await api.get(f"jobs/{job_id}/job_events/", params={"event": "runner_on_start"})
-        if events["count"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the long task never started")
+        return int(events["count"])
+
+    await until(starts, bool, within=within_s, what="the long task started")
 
 
 async def wait_process(text: str, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not processes_with(text):
-        assert time.monotonic() < deadline, f"no process running {text!r}"
-        await asyncio.sleep(0.05)
+
+    async def found() -> list[int]:
+        return processes_with(text)
+
+    await until(found, bool, within=within_s, what=f"a process running {text!r}")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from automation_client import TEMPLATES, Api
 
 from cloudkit.local.automation import AutomationHandle, start_automation_service
+from tests.contract.automation.automation_client import TEMPLATES, Api
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from automation_client import Api
 
 from cloudkit.local.automation import AutomationHandle
+from tests.contract.automation.automation_client import Api
 
 pytestmark = pytest.mark.stack
 

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 import pytest
-from automation_client import Api
 
 from cloudkit.local.automation import AutomationHandle
+from tests.contract.automation.automation_client import Api
 
 pytestmark = pytest.mark.stack
 

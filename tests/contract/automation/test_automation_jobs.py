@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from automation_client import (
+
+from cloudkit.local.automation import start_automation_service
+from tests.contract.automation.automation_client import (
     TEMPLATES,
     Api,
     exists,
@@ -14,8 +16,6 @@ from automation_client import (
     wait_process,
     wait_sleeping,
 )
-
-from cloudkit.local.automation import start_automation_service
 
 pytestmark = pytest.mark.stack
 

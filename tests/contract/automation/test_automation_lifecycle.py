@@ -15,10 +15,18 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from automation_client import TEMPLATES, Api, processes_with, slow_vars, wait_process, wait_sleeping
 
 from cloudkit.local.automation import start_automation_service
 from cloudkit.local.automation.store import Store
+from tests.contract.automation.automation_client import (
+    TEMPLATES,
+    Api,
+    processes_with,
+    slow_vars,
+    wait_process,
+    wait_sleeping,
+)
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -116,10 +124,16 @@ async def test_notification_webhook_sees_every_status(
             launched = await api.launch("noisy", {"extra_vars": {"who": "hook"}})
             await api.wait_status(launched["job"])
             assert (await api.wait_status(dead["job"]))["status"] == "successful"
-            for _ in range(100):
-                if received and received[-1]["status"] == "successful":
-                    break
-                await asyncio.sleep(0.02)
+
+            async def notified() -> list[dict[str, Any]]:
+                return received
+
+            await until(
+                notified,
+                lambda seen: bool(seen) and seen[-1]["status"] == "successful",
+                within=10,
+                what="the successful notification",
+            )
     finally:
         await handle.stop()
     assert [n["status"] for n in received] == ["pending", "waiting", "running", "successful"]

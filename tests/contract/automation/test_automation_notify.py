@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from automation_client import TEMPLATES, Api
 
 from cloudkit.local.automation import start_automation_service
 from cloudkit.local.automation.notify import Notifier
 from cloudkit.local.automation.planning import WebhookNotification
+from tests.contract.automation.automation_client import TEMPLATES, Api
 
 pytestmark = pytest.mark.stack
 

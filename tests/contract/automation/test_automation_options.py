@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from automation_client import Api
 
 from cloudkit.local.automation import AutomationHandle
+from tests.contract.automation.automation_client import Api
 
 pytestmark = pytest.mark.stack
 

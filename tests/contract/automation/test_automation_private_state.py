@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from automation_client import TEMPLATES, Api
 
 from cloudkit.local.automation import start_automation_service
+from tests.contract.automation.automation_client import TEMPLATES, Api
 
 pytestmark = pytest.mark.stack
 

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from automation_client import Api
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -25,6 +24,8 @@ from cloudkit.local.automation.planning import TemplateError, parse_templates
 from cloudkit.local.automation.simulation import DESCRIPTION_MARK, STDOUT_MARK
 from cloudkit.local.kubevirt import start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.contract.automation.automation_client import Api
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -191,14 +192,20 @@ async def _provision_and_deprovision(handle: AutomationHandle, kube: KubeClient)
         "metadata": {"name": "sim-one", "namespace": NS},
         "spec": {"templateID": "t", "cores": 3, "memoryGiB": 2},
     }
-    deadline = time.monotonic() + WITHIN_S
-    while True:  # the CRD is served a moment after it is created
+
+    async def create() -> dict[str, Any] | None:
         try:
-            created = await kube.create(instances, body)
-            break
-        except Exception:
-            assert time.monotonic() < deadline, "the ComputeInstance CRD was never served"
-            await asyncio.sleep(0.05)
+            return dict(await kube.create(instances, body))
+        except Exception:  # the CRD is served a moment after it is created
+            return None
+
+    created = await until(
+        create,
+        lambda made: made is not None,
+        within=WITHIN_S,
+        what="the ComputeInstance CRD served",
+    )
+    assert created is not None
     payload = {**created, "status": {"desiredConfigVersion": "abc123"}}
     extra_vars = {"ansible_eda": {"event": {"payload": payload}}}
     vm_path = resource_path(
@@ -227,7 +234,10 @@ async def _provision_and_deprovision(handle: AutomationHandle, kube: KubeClient)
         )
         assert job["status"] == "successful", job
         assert await kube.get(vm_path) is None
-    gone_by = time.monotonic() + WITHIN_S  # the last finalizer left: the instance goes
-    while await kube.get(f"{instances}/sim-one") is not None:
-        assert time.monotonic() < gone_by, "the automation finalizer was not removed"
-        await asyncio.sleep(0.05)
+    # The last finalizer left: the instance goes.
+    await until(
+        lambda: kube.get(f"{instances}/sim-one"),
+        lambda found: found is None,
+        within=WITHIN_S,
+        what="the automation finalizer removed",
+    )

@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from automation_client import HERE, Api
 
 from cloudkit.local.automation import AutomationHandle, start_automation_service
+from tests.contract.automation.automation_client import HERE, Api
 
 pytestmark = pytest.mark.stack
 
@@ -44,7 +44,7 @@ def hostile_probe(markers: Path) -> dict[str, Any]:
 
 @pytest.fixture
 async def echo_api(tmp_path: Path) -> AsyncIterator[Api]:
-    templates = [
+    templates: list[dict[str, Any]] = [
         {
             "name": "echo",
             "playbook": str(HERE / "playbooks" / "echo.yml"),

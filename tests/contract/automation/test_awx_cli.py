@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import pytest
-from automation_client import Api
-from awx_tools import Run, awx
 
 from cloudkit.local.automation import AutomationHandle
+from tests.contract.automation.automation_client import Api
+from tests.contract.automation.awx_tools import Run, awx
 
 pytestmark = pytest.mark.stack
 

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from automation_client import HERE, Api
-from awx_tools import BIN, controller_env, run
 
 from cloudkit.local.automation import AutomationHandle
+from tests.contract.automation.automation_client import HERE, Api
+from tests.contract.automation.awx_tools import BIN, controller_env, run
 
 pytestmark = pytest.mark.stack
 

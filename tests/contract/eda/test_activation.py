@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from cloudkit.local.eda import EdaHandle, EdaStartError, start_eda_activation
+from tests.waiting import until
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -49,11 +50,16 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 async def playbook_record(path: Path, within: float = PLAYBOOK_WITHIN_S) -> dict[str, Any]:
     """What a test playbook wrote (it writes atomically), once it appears."""
-    deadline = time.monotonic() + within
-    while (record := _read_record(path)) is None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path.name} not written within {within}s")
-        await asyncio.sleep(0.05)
+
+    async def read() -> dict[str, Any] | None:
+        return _read_record(path)
+
+    record: dict[str, Any] = await until(
+        read,
+        lambda found: found is not None,
+        within=within,
+        what=f"{path.name} written",
+    )
     return record
 
 
@@ -219,12 +225,15 @@ async def test_stop_mid_playbook_leaves_nothing_running(
     ):
         assert response.status == 200
     await playbook_record(eda_out_dir / "provision-slow.json")
-    deadline = time.monotonic() + PLAYBOOK_WITHIN_S
     # The playbook's `sleep 120`: started by ansible-playbook, in a session of its own.
     sleep_cmdline = b"sleep\x00120\x00"
-    while not (sleeping := [p for p in handle.processes() if cmdline(p) == sleep_cmdline]):
-        assert time.monotonic() < deadline, "the playbook's sleep never started"
-        await asyncio.sleep(0.05)
+
+    async def sleeps() -> list[int]:
+        return [p for p in handle.processes() if cmdline(p) == sleep_cmdline]
+
+    sleeping = await until(
+        sleeps, bool, within=PLAYBOOK_WITHIN_S, what="the playbook's sleep started"
+    )
     started = handle.processes()
     assert handle.pid in started
     assert any(os.getsid(pid) != os.getsid(handle.pid) for pid in started if alive(pid))

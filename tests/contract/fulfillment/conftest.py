@@ -10,6 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from cloudkit.fulfillment.store import open_store
+from cloudkit.fulfillment.store.base import Store
+from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.harness.fulfillment import (
     ADMIN,
     FulfillmentService,
@@ -18,10 +22,6 @@ from tests.harness.fulfillment import (
     service_account_token,
 )
 from tests.harness.postgresql import PostgresqlMissing, PostgresqlServer, start_postgresql
-
-from cloudkit.fulfillment.store import open_store
-from cloudkit.fulfillment.store.base import Store
-from cloudkit.local.apiserver.main import ApiServerHandle
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -4,6 +4,7 @@ update with and without a mask, optimistic locking, soft delete."""
 from __future__ import annotations
 
 import pytest
+
 from tests.harness.fulfillment import PUBLIC, Tenant
 
 pytestmark = pytest.mark.stack

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+
 from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Tenant, wait_line
 
 pytestmark = pytest.mark.stack

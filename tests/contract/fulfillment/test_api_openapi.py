@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from tests.harness.fulfillment import FulfillmentService
 
 from cloudkit.fulfillment import models
 from cloudkit.fulfillment.server import create_app
+from tests.harness.fulfillment import FulfillmentService
 
 pytestmark = pytest.mark.stack
 

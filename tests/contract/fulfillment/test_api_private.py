@@ -4,6 +4,7 @@ records, finalizers, status writes, signal, hubs, and the private event stream."
 from __future__ import annotations
 
 import pytest
+
 from tests.harness.fulfillment import (
     HUBS,
     PRIVATE,

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Issuer, Tenant
 from tests.harness.postgresql import PostgresqlServer
 from tests.waiting import until

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.harness.fulfillment import FulfillmentService, Issuer
 
 from cloudkit.local.stack.ports import free_port
+from tests.harness.fulfillment import FulfillmentService, Issuer
 
 # Each step is a new `cloudkit` process: slow on a busy machine.
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]

@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.harness.postgresql import PostgresqlServer
 
 from cloudkit.fulfillment.store import open_store, postgresql
 from cloudkit.fulfillment.store.base import Event, Scope, Unavailable
 from cloudkit.local.stack.ports import free_port
+from tests.harness.postgresql import PostgresqlServer
 
 ACME = Scope.of("acme")
 CI = "compute_instances"

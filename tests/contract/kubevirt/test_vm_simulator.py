@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
@@ -23,6 +22,7 @@ from cloudkit.local.kubevirt import (
     start_vm_simulator,
 )
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.kubevirt import start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

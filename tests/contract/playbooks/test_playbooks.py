@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -24,6 +23,7 @@ from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.automation.simulated_jobs import run_effects
 from cloudkit.local.kubevirt import VM_FINALIZER, VmSimulatorHandle, start_vm_simulator
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -334,6 +334,7 @@ async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
 
     await client.delete(ci_path("hostile"))
     live = await client.get(ci_path("hostile"))
+    assert live is not None
     rc, output = await run_playbook("deprovision.yml", {**live, "status": payload["status"]},
                                     apiserver.kubeconfig, tmp_path)  # fmt: skip
     assert leaked(markers) == [], output

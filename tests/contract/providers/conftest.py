@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from providers_support import TEMPLATES, ProviderFactory
 
 from cloudkit.local.automation.main import AutomationHandle, start_automation_service
 from cloudkit.providers.aap import AapProvider
+from tests.contract.providers.providers_support import TEMPLATES, ProviderFactory
 
 
 @pytest.fixture

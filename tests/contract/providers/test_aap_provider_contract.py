@@ -7,7 +7,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from providers_support import TEMPLATES, ProviderFactory, eventually, instance
 
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.local.automation.main import AutomationHandle, start_automation_service
@@ -19,6 +18,12 @@ from cloudkit.providers.base import (
     ProviderUnauthorized,
     ProviderUnavailable,
 )
+from tests.contract.providers.providers_support import (
+    TEMPLATES,
+    ProviderFactory,
+    instance,
+)
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -39,7 +44,7 @@ async def test_launch_poll_successful_and_find_by_correlation_id(
     async def read() -> JobReading:
         return await provider.provision_status(launched.job_id)
 
-    reading = await eventually(read, terminal)
+    reading = await until(read, terminal, within=30.0)
     assert (reading.state, reading.message, reading.details) == (
         JobState.SUCCEEDED,
         "successful",
@@ -63,7 +68,7 @@ async def test_failing_playbook_then_cancel_and_purge(
     async def read() -> JobReading:
         return await provider.provision_status(launched.job_id)
 
-    reading = await eventually(read, terminal)
+    reading = await until(read, terminal, within=30.0)
     assert (reading.state, reading.message) == (JobState.FAILED, "failed")
     # The local service names the failed task and its message in job_explanation.
     assert "provisioning failed on purpose" in reading.details
@@ -96,7 +101,7 @@ async def test_deprovision_waits_for_running_provision_then_cancel_lands(
     async def read() -> JobReading:
         return await provider.provision_status(launched.job_id)
 
-    await eventually(read, lambda r: r.state is JobState.RUNNING)
+    await until(read, lambda r: r.state is JobState.RUNNING, within=30.0)
     deleting = instance(provisionJob={"id": launched.job_id, "state": "Running"})
 
     # Safety net: no deprovision job while AAP reports the provision job active.
@@ -107,7 +112,7 @@ async def test_deprovision_waits_for_running_provision_then_cancel_lands(
     assert await provider.cancel_job(launched.job_id) is CancelAnswer.REQUESTED
     # Long before the slow playbook could end on its own; how fast a cancel lands is a
     # benchmark figure (benchmarks/automation.py), not a deadline here.
-    canceled = await eventually(read, terminal, within=20.0)
+    canceled = await until(read, terminal, within=20.0)
     assert canceled.state is JobState.CANCELED
 
     triggered = await provider.trigger_deprovision(deleting, correlation_id="corr-d2")
@@ -121,7 +126,7 @@ async def test_deprovision_waits_for_running_provision_then_cancel_lands(
     async def read_deprovision() -> JobReading:
         return await provider.deprovision_status(triggered.job_id)
 
-    assert (await eventually(read_deprovision, terminal)).state is JobState.SUCCEEDED
+    assert (await until(read_deprovision, terminal, within=30.0)).state is JobState.SUCCEEDED
 
 
 async def test_workflow_template_launch_status_and_find(make_provider: ProviderFactory) -> None:
@@ -133,7 +138,7 @@ async def test_workflow_template_launch_status_and_find(make_provider: ProviderF
     async def read() -> JobReading:
         return await provider.provision_status(launched.job_id)
 
-    assert (await eventually(read, terminal)).state is JobState.SUCCEEDED
+    assert (await until(read, terminal, within=30.0)).state is JobState.SUCCEEDED
     found = await provider.find_job(JobType.PROVISION, "corr-wf", since=since)
     assert found is not None and found.job_id == launched.job_id
     # Polling after a restart needs no cache: a fresh provider reads the encoded id.
@@ -180,7 +185,7 @@ async def test_service_stopped_is_unavailable_then_recovers(
     async def read() -> JobReading:
         return await provider.provision_status(launched.job_id)
 
-    await eventually(read, terminal)
+    await until(read, terminal, within=30.0)
     port = int(api_url.split(":")[2].split("/")[0])
     await automation.stop()
     with pytest.raises(ProviderUnavailable) as caught:

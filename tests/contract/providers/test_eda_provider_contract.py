@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from providers_support import instance
 
 from cloudkit.api.jobs import JobState, JobType
 from cloudkit.api.names import AUTOMATION_FINALIZER
@@ -23,6 +22,7 @@ from cloudkit.providers.base import (
     ProviderUnavailable,
 )
 from cloudkit.providers.eda import EdaProvider
+from tests.contract.providers.providers_support import instance
 
 pytestmark = pytest.mark.stack
 

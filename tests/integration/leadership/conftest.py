@@ -1,5 +1,4 @@
-"""Fixtures of the leader-election proofs: the seed of the random kill moments, and the
-resilience lab's modules on the import path (leadership_lab builds on them).
+"""Fixtures of the leader-election proofs: the seed of the random kill moments.
 
 The seed is fixed so a failure can be replayed; set CLOUDKIT_RESILIENCE_SEED to explore others.
 """
@@ -8,12 +7,8 @@ from __future__ import annotations
 
 import os
 import random
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "resilience"))
 
 DEFAULT_SEED = 20261130
 

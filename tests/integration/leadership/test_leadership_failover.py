@@ -34,8 +34,17 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import yaml
-from kills import burst_with_kills, two_replicas
-from leadership_lab import LEASE_S, RENEW_DEADLINE_S, RETRY_S, LeaderLab, open_leader_lab
+
+from cloudkit.local.stack.faults import Mode
+from tests.harness.kills import burst_with_kills, two_replicas
+from tests.harness.replicas import (
+    LEASE_S,
+    RENEW_DEADLINE_S,
+    RETRY_S,
+    LeaderLab,
+    open_leader_lab,
+)
+from tests.waiting import until
 
 pytestmark = [
     pytest.mark.stack,
@@ -60,10 +69,7 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LeaderL
 
 async def first_reconcile(lab: LeaderLab, name: str, within: float) -> float:
     """Monotonic time when the replica's first reconcile was seen (its metrics)."""
-    deadline = time.monotonic() + within
-    while await lab.reconciles(name) == 0:
-        assert time.monotonic() < deadline, f"{name} reconciled nothing within {within:.0f}s"
-        await asyncio.sleep(0.05)
+    await until(lambda: lab.reconciles(name), bool, within=within, what=f"{name} reconciling")
     return time.monotonic()
 
 
@@ -137,7 +143,8 @@ async def test_a_leader_cut_off_from_the_api_server_stops_before_its_lease_expir
         within=LIFECYCLE_S,
         what="a provision job in flight",
     )
-    api.cut()
+    await api.set_mode(Mode.SILENT)
+    cut_at = api.changes[-1][0]
     cut_wall = time.time()
 
     process = lab.replicas[isolated].process
@@ -150,12 +157,12 @@ async def test_a_leader_cut_off_from_the_api_server_stops_before_its_lease_expir
     lost_wall = _logged_at(log, "lost leadership")
     acquired_wall = _logged_at(lab.log(standby), "acquired the Lease")
     # The standby's acquisition on this test's monotonic clock (both clocks read at the cut).
-    acquired_at = api.cut_at + (acquired_wall - cut_wall)
-    late_aap = [round(t - api.cut_at, 1) for t in aap.sent_at if t >= acquired_at]
+    acquired_at = cut_at + (acquired_wall - cut_wall)
+    late_aap = [round(t - cut_at, 1) for t in aap.sent_at if t >= acquired_at]
     print(
         f"\ncut-off leader: lost {lost_wall - cut_wall:.1f}s after the cut, exited {code}; "
         f"standby acquired {acquired_wall - cut_wall:.1f}s after the cut "
-        f"(took {took - api.cut_at:.1f}s by the Lease)"
+        f"(took {took - cut_at:.1f}s by the Lease)"
     )
     assert code == 1, log[-2000:]
     # Nominally RENEW_DEADLINE_S; the bound is the lease, which others wait out first.

@@ -15,8 +15,9 @@ import random
 from pathlib import Path
 
 import pytest
-from kills import TAKEOVER_GOAL_S, burst_with_kills
-from leadership_lab import open_leader_lab
+
+from tests.harness.kills import TAKEOVER_GOAL_S, burst_with_kills
+from tests.harness.replicas import open_leader_lab
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(1800)]
 

@@ -28,7 +28,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from kubernetes_asyncio import client
-from tests.waiting import until
 
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
 from cloudkit.local.private import write_private
@@ -37,6 +36,7 @@ from cloudkit.local.stack.operator_account import token_kubeconfig
 from cloudkit.operator.kube import load_configuration
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.settings import LeaderElectionSettings
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

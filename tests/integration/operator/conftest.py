@@ -1,6 +1,6 @@
 """Fixtures of the operator integration tests (defined in operator_stack)."""
 
-from operator_stack import (  # noqa: F401
+from tests.harness.operator_process import (  # noqa: F401
     automation,
     cluster,
     loop_thread,

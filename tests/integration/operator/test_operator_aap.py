@@ -16,22 +16,22 @@ from typing import Any
 
 import kubernetes
 import pytest
-from operator_stack import (
+
+from cloudkit.api import names
+from cloudkit.local.kubevirt.crd import vm_crd_manifest
+from cloudkit.local.stack.ports import free_port
+from tests.harness.operator_process import (
     BIN,
     NAMESPACE,
-    Automation,
+    AutomationService,
     Cluster,
     Operator,
     assert_service_account,
-    free_port,
     healthy,
     operator_env,
     start_operator,
     wait_until,
 )
-
-from cloudkit.api import names
-from cloudkit.local.kubevirt.crd import vm_crd_manifest
 
 pytestmark = pytest.mark.stack
 
@@ -113,7 +113,7 @@ def ready(cluster: Cluster, name: str) -> dict[str, Any] | None:
     return obj if status_of(obj).get("phase") == "Ready" else None
 
 
-def jobs_for(automation: Automation, name: str, template: str) -> list[dict[str, Any]]:
+def jobs_for(automation: AutomationService, name: str, template: str) -> list[dict[str, Any]]:
     return [
         j
         for j in automation.jobs()
@@ -152,7 +152,7 @@ def test_create_reaches_ready(operator: Operator, cluster: Cluster, record: Any)
 
 
 def test_unmanaged_instance_is_left_alone(
-    operator: Operator, cluster: Cluster, automation: Automation
+    operator: Operator, cluster: Cluster, automation: AutomationService
 ) -> None:
     cluster.create(
         "unmanaged",
@@ -170,7 +170,7 @@ def test_unmanaged_instance_is_left_alone(
 
 
 def test_delete_deprovisions_then_the_object_goes(
-    operator: Operator, cluster: Cluster, automation: Automation, record: Any
+    operator: Operator, cluster: Cluster, automation: AutomationService, record: Any
 ) -> None:
     cluster.create("delete-after-ready", {PROVISION_SECONDS_ANNOTATION: "0"})
     wait_until(lambda: ready(cluster, "delete-after-ready"), timeout=60, what="phase Ready")
@@ -189,7 +189,7 @@ def test_delete_deprovisions_then_the_object_goes(
 
 
 def test_delete_during_provisioning_cancels_first(
-    operator: Operator, cluster: Cluster, automation: Automation, record: Any
+    operator: Operator, cluster: Cluster, automation: AutomationService, record: Any
 ) -> None:
     name = "delete-mid-provision"
     recorder = record(name)
@@ -303,7 +303,7 @@ def test_metrics_count_jobs(operator: Operator) -> None:
 
 
 def test_restart_mid_provision_resumes_without_a_second_launch(
-    operator: Operator, cluster: Cluster, automation: Automation, tmp_path: Path
+    operator: Operator, cluster: Cluster, automation: AutomationService, tmp_path: Path
 ) -> None:
     """SIGKILL while a provision job runs; the next operator finds the job in status, polls it
     to the end and never launches a second one. (Runs last among the tests that need the
@@ -345,7 +345,9 @@ def run_operator_expecting_exit(env: dict[str, str]) -> str:
     return output
 
 
-def test_bad_token_exits_2_naming_the_variable(cluster: Cluster, automation: Automation) -> None:
+def test_bad_token_exits_2_naming_the_variable(
+    cluster: Cluster, automation: AutomationService
+) -> None:
     secret = "not-the-right-token-d9c1f"
     output = run_operator_expecting_exit(
         operator_env(cluster, automation, CLOUDKIT_AAP_TOKEN=secret)
@@ -356,7 +358,7 @@ def test_bad_token_exits_2_naming_the_variable(cluster: Cluster, automation: Aut
 
 
 def test_unreachable_url_exits_2_naming_the_variable(
-    cluster: Cluster, automation: Automation
+    cluster: Cluster, automation: AutomationService
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}/api"
     env = operator_env(cluster, automation, CLOUDKIT_AAP_URL=url, CLOUDKIT_AAP_STARTUP_TIMEOUT="1s")
@@ -366,7 +368,7 @@ def test_unreachable_url_exits_2_naming_the_variable(
 
 
 def test_invalid_settings_exit_2_naming_each_variable(
-    cluster: Cluster, automation: Automation
+    cluster: Cluster, automation: AutomationService
 ) -> None:
     env = operator_env(
         cluster,

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from operator_stack import (
+
+from cloudkit.api import names
+from tests.harness.operator_process import (
     NAMESPACE,
-    Automation,
+    AutomationService,
     Cluster,
     LoopThread,
     healthy,
@@ -22,8 +24,6 @@ from operator_stack import (
     stop_operator,
     wait_until,
 )
-
-from cloudkit.api import names
 
 pytestmark = pytest.mark.stack
 
@@ -71,7 +71,7 @@ def patch_instance(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
 
 
 def test_eda_provision_and_deprovision(
-    cluster: Cluster, automation: Automation, webhooks: Webhooks, tmp_path: Any
+    cluster: Cluster, automation: AutomationService, webhooks: Webhooks, tmp_path: Any
 ) -> None:
     env = operator_env(
         cluster,

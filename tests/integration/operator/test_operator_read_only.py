@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_stack import (
+
+from tests.harness.operator_process import (
     BIN,
     START_TIMEOUT_S,
-    Automation,
+    AutomationService,
     Cluster,
     Operator,
     assert_service_account,
@@ -111,7 +112,7 @@ def _phase(cluster: Cluster, name: str) -> str | None:
 
 
 def test_an_instance_lives_and_dies_on_a_read_only_root(
-    cluster: Cluster, automation: Automation, tmp_path: Path
+    cluster: Cluster, automation: AutomationService, tmp_path: Path
 ) -> None:
     namespace = _private_mount_namespace()
     if namespace is None:

@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_stack import (
+
+from cloudkit.api import names
+from cloudkit.local.automation.main import start_automation_service
+from cloudkit.local.stack.ports import free_port
+from tests.harness.operator_process import (
     DEPROVISION_TEMPLATE,
     PLAYBOOKS,
     PROVISION_TEMPLATE,
-    Automation,
+    AutomationService,
     Cluster,
     LoopThread,
-    free_port,
     healthy,
     operator_env,
     start_operator,
     stop_operator,
     wait_until,
 )
-
-from cloudkit.api import names
-from cloudkit.local.automation.main import start_automation_service
 
 PROVISION_SECONDS_ANNOTATION = "test.cloudkit.io/provision-seconds"
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
@@ -60,7 +60,7 @@ def _templates(*, with_renamed: bool) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def aap_state(
     loop_thread: LoopThread, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Automation, Path, int]]:
+) -> Iterator[tuple[AutomationService, Path, int]]:
     previous = os.environ.get("K8S_AUTH_KUBECONFIG")
     os.environ["K8S_AUTH_KUBECONFIG"] = str(cluster.handle.kubeconfig)
     state = tmp_path_factory.mktemp("automation-refusing")
@@ -68,7 +68,7 @@ def aap_state(
     handle = loop_thread.run(
         start_automation_service(state, _templates(with_renamed=False), port=port)
     )
-    holder = Automation(handle)
+    holder = AutomationService(handle)
     try:
         yield holder, state, port
     finally:
@@ -82,7 +82,7 @@ def aap_state(
 def test_refused_deprovision_keeps_the_finalizer_until_the_template_exists(
     loop_thread: LoopThread,
     cluster: Cluster,
-    aap_state: tuple[Automation, Path, int],
+    aap_state: tuple[AutomationService, Path, int],
     tmp_path: Path,
 ) -> None:
     automation, state, port = aap_state

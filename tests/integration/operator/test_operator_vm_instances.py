@@ -7,7 +7,6 @@ those files); VMs and CRDs are made with the admin's."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from cloudkit.local.stack.operator_account import (
     service_account_username,
 )
 from cloudkit.operator.kube import Kube
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -93,14 +93,14 @@ async def observe_until(
     kube: Kube, instance: str, count: int, within: float = 10.0
 ) -> tuple[VirtualMachineObservation, ...]:
     """list_vms until `count` VMs all show an address; fail with the last answer otherwise."""
-    deadline = time.monotonic() + within
-    while True:
-        seen = await kube.list_vms(instance)
-        if seen is not None and len(seen) == count and all(vm.ip_address for vm in seen):
-            return seen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {count} VMs with addresses within {within}s: {seen}")
-        await asyncio.sleep(0.05)
+    seen: tuple[VirtualMachineObservation, ...] | None = await until(
+        lambda: kube.list_vms(instance),
+        lambda seen: seen is not None and len(seen) == count and all(vm.ip_address for vm in seen),
+        within=within,
+        what=f"{count} VMs with addresses",
+    )
+    assert seen is not None
+    return seen
 
 
 async def test_one_vm_costs_one_get_of_its_instance(

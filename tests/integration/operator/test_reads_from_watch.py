@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from in_process import in_process_reconciler
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
@@ -26,6 +24,8 @@ from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
 from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import InstanceKey, Kube
 from cloudkit.operator.reconcile import Reconciler
+from tests.harness.in_process import in_process_reconciler
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -37,7 +37,7 @@ HOLD = "example.com/hold"
 
 
 @dataclass
-class Bench:
+class WatchFedReconciler:
     stack: StackHandle
     kube: KubeClient
     fresh: Kube
@@ -72,17 +72,19 @@ async def watch_into(
 
 
 @pytest.fixture
-async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+async def in_process(tmp_path: Path) -> AsyncIterator[WatchFedReconciler]:
     cache = WatchCache()
     async with in_process_reconciler(tmp_path, cache=cache) as lab:
         fresh = await Kube.connect(lab.kubeconfig)
-        bench = Bench(lab.stack, lab.kube, fresh, lab.reconciler, cache, lab.requests)
+        in_process = WatchFedReconciler(
+            lab.stack, lab.kube, fresh, lab.reconciler, cache, lab.requests
+        )
         try:
-            yield bench
+            yield in_process
         finally:
-            for task in bench.feeds:
+            for task in in_process.feeds:
                 task.cancel()
-            await asyncio.gather(*bench.feeds, return_exceptions=True)
+            await asyncio.gather(*in_process.feeds, return_exceptions=True)
             await fresh.close()
 
 
@@ -90,8 +92,8 @@ def status(obj: dict[str, Any] | None) -> dict[str, Any]:
     return (obj or {}).get("status") or {}
 
 
-async def create(bench: Bench, name: str, **metadata: Any) -> InstanceKey:
-    await bench.kube.create(
+async def create(in_process: WatchFedReconciler, name: str, **metadata: Any) -> InstanceKey:
+    await in_process.kube.create(
         CI_PATH,
         {
             "apiVersion": names.API_VERSION,
@@ -103,80 +105,86 @@ async def create(bench: Bench, name: str, **metadata: Any) -> InstanceKey:
     return InstanceKey(INSTANCE_NAMESPACE, name)
 
 
-async def caught_up(bench: Bench, key: InstanceKey) -> bool:
+async def caught_up(in_process: WatchFedReconciler, key: InstanceKey) -> bool:
     """Has the cache seen the instance's current version and its VMs (with VMIs) as they are?"""
-    server = await bench.kube.get(f"{CI_PATH}/{key.name}")
-    cached = bench.cache.instance(key)
+    server = await in_process.kube.get(f"{CI_PATH}/{key.name}")
+    cached = in_process.cache.instance(key)
     if server is None or cached is None:
         return False
     if server["metadata"]["resourceVersion"] != cached["metadata"]["resourceVersion"]:
         return False
-    return await bench.fresh.list_vms(key.name) == bench.cache.vm_observations(key.name)
+    return await in_process.fresh.list_vms(key.name) == in_process.cache.vm_observations(key.name)
 
 
 async def test_a_pass_woken_with_nothing_new_reads_nothing_from_the_api_server(
-    bench: Bench,
+    in_process: WatchFedReconciler,
 ) -> None:
     """Once the watch has delivered everything, a pass reads the instance and its VMs from the
     cache: no GET of the instance, no list of VMs, no GET of a VMI, and nothing written."""
-    bench.feed()
-    key = await create(bench, "quiet")
+    in_process.feed()
+    key = await create(in_process, "quiet")
 
     async def one_pass() -> dict[str, Any] | None:
-        await bench.reconciler.reconcile(key)
-        return await bench.kube.get(f"{CI_PATH}/{key.name}")
+        await in_process.reconciler.reconcile(key)
+        return await in_process.kube.get(f"{CI_PATH}/{key.name}")
 
     def settled(obj: dict[str, Any] | None) -> bool:
         job = status(obj).get("provisionJob") or {}
         return status(obj).get("phase") == "Ready" and job.get("state") == "Succeeded"
 
     await until(one_pass, settled, within=30)
-    await until(lambda: caught_up(bench, key), bool, within=30)
-    await bench.reconciler.reconcile(key)  # any write still due (none expected) is made here
-    await until(lambda: caught_up(bench, key), bool, within=30)
-    assert bench.cache.vm_observations(key.name), "the simulated job's VM is in the cache"
+    await until(lambda: caught_up(in_process, key), bool, within=30)
+    await in_process.reconciler.reconcile(key)  # any write still due (none expected) is made here
+    await until(lambda: caught_up(in_process, key), bool, within=30)
+    assert in_process.cache.vm_observations(key.name), "the simulated job's VM is in the cache"
 
-    bench.requests.clear()
-    await bench.reconciler.reconcile(key)
-    assert bench.requests == Counter(), bench.requests
-    assert settled(await bench.kube.get(f"{CI_PATH}/{key.name}"))
+    in_process.requests.clear()
+    await in_process.reconciler.reconcile(key)
+    assert in_process.requests == Counter(), in_process.requests
+    assert settled(await in_process.kube.get(f"{CI_PATH}/{key.name}"))
 
 
-async def test_after_a_write_conflict_the_pass_reads_the_instance_fresh(bench: Bench) -> None:
+async def test_after_a_write_conflict_the_pass_reads_the_instance_fresh(
+    in_process: WatchFedReconciler,
+) -> None:
     """The cache holds a version the server has moved past: the first write conflicts, and the
     pass re-reads with a GET (not the cache, which would conflict again and again)."""
-    key = await create(bench, "behind")
-    old = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    key = await create(in_process, "behind")
+    old = await in_process.kube.get(f"{CI_PATH}/{key.name}")
     assert old is not None
-    await bench.kube.merge_patch(f"{CI_PATH}/{key.name}", {"metadata": {"labels": {"x": "y"}}})
-    bench.cache.instance_event(None, old)  # the watch delivered the old version only
+    await in_process.kube.merge_patch(f"{CI_PATH}/{key.name}", {"metadata": {"labels": {"x": "y"}}})
+    in_process.cache.instance_event(None, old)  # the watch delivered the old version only
 
-    bench.requests.clear()
-    await bench.reconciler.reconcile(key)
-    now = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    in_process.requests.clear()
+    await in_process.reconciler.reconcile(key)
+    now = await in_process.kube.get(f"{CI_PATH}/{key.name}")
     assert status(now).get("phase") == "Progressing", status(now)
     assert names.OPERATOR_FINALIZER in now["metadata"].get("finalizers", [])  # type: ignore[index]
-    assert bench.requests["GET"] >= 2, bench.requests  # the fresh instance, and the VMs' list
+    assert in_process.requests["GET"] >= 2, (
+        in_process.requests
+    )  # the fresh instance, and the VMs' list
 
 
-async def test_the_finalizer_goes_on_a_decision_made_on_fresh_reads(bench: Bench) -> None:
+async def test_the_finalizer_goes_on_a_decision_made_on_fresh_reads(
+    in_process: WatchFedReconciler,
+) -> None:
     """The cache says "no VM" (its VM watch is behind) while a VM labelled with the instance
     exists. The pass that removes the finalizer re-reads the instance and lists the VMs fresh
     and decides again: the status written with the removal names the VM the server has."""
     key = await create(
-        bench,
+        in_process,
         "stale-vms",
         annotations={names.MANAGEMENT_STATE_ANNOTATION: names.MANAGEMENT_STATE_MANUAL},
         finalizers=[HOLD],
     )
-    await bench.reconciler.reconcile(key)  # lists the (no) VMs fresh: the cache knows "none"
-    first = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    await in_process.reconciler.reconcile(key)  # lists the (no) VMs fresh: the cache knows "none"
+    first = await in_process.kube.get(f"{CI_PATH}/{key.name}")
     assert names.OPERATOR_FINALIZER in (first or {})["metadata"]["finalizers"]
     vm_path = resource_path(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, namespace=INSTANCE_NAMESPACE
     )
     labels = {names.VM_INSTANCE_LABEL: key.name}
-    await bench.kube.create(
+    await in_process.kube.create(
         vm_path,
         {
             "apiVersion": "kubevirt.io/v1",
@@ -185,52 +193,54 @@ async def test_the_finalizer_goes_on_a_decision_made_on_fresh_reads(bench: Bench
             "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": labels}}},
         },
     )
-    await bench.kube.delete(f"{CI_PATH}/{key.name}")
-    deleting = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    await in_process.kube.delete(f"{CI_PATH}/{key.name}")
+    deleting = await in_process.kube.get(f"{CI_PATH}/{key.name}")
     assert deleting is not None and deleting["metadata"].get("deletionTimestamp")
-    bench.cache.instance_event("MODIFIED", deleting)  # the instance watch is up to date
-    assert bench.cache.vm_observations(key.name) == ()  # the VM watch is not
+    in_process.cache.instance_event("MODIFIED", deleting)  # the instance watch is up to date
+    assert in_process.cache.vm_observations(key.name) == ()  # the VM watch is not
 
-    await bench.reconciler.reconcile(key)
-    after = await bench.kube.get(f"{CI_PATH}/{key.name}")
+    await in_process.reconciler.reconcile(key)
+    after = await in_process.kube.get(f"{CI_PATH}/{key.name}")
     assert after is not None
     assert after["metadata"]["finalizers"] == [HOLD]
     reference = status(after).get("virtualMachineReference") or {}
     assert reference.get("kubeVirtVirtualMachineName") == "left-behind", status(after)
 
 
-async def test_a_vmi_is_deleted_on_a_decision_made_on_fresh_reads(bench: Bench) -> None:
+async def test_a_vmi_is_deleted_on_a_decision_made_on_fresh_reads(
+    in_process: WatchFedReconciler,
+) -> None:
     """The cache knows one VM of the instance (its VM watch is behind) while a second VM
     labelled with it exists. A restart request would delete the one VM's VMI on the cached
     reads; the pass lists the VMs fresh first, finds two, and deletes nothing
     (RestartFailed: which to restart is unclear)."""
-    bench.feed()
-    key = await create(bench, "restart-stale")
+    in_process.feed()
+    key = await create(in_process, "restart-stale")
 
     async def one_pass() -> dict[str, Any] | None:
-        await bench.reconciler.reconcile(key)
-        return await bench.kube.get(f"{CI_PATH}/{key.name}")
+        await in_process.reconciler.reconcile(key)
+        return await in_process.kube.get(f"{CI_PATH}/{key.name}")
 
     await until(one_pass, lambda obj: status(obj).get("phase") == "Ready", within=60)
-    await until(lambda: caught_up(bench, key), bool, within=30)
-    [vm] = bench.cache.vm_observations(key.name)
+    await until(lambda: caught_up(in_process, key), bool, within=30)
+    [vm] = in_process.cache.vm_observations(key.name)
     vmi_path = resource_path(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, namespace=vm.namespace
     )
 
     async def vmi_uid() -> str | None:
-        found = await bench.kube.get(f"{vmi_path}/{vm.name}")
+        found = await in_process.kube.get(f"{vmi_path}/{vm.name}")
         return None if found is None else str(found["metadata"]["uid"])
 
     before = await until(vmi_uid, bool, within=30, what="the VM's VMI")
-    for task in bench.feeds:  # from here on the VM watch is behind
+    for task in in_process.feeds:  # from here on the VM watch is behind
         task.cancel()
-    await asyncio.gather(*bench.feeds, return_exceptions=True)
+    await asyncio.gather(*in_process.feeds, return_exceptions=True)
     labels = {names.VM_INSTANCE_LABEL: key.name}
     vm_path = resource_path(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, namespace=vm.namespace
     )
-    await bench.kube.create(
+    await in_process.kube.create(
         vm_path,
         {
             "apiVersion": "kubevirt.io/v1",
@@ -239,11 +249,11 @@ async def test_a_vmi_is_deleted_on_a_decision_made_on_fresh_reads(bench: Bench) 
             "spec": {"runStrategy": "Halted", "template": {"metadata": {"labels": labels}}},
         },
     )
-    requested = await bench.kube.merge_patch(
+    requested = await in_process.kube.merge_patch(
         f"{CI_PATH}/{key.name}", {"spec": {"restartRequestedAt": "2030-01-01T00:00:00Z"}}
     )
-    bench.cache.instance_event("MODIFIED", requested)  # the instance watch is up to date
-    assert len(bench.cache.vm_observations(key.name)) == 1  # the VM watch is not
+    in_process.cache.instance_event("MODIFIED", requested)  # the instance watch is up to date
+    assert len(in_process.cache.vm_observations(key.name)) == 1  # the VM watch is not
 
     def restart_failed(obj: dict[str, Any] | None) -> bool:
         found = [c for c in status(obj).get("conditions") or [] if c.get("type") == "RestartFailed"]

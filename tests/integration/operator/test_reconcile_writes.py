@@ -13,15 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from in_process import InProcess as Bench
-from in_process import in_process_reconciler
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
 from cloudkit.operator.kube import InstanceKey, KubeError
+from tests.harness.in_process import InProcess, in_process_reconciler
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -30,7 +29,7 @@ EVENTS_PATH = resource_path("", "v1", "events", namespace=INSTANCE_NAMESPACE)
 
 
 @pytest.fixture
-async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
     async with in_process_reconciler(tmp_path) as lab:
         yield lab
 
@@ -53,19 +52,19 @@ def job(obj: dict[str, Any] | None, field: str) -> dict[str, Any]:
 
 
 async def reconcile_until(
-    bench: Bench, key: InstanceKey, check: Callable[[dict[str, Any] | None], bool]
+    in_process: InProcess, key: InstanceKey, check: Callable[[dict[str, Any] | None], bool]
 ) -> dict[str, Any] | None:
     async def one_pass() -> dict[str, Any] | None:
-        await bench.reconciler.reconcile(key)
-        current: dict[str, Any] | None = await bench.kube.get(f"{CI_PATH}/{key.name}")
+        await in_process.reconciler.reconcile(key)
+        current: dict[str, Any] | None = await in_process.kube.get(f"{CI_PATH}/{key.name}")
         return current
 
     found: dict[str, Any] | None = await until(one_pass, check, within=30)
     return found
 
 
-async def create(bench: Bench, name: str) -> InstanceKey:
-    await bench.kube.create(
+async def create(in_process: InProcess, name: str) -> InstanceKey:
+    await in_process.kube.create(
         CI_PATH,
         {
             "apiVersion": names.API_VERSION,
@@ -77,12 +76,12 @@ async def create(bench: Bench, name: str) -> InstanceKey:
     return InstanceKey(INSTANCE_NAMESPACE, name)
 
 
-async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench) -> None:
+async def test_a_pass_that_sees_the_job_end_writes_the_status_once(in_process: InProcess) -> None:
     """The pass that observes the VM, the reconciled version and polls the finished job writes
     one status, not one before the poll and one after: a poll is only a read of the backend."""
     name = "one-write"
-    key = await create(bench, name)
-    await reconcile_until(bench, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
+    key = await create(in_process, name)
+    await reconcile_until(in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
 
     # The simulated job ends and its effects land (VM ready, version annotation) while no pass
     # runs; the next pass sees all of it at once.
@@ -91,35 +90,35 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(bench: Bench)
         applied = annotations.get(names.RECONCILED_CONFIG_VERSION_ANNOTATION)
         return applied is not None and applied == status(obj).get("desiredConfigVersion")
 
-    await until(lambda: bench.kube.get(f"{CI_PATH}/{name}"), finished, within=30)
-    job_id = job(await bench.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["id"]
+    await until(lambda: in_process.kube.get(f"{CI_PATH}/{name}"), finished, within=30)
+    job_id = job(await in_process.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["id"]
     await until(
-        lambda: automation_job_status(bench.stack, job_id),
+        lambda: automation_job_status(in_process.stack, job_id),
         lambda s: s == "successful",
         within=30,
     )
-    bench.requests.clear()
-    await bench.reconciler.reconcile(key)
-    after = await bench.kube.get(f"{CI_PATH}/{name}")
+    in_process.requests.clear()
+    await in_process.reconciler.reconcile(key)
+    after = await in_process.kube.get(f"{CI_PATH}/{name}")
     assert status(after).get("phase") == "Ready", status(after)
     assert job(after, "provisionJob").get("state") == "Succeeded"
     assert status(after).get("reconciledConfigVersion") == status(after).get("desiredConfigVersion")
-    assert bench.requests["PUT"] == 1, bench.requests
+    assert in_process.requests["PUT"] == 1, in_process.requests
 
 
 async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
-    bench: Bench,
+    in_process: InProcess,
 ) -> None:
     """The last pass's events (the deprovisioning job's end) are recorded although the object
     is gone when they are: they are the only trace of how the deletion ended."""
     name = "last-events"
-    key = await create(bench, name)
-    await reconcile_until(bench, key, lambda obj: status(obj).get("phase") == "Ready")
-    await bench.kube.delete(f"{CI_PATH}/{name}")
-    await reconcile_until(bench, key, lambda obj: obj is None)
+    key = await create(in_process, name)
+    await reconcile_until(in_process, key, lambda obj: status(obj).get("phase") == "Ready")
+    await in_process.kube.delete(f"{CI_PATH}/{name}")
+    await reconcile_until(in_process, key, lambda obj: obj is None)
 
     async def reasons() -> set[str]:
-        listed = await bench.kube.list_objects(EVENTS_PATH)
+        listed = await in_process.kube.list_objects(EVENTS_PATH)
         return {
             e.get("reason", "")
             for e in listed.get("items") or []
@@ -130,7 +129,9 @@ async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
     assert "DeprovisionJobSucceeded" in seen, sorted(seen)
 
 
-async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(bench: Bench) -> None:
+async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(
+    in_process: InProcess,
+) -> None:
     """The answer to an Event is not parsed, but its status still is: a refusal is reported."""
     refused = {
         "metadata": {
@@ -141,7 +142,7 @@ async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(bench
         }
     }
     with pytest.raises(KubeError) as raised:
-        await bench.reconciler.kube.record_event(
+        await in_process.reconciler.kube.record_event(
             refused, RecordEvent(EventType.NORMAL, "Probe", "probe")
         )
     assert "no-such-namespace/ghost" in str(raised.value)

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 from aiohttp import web
-from operator_stack import free_port
 
+from cloudkit.local.stack.ports import free_port
 from cloudkit.operator.settings import OperatorSettings, load_settings
 from cloudkit.operator.startup import StartupError, check_aap
 

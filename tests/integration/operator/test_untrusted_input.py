@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import until
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 

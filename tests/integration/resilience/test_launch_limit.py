@@ -10,16 +10,24 @@ launched for it, neither provisioning nor deprovisioning.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import parse_time
-from resilience_lab import AutomationJob, Lab, describe, job_of, open_lab, phase, status_of
+
+from tests.harness.checks import parse_time
+from tests.harness.stack_lab import (
+    AutomationJob,
+    Lab,
+    describe,
+    job_of,
+    open_lab,
+    phase,
+    status_of,
+)
+from tests.waiting import until
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
@@ -69,16 +77,21 @@ def peak_overlap(jobs: list[AutomationJob]) -> int:
 
 async def all_ready_while_sampling(lab: Lab) -> int:
     """Poll the job list until every instance of the burst is Ready; the peak seen."""
-    deadline = time.monotonic() + READY_WITHIN_S
     peak = 0
-    while True:
+
+    async def sample() -> dict[str, str]:
+        nonlocal peak
         peak = max(peak, active_provisions(await lab.automation.jobs()))
-        if all(phase(lab.recorder.latest(name)) == "Ready" for name in BURST):
-            return peak
-        if time.monotonic() > deadline:
-            states = {name: describe(lab.recorder.latest(name)) for name in BURST}
-            raise AssertionError(f"not all Ready within {READY_WITHIN_S:.0f}s: {states}")
-        await asyncio.sleep(0.1)  # the sampling period (the exact check follows from times)
+        return {name: describe(lab.recorder.latest(name)) for name in BURST}
+
+    await until(
+        sample,
+        lambda _: all(phase(lab.recorder.latest(name)) == "Ready" for name in BURST),
+        within=READY_WITHIN_S,
+        what="every instance of the burst Ready",
+        interval=0.1,  # the sampling period (the exact check follows from times)
+    )
+    return peak
 
 
 async def test_launches_in_flight_are_bounded_and_a_waiting_deletion_launches_nothing(

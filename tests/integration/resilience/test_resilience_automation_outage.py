@@ -16,6 +16,7 @@ The operator runs with a short retry back-off (CLOUDKIT_RETRY_BACKOFF_MIN): the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -23,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import (
+
+from cloudkit.api import names
+from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.validations import Validation
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -32,11 +37,7 @@ from checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from resilience_lab import describe, job_of, open_lab, phase, status_of
-
-from cloudkit.api import names
-from cloudkit.scenarios import validations as v
-from cloudkit.scenarios.validations import Validation
+from tests.harness.stack_lab import describe, job_of, open_lab, phase, status_of
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 
@@ -109,7 +110,7 @@ async def test_automation_outage_mid_provisioning(tmp_path: Path) -> None:
         for name in (first, second):
             try:
                 await rec.wait_for(
-                    lambda n=name: phase(rec.latest(n)) == "Ready",
+                    functools.partial(lambda n: phase(rec.latest(n)) == "Ready", name),
                     within=STEP_TIMEOUT_S,
                     what=f"{name} Ready after the outage",
                 )
@@ -119,7 +120,7 @@ async def test_automation_outage_mid_provisioning(tmp_path: Path) -> None:
             await lab.delete(name)
         for name in (first, second):
             await rec.wait_for(
-                lambda n=name: n in rec.gone,
+                functools.partial(lambda n: n in rec.gone, name),
                 within=STEP_TIMEOUT_S,
                 what=f"{name} gone",
             )

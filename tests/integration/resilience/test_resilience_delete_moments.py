@@ -35,7 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import (
+
+from cloudkit.api import names
+from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.validations import Snapshot, Validation
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -45,12 +49,15 @@ from checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from resilience_holds import Holds
-from resilience_lab import AutomationJob, Lab, describe, job_of, open_lab, phase
-
-from cloudkit.api import names
-from cloudkit.scenarios import validations as v
-from cloudkit.scenarios.validations import Snapshot, Validation
+from tests.harness.holds import Holds
+from tests.harness.stack_lab import (
+    AutomationJob,
+    Lab,
+    describe,
+    job_of,
+    open_lab,
+    phase,
+)
 
 VM_BOOT_SECONDS = 2.0
 STAGGER_S = 0.5

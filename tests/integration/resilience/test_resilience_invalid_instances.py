@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from resilience_lab import NAMESPACE, Lab, open_lab
 
 from cloudkit.api import names
+from tests.harness.stack_lab import NAMESPACE, Lab, open_lab
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 

@@ -19,7 +19,6 @@ templates file: where they belong), so a clean result means something.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
@@ -29,7 +28,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from resilience_lab import (
+
+from tests.harness.stack_lab import (
     DEPROVISION_TEMPLATE,
     NAMESPACE,
     Lab,
@@ -39,6 +39,7 @@ from resilience_lab import (
     phase,
     status_of,
 )
+from tests.waiting import until
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
@@ -89,12 +90,19 @@ def matching_line(path: Path, regex: re.Pattern[str]) -> str | None:
 
 async def wait_logged(path: Path, pattern: str) -> str:
     """Until a line of the log matches `pattern`; that line."""
-    deadline = time.monotonic() + LOG_TIMEOUT_S
     regex = re.compile(pattern)
-    while (found := matching_line(path, regex)) is None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no line matching {pattern!r} in {path.name} after the wait")
-        await asyncio.sleep(0.2)
+
+    async def read() -> str | None:
+        return matching_line(path, regex)
+
+    found: str | None = await until(
+        read,
+        lambda line: line is not None,
+        within=LOG_TIMEOUT_S,
+        what=f"a line matching {pattern!r} in {path.name}",
+        interval=0.2,
+    )
+    assert found is not None
     return found
 
 
@@ -124,14 +132,14 @@ class AutomationApi:
             return int((await response.json())["id"])
 
     async def wait_finished(self, job_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + LIFECYCLE_TIMEOUT_S
-        while True:
-            job: dict[str, Any] = await self.get(f"{self._base}/v2/jobs/{job_id}/")
-            if job.get("finished"):
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job.get('status')} after the wait")
-            await asyncio.sleep(0.2)
+        job: dict[str, Any] = await until(
+            lambda: self.get(f"{self._base}/v2/jobs/{job_id}/"),
+            lambda job: bool(job.get("finished")),
+            within=LIFECYCLE_TIMEOUT_S,
+            what=f"job {job_id} finished",
+            interval=0.2,
+        )
+        return job
 
     async def job_records(self) -> str:
         """Every job as the API shows it, with its stdout: all that people can read."""

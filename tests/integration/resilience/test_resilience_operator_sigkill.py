@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from checks import (
+
+from cloudkit.api import names
+from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.validations import Validation
+from tests.harness.checks import (
     all_jobs_terminal,
     exactly_one_deprovision_job,
     failures,
@@ -25,11 +29,7 @@ from checks import (
     status_agrees_with_automation,
     trace_lines,
 )
-from resilience_lab import Lab, describe, open_lab, phase
-
-from cloudkit.api import names
-from cloudkit.scenarios import validations as v
-from cloudkit.scenarios.validations import Validation
+from tests.harness.stack_lab import Lab, describe, open_lab, phase
 
 pytestmark = [pytest.mark.stack, pytest.mark.soak, pytest.mark.timeout(900)]
 

@@ -9,12 +9,13 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.stack
 
@@ -123,11 +124,12 @@ class Up:
         return self.log.read_text()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.kubeconfig.exists() or "export KUBECONFIG=" not in self.output():
+
+        def ready() -> bool:
             assert self.process.poll() is None, f"cloudkit up exited early:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no kubeconfig in time:\n{self.output()}"
-            time.sleep(0.1)
+            return self.kubeconfig.exists() and "export KUBECONFIG=" in self.output()
+
+        until_sync(ready, bool, within=START_TIMEOUT_S, what="the kubeconfig", interval=0.1)
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -196,10 +198,13 @@ def test_up_serves_kubectl_and_ctrl_c_stops_everything(up: Up) -> None:
     # A provision job in flight: its ansible-playbook (own session, via ansible-runner's pty)
     # must go too.
     launch_provision_job(up)
-    deadline = time.monotonic() + 30
-    while not any(b"ansible-playbook" in cmdline(pid) for pid in descendants(up.process.pid)):
-        assert time.monotonic() < deadline, "no ansible-playbook process started"
-        time.sleep(0.1)
+    until_sync(
+        lambda: [pid for pid in descendants(up.process.pid) if b"ansible-playbook" in cmdline(pid)],
+        bool,
+        within=30,
+        what="an ansible-playbook process",
+        interval=0.1,
+    )
 
     # Databases and their WAL files, tokens, kubeconfigs, the TLS key, logs and the running
     # job's variables: private to their owner, although the stack runs with umask 0.

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cloudkit_up import Up, alive, descendants
+
+from tests.integration.stack.test_cloudkit_up import Up, alive, descendants
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 

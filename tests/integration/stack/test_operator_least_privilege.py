@@ -11,9 +11,7 @@ must allow every logged request, so the replay cannot pass vacuously. The table 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from cloudkit.local.apiserver.authn import service_account_user
 from cloudkit.local.stack import StackHandle, start_stack
 from cloudkit.local.stack.kube import KubeClient, resource_path
 from cloudkit.local.stack.operator_account import DEPLOY_DIR, account_documents, service_account
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 DEADLINE_S = 90.0
@@ -46,11 +45,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while not (found := await check()):
-        assert time.monotonic() < deadline, f"no {what} within {DEADLINE_S:.0f}s"
-        await asyncio.sleep(0.2)
-    return found
+    return await until(check, bool, within=DEADLINE_S, what=what, interval=0.2)
 
 
 async def _lifecycle(stack: StackHandle) -> None:

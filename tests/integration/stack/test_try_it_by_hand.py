@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rich.console import Console
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
 from cloudkit.local.stack.console import StackConsole
 from cloudkit.local.stack.strays import REASON
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -65,11 +65,7 @@ def kube_env(stack: StackHandle) -> dict[str, str]:
 
 
 async def eventually(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while not (found := await check()):
-        assert time.monotonic() < deadline, f"no {what} within {DEADLINE_S:.0f}s"
-        await asyncio.sleep(0.2)
-    return found
+    return await until(check, bool, within=DEADLINE_S, what=what, interval=0.2)
 
 
 async def test_try_it_by_hand(stack: StackHandle, caplog: pytest.LogCaptureFixture) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cloudkit.local.apiserver import authz, requestinfo
@@ -59,7 +61,7 @@ POLICY = authz.policy_from_objects(
 )  # fmt: skip
 
 
-def _res(user: UserInfo, verb: str, group: str, resource: str, **kw: str) -> Attributes:
+def _res(user: UserInfo, verb: str, group: str, resource: str, **kw: Any) -> Attributes:
     return Attributes(user, verb, api_group=group, resource=resource, **kw)
 
 

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 
 from cloudkit.api import names
-from cloudkit.api.jobs import JobState, JobType
+from cloudkit.api.jobs import TERMINAL_STATES, JobState, JobType
 from cloudkit.api.models import JobStatus
-from tests.unit.lifecycle.sim import TERMINAL_STATES, Crash, World
+from tests.unit.lifecycle.sim import Crash, World
 
 
 def _deleting_ready_world(provider: str = "aap") -> World:
@@ -187,7 +187,9 @@ def test_an_accepted_cancel_is_not_the_final_state() -> None:
     world.backend.progress(world.backend.jobs[job_id])  # the cancel lands
     world.tick(1)
     world.reconcile()
+    assert world.stored is not None
     prov = world.stored.status.provision_job
+    assert prov is not None
     assert (prov.state, prov.message) == (JobState.CANCELED, "canceled")
     assert world.stored.status.deprovision_job is not None
 

@@ -102,7 +102,7 @@ def test_the_limit_holds_and_the_waiting_launch_first_come_first_served() -> Non
     assert world.woken == ["c", "d"]
     world.launch("d")
     assert registry.get_sample_value("cloudkit_launch_slots_in_use") == 2
-    assert slots.waiting == (InstanceKey("ns", "e"),)
+    assert list(slots.waiting) == [InstanceKey("ns", "e")]
 
 
 def test_the_intent_takes_the_slot_before_the_launch_is_awaited() -> None:
@@ -139,7 +139,7 @@ def test_a_gone_or_undecided_key_leaves_its_place_and_wakes_the_next() -> None:
     assert world.woken == ["b", "c"]
     assert slots.waiting == (InstanceKey("ns", "c"),)
     slots.forget(InstanceKey("ns", "c"))
-    assert slots.waiting == ()
+    assert not slots.waiting
 
 
 def test_a_decided_pass_keeps_its_place_in_line() -> None:

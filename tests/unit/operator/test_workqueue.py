@@ -179,7 +179,7 @@ async def test_stop_with_grace_lets_the_reconcile_in_flight_finish_and_starts_no
         await asyncio.sleep(0.3)  # the step in progress (a real pass takes this long)
         finished.append(key)
 
-    queue: WorkQueue[str] = WorkQueue(step, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(step, workers=1)
     queue.start()
     queue.add("a")
     queue.add("b")
@@ -191,7 +191,7 @@ async def test_stop_with_grace_lets_the_reconcile_in_flight_finish_and_starts_no
 
 async def test_stop_without_grace_cancels_the_reconcile_in_flight() -> None:
     recorder = Recorder(hold=30)
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     queue.start()
     queue.add("a")
     await recorder.wait_runs("a", 1)
@@ -201,7 +201,7 @@ async def test_stop_without_grace_cancels_the_reconcile_in_flight() -> None:
 
 async def test_keys_added_before_start_wait_for_it() -> None:
     recorder = Recorder()
-    queue: WorkQueue[str] = WorkQueue(recorder)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder)
     queue.add("standby-saw-this")
     await asyncio.sleep(0.05)  # nothing may run in this window: no worker exists yet
     assert recorder.count("standby-saw-this") == 0
@@ -216,7 +216,7 @@ async def test_stop_returns_while_idle_workers_wait_for_a_later_key(grace: float
     """Regression: idle workers in a timed wait, woken and canceled in one step, once lost
     the cancellation (Python 3.11's wait_for) and stop() hung for ever."""
     recorder = Recorder()
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=4)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=4)
     queue.start()
     queue.add("later", delay=30)
     queue.add("now")
@@ -231,7 +231,7 @@ async def test_stop_returns_while_idle_workers_wait_for_a_later_key(grace: float
 async def test_a_normal_key_added_behind_a_burst_of_low_keys_runs_next() -> None:
     """A burst of creates (LOW) must not starve an instance in flight (NORMAL)."""
     recorder = Recorder(hold=0.01)
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     for n in range(200):
         queue.add(f"new-{n}", priority=Priority.LOW)
     queue.start()
@@ -246,7 +246,7 @@ async def test_a_normal_key_added_behind_a_burst_of_low_keys_runs_next() -> None
 
 async def test_a_high_key_runs_before_due_normal_and_low_keys() -> None:
     recorder = Recorder()
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     queue.add("low", priority=Priority.LOW)
     queue.add("normal")
     queue.add("deleted", priority=Priority.HIGH)
@@ -258,7 +258,7 @@ async def test_a_high_key_runs_before_due_normal_and_low_keys() -> None:
 
 async def test_earliest_due_first_within_a_lane() -> None:
     recorder = Recorder()
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     for name in ("a", "b", "c"):
         queue.add(name, priority=Priority.LOW)
         await asyncio.sleep(0.001)  # distinct due times
@@ -281,7 +281,7 @@ async def test_a_low_key_runs_when_no_higher_key_is_due(make_queue) -> None:  # 
 
 async def test_re_adding_with_a_higher_priority_upgrades_the_queued_key() -> None:
     recorder = Recorder()
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     queue.add("first", priority=Priority.LOW)
     queue.add("upgraded", priority=Priority.LOW)
     queue.add("upgraded", 10.0)  # later, but NORMAL: keeps its due time, takes the lane
@@ -299,7 +299,7 @@ async def test_re_adding_with_a_higher_priority_upgrades_the_queued_key() -> Non
 
 async def test_a_key_added_while_processing_keeps_its_highest_lane() -> None:
     recorder = Recorder(hold=0.1)
-    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)  # type: ignore[arg-type]
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
     queue.start()
     queue.add("a", priority=Priority.LOW)
     await recorder.wait_runs("a", 1)

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 from kubernetes import client
-from tests.waiting import until
 
 from cloudkit.local.stack.ports import free_port
 from cloudkit.scenarios.runner import Recorder
+from tests.waiting import until
 
 
 async def test_a_broken_watch_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,7 +12,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from leadership_lab import LEASE_S, RETRY_S, LeaderLab
+from tests.harness.replicas import LEASE_S, RETRY_S, LeaderLab
 
 TAKEOVER_GOAL_S = LEASE_S + RETRY_S
 KILL_GAP_S = (0.5, 4.0)

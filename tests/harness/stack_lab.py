@@ -1,4 +1,4 @@
-"""The resilience proofs' lab: one full local stack, its clients, a recorder of every instance
+"""A started local stack (start_stack), its clients, a recorder of every instance
 version, and the means to kill and restart the stack's children as a crash or an outage would.
 
 Everything goes over real sockets: the API server through its HTTPS REST API, the automation
@@ -93,7 +93,7 @@ def _job_from(row: Mapping[str, Any]) -> AutomationJob:
     )
 
 
-class Automation:
+class AutomationJobs:
     """A reader of the automation service's job list (bearer token, like the operator)."""
 
     def __init__(self, handle: StackHandle) -> None:
@@ -265,7 +265,7 @@ class ChildSpec:
 class Lab:
     handle: StackHandle
     kube: KubeClient
-    automation: Automation
+    automation: AutomationJobs
     recorder: Recorder
     specs: dict[str, ChildSpec] = field(default_factory=dict)
 
@@ -435,7 +435,7 @@ async def open_lab(
     try:
         async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:
             recorder = Recorder(kube)
-            lab = Lab(handle, kube, Automation(handle), recorder)
+            lab = Lab(handle, kube, AutomationJobs(handle), recorder)
             lab.specs = {c.name: ChildSpec.of(c) for c in handle.children}
             if with_operator:
                 await lab.assert_operator_service_account()

@@ -12,9 +12,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from resilience_lab import STATE_OF_STATUS, AutomationJob, recorded_job_ids
-
 from cloudkit.scenarios.validations import Validation
+from tests.harness.stack_lab import (
+    STATE_OF_STATUS,
+    AutomationJob,
+    recorded_job_ids,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

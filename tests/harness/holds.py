@@ -16,16 +16,22 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
-from resilience_lab import PROVISION_TEMPLATE, Lab
 
 from cloudkit.local.stack.backends import playbooks_dir
+from tests.harness.stack_lab import PROVISION_TEMPLATE, Lab
+from tests.waiting import until
 
-GATED_PLAYBOOK = Path(__file__).parent / "playbooks" / "gated-provision.yml"
+GATED_PLAYBOOK = (
+    Path(__file__).resolve().parents[1]
+    / "integration"
+    / "resilience"
+    / "playbooks"
+    / "gated-provision.yml"
+)
 STOP_TIMEOUT_S = 10.0
 
 
@@ -37,11 +43,17 @@ def process_state(pid: int) -> str:
 
 async def wait_stopped(pid: int, within: float = STOP_TIMEOUT_S) -> None:
     """Until the kernel shows the process stopped: a SIGSTOP is delivered asynchronously."""
-    deadline = time.monotonic() + within
-    while process_state(pid) not in {"T", "t"}:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"process {pid} not stopped within {within:.0f}s")
-        await asyncio.sleep(0.01)
+
+    async def state() -> str:
+        return process_state(pid)
+
+    await until(
+        state,
+        lambda s: s in {"T", "t"},
+        within=within,
+        what=f"process {pid} stopped",
+        interval=0.01,
+    )
 
 
 class Holds:

@@ -4,9 +4,10 @@ start, SIGTERM, SIGKILL and cut off from the API server, and the Lease read as t
 Built on the resilience lab (its recorder of every instance version, its automation-service
 reader, its instance helpers): a replica is the `cloudkit operator` command the stack started,
 started again with its own identity (a new pod) and ports, exactly as `cloudkit up
---operator-replicas` starts them. A replica cut off from the API server talks to it through a
-TCP relay of this lab that, once cut, swallows every byte (a partition: requests hang rather
-than fail fast); its AAP traffic goes through a second relay that timestamps every request.
+--operator-replicas` starts them. A replica cut off from the API server talks to it through the
+stack's fault relay (`cloudkit.local.stack.faults`), which once silent swallows every byte (a
+partition: requests hang rather than fail fast); its AAP traffic goes through a second relay
+that timestamps every request.
 """
 
 from __future__ import annotations
@@ -23,23 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from checks import all_jobs_terminal, no_overlapping_jobs
-from resilience_lab import (
-    Automation,
+
+from cloudkit.api import names
+from cloudkit.local.stack import start_stack
+from cloudkit.local.stack.faults import FaultRelay
+from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.ports import free_port
+from cloudkit.local.stack.procs import Child, spawn, wait_for_port
+from cloudkit.scenarios.validations import Validation
+from tests.harness.checks import all_jobs_terminal, no_overlapping_jobs
+from tests.harness.stack_lab import (
     AutomationJob,
+    AutomationJobs,
     ChildSpec,
     Lab,
     Recorder,
     describe,
     phase,
 )
-
-from cloudkit.api import names
-from cloudkit.local.stack import start_stack
-from cloudkit.local.stack.kube import KubeClient, resource_path
-from cloudkit.local.stack.ports import free_port
-from cloudkit.local.stack.procs import Child, spawn, wait_for_port
-from cloudkit.scenarios.validations import Validation
+from tests.waiting import until
 
 LEASE_NAMESPACE, LEASE_NAME = "cloudkit-operator-system", "cloudkit-operator-leader"
 LEASE = resource_path(
@@ -49,61 +52,7 @@ LEASE_S, RENEW_DEADLINE_S, RETRY_S = 15.0, 10.0, 2.0
 """The operator's defaults (controller-runtime's): the proofs run with them."""
 START_S = 90.0
 
-__all__ = ["Automation", "AutomationJob", "describe", "phase"]
-
-
-class Relay:
-    """A TCP relay to `target`; `cut()` makes it swallow every byte from then on, both ways.
-    Records when the client sent something (`sent_at`, monotonic)."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.cut_at: float | None = None
-        self.sent_at: list[float] = []
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def cut(self) -> None:
-        self.cut_at = time.monotonic()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer, record=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, record=False)),
-        ]
-        self._tasks.update(pipes)
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for task in pipes:
-            task.cancel()
-        for stream in (writer, up_writer):
-            stream.close()
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
-    ) -> None:
-        while data := await reader.read(65536):
-            if record:
-                self.sent_at.append(time.monotonic())
-            if self.cut_at is not None:
-                continue  # a partition: the bytes go nowhere, the connection stays open
-            writer.write(data)
-            await writer.drain()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
+__all__ = ["AutomationJob", "AutomationJobs", "describe", "phase"]
 
 
 @dataclass
@@ -114,7 +63,7 @@ class LeaderLab:
     replicas: dict[str, Child] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
-    relays: list[Relay] = field(default_factory=list)
+    relays: list[FaultRelay] = field(default_factory=list)
     _serial: int = 1
 
     @property
@@ -132,14 +81,10 @@ class LeaderLab:
 
     async def wait_holder(self, accept: set[str], within: float) -> tuple[str, float]:
         """Until one of `accept` holds the Lease; (holder, monotonic time first seen)."""
-        deadline = time.monotonic() + within
-        while True:
-            holder = await self.holder()
-            if holder in accept:
-                return holder, time.monotonic()
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no holder among {sorted(accept)} within {within:.0f}s")
-            await asyncio.sleep(0.05)
+        holder = await until(
+            self.holder, lambda h: h in accept, within=within, what=f"a holder in {sorted(accept)}"
+        )
+        return holder, time.monotonic()
 
     # --- replicas ---------------------------------------------------------------------------
 
@@ -200,12 +145,16 @@ class LeaderLab:
             return None
 
     async def wait_ready(self, name: str, within: float = START_S) -> dict[str, Any]:
-        deadline = time.monotonic() + within
-        while (body := await self.ready(name)) is None:
+
+        async def read() -> dict[str, Any] | None:
             child = self.replicas[name]
             assert child.process.returncode is None, f"{name} exited:\n{self.log(name)[-3000:]}"
-            assert time.monotonic() < deadline, f"{name} not ready within {within:.0f}s"
-            await asyncio.sleep(0.1)
+            return await self.ready(name)
+
+        body: dict[str, Any] | None = await until(
+            read, lambda b: b is not None, within=within, what=f"{name} ready", interval=0.1
+        )
+        assert body is not None
         return body
 
     async def reconciles(self, name: str) -> float:
@@ -237,10 +186,10 @@ class LeaderLab:
     def log(self, name: str) -> str:
         return (self.lab.handle.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
 
-    async def relay(self, url: str) -> Relay:
+    async def relay(self, url: str) -> FaultRelay:
         match = re.match(r"^\w+://([^/:]+):(\d+)", url)
         assert match, url
-        relay = Relay(match.group(1), int(match.group(2)))
+        relay = FaultRelay(match.group(1), int(match.group(2)))
         await relay.start()
         self.relays.append(relay)
         return relay
@@ -302,7 +251,7 @@ async def open_leader_lab(
             spec = ChildSpec.of(first)
             await first.stop()
             recorder = Recorder(kube)
-            lab = Lab(handle, kube, Automation(handle), recorder)
+            lab = Lab(handle, kube, AutomationJobs(handle), recorder)
             await recorder.start()
             leader_lab = LeaderLab(lab, spec)
             try:
