@@ -24,13 +24,14 @@ from cloudkit.api.crd import crd_manifest
 from tests.harness.fulfillment import CLOUDKIT, FulfillmentService
 
 
-def kube_api(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(kubeconfig))
+def kube_api(kubeconfig: Path) -> Any:
+    """The synchronous client on a kubeconfig (untyped: its calls take plain dicts)."""
+    return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
 
 
 def install_crd(kubeconfig: Path) -> None:
     """The ComputeInstance CRD (already there is fine)."""
-    extensions = client.ApiextensionsV1Api(kube_api(kubeconfig))
+    extensions: Any = client.ApiextensionsV1Api(kube_api(kubeconfig))
     try:
         extensions.create_custom_resource_definition(crd_manifest())
     except ApiException as error:
@@ -40,13 +41,14 @@ def install_crd(kubeconfig: Path) -> None:
 
 def new_namespace(kubeconfig: Path, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube_api(kubeconfig)).create_namespace({"metadata": {"name": name}})
+    core: Any = client.CoreV1Api(kube_api(kubeconfig))
+    core.create_namespace({"metadata": {"name": name}})
     return name
 
 
 def resources_of(kubeconfig: Path, namespace: str, record_id: str) -> list[dict[str, Any]]:
     """The ComputeInstances labelled with a record's id."""
-    custom = client.CustomObjectsApi(kube_api(kubeconfig))
+    custom: Any = client.CustomObjectsApi(kube_api(kubeconfig))
     listed = custom.list_namespaced_custom_object(
         names.GROUP,
         names.VERSION,
@@ -75,7 +77,7 @@ def lease_holder(kubeconfig: Path, namespace: str, name: str) -> str | None:
         if error.status == 404:
             return None
         raise
-    return lease.spec.holder_identity or None
+    return (lease.spec.holder_identity if lease.spec else None) or None
 
 
 LEASE_NAME = "cloudkit-fulfillment-controller-leader"

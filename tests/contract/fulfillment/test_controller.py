@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cloudkit.api import names
+from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.harness.fulfillment import (
     ADMIN,
     HUBS,
@@ -36,9 +39,6 @@ from tests.harness.fulfillment_controller import (
     secret_of,
 )
 from tests.waiting import until
-
-from cloudkit.api import names
-from cloudkit.local.apiserver.main import ApiServerHandle
 
 pytestmark = pytest.mark.stack
 
