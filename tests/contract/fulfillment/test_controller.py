@@ -377,3 +377,22 @@ async def test_of_two_replicas_only_the_lease_holder_acts(
     finally:
         for replica in replicas.values():
             replica.stop()
+
+
+async def test_a_broken_event_stream_is_watched_again_and_the_records_listed(
+    running: ControllerProcess,
+    tenant: Tenant,
+    controlled_service: FulfillmentService,
+    cluster: Cluster,
+) -> None:
+    before = await tenant.create("before")
+    await cluster.resource(before["id"])
+    await controlled_service.restart()  # kill -9, same port: the controller's stream breaks
+    later = controlled_service.tenant("acme")  # the old session's connections died with it
+    try:
+        after = await later.create("after")
+        # Well before the periodic re-list (600 s): only re-watching after the break finds it.
+        await cluster.resource(after["id"])
+    finally:
+        await later.close()
+    assert running.alive()
