@@ -49,17 +49,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lifecycle  # the sibling benchmark: stack helpers (operator CPU, jobs, instance shape)
+import lifecycle  # the sibling benchmark: the automation's job list and the instance shape
 from cloudkit.api import names
+from cloudkit.bench.baseline import job_records
 from cloudkit.local.stack import StackHandle, start_stack
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.supervisor import INSTANCE_NAMESPACE
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 BURST_CONCURRENCY = 16  # concurrent create (and delete) requests of the burst
 SENTINELS = 5
 """Instances Ready before the burst, deleted as soon as its creates are sent: how long their
 deletion takes behind N queued creates shows whether the burst starves the rest."""
-INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=lifecycle.NAMESPACE)
+INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
 
 
 @dataclass
@@ -146,7 +148,7 @@ async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
 
         async def create(name: str) -> None:
             run.created[name] = time.monotonic()
-            await kube.create(INSTANCES, lifecycle._instance(name))
+            await kube.create(INSTANCES, lifecycle._manifest(name, INSTANCE_NAMESPACE))
 
         async def delete(name: str) -> None:
             run.deleted[name] = time.monotonic()
@@ -167,6 +169,16 @@ async def _drive(kubeconfig: Path, n: int, within_s: float) -> Run:
         finally:
             watching.cancel()
     return run
+
+
+def _backend_durations(jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per instance name: its successful provision and deprovision jobs' seconds (created →
+    finished); a job that did not succeed adds nothing (the lifecycle shows it elsewhere)."""
+    out: dict[str, dict[str, float]] = {}
+    for job in job_records(jobs):
+        if job.status == "successful" and job.seconds is not None:
+            out.setdefault(job.instance, {})[job.kind] = job.seconds
+    return out
 
 
 def _drive_in_thread(kubeconfig: Path, n: int, timeout: float) -> Run:
@@ -261,7 +273,7 @@ def measure(stack: StackHandle, n: int, timeout: float) -> dict[str, Any]:
     with audit.open() as log:
         log.seek(audit_offset)
         operations = _operations(log)
-    backend = lifecycle._backend_durations(lifecycle._jobs(stack))
+    backend = _backend_durations(lifecycle._jobs(stack))
     names_ = sorted(set(run.created) - run.sentinels)
     sentinel_deletes = [run.gone[x] - run.deleted[x] for x in sorted(run.sentinels)]
     sentinel_jobs = [backend.get(x, {}).get("deprovision", 0.0) for x in sorted(run.sentinels)]
