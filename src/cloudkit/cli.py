@@ -95,6 +95,62 @@ def fulfillment(
     run(options)
 
 
+@app.command("fulfillment-controller")
+def fulfillment_controller(
+    address: str = typer.Option(..., help="The fulfillment API's URL (https://HOST:PORT)."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle for the API."),
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help="Bearer token file, re-read per request (default: the pod's ServiceAccount token).",
+    ),
+    hub_kubeconfigs: Path | None = typer.Option(
+        None,
+        "--hub-kubeconfigs",
+        help="Directory of kubeconfigs, one per hub, named as the hubs' kubeconfig_ref.",
+    ),
+    kubeconfig: Path | None = typer.Option(
+        None, help="Cluster holding the Lease (default: KUBECONFIG, in-cluster, ~/.kube/config)."
+    ),
+    leader_election: bool = typer.Option(True, help="Act only while holding the Lease."),
+    lease_name: str = typer.Option("cloudkit-fulfillment-controller-leader", help="Lease name."),
+    lease_namespace: str | None = typer.Option(
+        None, help="Lease namespace (default: the pod's, else cloudkit-operator-system)."
+    ),
+    identity: str | None = typer.Option(None, help="This replica's holderIdentity."),
+    resync_seconds: float = typer.Option(600.0, help="Period of the full re-list."),
+    rewatch_seconds: float = typer.Option(2.0, help="Back-off before re-watching a broken stream."),
+    workers: int = typer.Option(4, help="Records reconciled at once."),
+) -> None:
+    """Turn fulfillment records into ComputeInstances on their hubs (one replica acts)."""
+    import os
+
+    from cloudkit.fulfillment.controller.options import OptionError, controller_options
+
+    try:
+        options = controller_options(
+            address=address,
+            ca_file=ca_file,
+            token_file=token_file,
+            hub_kubeconfigs=hub_kubeconfigs,
+            kubeconfig=kubeconfig,
+            leader_election=leader_election,
+            lease_name=lease_name,
+            lease_namespace=lease_namespace,
+            identity=identity,
+            resync_s=resync_seconds,
+            rewatch_s=rewatch_seconds,
+            workers=workers,
+            environ=dict(os.environ),
+        )
+    except OptionError as exc:
+        typer.echo(f"cloudkit fulfillment-controller: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from cloudkit.fulfillment.controller.runner import run
+
+    raise typer.Exit(run(options))
+
+
 @app.command()
 def crds() -> None:
     """Print the CustomResourceDefinition YAML (the same as deploy/crds/)."""

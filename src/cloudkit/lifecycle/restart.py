@@ -95,7 +95,7 @@ def _restarted(
     VMI being deleted is reported without a creation time. Before any delete, a tie is not
     enough: restarting once more is safe, skipping a restart is not.
     """
-    created = vm.instance_created_at
+    created = vm.vmi_created_at
     if created is None or _outcome(step, vm) is not None:
         return False
     if initiated:

@@ -80,7 +80,7 @@ class VirtualMachineObservation:
     namespace: str
     ready: bool
     printable_status: str = ""
-    instance_created_at: datetime | None = None
+    vmi_created_at: datetime | None = None
     """creationTimestamp of the VirtualMachineInstance named as the VM; None when it has none
     (halted, or deleted and not yet re-created)."""
     ip_address: str | None = None

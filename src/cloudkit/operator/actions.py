@@ -56,10 +56,10 @@ _KINDS: tuple[tuple[type[ProviderError], FailureKind], ...] = (
 )
 
 
-class InstanceDeleter(Protocol):
+class VmiDeleter(Protocol):
     """Deletes the VirtualMachineInstance of a VM (cloudkit.operator.kube.Kube is one)."""
 
-    async def delete_instance(self, namespace: str, name: str) -> bool:
+    async def delete_vmi(self, namespace: str, name: str) -> bool:
         """True once deletion was requested; False if there was none (404). Raises KubeError."""
         ...
 
@@ -73,7 +73,7 @@ def failure_from(error: ProviderError) -> Failure:
 
 
 async def execute(
-    provider: Provider, action: IOAction, instance: dict[str, Any], *, vms: InstanceDeleter
+    provider: Provider, action: IOAction, instance: dict[str, Any], *, vms: VmiDeleter
 ) -> Outcome:
     """Run `action` for `instance` (the object as last written, with the status of this pass);
     `vms` deletes VirtualMachineInstances for a restart."""
@@ -148,10 +148,10 @@ async def _cancel(provider: Provider, job_id: str) -> Outcome:
     )
 
 
-async def restart_vm(vms: InstanceDeleter, namespace: str, name: str) -> RestartOutcome:
+async def restart_vm(vms: VmiDeleter, namespace: str, name: str) -> RestartOutcome:
     """Delete the VM's VirtualMachineInstance; a missing one is `missing`, not a failure."""
     try:
-        deleted = await vms.delete_instance(namespace, name)
+        deleted = await vms.delete_vmi(namespace, name)
     except KubeError as error:
         return RestartOutcome(namespace, name, failure=_delete_failure(error))
     except (aiohttp.ClientError, OSError, TimeoutError) as error:

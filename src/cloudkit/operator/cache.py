@@ -215,7 +215,7 @@ class WatchCache:
                 self.vm_event(DELETED, {"metadata": _key_metadata(key, listing)})
         for vm in listing.vms:
             self.vm_event(None, vm)
-            vmi = listing.instances.get(object_key(vm))
+            vmi = listing.vmis.get(object_key(vm))
             if vmi is not None:
                 self._vmis.put(vmi)
             elif object_key(vm) in self._vmis.objects:

@@ -112,10 +112,10 @@ def object_key(obj: dict[str, Any]) -> ObjectKey:
 
 
 def vm_observation(
-    vm: dict[str, Any], instance: dict[str, Any] | None = None
+    vm: dict[str, Any], vmi: dict[str, Any] | None = None
 ) -> VirtualMachineObservation:
     """Readiness from the VM's Ready condition; the printable status as KubeVirt shows it;
-    creation time and address from `instance`, its VirtualMachineInstance (None: there is none).
+    creation time and address from `vmi`, its VirtualMachineInstance (None: there is none).
     """
     status = vm.get("status") or {}
     ready = any(
@@ -129,16 +129,16 @@ def vm_observation(
         namespace=namespace,
         ready=ready or bool(status.get("ready")),
         printable_status=str(status.get("printableStatus") or ""),
-        instance_created_at=instance_created_at(instance),
-        ip_address=instance_ip_address(instance),
+        vmi_created_at=vmi_created_at(vmi),
+        ip_address=vmi_ip_address(vmi),
     )
 
 
-def instance_created_at(instance: dict[str, Any] | None) -> datetime | None:
+def vmi_created_at(vmi: dict[str, Any] | None) -> datetime | None:
     """The VMI's creationTimestamp (set by the API server); None without one or unreadable,
     and None for a VMI being deleted (KubeVirt shuts the guest down first): it is the old one,
     whatever its timestamp, and a restart must not be taken as done on its account."""
-    metadata = (instance or {}).get("metadata") or {}
+    metadata = (vmi or {}).get("metadata") or {}
     if metadata.get("deletionTimestamp"):
         return None
     raw = metadata.get("creationTimestamp")
@@ -151,10 +151,10 @@ def instance_created_at(instance: dict[str, Any] | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def instance_ip_address(instance: dict[str, Any] | None) -> str | None:
+def vmi_ip_address(vmi: dict[str, Any] | None) -> str | None:
     """The first address among the VMI's `status.interfaces` (`ipAddress`, else the first of
     `ipAddresses`), in interface order; None when no interface reports one."""
-    interfaces = ((instance or {}).get("status") or {}).get("interfaces") or []
+    interfaces = ((vmi or {}).get("status") or {}).get("interfaces") or []
     for interface in interfaces:
         if not isinstance(interface, dict):
             continue
@@ -172,15 +172,15 @@ class VmListing:
     """VMs as one list returned them, the VMI of each that has one, and the list's version."""
 
     vms: list[dict[str, Any]]
-    instances: dict[ObjectKey, dict[str, Any]]
+    vmis: dict[ObjectKey, dict[str, Any]]
     resource_version: str | None
 
     def observations(self) -> tuple[VirtualMachineObservation, ...]:
-        return tuple(vm_observation(vm, self.instances.get(object_key(vm))) for vm in self.vms)
+        return tuple(vm_observation(vm, self.vmis.get(object_key(vm))) for vm in self.vms)
 
 
-def instance_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
-    """Per namespace, the VM names whose instances to read: one GET where a namespace holds one
+def vmi_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
+    """Per namespace, the VM names whose VMIs to read: one GET where a namespace holds one
     VM, one list of the namespace's VMIs where it holds several (fewest requests either way)."""
     by_namespace: dict[str, list[str]] = defaultdict(list)
     for namespace, name in vms:
@@ -257,36 +257,36 @@ class Kube:
                 return None
             raise KubeError("listing VirtualMachines", error) from None
         vms = [vm for vm in listed.get("items") or [] if isinstance(vm, dict)]
-        instances = await self._instances_of([object_key(vm) for vm in vms])
+        vmis = await self._vmis_of([object_key(vm) for vm in vms])
         version = (listed.get("metadata") or {}).get("resourceVersion")
-        return VmListing(vms, instances, version if isinstance(version, str) else None)
+        return VmListing(vms, vmis, version if isinstance(version, str) else None)
 
-    async def _instances_of(self, vms: list[ObjectKey]) -> dict[ObjectKey, dict[str, Any]]:
+    async def _vmis_of(self, vms: list[ObjectKey]) -> dict[ObjectKey, dict[str, Any]]:
         """The VirtualMachineInstance named as each VM, where one exists."""
         found: dict[ObjectKey, dict[str, Any]] = {}
-        for namespace, vm_names in instance_lookups(vms).items():
+        for namespace, vm_names in vmi_lookups(vms).items():
             if len(vm_names) == 1:
-                instance = await self._get_instance(namespace, vm_names[0])
-                if instance is not None:
-                    found[(namespace, vm_names[0])] = instance
+                vmi = await self._get_vmi(namespace, vm_names[0])
+                if vmi is not None:
+                    found[(namespace, vm_names[0])] = vmi
                 continue
-            for instance in await self._list_instances(namespace):
-                if object_key(instance)[1] in vm_names:
-                    found[object_key(instance)] = instance
+            for vmi in await self._list_vmis(namespace):
+                if object_key(vmi)[1] in vm_names:
+                    found[object_key(vmi)] = vmi
         return found
 
-    async def _get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_vmi(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            instance: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+            vmi: dict[str, Any] = await self._custom.get_namespaced_custom_object(
                 names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
             )
         except ApiException as error:
             if error.status == 404:  # none (halted, being re-created), or no VMI CRD at all
                 return None
             raise KubeError(f"reading VirtualMachineInstance {namespace}/{name}", error) from None
-        return instance
+        return vmi
 
-    async def _list_instances(self, namespace: str) -> list[dict[str, Any]]:
+    async def _list_vmis(self, namespace: str) -> list[dict[str, Any]]:
         try:
             listed = await self._custom.list_namespaced_custom_object(
                 names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL
@@ -297,7 +297,7 @@ class Kube:
             raise KubeError(f"listing VirtualMachineInstances in {namespace}", error) from None
         return [i for i in listed.get("items") or [] if isinstance(i, dict)]
 
-    async def delete_instance(self, namespace: str, name: str) -> bool:
+    async def delete_vmi(self, namespace: str, name: str) -> bool:
         """Delete the VirtualMachineInstance `namespace/name` (KubeVirt re-creates it for a
         running VM: a restart). False if there is none (404); other failures raise KubeError."""
         try:

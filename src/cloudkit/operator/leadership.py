@@ -97,7 +97,9 @@ class Move(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class ElectionStep:
+    """What to do with the Lease this round (one round of the election), and what to write."""
+
     move: Move
     record: LeaseRecord | None
     """What to write (None for WAIT)."""
@@ -130,20 +132,20 @@ def next_step(
     now: float,
     wall: datetime,
     lease_duration_s: float = LEASE_DURATION_S,
-) -> Step:
+) -> ElectionStep:
     """What to do with the Lease this round; `observed` None means there is no Lease."""
     stamp = micro_time(wall)
     duration = max(1, round(lease_duration_s))
     if observed is None:
-        return Step(Move.CREATE, LeaseRecord(identity, duration, stamp, stamp, 0))
+        return ElectionStep(Move.CREATE, LeaseRecord(identity, duration, stamp, stamp, 0))
     current = observed.record
     if current.holder == identity:
         renewed = replace(current, lease_duration_s=duration, renew_time=stamp)
-        return Step(Move.RENEW, renewed)
+        return ElectionStep(Move.RENEW, renewed)
     if current.holder and not expired(observed, now):
-        return Step(Move.WAIT, None)
+        return ElectionStep(Move.WAIT, None)
     taken = LeaseRecord(identity, duration, stamp, stamp, current.transitions + 1)
-    return Step(Move.ACQUIRE, taken)
+    return ElectionStep(Move.ACQUIRE, taken)
 
 
 def released(record: LeaseRecord, wall: datetime) -> LeaseRecord:

@@ -130,12 +130,12 @@ class Reconciler:
             try:
                 fresh = fresh_instance and fresh_vms
                 decision, raw = await self._steps(key, raw, instance, observation, events, fresh)
-            except _Restart as restart:
-                observation = restart.observation
+            except _StartOver as start_over:
+                observation = start_over.observation
                 fresh_instance = True
-                if restart.refresh:
+                if start_over.refresh:
                     fresh_vms = reread_vms = True
-                log.info("%s: %s; re-reading", key, restart)
+                log.info("%s: %s; re-reading", key, start_over)
                 continue
             if raw is not None:
                 await self._record(raw, events.values())
@@ -163,7 +163,7 @@ class Reconciler:
             if decision.ignored:
                 return decision, None
             if not fresh and acts_on_reads(decision):
-                raise _Restart(observation, "acting on cached reads", refresh=True)
+                raise _StartOver(observation, "acting on cached reads", refresh=True)
             for event in decision.events:
                 events.setdefault((event.type, event.reason, event.message), event)
             if must_persist(decision, observation):
@@ -218,7 +218,7 @@ class Reconciler:
                 if instance.deleting and not instance.metadata.finalizers:
                     return None, instance  # the last finalizer went: the server deleted it
         except Conflict as error:
-            raise _Restart(observation) from error
+            raise _StartOver(observation) from error
         return raw, instance
 
     async def _apply_finalizer(
@@ -371,7 +371,7 @@ def acts_on_reads(decision: Decision) -> bool:
     return isinstance(decision.io, RestartVirtualMachine)
 
 
-class _Restart(Exception):
+class _StartOver(Exception):
     """Start the pass over: the instance changed (a write conflict), or a decision needs fresh
     reads (`refresh`: the VMs are listed again too, keeping the outcomes already obtained)."""
 

@@ -236,7 +236,7 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event(
         names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
     )
-    async def vm_instance_changed(
+    async def vmi_changed(
         event: kopf.RawEvent,
         name: str | None,
         namespace: str | None,

@@ -113,8 +113,8 @@ async def test_one_vm_costs_one_get_of_its_instance(
         started = time.time()
         [vm] = await observe_until(kube, "ci-one", 1)
         assert vm.ip_address == instance_address(TENANT, "ci-one")
-        assert vm.instance_created_at is not None
-        assert abs(vm.instance_created_at.timestamp() - started) < 5
+        assert vm.vmi_created_at is not None
+        assert abs(vm.vmi_created_at.timestamp() - started) < 5
         counted.verbs.clear()
         await kube.list_vms("ci-one")
         assert counted.verbs == ["GET", "GET"]  # the VMs, then the one VMI
@@ -150,14 +150,14 @@ async def test_deleting_an_instance_restarts_it_and_is_counted(
         await create_vm(apiserver.kubeconfig, "ci-restart", "ci-restart")
         await observe_until(kube, "ci-restart", 1)
         counted.verbs.clear()
-        assert await kube.delete_instance(TENANT, "ci-restart") is True
+        assert await kube.delete_vmi(TENANT, "ci-restart") is True
         assert counted.verbs == ["DELETE"]
         # Gone at once (no finalizer), or re-created and booting: no address either way.
         [booting] = await kube.list_vms("ci-restart") or [None]
         assert booting is not None and booting.ip_address is None
         [again] = await observe_until(kube, "ci-restart", 1)
         assert again.ip_address == instance_address(TENANT, "ci-restart")
-        assert await kube.delete_instance(TENANT, "no-such-vm") is False
+        assert await kube.delete_vmi(TENANT, "no-such-vm") is False
     finally:
         await simulator.stop()
 
@@ -174,5 +174,5 @@ async def test_without_the_instance_crd_nothing_breaks(
     await create_vm(apiserver.kubeconfig, "ci-bare-2", "ci-bare")
     seen = await kube.list_vms("ci-bare")
     assert seen is not None and len(seen) == 2
-    assert all(vm.instance_created_at is None and vm.ip_address is None for vm in seen)
-    assert await kube.delete_instance(TENANT, "ci-bare") is False
+    assert all(vm.vmi_created_at is None and vm.ip_address is None for vm in seen)
+    assert await kube.delete_vmi(TENANT, "ci-bare") is False

@@ -319,7 +319,7 @@ class World:
                     "ns-t",
                     self.vm_ready,
                     # The API server's timestamps have whole seconds.
-                    instance_created_at=(
+                    vmi_created_at=(
                         self.vmi_created_at.replace(microsecond=0)
                         if self.vmi_created_at is not None
                         else None

@@ -167,7 +167,7 @@ def test_kubernetes_whole_second_timestamps_neither_hang_nor_fool_the_restart() 
     requested = world.now + timedelta(milliseconds=700)
     world.stored.spec.restart_requested_at = requested
     same_second = requested.replace(microsecond=0)
-    vm = VirtualMachineObservation("vm1", "ns-t", True, instance_created_at=same_second)
+    vm = VirtualMachineObservation("vm1", "ns-t", True, vmi_created_at=same_second)
     world.now = requested + timedelta(milliseconds=100)
     before = decide(world.stored, Observation(vms=(vm,)), world.now, world.cfg)
     assert before.io is not None, "a tie before any delete is no proof: restart"

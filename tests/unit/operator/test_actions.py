@@ -103,7 +103,7 @@ INSTANCE: dict[str, Any] = {"metadata": {"name": "vm", "namespace": "ns"}}
 class NoVms:
     """Job actions never touch VirtualMachineInstances."""
 
-    async def delete_instance(self, namespace: str, name: str) -> bool:
+    async def delete_vmi(self, namespace: str, name: str) -> bool:
         raise AssertionError("a job action deleted a VirtualMachineInstance")
 
 

@@ -114,7 +114,7 @@ def test_vms_are_found_by_their_instance_label_with_their_vmi() -> None:
         True,
         "10.0.0.7",
     )
-    assert seen.instance_created_at is not None
+    assert seen.vmi_created_at is not None
     cache.vm_event("MODIFIED", vm("a", "13", label="someone-else"))  # relabelled
     assert cache.vm_observations("ci") == ()
     assert [v.name for v in cache.vm_observations("someone-else")] == ["a", "other"]
@@ -140,7 +140,7 @@ def test_a_fresh_list_replaces_what_the_cache_holds_for_the_label() -> None:
     cache.vm_event(None, vm("stale", "10"))  # deleted while the watch was away
     cache.vm_event(None, vm("late", "30"))  # created after the list below was taken
     cache.vmi_event(None, vmi("kept", "11", "10.0.0.1"))
-    listing = VmListing(vms=[vm("kept", "12", ready=False)], instances={}, resource_version="20")
+    listing = VmListing(vms=[vm("kept", "12", ready=False)], vmis={}, resource_version="20")
     cache.store_vms("ci", listing)
     assert cache.vms_listed("ci")
     seen = {v.name: v for v in cache.vm_observations("ci")}
@@ -153,7 +153,7 @@ def test_a_fresh_list_replaces_what_the_cache_holds_for_the_label() -> None:
 
 def test_forgetting_an_instance_lists_its_vms_fresh_again() -> None:
     cache = WatchCache()
-    cache.store_vms("ci", VmListing(vms=[], instances={}, resource_version="1"))
+    cache.store_vms("ci", VmListing(vms=[], vmis={}, resource_version="1"))
     cache.store_instance(instance("2"))
     cache.forget_instance(KEY)
     assert cache.instance(KEY) is None

@@ -18,10 +18,10 @@ from cloudkit.operator.actions import execute
 from cloudkit.operator.kube import (
     InstanceKey,
     KubeError,
-    instance_created_at,
-    instance_ip_address,
-    instance_lookups,
     vm_observation,
+    vmi_created_at,
+    vmi_ip_address,
+    vmi_lookups,
 )
 from cloudkit.operator.routing import Routes
 from cloudkit.providers.base import CancelAnswer, DeprovisionResult, LaunchResult
@@ -49,16 +49,16 @@ def vmi(created: str = "2026-03-01T10:00:05Z", *interfaces: dict[str, Any]) -> d
 # --- what a VMI tells the core ------------------------------------------------------------------
 
 
-def test_observation_carries_the_instance_creation_time_and_first_address() -> None:
+def test_observation_carries_the_vmi_creation_time_and_first_address() -> None:
     seen = vm_observation(vm(), vmi("2026-03-01T10:00:05Z", {"ipAddress": "10.200.3.4"}))
-    assert seen.instance_created_at == datetime(2026, 3, 1, 10, 0, 5, tzinfo=UTC)
+    assert seen.vmi_created_at == datetime(2026, 3, 1, 10, 0, 5, tzinfo=UTC)
     assert seen.ip_address == "10.200.3.4"
     assert (seen.namespace, seen.name, seen.ready) == ("tenant", "ci-1", True)
 
 
-def test_without_an_instance_nothing_is_known() -> None:
+def test_without_a_vmi_nothing_is_known() -> None:
     seen = vm_observation(vm(ready=False))
-    assert seen.instance_created_at is None and seen.ip_address is None
+    assert seen.vmi_created_at is None and seen.ip_address is None
     assert seen.printable_status == "Starting" and not seen.ready
 
 
@@ -74,7 +74,7 @@ def test_without_an_instance_nothing_is_known() -> None:
     ],
 )
 def test_first_address_in_interface_order(interfaces: list[Any], expected: str | None) -> None:
-    assert instance_ip_address(vmi("2026-03-01T10:00:05Z", *interfaces)) == expected
+    assert vmi_ip_address(vmi("2026-03-01T10:00:05Z", *interfaces)) == expected
 
 
 @pytest.mark.parametrize(
@@ -88,18 +88,18 @@ def test_first_address_in_interface_order(interfaces: list[Any], expected: str |
     ],
 )
 def test_creation_time_is_aware_or_none(raw: str, expected: datetime | None) -> None:
-    assert instance_created_at(vmi(raw)) == expected
+    assert vmi_created_at(vmi(raw)) == expected
 
 
 def test_one_lookup_per_namespace_listing_where_several_vms_share_it() -> None:
-    lookups = instance_lookups([("a", "vm-1"), ("b", "vm-2"), ("a", "vm-3")])
+    lookups = vmi_lookups([("a", "vm-1"), ("b", "vm-2"), ("a", "vm-3")])
     assert lookups == {"a": ["vm-1", "vm-3"], "b": ["vm-2"]}
 
 
 # --- a restart's delete becomes an outcome ------------------------------------------------------
 
 
-class Instances:
+class Vmis:
     """Deletes VMIs in memory, or fails as told."""
 
     def __init__(self, existing: set[tuple[str, str]], error: Exception | None = None) -> None:
@@ -107,7 +107,7 @@ class Instances:
         self.error = error
         self.deleted: list[tuple[str, str]] = []
 
-    async def delete_instance(self, namespace: str, name: str) -> bool:
+    async def delete_vmi(self, namespace: str, name: str) -> bool:
         if self.error is not None:
             raise self.error
         self.deleted.append((namespace, name))
@@ -152,21 +152,21 @@ class NoJobs:
         pass
 
 
-async def restart(instances: Instances) -> RestartOutcome:
+async def restart(vmis: Vmis) -> RestartOutcome:
     action = RestartVirtualMachine("tenant", "ci-1")
-    outcome = await execute(NoJobs(), action, {"metadata": {}}, vms=instances)
+    outcome = await execute(NoJobs(), action, {"metadata": {}}, vms=vmis)
     assert isinstance(outcome, RestartOutcome)
     return outcome
 
 
-async def test_restart_deletes_the_vms_instance() -> None:
-    instances = Instances({("tenant", "ci-1")})
-    assert await restart(instances) == RestartOutcome("tenant", "ci-1")
-    assert instances.deleted == [("tenant", "ci-1")] and not instances.existing
+async def test_restart_deletes_the_vms_vmi() -> None:
+    vmis = Vmis({("tenant", "ci-1")})
+    assert await restart(vmis) == RestartOutcome("tenant", "ci-1")
+    assert vmis.deleted == [("tenant", "ci-1")] and not vmis.existing
 
 
-async def test_a_missing_instance_is_missing_not_a_failure() -> None:
-    assert await restart(Instances(set())) == RestartOutcome("tenant", "ci-1", missing=True)
+async def test_a_missing_vmi_is_missing_not_a_failure() -> None:
+    assert await restart(Vmis(set())) == RestartOutcome("tenant", "ci-1", missing=True)
 
 
 def refused(status: int, headers: dict[str, str] | None = None) -> KubeError:
@@ -191,19 +191,19 @@ def refused(status: int, headers: dict[str, str] | None = None) -> KubeError:
 async def test_a_failed_delete_is_a_failure_of_its_kind(
     error: Exception, kind: FailureKind, retryable: bool
 ) -> None:
-    outcome = await restart(Instances({("tenant", "ci-1")}, error))
+    outcome = await restart(Vmis({("tenant", "ci-1")}, error))
     assert outcome.failure is not None and not outcome.missing
     assert (outcome.failure.kind, outcome.failure.retryable) == (kind, retryable)
     assert "tenant/ci-1" in outcome.failure.message
 
 
 async def test_a_refusal_says_why_and_a_throttle_when_to_retry() -> None:
-    forbidden = await restart(Instances(set(), refused(403)))
+    forbidden = await restart(Vmis(set(), refused(403)))
     assert forbidden.failure is not None
     assert forbidden.failure.message == (
         "deleting VirtualMachineInstance tenant/ci-1: 403 virtualmachineinstances is forbidden"
     )
-    throttled = await restart(Instances(set(), refused(429, {"Retry-After": "7"})))
+    throttled = await restart(Vmis(set(), refused(429, {"Retry-After": "7"})))
     assert throttled.failure is not None
     assert throttled.failure.kind is FailureKind.RATE_LIMITED
     assert throttled.failure.retry_after == timedelta(seconds=7)

@@ -113,7 +113,7 @@ async def test_vm_and_vmi_changes_wake_the_instance_after_the_settle_window(
     due = runtime.queue.due_in(KEY)
     assert due is not None and VM_SETTLE_S - 0.1 < due <= VM_SETTLE_S
     # The VMI's change right after joins the same pass (the earliest due time is kept).
-    await call(handlers["vm_instance_changed"], runtime, "ADDED", vm("VirtualMachineInstance"))
+    await call(handlers["vmi_changed"], runtime, "ADDED", vm("VirtualMachineInstance"))
     again = runtime.queue.due_in(KEY)
     assert again is not None and VM_SETTLE_S - 0.1 < again <= due
     assert len(runtime.queue) == 1
@@ -139,7 +139,7 @@ async def test_under_upstream_policy_vm_and_vmi_changes_wake_the_instance_at_onc
     await call(handlers["instance_changed"], runtime, "ADDED", instance())
     for handler, kind in (
         ("vm_changed", "VirtualMachine"),
-        ("vm_instance_changed", "VirtualMachineInstance"),
+        ("vmi_changed", "VirtualMachineInstance"),
     ):
         runtime.queue.forget(KEY)
         await call(handlers[handler], runtime, "MODIFIED", vm(kind))
