@@ -15,6 +15,10 @@ the real `cloudkit fulfillment` process over HTTPS with the local issuer's token
   record's `creation_timestamp` (taken just before its commit: a slight overestimate).
 
     .venv/bin/python benchmarks/fulfillment.py [--records 10000] [--creates 1000]
+
+With `--store-list`, only the store tier's list on SQLite (no HTTP, no PostgreSQL): the CPU
+time of this process per page of 100 of tenant-07, p50 and p99 of LIST_SAMPLES calls (CPU
+time, so that a loaded machine's waiting for a core does not blur it).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from tests.harness.fulfillment import EVENTS, PUBLIC, FulfillmentService, Issuer
 from tests.harness.postgresql import start_postgresql
 
 from cloudkit.fulfillment.store import open_store
+from cloudkit.fulfillment.store.base import Scope
 from cloudkit.fulfillment.store.records import creation, utc_now
 
 TENANTS = 20
@@ -185,6 +190,22 @@ async def event_p99_ms(service: FulfillmentService) -> float:
         await tenant.close()
 
 
+async def store_list_cpu_ms(url: str) -> dict[str, float]:
+    store = await open_store(url)
+    scope = Scope(frozenset({"tenant-07"}))
+    try:
+        samples = []
+        for _ in range(LIST_SAMPLES):
+            started = time.process_time()
+            page = await store.list("compute_instances", scope=scope, limit=100)
+            samples.append((time.process_time() - started) * 1000)
+            assert len(page.items) == 100
+    finally:
+        await store.close()
+    quantiles = statistics.quantiles(samples, n=100)
+    return {"p50": round(quantiles[49], 2), "p99": round(quantiles[98], 2)}
+
+
 async def measure(database: str, url: str, directory: Path, args: argparse.Namespace) -> Any:
     if database == "sqlite":
         bare = sqlite_bare_inserts(directory, args.bare)
@@ -218,7 +239,15 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--creates", type=int, default=1_600)
     parser.add_argument("--bare", type=int, default=500)
+    parser.add_argument("--store-list", action="store_true", help="the store tier's list only")
     args = parser.parse_args()
+    if args.store_list:
+        with tempfile.TemporaryDirectory(prefix="cloudkit-bench-fulfillment-") as temp:
+            url = f"sqlite:///{Path(temp) / 'fulfillment.db'}"
+            await populate(url, args.records)
+            cpu = await store_list_cpu_ms(url)
+        print(json.dumps({"records": args.records, "store_list_cpu_ms": cpu}, indent=2))
+        return
     figures: dict[str, Any] = {
         "records": args.records,
         "tenants": TENANTS,

@@ -78,6 +78,12 @@ _COLUMNS = (
     "data",
 )
 _SELECT = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS)
+# What reads select: the three jsonb columns as one jsonb array, so psycopg decodes a row with
+# one `json.loads` instead of three (decoding is most of a list's time).
+_READ = sql.SQL(
+    "id, name, creator, tenant, version, creation_timestamp, deletion_timestamp, finalizers, "
+    "jsonb_build_array(labels, annotations, data)"
+)
 Conn = psycopg.AsyncConnection[TupleRow]
 Emitted = list[tuple[EventType, Kind, Object]]
 
@@ -162,7 +168,7 @@ class PostgresqlStore:
         where, params = _scope_clause(scope)
         order_by, order_params = _order_clause(order)
         select = sql.SQL("SELECT {}, count(*) OVER () FROM {} WHERE {} ORDER BY {}").format(
-            _SELECT, sql.Identifier(table), where, order_by
+            _READ, sql.Identifier(table), where, order_by
         )
         async with self._reading() as db:
             if match is None:
@@ -465,26 +471,28 @@ def _order_clause(order: Sequence[OrderKey]) -> tuple[sql.Composable, list[Any]]
 
 
 def _row(values: Sequence[Any]) -> Row:
-    deleted = values[8]
+    """A row selected with _READ."""
+    labels, annotations, data = values[8]
+    deleted = values[6]
     return Row(
         id=values[0],
         name=values[1],
         creator=values[2],
         tenant=values[3],
-        labels=values[4],
-        annotations=values[5],
-        version=values[6],
-        creation_timestamp=timestamp(values[7]),
+        labels=labels,
+        annotations=annotations,
+        version=values[4],
+        creation_timestamp=timestamp(values[5]),
         deletion_timestamp=None if deleted is None else timestamp(deleted),
-        finalizers=list(values[9]),
-        data=values[10],
+        finalizers=list(values[7]),
+        data=data,
     )
 
 
 async def _fetch(db: Conn, table: str, id: str, scope: Scope, *, lock: bool = False) -> Row | None:
     where, params = _scope_clause(scope)
     query = sql.SQL("SELECT {} FROM {} WHERE id = %s AND {}{}").format(
-        _SELECT, sql.Identifier(table), where, sql.SQL(" FOR UPDATE" if lock else "")
+        _READ, sql.Identifier(table), where, sql.SQL(" FOR UPDATE" if lock else "")
     )
     cursor = await db.execute(query, [id, *params])
     found = await cursor.fetchone()

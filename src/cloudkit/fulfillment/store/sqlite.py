@@ -58,6 +58,13 @@ _COLUMNS = (
     "id, name, creator, tenant, labels, annotations, version, "
     "creation_timestamp, deletion_timestamp, finalizers, data"
 )
+# What reads select: the four JSON columns joined into one JSON array in SQL, so a row costs one
+# `json.loads` instead of four (decoding is most of a list's time). Plain concatenation is
+# enough: every one of them was written by `json.dumps`, so each is a complete JSON value.
+_READ_COLUMNS = (
+    "id, name, creator, tenant, version, creation_timestamp, deletion_timestamp, "
+    "'[' || labels || ',' || annotations || ',' || finalizers || ',' || data || ']'"
+)
 
 
 @dataclass
@@ -321,25 +328,27 @@ def _scope_clause(scope: Scope) -> tuple[str, list[Any]]:
 
 
 def _row(values: Sequence[Any]) -> Row:
+    """A row selected with _READ_COLUMNS."""
+    labels, annotations, finalizers, data = json.loads(values[7])
     return Row(
         id=values[0],
         name=values[1],
         creator=values[2],
         tenant=values[3],
-        labels=json.loads(values[4]),
-        annotations=json.loads(values[5]),
-        version=values[6],
-        creation_timestamp=values[7],
-        deletion_timestamp=values[8],
-        finalizers=json.loads(values[9]),
-        data=json.loads(values[10]),
+        labels=labels,
+        annotations=annotations,
+        version=values[4],
+        creation_timestamp=values[5],
+        deletion_timestamp=values[6],
+        finalizers=finalizers,
+        data=data,
     )
 
 
 def _fetch(db: sqlite3.Connection, table: str, id: str, scope: Scope) -> Row | None:
     where, params = _scope_clause(scope)
     found = db.execute(
-        f"SELECT {_COLUMNS} FROM {table} WHERE id = ? AND {where}", [id, *params]
+        f"SELECT {_READ_COLUMNS} FROM {table} WHERE id = ? AND {where}", [id, *params]
     ).fetchone()
     return None if found is None else _row(found)
 
@@ -378,7 +387,7 @@ def _list(
 ) -> Page:
     where, params = _scope_clause(scope)
     order_by, order_params = _order_clause(order)
-    select = f"SELECT {_COLUMNS} FROM {table} WHERE {where} ORDER BY {order_by}"
+    select = f"SELECT {_READ_COLUMNS} FROM {table} WHERE {where} ORDER BY {order_by}"
     # One read transaction: the count and the page come from the same snapshot.
     db.execute("BEGIN")
     try:
