@@ -116,6 +116,12 @@ async def test_an_unknown_order_path_is_refused_by_name(store: Store) -> None:
             await store.list(CI, scope=ACME, order=[OrderKey(path)])
 
 
+async def test_a_negative_offset_or_limit_is_refused(store: Store) -> None:
+    for offset, limit in [(-1, 10), (0, -1)]:
+        with pytest.raises(ValueError, match="offset and limit"):
+            await store.list(CI, scope=ACME, offset=offset, limit=limit)
+
+
 async def test_update_bumps_the_version_and_keeps_what_the_store_owns(store: Store) -> None:
     created = await store.create(CI, instance("web"))
 

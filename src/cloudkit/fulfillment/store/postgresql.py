@@ -45,7 +45,7 @@ from cloudkit.fulfillment.store.migrations import migrate_postgresql
 from cloudkit.fulfillment.store.records import (
     Row,
     Write,
-    check_order,
+    check_page,
     creation,
     deletion_of,
     order_target,
@@ -162,9 +162,7 @@ class PostgresqlStore:
         match: Callable[[Object], bool] | None = None,
     ) -> Page:
         table = table_of(kind)
-        check_order(order)
-        if offset < 0 or limit < 0:
-            raise ValueError("offset and limit: must not be negative")
+        check_page(order, offset, limit)
         where, params = _scope_clause(scope)
         order_by, order_params = _order_clause(order)
         select = sql.SQL("SELECT {}, count(*) OVER () FROM {} WHERE {} ORDER BY {}").format(

@@ -136,10 +136,13 @@ def to_object(row: Row) -> Object:
     return obj
 
 
-def check_order(order: Sequence[OrderKey]) -> None:
-    """ValueError naming the first path no record can be sorted by."""
+def check_page(order: Sequence[OrderKey], offset: int, limit: int) -> None:
+    """ValueError naming what a list cannot take: a path no record can be sorted by, or a
+    negative offset or limit (both stores check the same way before any SQL)."""
     for key in order:
         order_target(key.path)
+    if offset < 0 or limit < 0:
+        raise ValueError("offset and limit: must not be negative")
 
 
 def order_target(path: str) -> tuple[str, tuple[str, ...]]:

@@ -40,7 +40,7 @@ from cloudkit.fulfillment.store.migrations import migrate_sqlite
 from cloudkit.fulfillment.store.records import (
     Row,
     Write,
-    check_order,
+    check_page,
     creation,
     deletion_of,
     order_target,
@@ -136,9 +136,7 @@ class SqliteStore:
         match: Callable[[Object], bool] | None = None,
     ) -> Page:
         table = table_of(kind)
-        check_order(order)
-        if offset < 0 or limit < 0:
-            raise ValueError("offset and limit: must not be negative")
+        check_page(order, offset, limit)
         return await self._in_reader(
             lambda: _list(self._reader_db, table, scope, offset, limit, order, match)
         )
