@@ -42,15 +42,20 @@ def test_dynamic_client_discovery_crud_watch(
     assert [i.metadata.name for i in listed.items] == ["w1"]
 
     seen: list[tuple[str, int]] = []
+    listed_once = threading.Event()
 
     def watch() -> None:
         for event in widgets.watch(namespace="default", name="w1", timeout=5):
             seen.append((event["type"], event["object"].spec.size))
+            listed_once.set()
             if len(seen) == 2:
                 return
 
     thread = threading.Thread(target=watch)
     thread.start()
+    # The patch must come after the watch's initial ADDED, or the watch
+    # starts from the patched object and sees one event only.
+    assert listed_once.wait(10), "the watch sent no initial ADDED event"
     widgets.patch(
         name="w1",
         namespace="default",
