@@ -153,6 +153,7 @@ class FeedbackSync:
             if patched is None:
                 return None
             raw, resource = patched, Resource.read(patched)
+            finalizers = list(resource.metadata.finalizers)
         if resource.released and not fresh:
             # The finalizer goes next: decide the final state on a fresh read only.
             raise _Again("the feedback finalizer is the last one")
