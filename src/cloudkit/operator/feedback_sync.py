@@ -49,7 +49,7 @@ log = logging.getLogger("cloudkit.operator.feedback")
 MAX_ROUNDS = 6
 """Re-reads after a conflict (the resource's or the record's) before the pass gives up."""
 BACKOFF_MIN_S = 0.5
-HELD_RECHECK_S = 2.0
+HELD_RECHECK_S = 10.0
 """How soon a record the controller holds FAILED is looked at again (it is taken back soon)."""
 
 
