@@ -41,7 +41,8 @@ from prometheus_client import start_http_server
 from cloudkit.api import names
 from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kopf_storage import NoDiffBase
-from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
+from cloudkit.operator.kube import Kube, load_configuration
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
