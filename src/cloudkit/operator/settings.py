@@ -384,30 +384,31 @@ def _https_url(text: str) -> str:
 
 
 def _read_feedback(env: _Reader) -> FeedbackSettings | None:
-    """The feedback's settings, after upstream's OSAC_FULFILLMENT_SERVER_ADDRESS; None (off)
-    without an address. Every variable is read either way: a bad value is reported even while
-    the feedback is off."""
-    prefix = "CLOUDKIT_FULFILLMENT_"
-    before = len(env.problems)
-    address = env.raw(f"{prefix}SERVER_ADDRESS") or ""
-    token_file = Path(env.raw(f"{prefix}TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN)
-    ca_bundle = env.raw(f"{prefix}CA_BUNDLE") or None
-    defaults = FeedbackSettings(address="https://default")
-    timeout = env.parsed(f"{prefix}TIMEOUT", _positive_duration, defaults.timeout)
-    backoff = env.parsed(
-        f"{prefix}RETRY_BACKOFF_MAX", _positive_duration, defaults.retry_backoff_max
-    )
-    resync = env.parsed(f"{prefix}RESYNC_PERIOD", _positive_duration, defaults.resync_period)
-    workers = env.parsed(f"{prefix}WORKERS", _positive_int, defaults.workers)
-    if address.lower() in OFF_WORDS:
+    """The feedback's settings, after upstream's OSAC_FULFILLMENT_SERVER_ADDRESS."""
+    address = env.raw("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS")
+    if not address or address.lower() in OFF_WORDS:
         return None
-    url = env.parsed(f"{prefix}SERVER_ADDRESS", _https_url, "")
+    before = len(env.problems)
+    url = env.parsed("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS", _https_url, "")
+    token_file = Path(env.raw("CLOUDKIT_FULFILLMENT_TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN)
     try:
         token_file.read_text()
     except OSError as error:
-        env.problems.append(f"{prefix}TOKEN_FILE: cannot read {token_file}: {error.strerror}")
+        env.problems.append(
+            f"CLOUDKIT_FULFILLMENT_TOKEN_FILE: cannot read {token_file}: {error.strerror}"
+        )
+    ca_bundle = env.raw("CLOUDKIT_FULFILLMENT_CA_BUNDLE") or None
     if ca_bundle and not Path(ca_bundle).is_file():
-        env.problems.append(f"{prefix}CA_BUNDLE: no such file: {ca_bundle}")
+        env.problems.append(f"CLOUDKIT_FULFILLMENT_CA_BUNDLE: no such file: {ca_bundle}")
+    defaults = FeedbackSettings(address="https://default")
+    timeout = env.parsed("CLOUDKIT_FULFILLMENT_TIMEOUT", _positive_duration, defaults.timeout)
+    backoff = env.parsed(
+        "CLOUDKIT_FULFILLMENT_RETRY_BACKOFF_MAX", _positive_duration, defaults.retry_backoff_max
+    )
+    resync = env.parsed(
+        "CLOUDKIT_FULFILLMENT_RESYNC_PERIOD", _positive_duration, defaults.resync_period
+    )
+    workers = env.parsed("CLOUDKIT_FULFILLMENT_WORKERS", _positive_int, defaults.workers)
     if len(env.problems) > before:
         return None
     return FeedbackSettings(

@@ -22,8 +22,7 @@ from tests.unit.docs.doc_text import DOCS, ROOT, code_names, section, table_rows
 
 DOCUMENTS = (*sorted(DOCS.rglob("*.md")), ROOT / "README.md")
 UPSTREAM_ONLY: set[str] = set()
-"""Upstream variables docs/migration.md names as not read by cloudkit (none since the feedback
-reads CLOUDKIT_FULFILLMENT_SERVER_ADDRESS)."""
+"""Upstream variables docs/migration.md names as not read by cloudkit."""
 RESOURCE_NAMES = {
     value
     for key, value in vars(names).items()
