@@ -31,7 +31,8 @@ from cloudkit.local.stack.kube import KubeAccess
 from cloudkit.local.stack.operator_account import service_account_username
 from cloudkit.operator.cache import Reads
 from cloudkit.operator.feedback_sync import FeedbackSync, token_reader
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import Kube
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import FeedbackSettings
 from tests.harness.feedback import CONDITION, STATE
 from tests.harness.fulfillment import FulfillmentService, Issuer
