@@ -453,6 +453,7 @@ async def run_sizes(
                 vm_boot_seconds=boot,
                 job_notifications=notifications,
                 simulated_jobs=simulate,
+                with_fulfillment=False,  # not on this path: its idle processes only add noise
             )
             try:
                 cpu = _stack_cpu(stack, simulator_tid)
