@@ -14,6 +14,8 @@ from pathlib import Path
 
 STACK_PROCESSES = ("operator", "apiserver", "automation")
 SIMULATOR = "simulator"
+MACHINE = "machine"
+"""Not a part: every core's busy time, to tell what else the machine was doing."""
 
 
 def cpu_s(stat_path: Path) -> float:
@@ -21,6 +23,13 @@ def cpu_s(stat_path: Path) -> float:
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
     fields = stat_path.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core spent on anything but idling since boot (/proc/stat)."""
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are work.
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cores() -> int:
@@ -36,9 +45,10 @@ class StackCpu:
     simulator_tid: int
 
     def sample(self) -> dict[str, float]:
-        """CPU seconds so far, per part."""
+        """CPU seconds so far, per part, and the whole machine's busy seconds (MACHINE)."""
         seconds = {part: cpu_s(Path(f"/proc/{pid}/stat")) for part, pid in self.pids.items()}
         seconds[SIMULATOR] = cpu_s(Path(f"/proc/self/task/{self.simulator_tid}/stat"))
+        seconds[MACHINE] = machine_busy_s()
         return seconds
 
 
@@ -56,10 +66,16 @@ class Window:
         return self.ended - self.began
 
     def cpu_by_part(self) -> dict[str, float]:
-        return {part: self.cpu_after[part] - self.cpu_before[part] for part in self.cpu_before}
+        parts = (part for part in self.cpu_before if part != MACHINE)
+        return {part: self.cpu_after[part] - self.cpu_before[part] for part in parts}
 
     def stack_cpu_s(self) -> float:
         return sum(self.cpu_by_part().values())
+
+    def other_cpu_s(self) -> float:
+        """CPU the rest of the machine used meanwhile (the benchmark's load included)."""
+        busy = self.cpu_after[MACHINE] - self.cpu_before[MACHINE]
+        return max(0.0, busy - self.stack_cpu_s())
 
 
 def capacity(window: Window, lifecycles: int, machine_cores: int) -> dict[str, float]:
@@ -68,10 +84,13 @@ def capacity(window: Window, lifecycles: int, machine_cores: int) -> dict[str, f
     limit = cores ÷ (stack CPU seconds per lifecycle): the rate at which the stack would drain
     if every core did nothing but this work. The ratio is therefore the stack's share of the
     cores over the window: what idles them (waits in the jobs, a tail, other work on the
-    machine) is what it is short of 1."""
+    machine) is what it is short of 1. On a shared machine the cores others used are not
+    available: `capacity_ratio_of_free_cores` divides by what they left."""
     cpu_per_lifecycle = window.stack_cpu_s() / lifecycles
     drain = lifecycles / window.wall_s
     limit = machine_cores / cpu_per_lifecycle
+    core_seconds = machine_cores * window.wall_s
+    free = max(core_seconds - window.other_cpu_s(), window.stack_cpu_s())
     return {
         "drain_lifecycles_per_s": round(drain, 2),
         "machine_limit_lifecycles_per_s": round(limit, 2),
@@ -81,4 +100,6 @@ def capacity(window: Window, lifecycles: int, machine_cores: int) -> dict[str, f
             for part, seconds in window.cpu_by_part().items()
         },
         "capacity_ratio": round(drain / limit, 3),
+        "other_cpu_share": round(window.other_cpu_s() / core_seconds, 3),
+        "capacity_ratio_of_free_cores": round(window.stack_cpu_s() / free, 3),
     }

@@ -10,6 +10,9 @@ them all in one burst and waits until every one is gone. Per N:
                                   machine's limit for this workload (cores ÷ CPU seconds per
                                   lifecycle of the operator, API server, automation service and
                                   VM simulator over the same window, from /proc): machine.py
+  burst_other_cpu_share           what the rest of the machine used of the cores meanwhile
+                                  (/proc/stat less the stack; the benchmark's load included),
+                                  and burst_capacity_ratio_of_free_cores the ratio to the rest
   operator_cpu_ms_per_lifecycle   operator utime+stime over the run (/proc) ÷ N
   api_writes/reads_per_lifecycle  the operator's Kubernetes requests by verb (its metrics) ÷ N;
                                   writes are POST, PUT, PATCH, DELETE; reads GET (lists too)
@@ -421,6 +424,7 @@ def sustained(
         "watch_p50_ms": round(_quantile(run.watch_delays, 0.5) * 1000, 1),
         "watch_p99_ms": round(_quantile(run.watch_delays, 0.99) * 1000, 1),
         "stack_share_of_cores": round(window.stack_cpu_s() / (cores() * window.wall_s), 3),
+        "other_cpu_share": round(window.other_cpu_s() / (cores() * window.wall_s), 3),
         "stack_cpu_ms_per_lifecycle_by_part": {
             part: round(s * 1000 / len(names_), 1) for part, s in window.cpu_by_part().items()
         },
@@ -535,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
                 "vm_boot_seconds": args.vm_boot_seconds,
                 "max_n": top["n"],
                 "capacity_ratio": top["burst_capacity_ratio"],
+                # The same over the cores the rest of the machine left (a shared machine).
+                "capacity_ratio_of_free_cores": top["burst_capacity_ratio_of_free_cores"],
                 "operator_cpu_ms_per_lifecycle": top["operator_cpu_ms_per_lifecycle"],
                 "api_writes_per_lifecycle": top["api_writes_per_lifecycle"],
                 # The burst's overhead: queueing for the cores on a saturated machine.

@@ -32,7 +32,7 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
 ) -> None:
     command = [sys.executable, str(SCALE), "--sizes", "5", "--run-seconds", "0.2"]
     command += ["--vm-boot-seconds", "0.2", "--timeout", "60", "--sustained-seconds", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)
     assert figures["max_n"] == 5
@@ -59,6 +59,11 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
     assert run["burst_machine_limit_lifecycles_per_s"] == pytest.approx(limit, rel=0.02)
     expected = run["burst_drain_lifecycles_per_s"] / run["burst_machine_limit_lifecycles_per_s"]
     assert 0 < figures["capacity_ratio"] == pytest.approx(expected, abs=0.01)
+    # What the rest of the machine used meanwhile, and the ratio to the cores it left.
+    other = run["burst_other_cpu_share"]
+    assert 0 <= other < 1
+    free_ratio = figures["capacity_ratio"] / (1 - other) if other < 1 else 1.0
+    assert run["burst_capacity_ratio_of_free_cores"] == pytest.approx(min(free_ratio, 1.0), 0.05)
     # The sustained run: arrivals at 70% of that drain rate, each deleted once Ready.
     steady = figures["sustained"]
     assert steady["arrival_per_s"] == pytest.approx(0.7 * run["burst_drain_lifecycles_per_s"], 0.02)
