@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +42,10 @@ class FulfillmentEndpoint:
     address: str
     ca_file: str
     issuer_dir: str
+    hub: str = ""
+    """The id of the hub records are placed on (the stack's own cluster), once registered."""
+    controller_log: str = ""
+    """The fulfillment controller's log (it turns records into ComputeInstances)."""
 
     def write(self, state_dir: Path) -> None:
         tmp = state_dir / (ENDPOINT_FILE + ".tmp")
@@ -52,7 +56,13 @@ class FulfillmentEndpoint:
     def read(cls, state_dir: Path) -> FulfillmentEndpoint:
         """Raises FileNotFoundError when no stack with a fulfillment service ran there."""
         data = json.loads((state_dir / ENDPOINT_FILE).read_text())
-        return cls(str(data["address"]), str(data["ca_file"]), str(data["issuer_dir"]))
+        return cls(
+            str(data["address"]),
+            str(data["ca_file"]),
+            str(data["issuer_dir"]),
+            str(data.get("hub") or ""),
+            str(data.get("controller_log") or ""),
+        )
 
 
 async def start_fulfillment(
@@ -63,9 +73,11 @@ async def start_fulfillment(
     logs: Path,
     sink: LogSink | None,
     children: list[Child],
+    admins: Sequence[str] = (),
 ) -> FulfillmentEndpoint:
     """Issuer, then service; each appended to `children` as soon as it runs (so a failure
-    later still stops it); DIR/fulfillment.json written once the service listens."""
+    later still stops it); DIR/fulfillment.json written once the service listens. `admins`
+    are the ServiceAccounts (NAMESPACE:NAME) with every tenant and the private API."""
     issuer_dir, service_dir = state_dir / "issuer", private_dir(state_dir / "fulfillment")
     (state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
     issuer = await spawn(
@@ -98,6 +110,7 @@ async def start_fulfillment(
             info.ca_file,
             "--kubeconfig",
             str(kubeconfig),
+            *(f"--admin={account}" for account in admins),
         ),
         env=env,
         log_dir=logs,

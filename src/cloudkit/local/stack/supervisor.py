@@ -46,7 +46,20 @@ from cloudkit.local.stack.children import (
 )
 from cloudkit.local.stack.console import StackConsole
 from cloudkit.local.stack.fulfillment import ENDPOINT_FILE as FULFILLMENT_ENDPOINT
-from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfillment
+from cloudkit.local.stack.fulfillment import (
+    FulfillmentEndpoint,
+    FulfillmentStartError,
+    start_fulfillment,
+)
+from cloudkit.local.stack.fulfillment_controller import (
+    CONTROLLER_ACCOUNT,
+    ControllerPlaces,
+    ControllerStartError,
+    controller_leads,
+    prepare_controller_account,
+    register_hub,
+    start_controller,
+)
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
@@ -85,6 +98,10 @@ class StackHandle:
     """The replicas kept running, and who leads now (DIR/operators.json publishes it)."""
     fulfillment_url: str = ""
     """The tenants' API (HTTPS; its CA and the issuer are in DIR/fulfillment.json)."""
+    hub_id: str = ""
+    """The hub (this cluster) the fulfillment controller places records on."""
+    controller_token_file: Path | None = None
+    """The fulfillment controller's ServiceAccount token: an admin of the fulfillment API."""
     instance_namespace: str = INSTANCE_NAMESPACE
     """The one namespace the operator reconciles; the user's kubeconfig defaults to it."""
     children: list[Child] = field(default_factory=list)
@@ -244,8 +261,9 @@ async def _start_children(
     handle.simulator = await start_vm_simulator(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
+    controller: Child | None = None
     if with_fulfillment:
-        handle.fulfillment_url = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
+        controller = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
 
     backend = await start_backend(
         handle.provider,
@@ -269,6 +287,11 @@ async def _start_children(
 
     # The operator checks at start-up that its backend answers, so the backend comes first.
     await backend_ready(backend)
+    if controller is not None:
+        try:
+            await controller_leads(controller)
+        except ControllerStartError as error:
+            raise StackError(str(error)) from error
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         operator_env = environment.operator_env(
             env,
@@ -292,19 +315,44 @@ async def _start_children(
 
 async def _start_fulfillment(
     handle: StackHandle, env: dict[str, str], sink: LogSink | None, kubeconfig: Path
-) -> str:
+) -> Child:
+    """Issuer and service, then the controller's account, the hub `local` (this cluster)
+    and the controller; returns the controller's child (not yet known to lead)."""
+    places = ControllerPlaces(handle.state_dir / "fulfillment-controller")
+    logs = handle.state_dir / "logs"
     try:
         endpoint = await start_fulfillment(
             handle.state_dir,
             kubeconfig=kubeconfig,
             env=env,
-            logs=handle.state_dir / "logs",
+            logs=logs,
+            sink=sink,
+            children=handle.children,
+            admins=[CONTROLLER_ACCOUNT],
+        )
+        handle.fulfillment_url = endpoint.address
+        await prepare_controller_account(kubeconfig, places, handle.instance_namespace)
+        handle.controller_token_file = places.token_file
+        ca_file = Path(endpoint.ca_file)
+        handle.hub_id = await register_hub(
+            endpoint.address, ca_file, places, handle.instance_namespace
+        )
+        controller = await start_controller(
+            address=endpoint.address,
+            ca_file=ca_file,
+            places=places,
+            env=env,
+            logs=logs,
             sink=sink,
             children=handle.children,
         )
-    except FulfillmentStartError as error:
+    except (FulfillmentStartError, ControllerStartError) as error:
         raise StackError(str(error)) from error
-    return endpoint.address
+    controller_log = str((logs / "controller.log").resolve())
+    FulfillmentEndpoint(
+        endpoint.address, endpoint.ca_file, endpoint.issuer_dir, handle.hub_id, controller_log
+    ).write(handle.state_dir)
+    return controller
 
 
 async def _start_operators(
