@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from cloudkit.local.stack.orders_view import OrderRow
     from cloudkit.local.stack.replicas import OperatorsView
 
 
@@ -155,3 +156,24 @@ class StackConsole:
             )
         title = f"operators — {view.leader or 'nobody'} leads (Lease {view.lease})"
         self.console.print(Panel(table, title=title, border_style="yellow"))
+
+    def orders(self, rows: list[OrderRow]) -> None:
+        """The tenants' orders beside their instances and jobs, after any change."""
+        table = Table(box=None, padding=(0, 2), show_edge=False)
+        columns = ("order", "name", "tenant", "state", "instance", "phase")
+        for column in (*columns, "provision job", "deprovision job"):
+            table.add_column(column, style="bold" if column == "order" else None)
+        for row in rows:
+            style = {"RUNNING": "green", "FAILED": "red"}.get(row.state, "")
+            table.add_row(
+                row.id[:8],
+                row.name,
+                row.tenant,
+                Text(row.state, style=style),
+                row.instance,
+                row.phase,
+                row.provision_job,
+                row.deprovision_job,
+            )
+        title = f"orders — {len(rows)} (fulfillment API, every tenant)"
+        self.console.print(Panel(table, title=title, border_style="blue"))

@@ -61,6 +61,7 @@ from cloudkit.local.stack.fulfillment_controller import (
     start_controller,
 )
 from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.local.stack.orders_view import follow_orders
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
@@ -398,6 +399,22 @@ async def _start_operators(
 # --- `cloudkit up` ------------------------------------------------------------------------------
 
 
+def _orders_view(handle: StackHandle, ui: StackConsole) -> list[asyncio.Task[None]]:
+    """The tenants' orders on the console, as an admin of the API (the controller's account)."""
+    if not handle.fulfillment_url or handle.controller_token_file is None:
+        return []
+    endpoint = FulfillmentEndpoint.read(handle.state_dir)
+    follow = follow_orders(
+        address=handle.fulfillment_url,
+        ca_file=Path(endpoint.ca_file),
+        token_file=handle.controller_token_file,
+        kubeconfig=handle.state_dir / "apiserver" / "kubeconfig",
+        namespace=handle.instance_namespace,
+        show=ui.orders,
+    )
+    return [asyncio.create_task(follow, name="orders-view")]
+
+
 def run(
     *,
     provider: str,
@@ -454,9 +471,11 @@ async def _run(
         handle.operators.listeners.append(ui.operators)
     failed = asyncio.create_task(handle.failed.wait())
     stopping = asyncio.create_task(stop.wait())
+    orders = _orders_view(handle, ui)
     await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (failed, stopping):
+    for task in (failed, stopping, *orders):
         task.cancel()
+    await asyncio.gather(*orders, return_exceptions=True)  # its clients closed before the stop
     if handle.failure:
         ui.error(f"{handle.failure}\nstopping the stack")
     else:
