@@ -60,7 +60,12 @@ from cloudkit.local.stack.fulfillment_controller import (
     register_hub,
     start_controller,
 )
-from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.local.stack.operator_account import (
+    DEPLOY_DIR,
+    prepare_operator_kubeconfig,
+    service_account_username,
+    write_token_file,
+)
 from cloudkit.local.stack.orders_view import follow_orders
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
@@ -264,7 +269,10 @@ async def _start_children(
     )
     controller: Child | None = None
     if with_fulfillment:
-        controller = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
+        # The operator's feedback writes the records' status: its account is an admin there.
+        account = with_operator and (DEPLOY_DIR / "kustomization.yaml").is_file()
+        admins = [service_account_username()] if account else []
+        controller = await _start_fulfillment(handle, env, sink, inner_kubeconfig, admins)
 
     backend = await start_backend(
         handle.provider,
@@ -294,6 +302,10 @@ async def _start_children(
         except ControllerStartError as error:
             raise StackError(str(error)) from error
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
+        # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
+        operator_kubeconfig = await prepare_operator_kubeconfig(
+            inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+        )
         operator_env = environment.operator_env(
             env,
             provider=handle.provider,
@@ -301,10 +313,7 @@ async def _start_children(
             namespace=INSTANCE_NAMESPACE,
             endpoints=handle.endpoints,
             notification_token=notification_token,
-        )
-        # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
-        operator_kubeconfig = await prepare_operator_kubeconfig(
-            inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+            feedback_env=_feedback_env(handle, operator_kubeconfig, inner_kubeconfig),
         )
         await _start_operators(handle, operator_env, operator_kubeconfig, sink)
     elif with_operator:
@@ -314,11 +323,31 @@ async def _start_children(
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
 
 
+def _feedback_env(
+    handle: StackHandle, operator_kubeconfig: Path, admin_kubeconfig: Path
+) -> dict[str, str] | None:
+    """The operator's feedback settings: the service's URL and CA, and a file with the
+    operator account's token; None (no feedback) without a service or without that account."""
+    if not handle.fulfillment_url:
+        return None
+    if operator_kubeconfig == admin_kubeconfig:
+        log.warning("the operator has no ServiceAccount of its own: no feedback to the API")
+        return None
+    token_file = write_token_file(operator_kubeconfig, operator_kubeconfig.with_suffix(".token"))
+    ca_file = FulfillmentEndpoint.read(handle.state_dir).ca_file
+    return environment.feedback_operator_env(handle.fulfillment_url, ca_file, token_file)
+
+
 async def _start_fulfillment(
-    handle: StackHandle, env: dict[str, str], sink: LogSink | None, kubeconfig: Path
+    handle: StackHandle,
+    env: dict[str, str],
+    sink: LogSink | None,
+    kubeconfig: Path,
+    admins: list[str],
 ) -> Child:
-    """Issuer and service, then the controller's account, the hub `local` (this cluster)
-    and the controller; returns the controller's child (not yet known to lead)."""
+    """Issuer and service (`admins` and the controller's account its admins), then the
+    controller's account, the hub `local` (this cluster) and the controller; returns the
+    controller's child (not yet known to lead)."""
     places = ControllerPlaces(handle.state_dir / "fulfillment-controller")
     logs = handle.state_dir / "logs"
     try:
@@ -329,7 +358,7 @@ async def _start_fulfillment(
             logs=logs,
             sink=sink,
             children=handle.children,
-            admins=[CONTROLLER_ACCOUNT],
+            admins=[CONTROLLER_ACCOUNT, *admins],
         )
         handle.fulfillment_url = endpoint.address
         await prepare_controller_account(kubeconfig, places, handle.instance_namespace)
