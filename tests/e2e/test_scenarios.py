@@ -79,7 +79,7 @@ def test_delete_during_provision_via_fulfillment(provider: str, tmp_path: Path) 
         "deprovision-job-id-unchanged",
         "resource-gone",
         "record-gone",
-        "tenant-view-agrees",
+        "tenant-view-agrees-at-end",
         "no-orphan-virtual-machine",
     } <= names
 

@@ -20,8 +20,9 @@ from cloudkit.fulfillment.client import FulfillmentClient, NotFound, Object, Tok
 T = TypeVar("T")
 
 STATE_PREFIX = "COMPUTE_INSTANCE_STATE_"
-# The resource's phase the tenant's state stands for, where the scenarios compare the two
-# (the operator's feedback writes the state; this is what a tenant must see at the end).
+# The resource's phase the tenant's state stands for, where the scenarios compare the two.
+# The operator's feedback writes the state from its own table (operator/feedback.py); this one
+# is the documented expectation, kept apart on purpose: a check must not share the code it checks.
 STATE_OF_PHASE = {
     "Progressing": "STARTING",
     "Ready": "RUNNING",

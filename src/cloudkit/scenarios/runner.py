@@ -434,7 +434,9 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
             report.timings["ready_to_order_running_s"] = waited
             report.validations.append(v.order_state_seen(state, "RUNNING", waited))
             report.validations.append(
-                v.tenant_view_agrees(scn.order(), scn.resource_status(), STATE_OF_PHASE)
+                v.tenant_view_agrees(
+                    scn.order(), scn.resource_status(), STATE_OF_PHASE, when="at-ready"
+                )
             )
         scn.delete()
         deleted_at = time.monotonic()

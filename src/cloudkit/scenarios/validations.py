@@ -404,10 +404,11 @@ def tenant_view_agrees(
     record: dict[str, Any] | None,
     resource_status: dict[str, Any] | None,
     state_of_phase: dict[str, str],
+    when: str = "at-end",
 ) -> Validation:
     """The tenant's record says what the resource says (None: gone): both gone, or the state
     the resource's phase maps to and its IP address as `internal_ip_address`."""
-    name = "tenant-view-agrees"
+    name = f"tenant-view-agrees-{when}"
     state = str(((record or {}).get("status") or {}).get("state") or "")
     state = state.removeprefix("COMPUTE_INSTANCE_STATE_")
     if record is None or resource_status is None:
