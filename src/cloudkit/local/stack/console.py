@@ -159,12 +159,14 @@ class StackConsole:
 
     def orders(self, rows: list[OrderRow]) -> None:
         """The tenants' orders beside their instances and jobs, after any change."""
-        table = Table(box=None, padding=(0, 2), show_edge=False)
-        columns = ("order", "name", "tenant", "state", "instance", "phase")
-        for column in (*columns, "provision job", "deprovision job"):
-            table.add_column(column, style="bold" if column == "order" else None)
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        for column in ("order", "name", "tenant", "state", "instance", "phase", "jobs"):
+            table.add_column(column, style="bold" if column == "order" else None, no_wrap=True)
         for row in rows:
             style = {"RUNNING": "green", "FAILED": "red"}.get(row.state, "")
+            jobs = row.provision_job
+            if row.deprovision_job != "-":  # one job a line: an 80-column terminal fits it
+                jobs += f"\n{row.deprovision_job}"
             table.add_row(
                 row.id[:8],
                 row.name,
@@ -172,8 +174,7 @@ class StackConsole:
                 Text(row.state, style=style),
                 row.instance,
                 row.phase,
-                row.provision_job,
-                row.deprovision_job,
+                jobs,
             )
         title = f"orders — {len(rows)} (fulfillment API, every tenant)"
         self.console.print(Panel(table, title=title, border_style="blue"))

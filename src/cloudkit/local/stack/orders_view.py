@@ -60,8 +60,8 @@ def order_rows(records: Sequence[Object], instances: Sequence[Object]) -> list[O
     for record in records:
         meta, status = record.get("metadata") or {}, record.get("status") or {}
         state = str(status.get("state") or "").removeprefix(STATE_PREFIX) or "-"
-        if meta.get("deletion_timestamp"):
-            state += " (deleted)"
+        if meta.get("deletion_timestamp") and state != "DELETING":
+            state += " (deleted)"  # the deletion has not reached the instance yet
         instance = by_order.get(str(record.get("id")), {})
         instance_status = instance.get("status") or {}
         rows.append(
