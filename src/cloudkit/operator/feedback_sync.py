@@ -41,7 +41,8 @@ from cloudkit.fulfillment.client import ApiError, Conflict, FulfillmentClient, N
 from cloudkit.operator import kube as kube_errors
 from cloudkit.operator.cache import Reads
 from cloudkit.operator.feedback import FINALIZER, UPDATE_MASK, Resource, decide, held_by_controller
-from cloudkit.operator.kube import InstanceKey, Kube, KubeError
+from cloudkit.operator.kube import Kube, KubeError
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import FeedbackSettings
 
 log = logging.getLogger("cloudkit.operator.feedback")

@@ -385,27 +385,30 @@ def _https_url(text: str) -> str:
 
 def _read_feedback(env: _Reader) -> FeedbackSettings | None:
     """The feedback's settings, after upstream's OSAC_FULFILLMENT_SERVER_ADDRESS."""
-    prefix = "CLOUDKIT_FULFILLMENT"
-    address = env.raw(f"{prefix}_SERVER_ADDRESS")
+    address = env.raw("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS")
     if not address or address.lower() in OFF_WORDS:
         return None
     before = len(env.problems)
-    url = env.parsed(f"{prefix}_SERVER_ADDRESS", _https_url, "")
-    token_file = Path(env.raw(f"{prefix}_TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN)
+    url = env.parsed("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS", _https_url, "")
+    token_file = Path(env.raw("CLOUDKIT_FULFILLMENT_TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN)
     try:
         token_file.read_text()
     except OSError as error:
-        env.problems.append(f"{prefix}_TOKEN_FILE: cannot read {token_file}: {error.strerror}")
-    ca_bundle = env.raw(f"{prefix}_CA_BUNDLE") or None
+        env.problems.append(
+            f"CLOUDKIT_FULFILLMENT_TOKEN_FILE: cannot read {token_file}: {error.strerror}"
+        )
+    ca_bundle = env.raw("CLOUDKIT_FULFILLMENT_CA_BUNDLE") or None
     if ca_bundle and not Path(ca_bundle).is_file():
-        env.problems.append(f"{prefix}_CA_BUNDLE: no such file: {ca_bundle}")
+        env.problems.append(f"CLOUDKIT_FULFILLMENT_CA_BUNDLE: no such file: {ca_bundle}")
     defaults = FeedbackSettings(address="https://default")
-    timeout = env.parsed(f"{prefix}_TIMEOUT", _positive_duration, defaults.timeout)
+    timeout = env.parsed("CLOUDKIT_FULFILLMENT_TIMEOUT", _positive_duration, defaults.timeout)
     backoff = env.parsed(
-        f"{prefix}_RETRY_BACKOFF_MAX", _positive_duration, defaults.retry_backoff_max
+        "CLOUDKIT_FULFILLMENT_RETRY_BACKOFF_MAX", _positive_duration, defaults.retry_backoff_max
     )
-    resync = env.parsed(f"{prefix}_RESYNC_PERIOD", _positive_duration, defaults.resync_period)
-    workers = env.parsed(f"{prefix}_WORKERS", _positive_int, defaults.workers)
+    resync = env.parsed(
+        "CLOUDKIT_FULFILLMENT_RESYNC_PERIOD", _positive_duration, defaults.resync_period
+    )
+    workers = env.parsed("CLOUDKIT_FULFILLMENT_WORKERS", _positive_int, defaults.workers)
     if len(env.problems) > before:
         return None
     return FeedbackSettings(

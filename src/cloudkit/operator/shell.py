@@ -42,7 +42,8 @@ from cloudkit.api import names
 from cloudkit.operator.cache import Reads, WatchCache
 from cloudkit.operator.feedback_sync import FeedbackSync, fulfillment_client, wait_closed
 from cloudkit.operator.kopf_storage import NoDiffBase
-from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
+from cloudkit.operator.kube import Kube, load_configuration
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
