@@ -50,7 +50,8 @@ class Orders:
     lab: Lab
     service: FulfillmentService
     admin: Tenant
-    controller: ControllerProcess
+    controller: ControllerProcess | None
+    """None: the stack's own controller (`cloudkit up` runs one) turns the orders into resources."""
     tenants: list[Tenant] = field(default_factory=list)
 
     def tenant(self, prefix: str) -> Tenant:
@@ -71,6 +72,8 @@ class Orders:
 
     @property
     def controller_pid(self) -> int:
+        if self.controller is None:
+            return self.lab.child("controller").pid
         assert self.controller.process is not None
         return self.controller.process.pid
 
@@ -91,6 +94,14 @@ async def open_orders(lab: Lab, directory: Path) -> AsyncIterator[Orders]:
     token = operator_token(lab)
     admin = service.tenant("admin")
     admin.http.headers["Authorization"] = f"Bearer {token}"
+    if lab.handle.controller_token_file is not None:  # the stack's controller and hub serve
+        orders = Orders(lab, service, admin, None)
+        try:
+            yield orders
+        finally:
+            for tenant in [admin, *orders.tenants]:
+                await tenant.close()
+        return
     controller = ControllerProcess(
         directory,
         service,
