@@ -247,11 +247,17 @@ def scenario(
     ),
 ) -> None:
     """Run an end-to-end scenario with named validations; exit 0 only if all pass."""
-    from cloudkit.scenarios.cli import VIA
+    from cloudkit.scenarios.cli import THROUGH_THE_API, VIA
     from cloudkit.scenarios.cli import run as run_scenario
 
     if via not in VIA:
         raise typer.BadParameter(f"use one of {', '.join(VIA)}", param_hint="--via")
+    if via == "fulfillment" and name not in THROUGH_THE_API:
+        # Said before a stack is started for nothing.
+        raise typer.BadParameter(
+            f"only {', '.join(THROUGH_THE_API)} run through the API, not {name}",
+            param_hint="--via fulfillment",
+        )
 
     def go(config_file: Path, stack_dir: Path | None = None) -> int:
         return run_scenario(
