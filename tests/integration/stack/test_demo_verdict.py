@@ -94,3 +94,22 @@ def test_instances_and_vms_are_known_by_their_order() -> None:
     instance["metadata"]["labels"] = {"cloudkit.openshift.io/computeinstance-uuid": "id-1"}
     seen.record("ADDED", instance)
     assert DOOMED in seen.instances and seen.instance_names == {"vm-x7k2q": DOOMED}
+
+
+def test_the_live_table_shows_both_views_whole_on_an_80_column_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cloudkit.local.demo import _table
+
+    seen = good_run()
+    seen.order_names = {"f876a1b2-aaaa": KEEP[0], "fb7d0c1d-bbbb": KEEP[1], "c532e0f9-cccc": DOOMED}
+    for name in KEEP:
+        seen.orders[name]["metadata"] = {"tenant": "demo"}
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(_table(seen, 12.3, "done"))
+    text = out.getvalue()
+    assert "…" not in text, text
+    for shown in ("f876a1b2", "demo", "RUNNING", "10.0.0.8", "gone (404)", "#1 Succeeded"):
+        assert shown in text, text
