@@ -105,11 +105,14 @@ def test_the_live_table_shows_both_views_whole_on_an_80_column_terminal() -> Non
 
     seen = good_run()
     seen.order_names = {"f876a1b2-aaaa": KEEP[0], "fb7d0c1d-bbbb": KEEP[1], "c532e0f9-cccc": DOOMED}
-    for name in KEEP:
+    for name in KEEP:  # as wide as a real run's
         seen.orders[name]["metadata"] = {"tenant": "demo"}
+        seen.orders[name]["status"]["internal_ip_address"] = "10.200.188.125"
+        seen.instances[name]["metadata"]["name"] = "vm-rx7k2"
+        seen.instances[name]["status"]["provisionJob"]["message"] = "successful"
     out = io.StringIO()
     Console(file=out, width=80, color_system=None).print(_table(seen, 12.3, "done"))
     text = out.getvalue()
     assert "…" not in text, text
-    for shown in ("f876a1b2", "demo", "RUNNING", "10.0.0.8", "gone (404)", "#1 Succeeded"):
+    for shown in ("f876a1b2", "demo", "RUNNING", "10.200.188.125", "gone (404)", "#1 Succeeded"):
         assert shown in text, text
