@@ -2,15 +2,16 @@
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
 simulator (in this process) → the tenants' issuer and fulfillment service (subprocesses; see
-`fulfillment`) → automation backend (the AWX-compatible service for AAP direct,
-or ansible-rulebook for EDA; see backends) → operator replicas (subprocesses; one leads by
-the Lease, the others stand by) → DIR/kubeconfig, written only once all of it is ready. Every
-server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
-operator reaches the others over sockets, exactly as in a cluster. An operator replica that
-exits is started again, as a kubelet restarts a container (`replicas`: back-off, the same
-identity; the others keep running); if any other child dies the stack says which and stops the
-rest. SIGINT/SIGTERM stop everything, children first. What each child is told comes from
-`environment`; `children` spawns them.
+`fulfillment`), the fulfillment controller's account, the stack's cluster registered as its hub
+and the controller (see `fulfillment_controller`) → automation backend (the AWX-compatible
+service for AAP direct, or ansible-rulebook for EDA; see backends) → operator replicas
+(subprocesses; one leads by the Lease, the others stand by) → DIR/kubeconfig, written only once
+all of it is ready. Every server binds 127.0.0.1 on a free port and keeps its data under the
+one state directory; the operator reaches the others over sockets, exactly as in a cluster. An
+operator replica that exits is started again, as a kubelet restarts a container (`replicas`:
+back-off, the same identity; the others keep running); if any other child dies the stack says
+which and stops the rest. SIGINT/SIGTERM stop everything, children first. What each child is
+told comes from `environment`; `children` spawns them.
 """
 
 from __future__ import annotations
