@@ -116,6 +116,7 @@ async def prepare_controller_account(
 
 
 def _write_credentials(places: ControllerPlaces, admin_kubeconfig: Path, token: str) -> None:
+    private_dir(places.directory)  # mkdir's parents would get the umask's mode, not 0700
     private_dir(places.hubs)
     write_private(places.token_file, token + "\n")
     write_private(places.kubeconfig, token_kubeconfig(admin_kubeconfig.read_text(), token))
