@@ -33,7 +33,6 @@ async def eda_stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
         state_dir=tmp_path / "state",
         vm_boot_seconds=0.5,
         with_operator=False,
-        with_fulfillment=False,
     )
     try:
         yield handle

@@ -33,9 +33,7 @@ DEADLINE_S = 90.0
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
-    handle = await start_stack(
-        provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5, with_fulfillment=False
-    )
+    handle = await start_stack(provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5)
     try:
         yield handle
     finally:
