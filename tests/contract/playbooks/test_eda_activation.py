@@ -29,10 +29,7 @@ VM_PATH = resource_path(
 @pytest.fixture
 async def eda_stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
     handle = await start_stack(
-        provider="eda",
-        state_dir=tmp_path / "state",
-        vm_boot_seconds=0.5,
-        with_operator=False,
+        provider="eda", state_dir=tmp_path / "state", vm_boot_seconds=0.5, with_operator=False
     )
     try:
         yield handle
