@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.harness.cpu_report"]
+pytest_plugins = ["tests.harness.cpu_report", "pytester"]
 
 TIERS_LONGEST_FIRST = ("tests/e2e/", "tests/integration/", "tests/contract/", "tests/unit/")
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 _PHASE_CPU = pytest.StashKey[float]()
+_LAST_ON_WORKER = pytest.StashKey[bool]()
 _WORKER_OUTSIDE = "cloudkit_cpu_outside_tests_s"
 
 
@@ -45,6 +46,8 @@ class CpuLedger:
     cpu: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     wall: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     outside: dict[str, float] = field(default_factory=dict)
+    session_end: set[str] = field(default_factory=set)
+    """Tests whose teardown also stopped the session's fixtures (the last of a process)."""
     measured_in_tests: float = 0.0
     """This process's own sum over phases (a worker's, or the whole run's without xdist)."""
 
@@ -54,6 +57,8 @@ class CpuLedger:
             return
         self.cpu[report.nodeid][report.when] = float(spent)
         self.wall[report.nodeid][report.when] = float(report.duration)
+        if getattr(report, "cpu_session_end", False):
+            self.session_end.add(report.nodeid)
 
     def total(self, nodeid: str) -> float:
         return sum(self.cpu[nodeid].values())
@@ -117,7 +122,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    # The last test of a process also pays for stopping every session fixture: say so.
+    item.stash[_LAST_ON_WORKER] = nextitem is None
     return (yield from _measure(item))
 
 
@@ -129,6 +138,8 @@ def pytest_runtest_makereport(
     # An attribute of the report, because xdist carries a report's attributes to the
     # controller (TestReport(**extra)); user_properties would also land in JUnit files.
     report.cpu_s = item.stash.get(_PHASE_CPU, 0.0)  # type: ignore[attr-defined]
+    if report.when == "teardown" and item.stash.get(_LAST_ON_WORKER, False):
+        report.cpu_session_end = True  # type: ignore[attr-defined]
     return report
 
 
@@ -176,6 +187,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         phases = _ledger.cpu[nodeid]
         wall = sum(_ledger.wall[nodeid].values())
         split = " ".join(f"{k}={v:.1f}" for k, v in phases.items() if v >= 0.05)
+        if nodeid in _ledger.session_end:
+            split += " (teardown: also the session's fixtures)"
         write(f"{_ledger.total(nodeid):8.1f}s cpu {wall:8.1f}s wall  {nodeid}  [{split}]")
     terminalreporter.write_sep("-", "CPU by file")
     files = sorted(_ledger.by_file().items(), key=lambda kv: kv[1], reverse=True)[:top]
