@@ -34,6 +34,9 @@ CONDITION = "COMPUTE_INSTANCE_CONDITION_TYPE_"
 
 def service_of(lab: Lab) -> FulfillmentService:
     """The stack's fulfillment service, as the harness's clients address it."""
+    assert lab.handle.fulfillment_url, (
+        "the lab runs no fulfillment service: open_lab(with_fulfillment=True)"
+    )
     state_dir = lab.handle.state_dir
     service = FulfillmentService(state_dir / "fulfillment", Issuer(state_dir / "issuer"))
     service.url = lab.handle.fulfillment_url

@@ -410,11 +410,15 @@ async def open_lab(
     env: Mapping[str, str] | None = None,
     with_operator: bool = True,
     simulated_jobs: Mapping[str, Any] | None = None,
+    with_fulfillment: bool = True,
 ) -> AsyncIterator[Lab]:
     """A started stack with its clients and a running recorder; everything stopped after.
 
     `env` reaches the stack's children (the stack copies this process's environment at start).
     `simulated_jobs`: the AAP templates are simulated (the playbooks' effects, no Ansible).
+    `with_fulfillment=False` leaves the fulfillment service out, for a test that does not use
+    it: it costs a stack start about as much CPU as the API server, automation service and VM
+    simulator together.
     """
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})
@@ -425,6 +429,7 @@ async def open_lab(
             vm_boot_seconds=vm_boot_seconds,
             with_operator=with_operator,
             simulated_jobs=simulated_jobs,
+            with_fulfillment=with_fulfillment,
         )
     finally:
         for key, value in saved.items():
