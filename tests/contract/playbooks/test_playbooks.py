@@ -394,3 +394,30 @@ async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
     assert leaked(markers) == [], output
     assert rc == 0, output
     assert await client.get(vm_path("hostile", namespace=NS)) is None, output
+
+
+async def test_deprovision_removes_only_its_finalizer_when_the_list_moved(
+    apiserver: ApiServerHandle,
+    simulator: VmSimulatorHandle,
+    client: KubeClient,
+    tmp_path: Path,
+    run_playbook: RunPlaybook,
+) -> None:
+    """The payload's index of the automation finalizer is tried first, unread: another
+    controller that released its own finalizer meanwhile moved the list, and that index now
+    holds a third finalizer, which must survive (the JSON patch tests the index)."""
+    third = "example.com/third"
+    body = instance("moved")
+    body["metadata"]["finalizers"] = [OTHER_FINALIZER, names.AUTOMATION_FINALIZER, third]
+    await client.create(ci_path(), body)
+    await client.delete(ci_path("moved"))
+    payload = await client.get(ci_path("moved"))
+    assert payload is not None
+    await client.json_patch(ci_path("moved"), [{"op": "remove", "path": "/metadata/finalizers/0"}])
+
+    rc, output = await run_playbook("deprovision.yml", payload, apiserver.kubeconfig, tmp_path)
+
+    assert rc == 0, output
+    left = await client.get(ci_path("moved"))
+    assert left is not None, output
+    assert left["metadata"]["finalizers"] == [third], output
