@@ -94,6 +94,9 @@ class FeedbackSync:
     settings: FeedbackSettings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _failures: dict[InstanceKey, int] = field(default_factory=dict, init=False)
+    _missing: dict[InstanceKey, str] = field(default_factory=dict, init=False)
+    """Instances whose record was not found (→ that record's id): their finalizer is not added
+    again until the record exists, or adding and dropping it would wake each other forever."""
 
     async def __call__(self, key: InstanceKey) -> float | None:
         try:
@@ -127,6 +130,7 @@ class FeedbackSync:
             raw = await self.reads.instance(key, fresh=fresh)
             if raw is None:
                 self._failures.pop(key, None)
+                self._missing.pop(key, None)
                 return None
             resource = Resource.read(raw)
             try:
@@ -148,6 +152,12 @@ class FeedbackSync:
                 await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             return None
         if not resource.deleting and FINALIZER not in finalizers:
+            if self._missing.get(key) == record_id:
+                try:
+                    await self.api.get(record_id)
+                except NotFound:
+                    return None
+                del self._missing[key]
             # Before the API is asked anything: a deletion must wait for the final state even
             # if the API is down right now.
             patched = await self._set_finalizers(raw, [*finalizers, FINALIZER])
@@ -162,6 +172,7 @@ class FeedbackSync:
             record = await self.api.get(record_id)
         except NotFound:
             log.info("%s: record %s not found; dropping the feedback finalizer", key, record_id)
+            self._missing[key] = record_id
             if FINALIZER in finalizers:
                 await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             return None

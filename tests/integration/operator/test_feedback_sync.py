@@ -255,6 +255,28 @@ async def test_a_missing_record_drops_the_finalizer(feedback: Feedback) -> None:
     assert names.FEEDBACK_FINALIZER not in (orphan["metadata"].get("finalizers") or [])
 
 
+async def test_a_missing_record_is_not_asked_for_a_finalizer_again(feedback: Feedback) -> None:
+    """Dropping the finalizer is a change that wakes the instance again: adding it back then
+    would drop it again, forever (seen as a pass every few milliseconds)."""
+    feedback.resource("fb-orphan-again", "no-such-record")
+    key = InstanceKey(NAMESPACE, "fb-orphan-again")
+    sync = await feedback.sync()
+    try:
+        assert await sync(key) is None
+        dropped = feedback.cluster.get("fb-orphan-again")
+        assert dropped is not None
+        for _ in range(3):  # the wake-ups its own writes cause
+            assert await sync(key) is None
+        after = feedback.cluster.get("fb-orphan-again")
+    finally:
+        await sync.close()
+        await sync.kube.close()
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == dropped["metadata"]["resourceVersion"], (
+        "the instance was written again although its record is still missing"
+    )
+
+
 async def test_the_token_is_read_for_every_call_and_never_logged(
     feedback: Feedback, caplog: pytest.LogCaptureFixture
 ) -> None:
