@@ -46,8 +46,17 @@ from cloudkit.local.stack.children import (
 )
 from cloudkit.local.stack.console import StackConsole
 from cloudkit.local.stack.fulfillment import ENDPOINT_FILE as FULFILLMENT_ENDPOINT
-from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfillment
-from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.local.stack.fulfillment import (
+    FulfillmentEndpoint,
+    FulfillmentStartError,
+    start_fulfillment,
+)
+from cloudkit.local.stack.operator_account import (
+    DEPLOY_DIR,
+    prepare_operator_kubeconfig,
+    service_account_username,
+    write_token_file,
+)
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
@@ -245,7 +254,12 @@ async def _start_children(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
     if with_fulfillment:
-        handle.fulfillment_url = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
+        # The operator's feedback writes the records' status: its account is an admin there.
+        account = with_operator and (DEPLOY_DIR / "kustomization.yaml").is_file()
+        admins = [service_account_username()] if account else []
+        handle.fulfillment_url = await _start_fulfillment(
+            handle, env, sink, inner_kubeconfig, admins
+        )
 
     backend = await start_backend(
         handle.provider,
@@ -270,6 +284,10 @@ async def _start_children(
     # The operator checks at start-up that its backend answers, so the backend comes first.
     await backend_ready(backend)
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
+        # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
+        operator_kubeconfig = await prepare_operator_kubeconfig(
+            inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+        )
         operator_env = environment.operator_env(
             env,
             provider=handle.provider,
@@ -277,10 +295,7 @@ async def _start_children(
             namespace=INSTANCE_NAMESPACE,
             endpoints=handle.endpoints,
             notification_token=notification_token,
-        )
-        # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
-        operator_kubeconfig = await prepare_operator_kubeconfig(
-            inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+            feedback_env=_feedback_env(handle, operator_kubeconfig, inner_kubeconfig),
         )
         await _start_operators(handle, operator_env, operator_kubeconfig, sink)
     elif with_operator:
@@ -290,8 +305,27 @@ async def _start_children(
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
 
 
+def _feedback_env(
+    handle: StackHandle, operator_kubeconfig: Path, admin_kubeconfig: Path
+) -> dict[str, str] | None:
+    """The operator's feedback settings: the service's URL and CA, and a file with the
+    operator account's token; None (no feedback) without a service or without that account."""
+    if not handle.fulfillment_url:
+        return None
+    if operator_kubeconfig == admin_kubeconfig:
+        log.warning("the operator has no ServiceAccount of its own: no feedback to the API")
+        return None
+    token_file = write_token_file(operator_kubeconfig, operator_kubeconfig.with_suffix(".token"))
+    ca_file = FulfillmentEndpoint.read(handle.state_dir).ca_file
+    return environment.feedback_operator_env(handle.fulfillment_url, ca_file, token_file)
+
+
 async def _start_fulfillment(
-    handle: StackHandle, env: dict[str, str], sink: LogSink | None, kubeconfig: Path
+    handle: StackHandle,
+    env: dict[str, str],
+    sink: LogSink | None,
+    kubeconfig: Path,
+    admins: list[str],
 ) -> str:
     try:
         endpoint = await start_fulfillment(
@@ -301,6 +335,7 @@ async def _start_fulfillment(
             logs=handle.state_dir / "logs",
             sink=sink,
             children=handle.children,
+            admins=admins,
         )
     except FulfillmentStartError as error:
         raise StackError(str(error)) from error
