@@ -22,11 +22,15 @@ from kubernetes.client.exceptions import ApiException
 
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.orders import STATE_OF_PHASE, Orders, short_state
 from cloudkit.scenarios.validations import Report, Snapshot
 from cloudkit.watching import BlockingFollower, Cursor, follow_blocking
 
 log = logging.getLogger("cloudkit.scenarios")
 
+Object = dict[str, Any]
+# What a scenario's tenant orders: the template the local stack's playbooks provision.
+ORDER_SPEC: Object = {"template": "cloudkit_templates_ocp_virt_vm", "run_strategy": "Always"}
 # How long an EDA provision playbook that outlived its instance may take to remove its VM.
 EDA_SETTLE_S = 60.0
 
@@ -38,10 +42,22 @@ class ScenarioError(Exception):
 class Recorder:
     """Watches one instance in a thread and keeps every version it sees."""
 
-    def __init__(self, api: client.CustomObjectsApi, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        api: client.CustomObjectsApi,
+        namespace: str,
+        name: str,
+        *,
+        label_selector: str | None = None,
+    ) -> None:
+        """Watches `name`, or with `label_selector` the one instance it selects, whose name
+        (`found_name`) is known only once the instance exists (the fulfillment controller
+        names it with generateName)."""
         self._api = api
         self._namespace = namespace
         self._name = name
+        self._label_selector = label_selector
+        self.found_name: str | None = None
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -66,6 +82,8 @@ class Recorder:
 
     def _record(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
+        if self.found_name is None and meta.get("name"):
+            self.found_name = str(meta["name"])
         snap = Snapshot(
             at=time.monotonic() - self._start,
             resource_version=str(meta.get("resourceVersion", "")),
@@ -86,7 +104,12 @@ class Recorder:
 
     def _list(self) -> str | None:
         listed: dict[str, Any] = self._api.list_namespaced_custom_object(  # type: ignore[assignment]
-            names.GROUP, names.VERSION, self._namespace, names.PLURAL, field_selector=self._selector
+            names.GROUP,
+            names.VERSION,
+            self._namespace,
+            names.PLURAL,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
         )
         for obj in listed.get("items") or []:
             self._record(obj)
@@ -99,8 +122,9 @@ class Recorder:
             names.VERSION,
             self._namespace,
             names.PLURAL,
-            field_selector=self._selector,
             timeout_seconds=5,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
             resource_version=resource_version,
         )
         return stream
@@ -115,8 +139,9 @@ class Recorder:
             self._record(obj)
 
     @property
-    def _selector(self) -> str:
-        return f"metadata.name={self._name}"
+    def _field_selector(self) -> str | None:
+        """The one instance by its name, unless it is selected by its label (name unknown)."""
+        return None if self._label_selector is not None else f"metadata.name={self._name}"
 
 
 def _event_version(event: dict[str, Any]) -> str | None:
@@ -126,13 +151,29 @@ def _event_version(event: dict[str, Any]) -> str | None:
 class Scenario:
     """Shared plumbing: clients, the instance manifest, waiting with deadlines."""
 
-    def __init__(self, *, kubeconfig: str | None, namespace: str, provider: str) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None,
+        namespace: str,
+        provider: str,
+        orders: Orders | None = None,
+    ) -> None:
+        """With `orders` the instance is ordered and deleted through the fulfillment API as
+        that tenant (`namespace` is then the hub's, where the controller creates it)."""
         api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.provider = provider
         self.name = f"scenario-{uuid.uuid4().hex[:8]}"
+        self.orders = orders
+        self.record_id: str | None = None
+        """The order's id (with `orders`), once created."""
+
+    @property
+    def via(self) -> str:
+        return "fulfillment" if self.orders is not None else "kubernetes"
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -153,6 +194,8 @@ class Scenario:
         }
 
     def create(self) -> Recorder:
+        if self.orders is not None:
+            return self._order()
         self._ensure_namespace()
         self.custom.create_namespaced_custom_object(
             names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.manifest()
@@ -161,21 +204,59 @@ class Scenario:
         recorder.start()
         return recorder
 
+    def _order(self, timeout: float = 60.0) -> Recorder:
+        """The order through the API, then the watch of the ComputeInstance the controller
+        makes of it (labelled with the order's id); returns once that exists, named."""
+        assert self.orders is not None
+        record = self.orders.create(self.name, ORDER_SPEC)
+        self.record_id = str(record["id"])
+        recorder = Recorder(
+            self.custom,
+            self.namespace,
+            self.name,
+            label_selector=f"{names.INSTANCE_UUID_LABEL}={self.record_id}",
+        )
+        recorder.start()
+        try:
+            wait_for(
+                lambda: recorder.found_name is not None,
+                timeout=timeout,
+                what=f"the ComputeInstance of order {self.record_id}",
+            )
+        except ScenarioError:
+            recorder.stop()
+            raise
+        self.name = str(recorder.found_name)
+        return recorder
+
     def delete(self) -> None:
+        if self.orders is not None and self.record_id is not None:
+            self.orders.delete(self.record_id)
+            return
         self.custom.delete_namespaced_custom_object(
             names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
         )
 
+    def order(self) -> Object | None:
+        """The order as its tenant sees it now (None: gone, or no order)."""
+        if self.orders is None or self.record_id is None:
+            return None
+        return self.orders.get(self.record_id)
+
     def exists(self) -> bool:
+        return self.resource_status() is not None
+
+    def resource_status(self) -> dict[str, Any] | None:
+        """The instance's status now; None once it is gone."""
         try:
-            self.custom.get_namespaced_custom_object(
+            found = self.custom.get_namespaced_custom_object(
                 names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
             )
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
+        return dict((found if isinstance(found, dict) else {}).get("status") or {})
 
     def request_restart(self, at: datetime) -> None:
         """Set spec.restartRequestedAt, as a user would (a merge patch of the spec)."""
@@ -260,12 +341,47 @@ def vms_left(scn: Scenario) -> list[str]:
     return scn.labelled_vms()
 
 
+def _order_state(scn: Scenario, wanted: str, timeout: float) -> tuple[str, float]:
+    """Wait (bounded) until the tenant sees its order in state `wanted`; the state last seen
+    and the seconds waited (a timeout is a failed validation, not an error)."""
+    seen: dict[str, str] = {"state": ""}
+
+    def reached() -> bool:
+        seen["state"] = short_state(scn.order())
+        return seen["state"] == wanted
+
+    started = time.monotonic()
+    with contextlib.suppress(ScenarioError):
+        wait_for(reached, timeout=timeout, what=f"order state {wanted}", interval=0.2)
+    return seen["state"], time.monotonic() - started
+
+
+def _record_gone(scn: Scenario, report: Report, timeout: float) -> None:
+    """Through the API: the record answers 404 (archived), and the tenant's view agrees with
+    the cluster's (both gone)."""
+    started = time.monotonic()
+    with contextlib.suppress(ScenarioError):
+        wait_for(lambda: scn.order() is None, timeout=timeout, what="record gone", interval=0.2)
+    record = scn.order()
+    report.timings["resource_gone_to_record_gone_s"] = time.monotonic() - started
+    report.validations.append(
+        v.record_gone(record is None, report.timings["resource_gone_to_record_gone_s"])
+    )
+    resource = scn.resource_status()
+    report.validations.append(v.tenant_view_agrees(record, resource, STATE_OF_PHASE))
+
+
 def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
-    """Create, wait for a running provision job, delete, and validate the whole trail."""
-    report = Report("delete-during-provision", scn.provider, f"{scn.namespace}/{scn.name}")
+    """Create, wait for a running provision job, delete, and validate the whole trail. Through
+    the API (upstream's test): order, state STARTING, delete the order, … record gone (404)."""
+    report = Report("delete-during-provision", scn.provider, "", via=scn.via)
     t0 = time.monotonic()
     rec = scn.create()
+    report.instance = f"{scn.namespace}/{scn.name}"
     try:
+        if scn.orders is not None:
+            state, waited = _order_state(scn, "STARTING", 60)
+            report.validations.append(v.order_state_seen(state, "STARTING", waited))
         report.timings["provision_job_started_s"] = wait_for(
             lambda: _provision_running(rec, scn.provider),
             timeout=60,
@@ -288,17 +404,23 @@ def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
     else:
         report.validations.append(v.provision_terminal_with_matching_message(trace))
         report.validations.append(v.single_deprovision_after_provision_terminal(trace))
+    report.validations.append(v.deprovision_job_not_failed(trace))
+    report.validations.append(v.deprovision_job_id_unchanged(trace, gone))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    if scn.orders is not None:
+        _record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
 
 
 def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
-    """Create, wait until Ready with a running VM, delete, and validate the clean-up."""
-    report = Report("lifecycle", scn.provider, f"{scn.namespace}/{scn.name}")
+    """Create, wait until Ready with a running VM, delete, and validate the clean-up. Through
+    the API: the tenant sees RUNNING with the resource's IP address, then the record goes."""
+    report = Report("lifecycle", scn.provider, "", via=scn.via)
     t0 = time.monotonic()
     rec = scn.create()
+    report.instance = f"{scn.namespace}/{scn.name}"
     try:
 
         def ready() -> bool:
@@ -308,6 +430,15 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
         report.timings["create_to_ready_s"] = wait_for(ready, timeout=timeout, what="phase Ready")
         ready_snap = rec.latest()
         assert ready_snap is not None
+        if scn.orders is not None:
+            state, waited = _order_state(scn, "RUNNING", timeout)
+            report.timings["ready_to_order_running_s"] = waited
+            report.validations.append(v.order_state_seen(state, "RUNNING", waited))
+            report.validations.append(
+                v.tenant_view_agrees(
+                    scn.order(), scn.resource_status(), STATE_OF_PHASE, when="at-ready"
+                )
+            )
         scn.delete()
         deleted_at = time.monotonic()
         gone = rec.deleted.wait(timeout) or not scn.exists()
@@ -324,6 +455,8 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.phase_deleting_after_delete(trace))
     report.validations.append(v.single_deprovision_after_provision_terminal(trace))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    if scn.orders is not None:
+        _record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
