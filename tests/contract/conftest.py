@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
+from cloudkit.local.apiserver.store import CHANGE_LOG_WINDOW
 
 BIN = Path(sys.executable).parent
 KUBECTL = BIN / "kubectl"
@@ -24,12 +25,15 @@ class ServerThread:
     """Runs an API server on its own event loop in a thread, so blocking tests (subprocess
     kubectl, kopf, sync clients) never stall it."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, change_log_window: int = CHANGE_LOG_WINDOW) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            start_apiserver(state_dir, bookmark_interval_s=0.5), self.loop
+            start_apiserver(
+                state_dir, bookmark_interval_s=0.5, change_log_window=change_log_window
+            ),
+            self.loop,
         )
         self.handle: ApiServerHandle = future.result(timeout=30)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +23,11 @@ from kubernetes.client.exceptions import ApiException
 
 from cloudkit.api import names
 from cloudkit.bench.report import LifecycleRow
+from cloudkit.watching import BlockingFollower, Cursor, follow_blocking
 
 log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_S = 5
-RECONNECT_PAUSE_S = 0.2
 
 
 @dataclass
@@ -60,13 +60,17 @@ class InstanceWatch:
 
     def start(self) -> None:
         """List first, then watch from that version: nothing created later is missed."""
-        listed = self.custom.list_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL
-        )
-        meta = listed.get("metadata", {}) if isinstance(listed, dict) else {}
-        version = str(meta.get("resourceVersion") or "")
+        cursor = Cursor(f"namespace {self.namespace}", transient=(Exception,))
+        cursor.listed(self._list())
+        # Any failure is ridden out (urllib3's errors when the server closes the stream or goes
+        # away for a moment, JSON decoding of a line cut short): the watch resumes from the last
+        # version, and after a 410 lists again (marks already seen stay).
+        instances = BlockingFollower(self._list, self._watch, self._see_event, _event_version)
         self._thread = threading.Thread(
-            target=self._run, args=(version,), name=f"bench-watch-{self.namespace}", daemon=True
+            target=follow_blocking,
+            args=(instances, cursor, self._stop),
+            name=f"bench-watch-{self.namespace}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -86,53 +90,39 @@ class InstanceWatch:
                 self._changed.wait(left)
         return True
 
-    def _run(self, version: str) -> None:
-        while not self._stop.is_set():
-            stream = watch.Watch()  # type: ignore[no-untyped-call]
-            kwargs: dict[str, Any] = {"timeout_seconds": WATCH_TIMEOUT_S}
-            if version:
-                kwargs["resource_version"] = version
-            try:
-                for event in stream.stream(  # type: ignore[no-untyped-call]
-                    self.custom.list_namespaced_custom_object,
-                    names.GROUP,
-                    names.VERSION,
-                    self.namespace,
-                    names.PLURAL,
-                    **kwargs,
-                ):
-                    obj = event["object"]
-                    version = str(obj.get("metadata", {}).get("resourceVersion") or version)
-                    self._see(event["type"], obj, time.monotonic())
-                    if self._stop.is_set():
-                        return
-            except ApiException as error:
-                if error.status == 410:  # too old: start from now; marks already seen stay
-                    version = ""
-                    continue
-                log.warning(
-                    "watch of namespace %s refused: %s %s; reconnecting",
-                    self.namespace,
-                    error.status,
-                    error.reason,
-                )
-                self._stop.wait(RECONNECT_PAUSE_S)
-            except Exception as error:  # any break of the stream: logged, then reconnect
-                # The server closed the stream or went away for a moment (urllib3's errors), or
-                # cut a line short (JSON decoding): the watch resumes from the last version.
-                log.warning(
-                    "watch of namespace %s broke: %s: %s; reconnecting",
-                    self.namespace,
-                    type(error).__name__,
-                    error,
-                )
-                self._stop.wait(RECONNECT_PAUSE_S)
+    def _list(self) -> str | None:
+        listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+            names.GROUP, names.VERSION, self.namespace, names.PLURAL
+        )
+        now = time.monotonic()
+        for obj in listed.get("items") or []:
+            self._see("ADDED", obj, now)
+        return (listed.get("metadata") or {}).get("resourceVersion") or None
+
+    def _watch(self, version: str | None) -> Iterator[dict[str, Any]]:
+        stream: Iterator[dict[str, Any]] = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self.custom.list_namespaced_custom_object,
+            names.GROUP,
+            names.VERSION,
+            self.namespace,
+            names.PLURAL,
+            timeout_seconds=WATCH_TIMEOUT_S,
+            resource_version=version,
+        )
+        return stream
+
+    def _see_event(self, event: dict[str, Any]) -> None:
+        self._see(event["type"], event["object"], time.monotonic())
 
     def _see(self, kind: str, obj: dict[str, Any], now: float) -> None:
         name = str(obj.get("metadata", {}).get("name") or "")
         with self._changed:
             record(self.marks.setdefault(name, Marks()), kind, obj, now)
             self._changed.notify_all()
+
+
+def _event_version(event: dict[str, Any]) -> str | None:
+    return (event["object"].get("metadata") or {}).get("resourceVersion") or None
 
 
 def record(marks: Marks, kind: str, obj: dict[str, Any], now: float) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -33,7 +34,15 @@ from cloudkit.local.issuer.tokens import mint
 from cloudkit.local.private import open_private_log, private_dir
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackError, StackHandle, start_stack
 from cloudkit.local.stack.fulfillment import FulfillmentEndpoint
-from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
+from cloudkit.local.stack.kube import (
+    KubeClient,
+    KubeError,
+    WatchEvent,
+    follower,
+    list_version,
+    resource_path,
+)
+from cloudkit.watching import Cursor, follow
 
 KEEP = ("demo-web", "demo-db")
 DOOMED = "demo-batch"
@@ -104,19 +113,19 @@ def _job(obj: dict[str, Any] | None, key: str) -> dict[str, Any]:
 
 
 async def _follow_instances(kube: KubeClient, seen: Observed) -> None:
-    while True:
+    async def relist() -> str | None:
         listing = await kube.list_objects(CI_PATH)
         for item in listing.get("items") or []:
             seen.record("ADDED", item)
-        rv = str(listing["metadata"].get("resourceVersion", ""))
-        try:
-            while True:
-                async for kind, obj in kube.watch(CI_PATH, rv, timeoutSeconds="300"):
-                    rv = str(obj["metadata"].get("resourceVersion") or rv)
-                    if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        seen.record(kind, obj)
-        except WatchExpired:
-            continue
+        return list_version(listing)
+
+    async def on_event(event: WatchEvent) -> None:
+        kind, obj = event
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            seen.record(kind, obj)
+
+    instances = follower(kube, CI_PATH, relist=relist, on_event=on_event, timeoutSeconds="300")
+    await follow(instances, Cursor(CI_PATH, transient=(aiohttp.ClientError, KubeError, OSError)))
 
 
 async def _read_vms(kube: KubeClient, seen: Observed) -> None:

@@ -1,25 +1,32 @@
-"""One reconcile of one ComputeInstance: the loop of cloudkit.lifecycle.types, executed.
+"""One reconcile pass of one ComputeInstance: read → decide → write → act, on one screen.
 
-read → decide → write the status if it changed (resourceVersion precondition) → finalizer
-patch → run the one I/O action → fold its outcome → decide again (bounded) → events → requeue.
-A conflict re-reads the object and starts the pass over, keeping the outcomes already obtained
-(an executed launch must never be forgotten, or it would be launched again).
+`_pass` reads the instance and its VMs (from the watch cache, or fresh where `Freshness` says),
+then `_converge` runs rounds of decide → write the status if it changed (resourceVersion
+precondition) and the finalizers → run the one I/O action → fold its outcome, until a decision
+wants no more I/O (bounded); the pass then records its events and says when to come back. A
+round ends the pass early as a value (`Converged`), never an exception: the instance changed
+under a write (re-read it), or a decision must be taken on fresh reads (re-read it and its
+VMs); either way the outcomes already obtained are kept (an executed launch must never be
+forgotten, or it would be launched again). Launch slots are an input of each decision and
+what it holds is settled right after it (launch_slots.py).
 
 Reads come from the watch cache (cache.py) when the shell feeds one: the instance on a hit,
 the VMs once this process listed them fresh for the instance. Fresh GETs remain where a stale
 read could do harm that no precondition catches: after a write conflict (the instance), before
 a decision that removes the finalizer or deletes a VMI (`acts_on_reads`: the instance and the
 VMs), and on a cache miss. Every other stale read is fenced: each write carries the read
-resourceVersion, so it costs a Conflict and a fresh re-read, never a wrong write.
+resourceVersion, so it costs a Conflict and a fresh re-read, never a wrong write. When the key
+runs next is pass_schedule.py's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,7 +38,6 @@ from cloudkit.lifecycle.types import (
     CancelJob,
     CancelOutcome,
     Decision,
-    EventType,
     LaunchDeprovision,
     LaunchOutcome,
     LaunchProvision,
@@ -45,10 +51,12 @@ from cloudkit.lifecycle.types import (
 )
 from cloudkit.operator.actions import execute
 from cloudkit.operator.cache import Reads, WatchCache
+from cloudkit.operator.invalid_spec import rejected_event, rejected_status, validation_summary
 from cloudkit.operator.kube import Conflict, Kube, KubeError
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import JobTracker, OperatorMetrics
+from cloudkit.operator.pass_schedule import PassSchedule
 from cloudkit.providers.base import Provider
 
 log = logging.getLogger("cloudkit.operator")
@@ -57,7 +65,75 @@ MAX_STEPS = 12
 """decide() rounds in one pass; each executes at most one I/O action."""
 MAX_CONFLICTS = 5
 """Re-reads after a write conflict before the pass gives up (and is retried with backoff)."""
-INVALID_REASON = "InvalidSpec"
+
+Events = dict[tuple[str, str, str], RecordEvent]
+"""A pass's events, each once (by type, reason and message), in the order first decided."""
+
+
+class End(Enum):
+    """How a pass's rounds ended."""
+
+    SETTLED = "settled"
+    """A decision wants no more I/O (or the rounds ran out): it stands, with its requeue."""
+    IGNORED = "ignored"
+    """The core ignores the instance: nothing to write or record."""
+    GONE = "gone"
+    """Our finalizer was the last one: the object is gone."""
+    CHANGED = "changed while reconciling"
+    """A write conflict: read the instance again."""
+    STALE = "acting on cached reads"
+    """A decision `acts_on_reads`: read the instance and its VMs again, fresh."""
+
+    @property
+    def starts_over(self) -> bool:
+        return self in (End.CHANGED, End.STALE)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Which reads of a pass go to the API server instead of the watch cache."""
+
+    instance: bool
+    vms: bool
+    relist_vms: bool = False
+    """List the VMs again although the pass has outcomes (else a re-read keeps the VMs the
+    outcomes were obtained on)."""
+
+    @classmethod
+    def first(cls, *, caching: bool) -> Freshness:
+        return cls(instance=not caching, vms=not caching)
+
+    @property
+    def complete(self) -> bool:
+        """The instance and its VMs both come from the API server: fit for `acts_on_reads`."""
+        return self.instance and self.vms
+
+    def after(self, end: End) -> Freshness:
+        """What the re-read after `end` (CHANGED or STALE) reads fresh."""
+        if end is End.STALE:
+            return Freshness(instance=True, vms=True, relist_vms=True)
+        return replace(self, instance=True)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The instance as last read or written: the object (its resourceVersion guards the next
+    write; events are recorded on it) and its model."""
+
+    raw: dict[str, Any]
+    instance: ComputeInstance
+
+
+@dataclass(frozen=True)
+class Converged:
+    """The end of a pass's rounds, and what the pass does with it."""
+
+    end: End
+    observation: Observation
+    """Every outcome obtained so far: kept when the pass starts over."""
+    last_seen: dict[str, Any] | None = None
+    """The version the pass's events are recorded on (None: no events are recorded)."""
+    requeue_after: timedelta | None = None
 
 
 @dataclass
@@ -111,116 +187,111 @@ class Reconciler:
         return self.passes.after_pass(key, delay, wrote=wrote, now=time.monotonic())
 
     async def _pass(self, key: InstanceKey) -> timedelta | None:
-        observation = Observation()
-        events: dict[tuple[str, str, str], RecordEvent] = {}
-        # Reads come from the watch cache, except after a write conflict (the instance is read
-        # fresh) and before a decision that acts irreversibly on them (both are read fresh).
-        fresh_instance = fresh_vms = not self.reads.caching
-        reread_vms = False
+        observation, events = Observation(), Events()
+        fresh = Freshness.first(caching=self.reads.caching)
         for _ in range(MAX_CONFLICTS + 1):  # + the one fresh re-read before acting
-            raw = await self.reads.instance(key, fresh=fresh_instance)
-            if raw is None:
-                self._gone(key)
-                return None
-            instance = await self._parse(key, raw)
-            if instance is None:
-                return None
-            if not observation.outcomes or reread_vms:
-                vms = await self.reads.vms(key.name, fresh=fresh_vms)
-                observation = replace(observation, vms=vms)
-            try:
-                fresh = fresh_instance and fresh_vms
-                decision, raw = await self._steps(key, raw, instance, observation, events, fresh)
-            except _StartOver as start_over:
-                observation = start_over.observation
-                fresh_instance = True
-                if start_over.refresh:
-                    fresh_vms = reread_vms = True
-                log.info("%s: %s; re-reading", key, start_over)
+            snapshot = await self._read_instance(key, fresh)
+            if snapshot is None:
+                return None  # gone, or a spec that does not parse (reported)
+            if fresh.relist_vms or not observation.outcomes:
+                observation = replace(
+                    observation, vms=await self.reads.vms(key.name, fresh=fresh.vms)
+                )
+            converged = await self._converge(key, snapshot, observation, events, fresh.complete)
+            if converged.end.starts_over:
+                log.info("%s: %s; re-reading", key, converged.end.value)
+                observation, fresh = converged.observation, fresh.after(converged.end)
                 continue
-            if raw is not None:
-                await self._record(raw, events.values())
-            if decision is None or decision.ignored:
-                return None
-            return decision.requeue_after
+            if converged.last_seen is not None:
+                await self._record(converged.last_seen, events.values())
+            return converged.requeue_after
         raise RuntimeError(f"{key}: gave up after {MAX_CONFLICTS} write conflicts")
 
-    async def _steps(
+    async def _converge(
         self,
         key: InstanceKey,
-        raw: dict[str, Any],
-        instance: ComputeInstance,
+        snapshot: Snapshot,
         observation: Observation,
-        events: dict[tuple[str, str, str], RecordEvent],
+        events: Events,
         fresh: bool,
-    ) -> tuple[Decision | None, dict[str, Any] | None]:
-        decision: Decision | None = None
+    ) -> Converged:
+        """Rounds of decide → write → act until a decision wants no more I/O (or MAX_STEPS)."""
         for _ in range(MAX_STEPS):
-            # admit → decide → settle in one step of the loop: the slot is checked and taken
-            # with no await between, so concurrent workers cannot over-commit.
+            # The launch slot is an input of the decision, and what the decision holds is
+            # settled with no await in between: concurrent workers cannot over-commit.
             observation = self.slots.admit(key, observation)
-            decision = decide(instance, observation, self.clock(), self.config)
+            decision = decide(snapshot.instance, observation, self.clock(), self.config)
             self.slots.settle(key, decision)
             if decision.ignored:
-                return decision, None
+                return Converged(End.IGNORED, observation)
             if not fresh and acts_on_reads(decision):
-                raise _StartOver(observation, "acting on cached reads", refresh=True)
+                return Converged(End.STALE, observation)
             for event in decision.events:
                 events.setdefault((event.type, event.reason, event.message), event)
             if must_persist(decision, observation):
-                persisted, instance = await self._persist(key, raw, instance, decision, observation)
-                if persisted is None:  # our finalizer was the last one: the object is gone
-                    self._gone(key)
-                    # Its events are still recorded (on the last version seen): they are the
-                    # only trace of how the deprovisioning ended.
-                    return None, raw
-                raw = persisted
+                written = await self._write(key, snapshot, decision)
+                if isinstance(written, End):
+                    return self._cut_short(key, written, observation, snapshot)
+                snapshot = written
             self._log(key, decision)
             if decision.io is None:
-                return decision, raw
-            outcome = await execute(self.provider, decision.io, raw, vms=self.kube)
+                return Converged(End.SETTLED, observation, snapshot.raw, decision.requeue_after)
+            outcome = await execute(self.provider, decision.io, snapshot.raw, vms=self.kube)
             observation = observation.with_outcome(outcome)
         # Out of rounds with I/O still wanted: keep what was decided, and come back soon rather
         # than loop here for ever.
         log.warning("%s: %d decision rounds in one pass; requeueing", key, MAX_STEPS)
-        if decision is not None:
-            persisted, instance = await self._persist(key, raw, instance, decision, observation)
-            if persisted is None:
-                self._gone(key)
-                return None, raw  # its events are still recorded, as above
-            raw = persisted
-        return Decision(status=instance.status, requeue_after=self.config.first_poll), raw
+        written = await self._write(key, snapshot, decision)
+        if isinstance(written, End):
+            return self._cut_short(key, written, observation, snapshot)
+        return Converged(End.SETTLED, observation, written.raw, self.config.first_poll)
 
-    async def _persist(
-        self,
-        key: InstanceKey,
-        raw: dict[str, Any],
-        instance: ComputeInstance,
-        decision: Decision,
-        observation: Observation,
-    ) -> tuple[dict[str, Any] | None, ComputeInstance]:
+    def _cut_short(
+        self, key: InstanceKey, end: End, observation: Observation, last_seen: Snapshot
+    ) -> Converged:
+        """A write found the object gone (its events are still recorded, on the last version
+        seen: they are the only trace of how the deprovisioning ended) or changed."""
+        if end is End.GONE:
+            self._gone(key)
+            return Converged(End.GONE, observation, last_seen.raw)
+        return Converged(end, observation)
+
+    async def _read_instance(self, key: InstanceKey, fresh: Freshness) -> Snapshot | None:
+        """The instance, typed; None when it is gone or its spec does not parse (reported)."""
+        raw = await self.reads.instance(key, fresh=fresh.instance)
+        if raw is None:
+            self._gone(key)
+            return None
+        try:
+            return Snapshot(raw, ComputeInstance.model_validate(raw))
+        except ValidationError as error:
+            await self._report_invalid(key, raw, validation_summary(error))
+            return None
+
+    async def _write(
+        self, key: InstanceKey, snapshot: Snapshot, decision: Decision
+    ) -> Snapshot | End:
+        """The decision's status (if it changed) and finalizers, each write guarded by the
+        version read: the object as written, End.GONE (the last finalizer went) or End.CHANGED
+        (a conflict: the object changed since it was read)."""
         try:
             new_status = decision.status.to_wire()
-            if new_status != instance.status.to_wire():
-                written = await self.kube.replace_status(raw, new_status)
+            if new_status != snapshot.instance.status.to_wire():
+                written = await self.kube.replace_status(snapshot.raw, new_status)
                 if written is None:
-                    return None, instance
-                raw = written
-                instance = ComputeInstance.model_validate(raw)
-                self._wrote(key, raw)
-                self.jobs.observe(str(key), instance.status)
+                    return End.GONE
+                snapshot = self._wrote(key, written)
+                self.jobs.observe(str(key), snapshot.instance.status)
             for action in decision.finalizers:
-                patched = await self._apply_finalizer(raw, action)
+                patched = await self._apply_finalizer(snapshot.raw, action)
                 if patched is None:
-                    return None, instance
-                raw = patched
-                instance = ComputeInstance.model_validate(raw)
-                self._wrote(key, raw)
-                if instance.deleting and not instance.metadata.finalizers:
-                    return None, instance  # the last finalizer went: the server deleted it
-        except Conflict as error:
-            raise _StartOver(observation) from error
-        return raw, instance
+                    return End.GONE
+                snapshot = self._wrote(key, patched)
+                if snapshot.instance.deleting and not snapshot.instance.metadata.finalizers:
+                    return End.GONE  # the last finalizer went: the server deleted it
+        except Conflict:
+            return End.CHANGED
+        return snapshot
 
     async def _apply_finalizer(
         self, raw: dict[str, Any], action: AddFinalizer | RemoveFinalizer
@@ -236,46 +307,35 @@ class Reconciler:
             finalizers.remove(action.name)
         return await self.kube.set_finalizers(raw, finalizers)
 
-    async def _parse(self, key: InstanceKey, raw: dict[str, Any]) -> ComputeInstance | None:
-        """The typed instance, or None after reporting why it cannot be read (no crash)."""
-        try:
-            return ComputeInstance.model_validate(raw)
-        except ValidationError as error:
-            problem = _validation_summary(error)
+    async def _report_invalid(self, key: InstanceKey, raw: dict[str, Any], problem: str) -> None:
+        """Say in the status (Accepted False) and an event why the instance cannot be read,
+        once per problem; never a crash of the pass."""
         log.warning("%s: invalid ComputeInstance: %s", key, problem)
-        status = dict(raw.get("status") or {})
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Accepted"]
-        accepted = {
-            "type": "Accepted",
-            "status": "False",
-            "reason": INVALID_REASON,
-            "message": problem,
-        }
-        old: dict[str, Any] = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Accepted"), {}
-        )
-        if old.get("reason") == INVALID_REASON and old.get("message") == problem:
-            return None  # already reported
-        accepted["lastTransitionTime"] = _timestamp(self.clock())
-        status["conditions"] = [*conditions, accepted]
+        status = rejected_status(raw, problem, self.clock())
+        if status is None:
+            return  # already reported
         try:
             written = await self.kube.replace_status(raw, status)
             if written is not None:
-                self._wrote(key, written)
-                event = RecordEvent(EventType.WARNING, INVALID_REASON, problem)
-                await self._record(written, [event])
+                self._remember(key, written)
+                await self._record(written, [rejected_event(problem)])
         except KubeError as error:
             log.warning("%s: could not report the invalid spec: %s", key, error)
-        return None
 
-    async def _record(self, raw: dict[str, Any], events: Any) -> None:
+    async def _record(self, raw: dict[str, Any], events: Iterable[RecordEvent]) -> None:
         for event in events:
             try:
                 await self.kube.record_event(raw, event)
             except KubeError as error:
                 log.warning("%s", error)
 
-    def _wrote(self, key: InstanceKey, written: dict[str, Any]) -> None:
+    def _wrote(self, key: InstanceKey, written: dict[str, Any]) -> Snapshot:
+        snapshot = Snapshot(written, ComputeInstance.model_validate(written))
+        self._remember(key, written)
+        return snapshot
+
+    def _remember(self, key: InstanceKey, written: dict[str, Any]) -> None:
+        """A write of ours: its watch event is no news, and the cache has it at once."""
         self._written[key] = written["metadata"]["resourceVersion"]
         self.reads.wrote(written)
 
@@ -301,43 +361,6 @@ class Reconciler:
             io,
             f"{requeue.total_seconds():g}s" if requeue is not None else "-",
         )
-
-
-@dataclass
-class PassSchedule:
-    """When a key runs next, after a pass that wanted `delay` and did (not) write the object.
-
-    Under the baseline policy (`poll_every_pass`) as upstream's controller-runtime queue would
-    run it (reference §3.1):
-    - each write of its own causes one more pass at once (its watch sees its own writes);
-    - a requeue-after is a timer that passes woken by events neither cancel nor postpone: per
-      key the earliest pending timer fires (client-go's delaying queue keeps the earliest).
-    Our own policy does neither: the watch events of its writes carry nothing new
-    (`is_own_write`), and each pass's requeue replaces the one before. Times: monotonic seconds.
-    """
-
-    config: LifecycleConfig
-    _timers: dict[InstanceKey, float] = field(default_factory=dict)
-
-    def after_pass(
-        self, key: InstanceKey, delay: timedelta | None, *, wrote: bool, now: float
-    ) -> timedelta | None:
-        if not self.config.poll_every_pass:
-            return delay
-        timer = self._timers.pop(key, None)
-        if timer is not None and timer <= now:
-            timer = None  # it fired: this is its pass
-        if delay is not None:
-            due = now + delay.total_seconds()
-            timer = due if timer is None else min(timer, due)
-        if timer is not None:
-            self._timers[key] = timer
-        if wrote:
-            return timedelta(0)
-        return None if timer is None else timedelta(seconds=timer - now)
-
-    def forget(self, key: InstanceKey) -> None:
-        self._timers.pop(key, None)
 
 
 _FENCED_ACTIONS = (LaunchProvision, LaunchDeprovision, CancelJob, RestartVirtualMachine)
@@ -372,35 +395,7 @@ def acts_on_reads(decision: Decision) -> bool:
     return isinstance(decision.io, RestartVirtualMachine)
 
 
-class _StartOver(Exception):
-    """Start the pass over: the instance changed (a write conflict), or a decision needs fresh
-    reads (`refresh`: the VMs are listed again too, keeping the outcomes already obtained)."""
-
-    def __init__(
-        self,
-        observation: Observation,
-        why: str = "changed while reconciling",
-        *,
-        refresh: bool = False,
-    ) -> None:
-        super().__init__(why)
-        self.observation = observation
-        self.refresh = refresh
-
-
 def _job_text(job: JobStatus | None) -> str:
     if job is None:
         return "-"
     return f"{job.id or '(intent)'}:{job.state.value}"
-
-
-def _timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _validation_summary(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(p) for p in item.get("loc", ()))
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid object"

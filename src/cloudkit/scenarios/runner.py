@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.orders import STATE_OF_PHASE, Orders, short_state
 from cloudkit.scenarios.validations import Report, Snapshot
+from cloudkit.watching import BlockingFollower, Cursor, follow_blocking
 
 log = logging.getLogger("cloudkit.scenarios")
 
@@ -62,8 +63,6 @@ class Recorder:
         self._lock = threading.Lock()
         self.trace: list[Snapshot] = []
         self.deleted = threading.Event()
-        self._losing = False
-        """The watch broke and has not delivered an event since (its retries log quietly)."""
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
 
     def start(self) -> None:
@@ -97,54 +96,56 @@ class Recorder:
                 self.trace.append(snap)
 
     def _run(self) -> None:
-        resource_version: str | None = None
-        while not self._stop.is_set():
-            w = watch.Watch()  # type: ignore[no-untyped-call]
-            kwargs: dict[str, Any] = {"timeout_seconds": 5}
-            if self._label_selector is not None:
-                kwargs["label_selector"] = self._label_selector
-            else:
-                kwargs["field_selector"] = f"metadata.name={self._name}"
-            if resource_version:
-                kwargs["resource_version"] = resource_version
-            try:
-                for event in w.stream(  # type: ignore[no-untyped-call]
-                    self._api.list_namespaced_custom_object,
-                    names.GROUP,
-                    names.VERSION,
-                    self._namespace,
-                    names.PLURAL,
-                    **kwargs,
-                ):
-                    self._losing = False
-                    obj = event["object"]
-                    resource_version = obj.get("metadata", {}).get("resourceVersion")
-                    if event["type"] == "DELETED":
-                        self._record(obj)
-                        self.deleted.set()
-                        return
-                    if event["type"] in {"ADDED", "MODIFIED"}:
-                        self._record(obj)
-                    if self._stop.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:
-                    resource_version = None
-                    continue
-                self._lost(f"HTTP {exc.status} {exc.reason}")
-                time.sleep(0.2)  # the API server went away for a moment; reconnect
-            except Exception as exc:  # any broken stream: log it, reconnect
-                # The thread must outlive a dropped connection, a truncated line or a client
-                # error alike: a dead recorder would turn into a timeout with no cause.
-                self._lost(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.2)
+        # Any failure is ridden out (a dropped connection, a truncated line, a client error):
+        # a dead recorder would turn into a timeout with no cause.
+        cursor = Cursor(f"{self._namespace}/{self._name}", transient=(Exception,))
+        instance = BlockingFollower(self._list, self._watch, self._see, _event_version)
+        follow_blocking(instance, cursor, self._stop)
 
-    def _lost(self, why: str) -> None:
-        """Log why the watch broke: the first time at WARNING, its retries at DEBUG (an API
-        server outage would otherwise log five lines a second)."""
-        level = logging.DEBUG if self._losing else logging.WARNING
-        self._losing = True
-        log.log(level, "watch of %s/%s broke (%s); reconnecting", self._namespace, self._name, why)
+    def _list(self) -> str | None:
+        listed: dict[str, Any] = self._api.list_namespaced_custom_object(  # type: ignore[assignment]
+            names.GROUP,
+            names.VERSION,
+            self._namespace,
+            names.PLURAL,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+        )
+        for obj in listed.get("items") or []:
+            self._record(obj)
+        return (listed.get("metadata") or {}).get("resourceVersion") or None
+
+    def _watch(self, resource_version: str | None) -> Iterator[dict[str, Any]]:
+        stream: Iterator[dict[str, Any]] = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self._api.list_namespaced_custom_object,
+            names.GROUP,
+            names.VERSION,
+            self._namespace,
+            names.PLURAL,
+            timeout_seconds=5,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+            resource_version=resource_version,
+        )
+        return stream
+
+    def _see(self, event: dict[str, Any]) -> None:
+        obj = event["object"]
+        if event["type"] == "DELETED":
+            self._record(obj)
+            self.deleted.set()
+            self._stop.set()  # nothing more will happen to it
+        elif event["type"] in {"ADDED", "MODIFIED"}:
+            self._record(obj)
+
+    @property
+    def _field_selector(self) -> str | None:
+        """The one instance by its name, unless it is selected by its label (name unknown)."""
+        return None if self._label_selector is not None else f"metadata.name={self._name}"
+
+
+def _event_version(event: dict[str, Any]) -> str | None:
+    return (event["object"].get("metadata") or {}).get("resourceVersion") or None
 
 
 class Scenario:

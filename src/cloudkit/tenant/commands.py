@@ -259,13 +259,14 @@ def get_computeinstances(
 
 
 async def _watch(client: FulfillmentClient, fmt: str, filter: str | None, id: str | None) -> None:
-    """Subscribe, list, print, follow; when the stream ends, do it all again (a pause first,
-    so a service that is down is not hammered)."""
+    """Subscribe, list, print, follow; when the stream ends, do it all again (after a pause
+    when it broke, so a service that is down is not hammered: cloudkit.watching)."""
     import json
 
     import aiohttp
 
     from cloudkit.tenant import output as out
+    from cloudkit.watching import Backoff, Cursor, Follower, follow
 
     def show(event: str, obj: dict[str, Any], header: bool) -> None:
         if fmt == "table":
@@ -276,23 +277,35 @@ async def _watch(client: FulfillmentClient, fmt: str, filter: str | None, id: st
             typer.echo(json.dumps(record) if fmt == "json" else out.dump(record, fmt) + "\n---")
 
     header = True
-    while True:
-        try:
-            async with client.watch(filter=filter) as events:
-                listed = await client.list_all(filter=filter)
-                for obj in listed:
-                    if id is None or obj.get("id") == id:
-                        show("LISTED", obj, header)
-                        header = False
-                async for event in events:
-                    obj = event.get("compute_instance") or {}
-                    if id is None or obj.get("id") == id:
-                        kind = event.get("type")
-                        show(out.event_name(kind) if fmt == "table" else str(kind), obj, header)
-                        header = False
-        except (OSError, aiohttp.ClientError):
-            pass  # the service went away: list again once it is back
-        await asyncio.sleep(1.0)
+
+    def shown(obj: dict[str, Any]) -> bool:
+        return id is None or obj.get("id") == id
+
+    async def relist() -> None:
+        nonlocal header
+        for obj in await client.list_all(filter=filter):
+            if shown(obj):
+                show("LISTED", obj, header)
+                header = False
+
+    async def on_event(event: dict[str, Any]) -> None:
+        nonlocal header
+        obj = event.get("compute_instance") or {}
+        if shown(obj):
+            kind = event.get("type")
+            show(out.event_name(kind) if fmt == "table" else str(kind), obj, header)
+            header = False
+
+    events = Follower(
+        relist=relist,
+        watch=lambda _version: client.watch(filter=filter),
+        on_event=on_event,
+        version_of=lambda _event: None,
+        versioned=False,
+    )
+    # The service going away is ridden out: listed again once it is back.
+    transient = (OSError, aiohttp.ClientError)
+    await follow(events, Cursor("the event stream", transient, backoff=Backoff(1.0, 1.0)))
 
 
 def describe_computeinstance(id: str = typer.Argument(..., help="The record's id.")) -> None:

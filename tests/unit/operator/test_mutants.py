@@ -2,11 +2,11 @@
 
 The technique of tests/unit/lifecycle/test_mutants.py, for the shell: each mutant is one small
 edit of `cloudkit.operator` that breaks a guarantee (what is written before I/O, which decisions
-need fresh reads, launch slots, the watch cache's ordering, the work queue's lanes, leadership).
-The source tree is copied, the edit applied, and the test answerable for it is run against the
-copy (tests/harness/mutants.py): it must fail. An edit that no longer applies fails too, so the
-table cannot silently rot, and a control runs every answerable test on an unedited copy, so a
-failure means the edit.
+need fresh reads, what a pass re-reads, launch slots, the watch cache's ordering, the work
+queue's lanes, leadership). The source tree is copied, the edit applied, and the test
+answerable for it is run against the copy (tests/harness/mutants.py): it must fail. An edit
+that no longer applies fails too, so the table cannot silently rot, and a control runs every
+answerable test on an unedited copy, so a failure means the edit.
 """
 
 from __future__ import annotations
@@ -57,6 +57,21 @@ MUTANTS = [
         "if any(isinstance(action, RemoveFinalizer) for action in decision.finalizers):",
         "if False:",
         "test_acts_on_reads.py::test_removing_the_finalizer_is_decided_on_fresh_reads",
+    ),
+    # --- what a pass reads fresh ---------------------------------------------------------------
+    Mutant(
+        "a decision that acts on reads re-reads the instance but keeps the cached VMs",
+        "operator/reconcile.py",
+        "            return Freshness(instance=True, vms=True, relist_vms=True)\n",
+        "            return replace(self, instance=True)\n",
+        "test_pass_reads.py::test_a_decision_that_acts_on_reads_re_reads_the_instance_and_its_vms",
+    ),
+    Mutant(
+        "a write conflict starts the pass over on the cached instance",
+        "operator/reconcile.py",
+        "        return replace(self, instance=True)\n",
+        "        return self\n",
+        "test_pass_reads.py::test_a_write_conflict_re_reads_the_instance_only",
     ),
     # --- launch slots --------------------------------------------------------------------------
     Mutant(

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from cloudkit.api import names
 from cloudkit.operator.kube_objects import InstanceKey
-from cloudkit.operator.reconcile import PassSchedule
+from cloudkit.operator.pass_schedule import PassSchedule
 from cloudkit.operator.routing import Routes
 from cloudkit.operator.settings import load_settings
 from cloudkit.operator.startup import lifecycle_config

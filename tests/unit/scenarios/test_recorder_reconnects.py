@@ -1,5 +1,6 @@
 """The scenario recorder says why its watch broke, and keeps trying: the kubernetes client
-against a loopback port where nothing listens (connection refused, no network beyond it)."""
+against a loopback port where nothing listens (connection refused, no network beyond it). It
+follows the instance through the one watch loop (cloudkit.watching), which says it."""
 
 from __future__ import annotations
 
@@ -19,16 +20,16 @@ async def test_a_broken_watch_is_logged_once_and_retried(caplog: pytest.LogCaptu
     configuration.retries = False
     api = client.CustomObjectsApi(client.ApiClient(configuration))
     recorder = Recorder(api, "ns", "ci")
-    caplog.set_level(logging.DEBUG, logger="cloudkit.scenarios")
+    caplog.set_level(logging.DEBUG, logger="cloudkit.watching")
     recorder.start()
     try:
 
         async def broken() -> list[logging.LogRecord]:
-            return [r for r in caplog.records if r.name == "cloudkit.scenarios"]
+            return [r for r in caplog.records if r.name == "cloudkit.watching"]
 
         records = await until(broken, lambda found: len(found) >= 3, within=60, what="retries")
     finally:
         recorder.stop()
     assert records[0].levelno == logging.WARNING
-    assert "watch of ns/ci broke" in records[0].getMessage()
+    assert records[0].getMessage().startswith("watch of ns/ci: ")
     assert all(r.levelno == logging.DEBUG for r in records[1:]), "retries log quietly"

@@ -1,10 +1,10 @@
 """`cloudkit fulfillment-controller`: follow the records, reconcile them while holding the Lease.
 
 Records reach the work queue three ways: the private event stream (subscribed before each
-re-list, so nothing committed in between is missed), a re-list after every broken stream (after
-`rewatch`, a short back-off), and a periodic re-list (`resync`): delivery is at most once, so
-the list is the truth and the stream only makes it quick. A hub event re-lists too (a record
-that found no hub may have one now).
+re-list, so nothing committed in between is missed), a re-list with every new subscription (at
+once after the service ended a stream, after `rewatch` when it broke; cloudkit.watching), and a
+periodic re-list (`resync`): delivery is at most once, so the list is the truth and the stream
+only makes it quick. A hub event re-lists too (a record that found no hub may have one now).
 
 Two replicas never both act: the operator's election (`operator.leadership_loop`) decides on a
 Lease; every replica follows and queues, only the leader runs the queue's workers. A leader that
@@ -30,12 +30,15 @@ from cloudkit.fulfillment.controller.reconcile import RecordReconciler
 from cloudkit.operator.kube import load_configuration
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.workqueue import Priority, WorkQueue
+from cloudkit.watching import Backoff, Cursor, Follower, follow
 
 log = logging.getLogger("cloudkit.fulfillment.controller")
 
 REQUEST_TIMEOUT_S = 15.0
 SHUTDOWN_GRACE_S = 10.0
 RELEASE_TIMEOUT_S = 5.0
+TRANSIENT = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
+"""Failures of the service's API that the controller rides out (a restart, a network cut)."""
 
 
 class LeadershipLost(Exception):
@@ -75,21 +78,28 @@ class Controller:
             self.enqueue(record)
 
     async def follow(self) -> None:
-        """The event stream, re-listed after each (re)subscription; forever."""
+        """The event stream, re-listed after each (re)subscription; forever (cloudkit.watching:
+        a stream without versions, so each subscription is opened first, then listed)."""
         rewatch = self.options.rewatch.total_seconds()
-        while True:
-            try:
-                async with self.api.watch() as events:
-                    await self.relist()
-                    async for event in events:
-                        if isinstance(event.get("compute_instance"), dict):
-                            self.enqueue(event["compute_instance"])
-                        elif event.get("hub") is not None:
-                            await self.relist()
-                log.info("event stream ended; re-watching in %.0fs", rewatch)
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
-                log.warning("event stream: %s; re-watching in %.0fs", _said(error), rewatch)
-            await asyncio.sleep(rewatch)
+
+        async def relist() -> None:
+            await self.relist()
+
+        async def on_event(event: Object) -> None:
+            if isinstance(event.get("compute_instance"), dict):
+                self.enqueue(event["compute_instance"])
+            elif event.get("hub") is not None:
+                await self.relist()
+
+        events = Follower(
+            relist=relist,
+            watch=lambda _version: self.api.watch(),
+            on_event=on_event,
+            version_of=lambda _event: None,
+            versioned=False,
+        )
+        cursor = Cursor("the event stream", transient=TRANSIENT, backoff=Backoff(rewatch, rewatch))
+        await follow(events, cursor)
 
     async def resync(self) -> None:
         period = self.options.resync.total_seconds()
@@ -97,7 +107,7 @@ class Controller:
             await asyncio.sleep(period)
             try:
                 await self.relist()
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            except TRANSIENT as error:
                 log.warning("re-list: %s", _said(error))
 
     # -- leading -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from cloudkit.local.apiserver.access import Access
 from cloudkit.local.apiserver.app import ApiServerApp
 from cloudkit.local.apiserver.cluster import Cluster
 from cloudkit.local.apiserver.resources import Registry
-from cloudkit.local.apiserver.store import Store
+from cloudkit.local.apiserver.store import CHANGE_LOG_WINDOW, Store
 from cloudkit.local.apiserver.wire import ServerConfig
 from cloudkit.local.private import open_private_log, private_dir, write_private
 
@@ -103,11 +103,13 @@ async def start_apiserver(
     host: str = "127.0.0.1",
     token: str | None = None,
     bookmark_interval_s: float = 30.0,
+    change_log_window: int = CHANGE_LOG_WINDOW,
 ) -> ApiServerHandle:
-    """Open (or create) the state in `state_dir`, listen, and write DIR/kubeconfig."""
+    """Open (or create) the state in `state_dir`, listen, and write DIR/kubeconfig.
+    `change_log_window`: how many changes a watch may resume across (older ones are 410)."""
     token = _prepare_state_dir(state_dir, token)
     cert, key = tls.ensure_certificate(state_dir)
-    store = Store(state_dir / "apiserver.db")
+    store = Store(state_dir / "apiserver.db", window=change_log_window)
     cluster = Cluster(store, Registry())
     audit = open_private_log(state_dir / "audit.jsonl")
     access = Access(store, token, _signing_key(state_dir), audit)

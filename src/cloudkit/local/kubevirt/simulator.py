@@ -34,7 +34,14 @@ from cloudkit.local.kubevirt.crd import (
     vmi_crd_manifest,
 )
 from cloudkit.local.kubevirt.states import VM_FINALIZER, Goal, Key, goal_for, key_of
-from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.kube import (
+    KubeClient,
+    KubeError,
+    follower,
+    list_version,
+    resource_path,
+)
+from cloudkit.watching import Cursor, follow
 
 log = logging.getLogger("cloudkit.local.kubevirt")
 
@@ -116,11 +123,22 @@ class VmSimulator:
         self,
         what: str,
         path: str,
-        relist: Callable[[], Awaitable[str]],
+        relist: Callable[[], Awaitable[str | None]],
         on_event: Callable[[str, dict[str, Any]], Awaitable[None]],
     ) -> None:
+        """Follow `path` (cloudkit.watching) in a task; return once it has listed."""
         synced = asyncio.Event()
-        task = asyncio.create_task(self._watch(path, relist, on_event, synced), name=f"sim-{what}")
+        follow_path = follower(
+            self.client,
+            path,
+            relist=relist,
+            on_event=lambda event: on_event(*event),
+            timeoutSeconds=str(WATCH_TIMEOUT_S),
+        )
+        cursor = Cursor(path, transient=_TRANSIENT)
+        task = asyncio.create_task(
+            follow(follow_path, cursor, synced=synced.set), name=f"sim-{what}"
+        )
         self._tasks.append(task)
         waiting = asyncio.create_task(synced.wait())
         done, _ = await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,34 +147,7 @@ class VmSimulator:
             task.result()  # re-raises why the loop ended
             raise RuntimeError(f"VM simulator stopped before its first {what} list")
 
-    async def _watch(
-        self,
-        path: str,
-        relist: Callable[[], Awaitable[str]],
-        on_event: Callable[[str, dict[str, Any]], Awaitable[None]],
-        synced: asyncio.Event,
-    ) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                resource_version = await relist()
-                synced.set()
-                backoff = 0.2
-                while True:  # a watch that ends cleanly (timeout) resumes from the last RV
-                    async for kind, obj in self.client.watch(
-                        path, resource_version, timeoutSeconds=str(WATCH_TIMEOUT_S)
-                    ):
-                        meta = obj.get("metadata") or {}
-                        resource_version = str(meta.get("resourceVersion") or resource_version)
-                        await on_event(kind, obj)
-            except WatchExpired:
-                log.info("watch of %s expired; listing again", path)
-            except _TRANSIENT as error:
-                log.warning("watch of %s failed (%s); retrying", path, _describe(error))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _relist_vms(self) -> str:
+    async def _relist_vms(self) -> str | None:
         listing = await self.client.list_objects(ALL_VMS_PATH)
         seen: set[Key] = set()
         for vm in listing.get("items") or []:
@@ -164,7 +155,7 @@ class VmSimulator:
             await self._on_vm(vm)
         for key in set(self._work) - seen:
             self._forget(key)
-        return str((listing.get("metadata") or {}).get("resourceVersion", ""))
+        return list_version(listing)
 
     async def _on_vm_event(self, kind: str, vm: dict[str, Any]) -> None:
         if kind == "DELETED":
@@ -173,14 +164,14 @@ class VmSimulator:
         elif kind in ("ADDED", "MODIFIED"):
             await self._on_vm(vm)
 
-    async def _relist_vmis(self) -> str:
+    async def _relist_vmis(self) -> str | None:
         listing = await self.client.list_objects(ALL_VMIS_PATH)
         listed = {key_of(vmi) for vmi in listing.get("items") or []}
         vanished = self._vmis - listed
         self._vmis = listed
         for key in vanished:  # deleted while the watch was down
             await self._vmi_gone(key)
-        return str((listing.get("metadata") or {}).get("resourceVersion", ""))
+        return list_version(listing)
 
     async def _on_vmi_event(self, kind: str, vmi: dict[str, Any]) -> None:
         key = key_of(vmi)

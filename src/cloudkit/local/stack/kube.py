@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,8 @@ from urllib.parse import quote
 
 import aiohttp
 import yaml
+
+from cloudkit.watching import Follower
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -36,6 +39,8 @@ class KubeError(Exception):
 
 class WatchExpired(Exception):
     """The watch's resourceVersion is too old (410): list again, then watch from there."""
+
+    status = 410  # as the kubernetes clients' ApiException says it (cloudkit.watching.is_gone)
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,7 @@ class KubeClient:
 
     async def watch(
         self, path: str, resource_version: str, **params: str
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Yield (type, object) from a watch starting after `resource_version`.
 
         Ends when the server closes the stream; raises WatchExpired on 410 (re-list then).
@@ -240,6 +245,40 @@ class KubeClient:
                         int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", "")
                     )
                 yield kind, obj
+
+
+WatchEvent = tuple[str, dict[str, Any]]
+"""(type, object) of one watch event, as `KubeClient.watch` yields it."""
+
+
+def event_version(event: WatchEvent) -> str | None:
+    """The resourceVersion an event (bookmarks included) moves a watch to."""
+    version = (event[1].get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
+
+
+def follower(
+    client: KubeClient,
+    path: str,
+    *,
+    relist: Callable[[], Awaitable[str | None]],
+    on_event: Callable[[WatchEvent], Awaitable[None]],
+    **params: str,
+) -> Follower[WatchEvent]:
+    """How `cloudkit.watching.follow` lists and watches the collection `path` over `client`
+    (`relist` lists it and returns the list's resourceVersion; `params` go to every watch)."""
+    return Follower(
+        relist=relist,
+        watch=lambda version: aclosing(client.watch(path, version or "", **params)),
+        on_event=on_event,
+        version_of=event_version,
+    )
+
+
+def list_version(listing: Mapping[str, Any]) -> str | None:
+    """A list's resourceVersion (where a watch resumes), None when the server sent none."""
+    version = (listing.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
 
 
 def _json_or_none(text: str) -> Any:

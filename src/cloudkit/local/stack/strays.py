@@ -13,22 +13,32 @@ ever placed in messages, never rendered or run.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from cloudkit.api import names
 from cloudkit.api.events import instance_event
-from cloudkit.local.stack.kube import KubeClient, KubeError, WatchExpired, resource_path
+from cloudkit.local.stack.kube import (
+    KubeClient,
+    KubeError,
+    WatchEvent,
+    follower,
+    list_version,
+    resource_path,
+)
+from cloudkit.watching import Cursor, follow
 
 log = logging.getLogger("cloudkit.local.stack")
 
 REASON = "NotWatched"
 COMPONENT = "cloudkit-up"
 INSTANCES = resource_path(names.GROUP, names.VERSION, names.PLURAL)
-RETRY_S = 1.0
+TRANSIENT = (KubeError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+"""What the stray watch rides out (ValueError: a line cut short by a stopping server)."""
 
 
 def stray_message(namespace: str, watched: str) -> str:
@@ -54,28 +64,24 @@ def stray_event(instance: dict[str, Any], watched: str) -> dict[str, Any]:
 async def report_strays(
     kubeconfig: Path, watched: str, warn: Callable[[str], None] = log.warning
 ) -> None:
-    """Watch ComputeInstances in every namespace until cancelled; report each stray once."""
+    """Follow ComputeInstances in every namespace until cancelled; report each stray once."""
     reported: set[str] = set()
     async with KubeClient.from_kubeconfig(kubeconfig) as kube:
-        while True:
-            try:
-                await _list_and_watch(kube, watched, warn, reported)
-            except (WatchExpired, KubeError, OSError, ValueError) as error:
-                # The stack supervises the API server; until it stops us, keep trying.
-                log.debug("stray-instance watch restarts: %s", error)
-            await asyncio.sleep(RETRY_S)
 
+        async def relist() -> str | None:
+            listing = await kube.list_objects(INSTANCES)
+            for instance in listing.get("items") or []:
+                await _check(kube, instance, watched, warn, reported)
+            return list_version(listing)
 
-async def _list_and_watch(
-    kube: KubeClient, watched: str, warn: Callable[[str], None], reported: set[str]
-) -> None:
-    listing = await kube.list_objects(INSTANCES)
-    for instance in listing.get("items") or []:
-        await _check(kube, instance, watched, warn, reported)
-    version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
-    async for kind, instance in kube.watch(INSTANCES, version):
-        if kind == "ADDED":
-            await _check(kube, instance, watched, warn, reported)
+        async def on_event(event: WatchEvent) -> None:
+            kind, instance = event
+            if kind == "ADDED":
+                await _check(kube, instance, watched, warn, reported)
+
+        # The stack supervises the API server; until it stops us, keep trying.
+        cursor = Cursor("ComputeInstances outside the watched namespace", transient=TRANSIENT)
+        await follow(follower(kube, INSTANCES, relist=relist, on_event=on_event), cursor)
 
 
 async def _check(
