@@ -9,7 +9,10 @@ an explicit file, or the in-cluster service account, with token refresh), so the
 kopf (which logs in through the sync client's loader) agree on which cluster they talk to.
 
 Every write carries the resourceVersion it was computed from; a precondition failure raises
-Conflict so the reconcile can re-read and start over. A 404 on a read returns None.
+Conflict so the reconcile can re-read and start over. A 404 on a read returns None. Every call
+has a deadline (REQUEST_TIMEOUT_S; kubernetes_asyncio has none by default): an API server that
+stops answering fails the reconcile with a TimeoutError, which the work queue retries with
+back-off, instead of holding a worker for good.
 
 VirtualMachineInstances (KubeVirt names each as its VM, in the VM's namespace) are read with
 the VMs, for their creation time (restarts) and address (`status.ipAddress`), and deleted to
@@ -37,6 +40,8 @@ from cloudkit.lifecycle.types import RecordEvent, VirtualMachineObservation
 from cloudkit.operator.environment_lookups import without_environment_lookups
 
 COMPONENT = "cloudkit-operator"
+REQUEST_TIMEOUT_S = 15.0
+"""The deadline of one API call (the whole exchange); two loaded cores answer within it."""
 
 
 class KubeError(Exception):
@@ -188,15 +193,25 @@ def vmi_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
     return dict(by_namespace)
 
 
-class _CountingApiClient(client.ApiClient):
-    """Reports every HTTP request it makes (by verb), for the API-requests metric."""
+class _BoundedApiClient(client.ApiClient):
+    """Gives every request without a deadline of its own REQUEST_TIMEOUT_S, and reports each
+    request (by verb) to `on_request`, for the API-requests metric."""
 
-    def __init__(self, configuration: client.Configuration, on_request: Callable[[str], None]):
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        on_request: Callable[[str], None] | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ):
         super().__init__(configuration=configuration)
         self._on_request = on_request
+        self._timeout_s = timeout_s
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self._on_request(method)
+        if self._on_request is not None:
+            self._on_request(method)
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self._timeout_s
         return super().request(method, url, *args, **kwargs)
 
 
@@ -210,14 +225,16 @@ class Kube:
 
     @classmethod
     async def connect(
-        cls, kubeconfig: Path | None = None, on_request: Callable[[str], None] | None = None
+        cls,
+        kubeconfig: Path | None = None,
+        on_request: Callable[[str], None] | None = None,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> Kube:
-        """on_request(verb) is called before every HTTP request (kopf's own watches aside)."""
+        """on_request(verb) is called before every HTTP request (kopf's own watches aside);
+        each request has `timeout_s` to complete."""
         configuration = await load_configuration(kubeconfig)
-        if on_request is None:
-            api: client.ApiClient = client.ApiClient(configuration=configuration)
-        else:
-            api = _CountingApiClient(configuration, on_request)
+        api = _BoundedApiClient(configuration, on_request, timeout_s)
         return cls(without_environment_lookups(api))
 
     async def close(self) -> None:

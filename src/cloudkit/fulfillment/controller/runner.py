@@ -4,7 +4,9 @@ Records reach the work queue three ways: the private event stream (subscribed be
 re-list, so nothing committed in between is missed), a re-list after every broken stream (after
 `rewatch`, a short back-off), and a periodic re-list (`resync`): delivery is at most once, so
 the list is the truth and the stream only makes it quick. A hub event re-lists too (a record
-that found no hub may have one now).
+that found no hub may have one now). A subscription lives at most STREAM_LIFETIME_S: the
+stream has no heartbeat, so a connection that silently stopped delivering (a black hole on
+the way) looks like a quiet one; renewing it bounds how long events can go unseen.
 
 Two replicas never both act: the operator's election (`operator.leadership_loop`) decides on a
 Lease; every replica follows and queues, only the leader runs the queue's workers. A leader that
@@ -34,6 +36,7 @@ from cloudkit.operator.workqueue import Priority, WorkQueue
 log = logging.getLogger("cloudkit.fulfillment.controller")
 
 REQUEST_TIMEOUT_S = 15.0
+STREAM_LIFETIME_S = 60.0
 SHUTDOWN_GRACE_S = 10.0
 RELEASE_TIMEOUT_S = 5.0
 
@@ -79,15 +82,20 @@ class Controller:
         rewatch = self.options.rewatch.total_seconds()
         while True:
             try:
-                async with self.api.watch() as events:
-                    await self.relist()
-                    async for event in events:
-                        if isinstance(event.get("compute_instance"), dict):
-                            self.enqueue(event["compute_instance"])
-                        elif event.get("hub") is not None:
-                            await self.relist()
+                async with asyncio.timeout(STREAM_LIFETIME_S) as lifetime:
+                    async with self.api.watch() as events:
+                        await self.relist()
+                        async for event in events:
+                            if isinstance(event.get("compute_instance"), dict):
+                                self.enqueue(event["compute_instance"])
+                            elif event.get("hub") is not None:
+                                await self.relist()
                 log.info("event stream ended; re-watching in %.0fs", rewatch)
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            except TimeoutError:
+                if lifetime.expired():
+                    continue  # renewed at once: the re-list covers what it might have missed
+                log.warning("event stream: timed out; re-watching in %.0fs", rewatch)
+            except (ApiError, aiohttp.ClientError, OSError) as error:
                 log.warning("event stream: %s; re-watching in %.0fs", _said(error), rewatch)
             await asyncio.sleep(rewatch)
 
