@@ -3,7 +3,8 @@
 Uses the kubernetes Python client, the same client a user's tooling would use. Every version of
 the instance is recorded from a watch (one event per write), so a validation such as "the
 deprovision job never appears before the provision job is terminal" is checked on every write,
-not on samples.
+not on samples. Every call has a deadline and is retried on an infrastructure error, counted
+apart from the product's failures (`infrastructure`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.infrastructure import InfrastructureErrors, RetryBudgetSpent
 from cloudkit.scenarios.validations import Report, Snapshot
 
 log = logging.getLogger("cloudkit.scenarios")
 
 # How long an EDA provision playbook that outlived its instance may take to remove its VM.
 EDA_SETTLE_S = 60.0
+REQUEST_TIMEOUT_S = 15.0
+"""The deadline of one API call of the scenario (the client has none by default)."""
+WATCH_TIMEOUT_S = 5
 
 
 class ScenarioError(Exception):
@@ -37,8 +42,15 @@ class ScenarioError(Exception):
 class Recorder:
     """Watches one instance in a thread and keeps every version it sees."""
 
-    def __init__(self, api: client.CustomObjectsApi, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        api: client.CustomObjectsApi,
+        namespace: str,
+        name: str,
+        infrastructure: InfrastructureErrors | None = None,
+    ) -> None:
         self._api = api
+        self._infrastructure = infrastructure or InfrastructureErrors()
         self._namespace = namespace
         self._name = name
         self._start = time.monotonic()
@@ -84,7 +96,9 @@ class Recorder:
             w = watch.Watch()  # type: ignore[no-untyped-call]
             kwargs: dict[str, Any] = {
                 "field_selector": f"metadata.name={self._name}",
-                "timeout_seconds": 5,
+                "timeout_seconds": WATCH_TIMEOUT_S,
+                # A connection that stops answering ends the stream on this side too.
+                "_request_timeout": WATCH_TIMEOUT_S + REQUEST_TIMEOUT_S,
             }
             if resource_version:
                 kwargs["resource_version"] = resource_version
@@ -112,20 +126,24 @@ class Recorder:
                 if exc.status == 410:
                     resource_version = None
                     continue
-                self._lost(f"HTTP {exc.status} {exc.reason}")
+                self._lost(f"HTTP {exc.status} {exc.reason}", exc)
                 time.sleep(0.2)  # the API server went away for a moment; reconnect
             except Exception as exc:  # any broken stream: log it, reconnect
                 # The thread must outlive a dropped connection, a truncated line or a client
                 # error alike: a dead recorder would turn into a timeout with no cause.
-                self._lost(f"{type(exc).__name__}: {exc}")
+                self._lost(f"{type(exc).__name__}: {exc}", exc)
                 time.sleep(0.2)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, error: Exception) -> None:
         """Log why the watch broke: the first time at WARNING, its retries at DEBUG (an API
-        server outage would otherwise log five lines a second)."""
+        server outage would otherwise log five lines a second). Each break is an
+        infrastructure error retried; past the budget, the recording goes on (a validation
+        that lacks versions fails on its own) and the run is reported as spent."""
         level = logging.DEBUG if self._losing else logging.WARNING
         self._losing = True
         log.log(level, "watch of %s/%s broke (%s); reconnecting", self._namespace, self._name, why)
+        with contextlib.suppress(RetryBudgetSpent):
+            self._infrastructure.saw(f"watching {self._name}", error)
 
 
 class Scenario:
@@ -138,6 +156,7 @@ class Scenario:
         self.namespace = namespace
         self.provider = provider
         self.name = f"scenario-{uuid.uuid4().hex[:8]}"
+        self.infrastructure = InfrastructureErrors()
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -159,22 +178,56 @@ class Scenario:
 
     def create(self) -> Recorder:
         self._ensure_namespace()
-        self.custom.create_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.manifest()
-        )
-        recorder = Recorder(self.custom, self.namespace, self.name)
+        try:
+            self.infrastructure.call(
+                f"creating {self.name}",
+                lambda: self.custom.create_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.manifest(),
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+            )
+        except ApiException as exc:
+            # A retried create whose first attempt landed: the name is ours (uuid-suffixed).
+            if exc.status != 409 or not self.infrastructure.retried:
+                raise
+        recorder = Recorder(self.custom, self.namespace, self.name, self.infrastructure)
         recorder.start()
         return recorder
 
     def delete(self) -> None:
-        self.custom.delete_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
-        )
+        try:
+            self.infrastructure.call(
+                f"deleting {self.name}",
+                lambda: self.custom.delete_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+            )
+        except ApiException as exc:
+            # A retried delete whose first attempt landed, and the instance went at once.
+            if exc.status != 404 or not self.infrastructure.retried:
+                raise
 
     def exists(self) -> bool:
         try:
-            self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
+            self.infrastructure.call(
+                f"reading {self.name}",
+                lambda: self.custom.get_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -183,22 +236,35 @@ class Scenario:
         return True
 
     def request_restart(self, at: datetime) -> None:
-        """Set spec.restartRequestedAt, as a user would (a merge patch of the spec)."""
-        self.custom.patch_namespaced_custom_object(
-            names.GROUP,
-            names.VERSION,
-            self.namespace,
-            names.PLURAL,
-            self.name,
-            {"spec": {"restartRequestedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-            _content_type="application/merge-patch+json",
+        """Set spec.restartRequestedAt, as a user would (a merge patch of the spec; the same
+        patch again is the same request)."""
+        self.infrastructure.call(
+            f"requesting a restart of {self.name}",
+            lambda: self.custom.patch_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                self.namespace,
+                names.PLURAL,
+                self.name,
+                {"spec": {"restartRequestedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT_S,
+            ),
         )
 
     def vm_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The VirtualMachineInstance `namespace/name` (KubeVirt names it as its VM), or None."""
         try:
-            found = self.custom.get_namespaced_custom_object(
-                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
+            found = self.infrastructure.call(
+                f"reading VirtualMachineInstance {namespace}/{name}",
+                lambda: self.custom.get_namespaced_custom_object(
+                    names.KUBEVIRT_GROUP,
+                    names.KUBEVIRT_VERSION,
+                    namespace,
+                    names.VMI_PLURAL,
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -208,11 +274,15 @@ class Scenario:
 
     def labelled_vms(self) -> list[str]:
         try:
-            vms = self.custom.list_cluster_custom_object(
-                names.KUBEVIRT_GROUP,
-                names.KUBEVIRT_VERSION,
-                names.VM_PLURAL,
-                label_selector=f"{names.VM_INSTANCE_LABEL}={self.name}",
+            vms = self.infrastructure.call(
+                "listing VirtualMachines",
+                lambda: self.custom.list_cluster_custom_object(
+                    names.KUBEVIRT_GROUP,
+                    names.KUBEVIRT_VERSION,
+                    names.VM_PLURAL,
+                    label_selector=f"{names.VM_INSTANCE_LABEL}={self.name}",
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:  # no KubeVirt at all: no VM can be left behind
@@ -223,8 +293,12 @@ class Scenario:
 
     def _ensure_namespace(self) -> None:
         try:
-            self.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+            self.infrastructure.call(
+                f"creating namespace {self.namespace}",
+                lambda: self.core.create_namespace(
+                    client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)),
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status != 409:
