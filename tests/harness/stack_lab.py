@@ -410,6 +410,7 @@ async def open_lab(
     env: Mapping[str, str] | None = None,
     with_operator: bool = True,
     simulated_jobs: Mapping[str, Any] | None = None,
+    with_fulfillment: bool = True,
 ) -> AsyncIterator[Lab]:
     """A started stack with its clients and a running recorder; everything stopped after.
 
@@ -425,6 +426,7 @@ async def open_lab(
             vm_boot_seconds=vm_boot_seconds,
             with_operator=with_operator,
             simulated_jobs=simulated_jobs,
+            with_fulfillment=with_fulfillment,
         )
     finally:
         for key, value in saved.items():
