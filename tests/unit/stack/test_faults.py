@@ -165,3 +165,18 @@ def test_a_string_seed_gives_one_plan_and_slow_faults_carry_a_delay() -> None:
     assert plan != fault_plan("7/other", span_s=60, count=12, longest_s=4, modes=modes)
     assert all((f.delay_s > 0) == (f.mode is Mode.SLOW) for f in plan)
     assert any(f.mode is Mode.SLOW for f in plan)
+
+
+async def test_lost_answers_reach_the_server_but_never_come_back(relay: FaultRelay) -> None:
+    reader, writer = await _connect(relay)
+    assert await _echoes(reader, writer) == b"ping"
+    await relay.set_mode(Mode.LOSE_ANSWERS)
+    writer.write(b"ping")
+    await writer.drain()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(4), QUIET_S)
+    assert len(relay.sent_at) == 2, "the request went through"
+    await relay.set_mode(Mode.PASS)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(4), QUIET_S)  # that connection stays lost
+    assert await _echoes(*await _connect(relay)) == b"ping"

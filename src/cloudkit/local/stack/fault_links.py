@@ -25,7 +25,7 @@ from cloudkit.local.stack.faults import Fault, FaultRelay, Mode, fault_plan
 from cloudkit.local.stack.ports import HOST
 
 FAULTS_FILE = "faults.json"
-PLANNED_MODES = (Mode.REFUSE, Mode.RESET, Mode.BLACK_HOLE, Mode.SLOW)
+PLANNED_MODES = (Mode.REFUSE, Mode.RESET, Mode.BLACK_HOLE, Mode.LOSE_ANSWERS, Mode.SLOW)
 
 
 class Link(StrEnum):

@@ -8,7 +8,10 @@ it caught: every connection open or accepted during it never answers again (as a
 NAT entry was dropped), so only the client's own deadline ends it; new connections pass once
 it is over. A refusing relay is a peer that is down: the port stops listening (connection
 refused) and open connections are reset. A resetting relay accepts, reads the start of a
-request, then resets the connection (a peer that crashed mid-request). A slow relay passes
+request, then resets the connection (a peer that crashed mid-request). A relay that loses
+answers delivers the client's bytes and drops the server's (the request is served, its answer
+never arrives: the case a non-idempotent call such as a job launch must survive), and the
+connections it caught stay silent, as a black hole's. A slow relay passes
 every chunk after a delay (added latency). A plan is the same for the same seed, so a run
 with faults can be replayed.
 """
@@ -33,6 +36,7 @@ class Mode(StrEnum):
     REFUSE = "refuse"
     RESET = "reset"
     BLACK_HOLE = "black-hole"
+    LOSE_ANSWERS = "lose-answers"
     SLOW = "slow"
 
 
@@ -207,6 +211,9 @@ class FaultRelay:
             while data := await reader.read(65536):
                 if from_client:
                     self.sent_at.append(time.monotonic())
+                if not from_client and self.mode is Mode.LOSE_ANSWERS:
+                    self.faulted += not connection.black_holed
+                    connection.black_holed = True  # the rest of this answer is lost too
                 if self.mode is Mode.SILENT or connection.black_holed:
                     continue  # the bytes go nowhere, the connection stays open
                 if self.mode is Mode.SLOW:
