@@ -102,12 +102,20 @@ class FaultedLinks:
             follow = relay.follow(self.settings.plan(link), every_s=self.settings.span_s)
             self._plans.append(asyncio.create_task(follow, name=f"faults {link.value}"))
 
-    async def stop(self) -> None:
+    async def calm(self) -> None:
+        """No more faults: the plans end and every relay passes (a stopping stack's parts
+        then shut down as they would without faults: release their Lease, finish a write)."""
         for task in self._plans:
             task.cancel()
         for task in self._plans:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._plans.clear()
+        for relay in self.relays.values():
+            await relay.set_mode(Mode.PASS)
+
+    async def stop(self) -> None:
+        await self.calm()
         for relay in self.relays.values():
             await relay.stop()
 

@@ -152,6 +152,8 @@ class StackHandle:
         self._stopped = True
         for task in self._watchers:
             task.cancel()
+        if self.faults is not None:
+            await self.faults.calm()
         if self.operators is not None:
             await self.operators.stop()  # no restart from here on
         for child in reversed(self.children):
