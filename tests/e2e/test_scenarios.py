@@ -96,7 +96,9 @@ def test_delete_during_provision_passes_on_its_first_attempt_with_faults(tmp_pat
     fail by the seed's plan, and the report counts the scenario's own infrastructure errors
     apart from its validations."""
     data = run_scenario("delete-during-provision", "aap", tmp_path, "--faults", str(FAULTS_SEED))
-    assert set(data["infrastructure"]) >= {"errors_seen", "retried", "budget_spent"}  # type: ignore[arg-type]
+    infrastructure = data["infrastructure"]
+    assert isinstance(infrastructure, dict)
+    assert set(infrastructure) >= {"errors_seen", "retried", "budget_spent"}
     faults = json.loads((tmp_path / "stack" / "faults.json").read_text())
     assert faults["seed"] == FAULTS_SEED
     struck = {link: entry["faults_applied"] for link, entry in faults["links"].items()}

@@ -138,6 +138,8 @@ async def orders(tmp_path: Path) -> AsyncIterator[OrderLab]:
         finally:
             controller.stop()
             print(f"\n--- controller log (tail) ---\n{controller.log()[-3000:]}")
+            if service.log_path.exists():
+                print(f"\n--- service log (tail) ---\n{service.log_path.read_text()[-3000:]}")
             for client in (admin, tenant):
                 if client is not None:
                     await client.close()
