@@ -62,8 +62,8 @@ log = logging.getLogger("cloudkit.operator")
 SHUTDOWN_GRACE_S = 20.0
 """How long SIGTERM waits for the reconciles in flight (the Deployment grants 30 s)."""
 RELEASE_TIMEOUT_S = 5.0
-WATCH_SERVER_TIMEOUT_S = 60.0
-WATCH_CLIENT_MARGIN_S = 10.0
+WATCH_SERVER_TIMEOUT_S = 30.0
+WATCH_CLIENT_MARGIN_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
 KOPF_REQUEST_TIMEOUT_S = 30.0
 EXIT_AFTER_LOSS_S = 20.0
