@@ -14,7 +14,7 @@ from __future__ import annotations
 from cloudkit.api import names
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.api.models import ConditionType, JobStatus, Phase
-from cloudkit.lifecycle import jobs, launch
+from cloudkit.lifecycle import jobs, launch, poll
 from cloudkit.lifecycle.conditions import set_condition
 from cloudkit.lifecycle.restart import clear_restart
 from cloudkit.lifecycle.step import Step, has_automation_finalizer
@@ -156,14 +156,7 @@ def _follow(step: Step, job: JobStatus) -> None:
         else:
             jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_DONE), step.now)
         return
-    wait = jobs.poll_wait(job, step.now, step.config)
-    if wait is not None:
-        step.requeue(wait)
-        return
-    if not step.polled(job.id):
-        step.act(PollJob(JobType.DEPROVISION, job.id))
-        return
-    step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
+    poll.follow(step, JobType.DEPROVISION, job)
 
 
 def _retry(step: Step, job: JobStatus) -> None:

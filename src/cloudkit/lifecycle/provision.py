@@ -10,10 +10,10 @@ from __future__ import annotations
 from cloudkit.api import names
 from cloudkit.api.jobs import JobReading, JobState, JobType
 from cloudkit.api.models import ConditionType, Phase
-from cloudkit.lifecycle import jobs, launch
+from cloudkit.lifecycle import jobs, launch, poll
 from cloudkit.lifecycle.conditions import set_condition
 from cloudkit.lifecycle.step import Step
-from cloudkit.lifecycle.types import AddFinalizer, EventType, PollJob
+from cloudkit.lifecycle.types import AddFinalizer, EventType
 
 EDA_COMPLETED = "Provisioning playbook completed (reconciled config version matches)"
 WAITING_FOR_LAUNCH_SLOT = "WaitingForLaunchSlot"
@@ -122,14 +122,7 @@ def _follow(step: Step) -> None:
     if not jobs.observable(job, step.config):
         step.requeue(step.config.poll_interval)
         return
-    wait = jobs.poll_wait(job, step.now, step.config)
-    if wait is not None:
-        step.requeue(wait)
-        return
-    if not step.polled(job.id):
-        step.act(PollJob(JobType.PROVISION, job.id))
-        return
-    step.requeue(step.retry_hint(job.id) or jobs.poll_delay(job, step.now, step.config))
+    poll.follow(step, JobType.PROVISION, job)
 
 
 def _applied(step: Step) -> bool:

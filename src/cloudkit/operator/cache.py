@@ -30,9 +30,9 @@ from typing import Any
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import VirtualMachineObservation
-from cloudkit.operator.kube import (
+from cloudkit.operator.kube import Kube
+from cloudkit.operator.kube_objects import (
     InstanceKey,
-    Kube,
     ObjectKey,
     VmListing,
     object_key,

@@ -9,10 +9,11 @@ an explicit file, or the in-cluster service account, with token refresh), so the
 kopf (which logs in through the sync client's loader) agree on which cluster they talk to.
 
 Every write carries the resourceVersion it was computed from; a precondition failure raises
-Conflict so the reconcile can re-read and start over. A 404 on a read returns None. Every call
-has a deadline (REQUEST_TIMEOUT_S; kubernetes_asyncio has none by default): an API server that
-stops answering fails the reconcile with a TimeoutError, which the work queue retries with
-back-off, instead of holding a worker for good.
+Conflict so the reconcile can re-read and start over. A 404 on a read returns None. What is read
+out of the objects, and the bodies sent, are pure functions in kube_objects.py. Every call has a
+deadline (REQUEST_TIMEOUT_S; kubernetes_asyncio has none by default): an API server that stops
+answering fails the reconcile with a TimeoutError, which the work queue retries with back-off,
+instead of holding a worker for good.
 
 VirtualMachineInstances (KubeVirt names each as its VM, in the VM's namespace) are read with
 the VMs, for their creation time (restarts) and address (`status.ipAddress`), and deleted to
@@ -21,12 +22,8 @@ restart a VM. Where KubeVirt is not installed, both CRDs are missing: reads find
 
 from __future__ import annotations
 
-import json
 import os
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +35,17 @@ from cloudkit.api import names
 from cloudkit.api.events import instance_event
 from cloudkit.lifecycle.types import RecordEvent, VirtualMachineObservation
 from cloudkit.operator.environment_lookups import without_environment_lookups
+from cloudkit.operator.kube_objects import (
+    InstanceKey,
+    ObjectKey,
+    VmListing,
+    describe,
+    finalizers_patch,
+    object_key,
+    retry_after,
+    status_message,
+    vmi_lookups,
+)
 
 COMPONENT = "cloudkit-operator"
 REQUEST_TIMEOUT_S = 15.0
@@ -49,35 +57,13 @@ class KubeError(Exception):
 
     def __init__(self, what: str, error: ApiException) -> None:
         self.status = error.status
-        self.retry_after = _retry_after(error)
-        detail = _status_message(error)
+        self.retry_after = retry_after(error.headers)
+        detail = status_message(error.body, error.reason)
         super().__init__(f"{what}: {error.status} {detail}".strip())
 
 
 class Conflict(KubeError):
     """The object changed since it was read (409 on a resourceVersion precondition)."""
-
-
-def _status_message(error: ApiException) -> str:
-    raw: Any = error.body
-    body = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    try:
-        parsed = json.loads(body) if isinstance(body, str) else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-        return str(parsed["message"])[:300]
-    return str(error.reason or "")
-
-
-def _retry_after(error: ApiException) -> timedelta | None:
-    """The Retry-After header (seconds) of a 429 or 503, if the server sent one."""
-    headers: Any = error.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return timedelta(seconds=max(0, int(value))) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 async def load_configuration(kubeconfig: Path | None = None) -> client.Configuration:
@@ -96,101 +82,6 @@ async def load_configuration(kubeconfig: Path | None = None) -> client.Configura
         persist_config=False,
     )
     return configuration
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceKey:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-ObjectKey = tuple[str, str]
-"""(namespace, name) of a namespaced object."""
-
-
-def object_key(obj: dict[str, Any]) -> ObjectKey:
-    metadata = obj.get("metadata") or {}
-    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-
-
-def vm_observation(
-    vm: dict[str, Any], vmi: dict[str, Any] | None = None
-) -> VirtualMachineObservation:
-    """Readiness from the VM's Ready condition; the printable status as KubeVirt shows it;
-    creation time and address from `vmi`, its VirtualMachineInstance (None: there is none).
-    """
-    status = vm.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-        if isinstance(c, dict)
-    )
-    namespace, name = object_key(vm)
-    return VirtualMachineObservation(
-        name=name,
-        namespace=namespace,
-        ready=ready or bool(status.get("ready")),
-        printable_status=str(status.get("printableStatus") or ""),
-        vmi_created_at=vmi_created_at(vmi),
-        ip_address=vmi_ip_address(vmi),
-    )
-
-
-def vmi_created_at(vmi: dict[str, Any] | None) -> datetime | None:
-    """The VMI's creationTimestamp (set by the API server); None without one or unreadable,
-    and None for a VMI being deleted (KubeVirt shuts the guest down first): it is the old one,
-    whatever its timestamp, and a restart must not be taken as done on its account."""
-    metadata = (vmi or {}).get("metadata") or {}
-    if metadata.get("deletionTimestamp"):
-        return None
-    raw = metadata.get("creationTimestamp")
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def vmi_ip_address(vmi: dict[str, Any] | None) -> str | None:
-    """The first address among the VMI's `status.interfaces` (`ipAddress`, else the first of
-    `ipAddresses`), in interface order; None when no interface reports one."""
-    interfaces = ((vmi or {}).get("status") or {}).get("interfaces") or []
-    for interface in interfaces:
-        if not isinstance(interface, dict):
-            continue
-        address = interface.get("ipAddress")
-        if not address:
-            listed = interface.get("ipAddresses") or []
-            address = listed[0] if isinstance(listed, list) and listed else None
-        if isinstance(address, str) and address:
-            return address
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class VmListing:
-    """VMs as one list returned them, the VMI of each that has one, and the list's version."""
-
-    vms: list[dict[str, Any]]
-    vmis: dict[ObjectKey, dict[str, Any]]
-    resource_version: str | None
-
-    def observations(self) -> tuple[VirtualMachineObservation, ...]:
-        return tuple(vm_observation(vm, self.vmis.get(object_key(vm))) for vm in self.vms)
-
-
-def vmi_lookups(vms: Iterable[ObjectKey]) -> dict[str, list[str]]:
-    """Per namespace, the VM names whose VMIs to read: one GET where a namespace holds one
-    VM, one list of the namespace's VMIs where it holds several (fewest requests either way)."""
-    by_namespace: dict[str, list[str]] = defaultdict(list)
-    for namespace, name in vms:
-        by_namespace[namespace].append(name)
-    return dict(by_namespace)
 
 
 class _BoundedApiClient(client.ApiClient):
@@ -345,7 +236,7 @@ class Kube:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _write_error(f"writing the status of {_describe(instance)}", error) from None
+            raise _write_error(f"writing the status of {describe(instance)}", error) from None
         return written
 
     async def set_finalizers(
@@ -359,14 +250,7 @@ class Kube:
         last thing that keeps it).
         """
         metadata = instance["metadata"]
-        patch = [
-            {
-                "op": "test",
-                "path": "/metadata/resourceVersion",
-                "value": metadata["resourceVersion"],
-            },
-            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
-        ]
+        patch = finalizers_patch(instance, finalizers)
         try:
             patched: dict[str, Any] = await self._custom.patch_namespaced_custom_object(
                 names.GROUP,
@@ -379,7 +263,7 @@ class Kube:
         except ApiException as error:
             if error.status == 404:
                 return None
-            what = f"updating the finalizers of {_describe(instance)}"
+            what = f"updating the finalizers of {describe(instance)}"
             if error.status == 422:
                 raise Conflict(what, error) from None
             raise _write_error(what, error) from None
@@ -396,7 +280,7 @@ class Kube:
             component=COMPONENT,
             reporting_instance=os.environ.get("HOSTNAME", COMPONENT),
         )
-        what = f"recording an event on {_describe(instance)}"
+        what = f"recording an event on {describe(instance)}"
         try:
             # A plain dict serializes like the model; the stubs only name the model. The answer
             # is not turned into a V1Event (nobody reads it; that parse was ~6% of the
@@ -417,11 +301,6 @@ class Kube:
                 raise KubeError(what, refused)
         finally:
             response.release()
-
-
-def _describe(instance: dict[str, Any]) -> str:
-    metadata = instance.get("metadata") or {}
-    return f"{metadata.get('namespace')}/{metadata.get('name')}"
 
 
 def _write_error(what: str, error: ApiException) -> KubeError:

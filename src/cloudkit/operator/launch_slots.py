@@ -34,7 +34,7 @@ from cloudkit.api.models import ComputeInstanceStatus, ConditionType
 from cloudkit.lifecycle import jobs
 from cloudkit.lifecycle.provision import WAITING_FOR_LAUNCH_SLOT
 from cloudkit.lifecycle.types import Decision, Observation
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.settings import OperatorSettings
 

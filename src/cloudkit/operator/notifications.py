@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import Address
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,8 @@ from cloudkit.lifecycle.types import (
 )
 from cloudkit.operator.actions import execute
 from cloudkit.operator.cache import Reads, WatchCache
-from cloudkit.operator.kube import Conflict, InstanceKey, Kube, KubeError
+from cloudkit.operator.kube import Conflict, Kube, KubeError
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import JobTracker, OperatorMetrics
 from cloudkit.providers.base import Provider

@@ -17,7 +17,7 @@ from typing import Any
 
 from cloudkit.api import names
 from cloudkit.lifecycle.provision import WAITING_FOR_LAUNCH_SLOT
-from cloudkit.operator.kube import InstanceKey, ObjectKey
+from cloudkit.operator.kube_objects import InstanceKey, ObjectKey
 from cloudkit.operator.settings import PollPolicy
 from cloudkit.operator.workqueue import Priority
 

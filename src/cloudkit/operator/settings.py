@@ -84,6 +84,33 @@ class EdaSettings(BaseModel):
     minimum_request_interval: timedelta = timedelta(0)
 
 
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class FeedbackSettings(BaseModel):
+    """Where the operator's feedback writes the records' status (feedback_sync.py): the
+    fulfillment API's private side. Absent (no CLOUDKIT_FULFILLMENT_SERVER_ADDRESS): no feedback,
+    the operator works alone. Timeout and back-off are explicit so a relay in front of the API
+    (faults, a proxy) can be sized against them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    address: str
+    token_file: Path = SERVICE_ACCOUNT_TOKEN
+    """Read again before every request (a projected token rotates)."""
+    ca_bundle: Path | None = None
+    """CA certificates for the API's TLS, beside the system's."""
+    timeout: timedelta = timedelta(seconds=10)
+    """Per request, connection included: an API that never answers costs this, no more."""
+    retry_backoff_max: timedelta = timedelta(seconds=30)
+    """Ceiling of the per-instance back-off after a failed call (from 0.5 s, doubling)."""
+    resync_period: timedelta = timedelta(minutes=5)
+    """Every instance is compared with its record again this often (someone else may have
+    written the record meanwhile)."""
+    workers: int = 4
+    """Instances fed back at once: their own workers, never the reconcile's."""
+
+
 class LeaderElectionSettings(BaseModel):
     """A Lease decides which replica acts (leadership.py); controller-runtime's defaults."""
 
@@ -122,6 +149,8 @@ class OperatorSettings(BaseModel):
     metrics_address: Address | None = None
     health_address: Address | None = None
     leader_election: LeaderElectionSettings = LeaderElectionSettings()
+    feedback: FeedbackSettings | None = None
+    """The fulfillment API the records' status goes to; None = no feedback."""
 
 
 class _Reader:
@@ -347,6 +376,52 @@ def _read_leader_election(env: _Reader) -> LeaderElectionSettings:
     )
 
 
+def _https_url(text: str) -> str:
+    if not text.startswith("https://") or len(text) <= len("https://"):
+        # A bearer token must not travel in the clear.
+        raise ValueError(f"must be an https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _read_feedback(env: _Reader) -> FeedbackSettings | None:
+    """The feedback's settings, after upstream's OSAC_FULFILLMENT_SERVER_ADDRESS."""
+    address = env.raw("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS")
+    if not address or address.lower() in OFF_WORDS:
+        return None
+    before = len(env.problems)
+    url = env.parsed("CLOUDKIT_FULFILLMENT_SERVER_ADDRESS", _https_url, "")
+    token_file = Path(env.raw("CLOUDKIT_FULFILLMENT_TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN)
+    try:
+        token_file.read_text()
+    except OSError as error:
+        env.problems.append(
+            f"CLOUDKIT_FULFILLMENT_TOKEN_FILE: cannot read {token_file}: {error.strerror}"
+        )
+    ca_bundle = env.raw("CLOUDKIT_FULFILLMENT_CA_BUNDLE") or None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        env.problems.append(f"CLOUDKIT_FULFILLMENT_CA_BUNDLE: no such file: {ca_bundle}")
+    defaults = FeedbackSettings(address="https://default")
+    timeout = env.parsed("CLOUDKIT_FULFILLMENT_TIMEOUT", _positive_duration, defaults.timeout)
+    backoff = env.parsed(
+        "CLOUDKIT_FULFILLMENT_RETRY_BACKOFF_MAX", _positive_duration, defaults.retry_backoff_max
+    )
+    resync = env.parsed(
+        "CLOUDKIT_FULFILLMENT_RESYNC_PERIOD", _positive_duration, defaults.resync_period
+    )
+    workers = env.parsed("CLOUDKIT_FULFILLMENT_WORKERS", _positive_int, defaults.workers)
+    if len(env.problems) > before:
+        return None
+    return FeedbackSettings(
+        address=url,
+        token_file=token_file,
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        timeout=timeout,
+        retry_backoff_max=backoff,
+        resync_period=resync,
+        workers=workers,
+    )
+
+
 def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
     """Read and validate every variable; raise SettingsError listing all problems at once."""
     env = _Reader(environ)
@@ -394,6 +469,7 @@ def load_settings(environ: Mapping[str, str]) -> OperatorSettings:
         ),
         health_address=env.parsed("CLOUDKIT_HEALTH_ADDRESS", parse_address, None),
         leader_election=_read_leader_election(env),
+        feedback=_read_feedback(env),
     )
     if env.problems:
         raise SettingsError(env.problems)

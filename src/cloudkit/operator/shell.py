@@ -39,9 +39,11 @@ from kubernetes_asyncio import client
 from prometheus_client import start_http_server
 
 from cloudkit.api import names
-from cloudkit.operator.cache import WatchCache
+from cloudkit.operator.cache import Reads, WatchCache
+from cloudkit.operator.feedback_sync import FeedbackSync, fulfillment_client, wait_closed
 from cloudkit.operator.kopf_storage import NoDiffBase
-from cloudkit.operator.kube import InstanceKey, Kube, load_configuration
+from cloudkit.operator.kube import Kube, load_configuration
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
@@ -86,6 +88,9 @@ class Runtime:
     elector: LeaderElector | None = None
     lease_api: Any = None
     probes: ProbeServer | None = None
+    feedback: FeedbackSync | None = None
+    """The records' status from the resources' (feedback_sync.py), on a queue of its own."""
+    feedback_queue: WorkQueue[InstanceKey] | None = None
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
     routes: Routes = field(init=False)
     """Which instances a watch event concerns (an instance's, its VMs', their VMIs')."""
@@ -114,6 +119,8 @@ class Runtime:
             return
         self.leading = True
         self.queue.start()
+        if self.feedback_queue is not None:
+            self.feedback_queue.start()
         self.reconciler.metrics.leader.set(1)
         if self.receiver is not None:
             try:
@@ -127,6 +134,8 @@ class Runtime:
         self.leading, self.lost = False, True
         self.reconciler.metrics.leader.set(0)
         await self.queue.stop()
+        if self.feedback_queue is not None:
+            await self.feedback_queue.stop()
         if self.receiver is not None:
             await self.receiver.stop()
         self.stop_flag.set()
@@ -151,6 +160,11 @@ class Runtime:
             return
         self.closed = True
         await self.queue.stop(grace=SHUTDOWN_GRACE_S)
+        if self.feedback_queue is not None:
+            # Its passes are idempotent: one cut short is done again by the next leader.
+            await self.feedback_queue.stop()
+        if self.feedback is not None:
+            await wait_closed(self.feedback)
         if self._election is not None:
             self._election.cancel()
             # Bounded: a cancellation lost inside a library must not keep the process alive.
@@ -217,6 +231,9 @@ def build_registry() -> kopf.OperatorRegistry:
             return
         obj = event.get("object") or {}
         cache(runtime).instance_event(event.get("type"), obj)
+        if runtime.feedback_queue is not None:
+            # Every change, the reconciler's own writes included: they are what is fed back.
+            runtime.feedback_queue.add(key)
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if event.get("type") == "MODIFIED" and runtime.reconciler.is_own_write(key, version):
             return
@@ -311,6 +328,12 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)
     slots.wake_with(queue.add)
     runtime = Runtime(settings, reconciler, queue, metrics_server=metrics_server)
+    if settings.feedback is not None:
+        runtime.feedback = FeedbackSync(
+            kube, Reads(kube, reconciler.cache), fulfillment_client(settings.feedback),
+            settings.feedback,
+        )  # fmt: skip
+        runtime.feedback_queue = WorkQueue(runtime.feedback, workers=settings.feedback.workers)
     try:
         await _listeners(runtime, settings, kubeconfig)
     except BaseException:

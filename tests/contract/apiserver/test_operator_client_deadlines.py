@@ -14,7 +14,8 @@ import pytest
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.stack import environment
 from cloudkit.local.stack.faults import FaultRelay, Mode
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import Kube
+from cloudkit.operator.kube_objects import InstanceKey
 
 DEADLINE_S = 1.0
 KEY = InstanceKey("default", "nobody")

@@ -148,3 +148,40 @@ def test_kubectl_create_raw_posts_a_token_review(
         "create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", str(body)
     )
     assert refused.returncode != 0 and "token is required" in refused.stderr
+
+
+def test_the_review_apis_are_in_discovery_as_kubectl_needs_them(
+    apiserver: ApiServerHandle,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    """kubectl maps a kind to its resource through discovery: without the entry, `kubectl
+    create -f` of a TokenReview fails although the endpoint answers."""
+    listed = kubectl("api-resources", "-o", "name")
+    assert listed.returncode == 0, listed.stderr
+    names = set(listed.stdout.split())
+    assert {
+        "tokenreviews.authentication.k8s.io",
+        "selfsubjectreviews.authentication.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+    } <= names
+    _, token = _account(_admin(apiserver), "default", "by-kind")
+    body = tmp_path / "review.json"
+    body.write_text(
+        json.dumps(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": token},
+            }
+        )
+    )
+    created = kubectl("create", "-f", str(body), "-o", "json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["status"]["user"]["username"] == (
+        "system:serviceaccount:default:by-kind"
+    )
+    whoami = kubectl("auth", "whoami", "-o", "json")
+    assert whoami.returncode == 0, whoami.stderr
+    assert json.loads(whoami.stdout)["kind"] == "SelfSubjectReview"

@@ -15,11 +15,11 @@ import pytest
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
 from cloudkit.local.kubevirt import (
-    INSTANCE_NETWORK,
     VM_FINALIZER,
+    VMI_NETWORK,
     VmSimulatorHandle,
-    instance_address,
     start_vm_simulator,
+    vmi_address,
 )
 from cloudkit.local.stack.kube import KubeClient, resource_path
 from tests.waiting import until
@@ -237,9 +237,9 @@ async def test_a_running_vm_has_an_instance_with_an_address(
     assert created_at(vmi) >= created_at(created)
     assert vmi["spec"] == {"domain": {"cpu": {"cores": 1}}}
     address = vmi["status"]["interfaces"][0]["ipAddress"]
-    assert address == instance_address(NS, "vm-vmi")
-    assert ipaddress.ip_address(address) in INSTANCE_NETWORK
-    assert address != instance_address(NS, "another-vm")
+    assert address == vmi_address(NS, "vm-vmi")
+    assert ipaddress.ip_address(address) in VMI_NETWORK
+    assert address != vmi_address(NS, "another-vm")
 
 
 async def test_deleting_the_instance_restarts_the_vm(
@@ -262,7 +262,7 @@ async def test_deleting_the_instance_restarts_the_vm(
     await until(lambda: client.get(vm_path("vm-restart")), ready)
     assert time.monotonic() - started >= BOOT_S
     assert created_at(after) >= requested
-    assert after["status"]["interfaces"][0]["ipAddress"] == instance_address(NS, "vm-restart")
+    assert after["status"]["interfaces"][0]["ipAddress"] == vmi_address(NS, "vm-restart")
 
 
 async def test_halting_or_deleting_a_vm_removes_its_instance(

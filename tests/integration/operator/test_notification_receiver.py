@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.notifications import NotificationReceiver
 from cloudkit.operator.settings import Address
 

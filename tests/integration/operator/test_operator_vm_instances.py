@@ -16,7 +16,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.lifecycle.types import VirtualMachineObservation
 from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
-from cloudkit.local.kubevirt import instance_address, start_vm_simulator, vm_crd_manifest
+from cloudkit.local.kubevirt import start_vm_simulator, vm_crd_manifest, vmi_address
 from cloudkit.local.kubevirt.crd import VM_CRD_NAME
 from cloudkit.local.kubevirt.simulator import wait_established
 from cloudkit.local.stack.kube import KubeClient, resource_path
@@ -112,7 +112,7 @@ async def test_one_vm_costs_one_get_of_its_instance(
         await create_vm(apiserver.kubeconfig, "ci-one", "ci-one")
         started = time.time()
         [vm] = await observe_until(kube, "ci-one", 1)
-        assert vm.ip_address == instance_address(TENANT, "ci-one")
+        assert vm.ip_address == vmi_address(TENANT, "ci-one")
         assert vm.vmi_created_at is not None
         assert abs(vm.vmi_created_at.timestamp() - started) < 5
         counted.verbs.clear()
@@ -132,7 +132,7 @@ async def test_several_vms_in_a_namespace_cost_one_list(
             await create_vm(apiserver.kubeconfig, name, "ci-many")
         seen = await observe_until(kube, "ci-many", 3)
         assert {vm.name: vm.ip_address for vm in seen} == {
-            name: instance_address(TENANT, name) for name in ("ci-many-a", "ci-many-b", "ci-many-c")
+            name: vmi_address(TENANT, name) for name in ("ci-many-a", "ci-many-b", "ci-many-c")
         }
         counted.verbs.clear()
         await kube.list_vms("ci-many")
@@ -156,7 +156,7 @@ async def test_deleting_an_instance_restarts_it_and_is_counted(
         [booting] = await kube.list_vms("ci-restart") or [None]
         assert booting is not None and booting.ip_address is None
         [again] = await observe_until(kube, "ci-restart", 1)
-        assert again.ip_address == instance_address(TENANT, "ci-restart")
+        assert again.ip_address == vmi_address(TENANT, "ci-restart")
         assert await kube.delete_vmi(TENANT, "no-such-vm") is False
     finally:
         await simulator.stop()

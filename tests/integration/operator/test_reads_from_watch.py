@@ -22,7 +22,8 @@ from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
 from cloudkit.operator.cache import WatchCache
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import Kube
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.reconcile import Reconciler
 from tests.harness.in_process import in_process_reconciler
 from tests.waiting import until

@@ -18,7 +18,8 @@ from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
-from cloudkit.operator.kube import InstanceKey, KubeError
+from cloudkit.operator.kube import KubeError
+from cloudkit.operator.kube_objects import InstanceKey
 from tests.harness.in_process import InProcess, in_process_reconciler
 from tests.waiting import until
 

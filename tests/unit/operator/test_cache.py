@@ -7,7 +7,7 @@ from typing import Any
 
 from cloudkit.api import names
 from cloudkit.operator.cache import WatchCache, newer_or_same
-from cloudkit.operator.kube import InstanceKey, VmListing
+from cloudkit.operator.kube_objects import InstanceKey, VmListing
 
 KEY = InstanceKey("ns", "ci")
 

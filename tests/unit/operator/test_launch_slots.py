@@ -21,7 +21,7 @@ from cloudkit.lifecycle.types import (
     Observation,
     PollOutcome,
 )
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.routing import instance_priority

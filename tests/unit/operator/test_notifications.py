@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.notifications import instance_of
 
 

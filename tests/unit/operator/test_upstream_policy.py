@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from cloudkit.api import names
-from cloudkit.operator.kube import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.reconcile import PassSchedule
 from cloudkit.operator.routing import Routes
 from cloudkit.operator.settings import load_settings

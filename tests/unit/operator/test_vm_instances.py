@@ -15,9 +15,9 @@ from cloudkit.api import names
 from cloudkit.api.jobs import AAP_CAPABILITIES, JobReading, JobType, ProviderCapabilities
 from cloudkit.lifecycle.types import FailureKind, RestartOutcome, RestartVirtualMachine
 from cloudkit.operator.actions import execute
-from cloudkit.operator.kube import (
+from cloudkit.operator.kube import KubeError
+from cloudkit.operator.kube_objects import (
     InstanceKey,
-    KubeError,
     vm_observation,
     vmi_created_at,
     vmi_ip_address,

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from cloudkit.api import names
 from cloudkit.operator.cache import WatchCache
-from cloudkit.operator.kube import InstanceKey, Kube
+from cloudkit.operator.kube import Kube
+from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.reconcile import Reconciler
 from cloudkit.operator.routing import VM_SETTLE_S

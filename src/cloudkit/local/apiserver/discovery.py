@@ -20,6 +20,39 @@ KUBE_VERSION = {
 }
 
 
+# The review APIs answered by `access.py`: create only, nothing stored, listed in discovery as
+# kube-apiserver lists them (clients such as `kubectl auth whoami` look for them there).
+REVIEWS: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
+    ("authentication.k8s.io", "v1"): [
+        ("selfsubjectreviews", "SelfSubjectReview", False),
+        ("tokenreviews", "TokenReview", False),
+    ],
+    ("authorization.k8s.io", "v1"): [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+    ],
+}
+
+
+def _group_versions(registry: Registry) -> dict[str, list[str]]:
+    out = registry.group_versions()
+    for group, version in REVIEWS:
+        versions = out.setdefault(group, [])
+        if version not in versions:
+            versions.append(version)
+    return out
+
+
+def _review_entry(plural: str, kind: str, namespaced: bool) -> dict[str, Any]:
+    return {
+        "name": plural,
+        "singularName": plural.removesuffix("s"),
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": ["create"],
+    }
+
+
 def api_versions() -> dict[str, Any]:
     return {
         "kind": "APIVersions",
@@ -43,12 +76,12 @@ def api_group_list(registry: Registry) -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(g, vs) for g, vs in registry.group_versions().items()],
+        "groups": [_group(g, vs) for g, vs in _group_versions(registry).items()],
     }
 
 
 def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
-    versions = registry.group_versions().get(group)
+    versions = _group_versions(registry).get(group)
     if not versions:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
@@ -72,10 +105,11 @@ def _entry(info: ResourceInfo) -> dict[str, Any]:
 
 def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
     infos = registry.resources(group, version)
-    if infos is None:
+    reviews = REVIEWS.get((group, version), [])
+    if infos is None and not reviews:
         return None
-    resources: list[dict[str, Any]] = []
-    for info in sorted(infos, key=lambda i: i.plural):
+    resources = [_review_entry(*review) for review in reviews]
+    for info in sorted(infos or [], key=lambda i: i.plural):
         resources.append(_entry(info))
         if info.status_subresource:
             resources.append(
@@ -85,6 +119,18 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
                     "namespaced": info.namespaced,
                     "kind": info.kind,
                     "verbs": ["get", "patch", "update"],
+                }
+            )
+        if group == "" and info.plural == "serviceaccounts":
+            resources.append(
+                {
+                    "name": "serviceaccounts/token",
+                    "singularName": "",
+                    "namespaced": True,
+                    "group": "authentication.k8s.io",
+                    "version": "v1",
+                    "kind": "TokenRequest",
+                    "verbs": ["create"],
                 }
             )
     return {

@@ -2,15 +2,15 @@
 
 It registers the VirtualMachine and VirtualMachineInstance CRDs, lists and watches both in all
 namespaces (re-listing after a 410 or a dropped connection), and drives each VM towards its
-runStrategy: a running VM gets a VirtualMachineInstance (states.instance_manifest: the VM's
+runStrategy: a running VM gets a VirtualMachineInstance (states.vmi_manifest: the VM's
 name, template labels and an owner reference; creationTimestamp set by the API server) and
 reports Ready after `boot_seconds`, when its VMI turns Running with an address
-(states.instance_address). A halted VM loses its VMI and reports Stopped; a deleted one keeps
+(states.vmi_address). A halted VM loses its VMI and reports Stopped; a deleted one keeps
 KubeVirt's finalizer for `stop_seconds`, then its VMI is deleted and the finalizer released.
 When the VMI of a running VM is deleted (how a restart is asked for) the simulator re-creates
 it, as KubeVirt does: a new VMI with a new creationTimestamp, the VM Starting and not Ready until
 `boot_seconds` have passed again. The waits here are the simulated durations; everything else
-reacts to watch events. It touches only VirtualMachines, their instances and their CRDs.
+reacts to watch events. It touches only VirtualMachines, their VMIs and their CRDs.
 """
 
 from __future__ import annotations
@@ -90,14 +90,14 @@ class VmSimulator:
     _work: dict[Key, _Work] = field(default_factory=dict)
     _written: dict[Key, int] = field(default_factory=dict)
     """The resourceVersion of our own last write per VM: older events are stale echoes."""
-    _instances: set[Key] = field(default_factory=set)
+    _vmis: set[Key] = field(default_factory=set)
     """VMIs that exist, from their watch and our own creates."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         await register_crds(self.client)
-        # VMIs first, so that the first pass over the VMs knows which ones have an instance.
-        await self._start_watch("vmi", ALL_VMIS_PATH, self._relist_instances, self._on_vmi_event)
+        # VMIs first, so that the first pass over the VMs knows which ones have a VMI.
+        await self._start_watch("vmi", ALL_VMIS_PATH, self._relist_vmis, self._on_vmi_event)
         await self._start_watch("vm", ALL_VMS_PATH, self._relist_vms, self._on_vm_event)
 
     async def stop(self) -> None:
@@ -173,22 +173,22 @@ class VmSimulator:
         elif kind in ("ADDED", "MODIFIED"):
             await self._on_vm(vm)
 
-    async def _relist_instances(self) -> str:
+    async def _relist_vmis(self) -> str:
         listing = await self.client.list_objects(ALL_VMIS_PATH)
         listed = {key_of(vmi) for vmi in listing.get("items") or []}
-        vanished = self._instances - listed
-        self._instances = listed
+        vanished = self._vmis - listed
+        self._vmis = listed
         for key in vanished:  # deleted while the watch was down
-            await self._instance_gone(key)
+            await self._vmi_gone(key)
         return str((listing.get("metadata") or {}).get("resourceVersion", ""))
 
     async def _on_vmi_event(self, kind: str, vmi: dict[str, Any]) -> None:
         key = key_of(vmi)
         if kind == "DELETED":
-            self._instances.discard(key)
-            await self._instance_gone(key)
+            self._vmis.discard(key)
+            await self._vmi_gone(key)
         elif kind in ("ADDED", "MODIFIED"):
-            self._instances.add(key)
+            self._vmis.add(key)
 
     def _forget(self, key: Key) -> None:
         self._written.pop(key, None)
@@ -205,18 +205,18 @@ class VmSimulator:
             return  # already superseded by our own later write; its event follows
         if not meta.get("deletionTimestamp") and VM_FINALIZER not in (meta.get("finalizers") or []):
             await self._add_finalizer(key, vm)
-        goal = goal_for(vm, has_instance=key in self._instances)
+        goal = goal_for(vm, has_vmi=key in self._vmis)
         current = self._work.get(key)
         if current is not None and current.goal == goal and not current.task.done():
             return
         self._begin(key, goal, vm)
 
-    async def _instance_gone(self, key: Key) -> None:
+    async def _vmi_gone(self, key: Key) -> None:
         """A VMI was deleted: a VM that should run boots again with a new one (a restart)."""
         vm = await self.client.get(_vm_path(key))
-        if vm is None or goal_for(vm, has_instance=False) is not Goal.BOOT:
+        if vm is None or goal_for(vm, has_vmi=False) is not Goal.BOOT:
             return  # no VM, or one halting or going away: its own events drive it
-        log.info("vm %s/%s: instance deleted; starting a new one", *key)
+        log.info("vm %s/%s: VMI deleted; starting a new one", *key)
         self._begin(key, Goal.BOOT, vm)
 
     def _begin(self, key: Key, goal: Goal | None, vm: dict[str, Any]) -> None:
@@ -267,14 +267,14 @@ class VmSimulator:
             collection = resource_path(
                 names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, namespace=key[0]
             )
-            await self.client.create(collection, states.instance_manifest(vm))
+            await self.client.create(collection, states.vmi_manifest(vm))
         except KubeError as error:
             if error.status != 409:  # 409: it exists already (a boot resumed after a restart)
                 raise
-        self._instances.add(key)
+        self._vmis.add(key)
         log.info("vm %s/%s: starting (%.1fs)", *key, self.boot_seconds)
         await asyncio.sleep(self.boot_seconds)  # the simulated boot
-        running = {"status": states.instance_running_status(key)}
+        running = {"status": states.vmi_running_status(key)}
         try:
             await self.client.merge_patch(_vmi_path(key), running)
         except KubeError as error:
@@ -285,25 +285,25 @@ class VmSimulator:
         log.info("vm %s/%s: running, ready", *key)
 
     async def _halt(self, key: Key, vm: dict[str, Any]) -> None:
-        if (vm.get("status") or {}).get("created") or key in self._instances:
+        if (vm.get("status") or {}).get("created") or key in self._vmis:
             await self._write_status(key, states.stopping_status())
             log.info("vm %s/%s: stopping (%.1fs)", *key, self.stop_seconds)
             await asyncio.sleep(self.stop_seconds)  # the simulated shutdown
         await self._write_status(key, states.stopped_status())
         # Last: the VMI's DELETED event must find the VM Stopped, with nothing left to do.
-        await self._delete_instance(key)
+        await self._delete_vmi(key)
         log.info("vm %s/%s: stopped", *key)
 
-    async def _delete_instance(self, key: Key) -> None:
+    async def _delete_vmi(self, key: Key) -> None:
         await self.client.delete(_vmi_path(key))
-        self._instances.discard(key)
+        self._vmis.discard(key)
 
     async def _finalize(self, key: Key, vm: dict[str, Any]) -> None:
         if (vm.get("status") or {}).get("printableStatus") != "Terminating":
             await self._write_status(key, states.stopping_status("Terminating"))
         log.info("vm %s/%s: terminating (%.1fs)", *key, self.stop_seconds)
         await asyncio.sleep(self.stop_seconds)  # the simulated shutdown
-        await self._delete_instance(key)
+        await self._delete_vmi(key)
         await self._release_finalizer(key)
 
     async def _release_finalizer(self, key: Key) -> None:

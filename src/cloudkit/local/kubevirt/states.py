@@ -5,7 +5,7 @@ The simulator (simulator.py) decides and writes with these; nothing here does I/
 A running VM has a VirtualMachineInstance as KubeVirt's VM controller makes one: same name and
 namespace, the labels and annotations of `spec.template.metadata`, the template's spec, and a
 controller owner reference to the VM (so the API server's garbage collector removes it with the
-VM). Its `status.interfaces[0].ipAddress` comes from `instance_address()`: a deterministic
+VM). Its `status.interfaces[0].ipAddress` comes from `vmi_address()`: a deterministic
 address in 10.200.0.0/16, the subnet upstream gives each tenant's primary UserDefinedNetwork,
 derived from the VM's namespace and name, so a re-created VMI keeps its address as a VM on a
 persistent-IP network does. The address is data only: nothing ever connects to it, and two VMs
@@ -23,7 +23,7 @@ from typing import Any, Final
 from cloudkit.local.kubevirt.crd import VM_API_VERSION, VM_KIND, VMI_KIND
 
 VM_FINALIZER: Final = "kubevirt.io/virtualMachineControllerFinalize"
-INSTANCE_NETWORK: Final = ipaddress.IPv4Network("10.200.0.0/16")
+VMI_NETWORK: Final = ipaddress.IPv4Network("10.200.0.0/16")
 """Where simulated VMI addresses come from (upstream's tenant UDN subnet)."""
 NODE_NAME: Final = "cloudkit-local"
 
@@ -46,10 +46,10 @@ def run_strategy(vm: dict[str, Any]) -> str:
     return "Always"
 
 
-def goal_for(vm: dict[str, Any], *, has_instance: bool = True) -> Goal | None:
+def goal_for(vm: dict[str, Any], *, has_vmi: bool = True) -> Goal | None:
     """The work a VM still needs, or None when its status already matches its spec.
 
-    `has_instance`: whether its VirtualMachineInstance exists; a running VM without one (it was
+    `has_vmi`: whether its VirtualMachineInstance exists; a running VM without one (it was
     deleted, which is how a restart is asked for) boots again.
     """
     meta = vm.get("metadata") or {}
@@ -57,9 +57,9 @@ def goal_for(vm: dict[str, Any], *, has_instance: bool = True) -> Goal | None:
     if meta.get("deletionTimestamp"):
         return Goal.FINALIZE if VM_FINALIZER in (meta.get("finalizers") or []) else None
     if run_strategy(vm) == "Halted":
-        stopped = status.get("printableStatus") == "Stopped" and not has_instance
+        stopped = status.get("printableStatus") == "Stopped" and not has_vmi
         return None if stopped else Goal.HALT
-    if has_instance and status.get("ready") is True and status.get("printableStatus") == "Running":
+    if has_vmi and status.get("ready") is True and status.get("printableStatus") == "Running":
         return None
     return Goal.BOOT
 
@@ -130,12 +130,12 @@ def stopped_status() -> dict[str, Any]:
 # --- VirtualMachineInstance ---------------------------------------------------------------------
 
 
-def instance_address(namespace: str, name: str) -> str:
-    """The VMI's address: stable per VM, a host of INSTANCE_NETWORK (never .0, .1 or broadcast)."""
+def vmi_address(namespace: str, name: str) -> str:
+    """The VMI's address: stable per VM, a host of VMI_NETWORK (never .0, .1 or broadcast)."""
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-    hosts = INSTANCE_NETWORK.num_addresses - 3  # network, gateway (.0.1) and broadcast excluded
+    hosts = VMI_NETWORK.num_addresses - 3  # network, gateway (.0.1) and broadcast excluded
     offset = 2 + int.from_bytes(digest[:8], "big") % hosts
-    return str(INSTANCE_NETWORK.network_address + offset)
+    return str(VMI_NETWORK.network_address + offset)
 
 
 def _mac(namespace: str, name: str) -> str:
@@ -144,7 +144,7 @@ def _mac(namespace: str, name: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
-def instance_manifest(vm: dict[str, Any]) -> dict[str, Any]:
+def vmi_manifest(vm: dict[str, Any]) -> dict[str, Any]:
     """The VMI KubeVirt's VM controller creates for `vm`, booting (phase Scheduling)."""
     meta = vm.get("metadata") or {}
     template = (vm.get("spec") or {}).get("template") or {}
@@ -178,10 +178,10 @@ def instance_manifest(vm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def instance_running_status(key: Key) -> dict[str, Any]:
+def vmi_running_status(key: Key) -> dict[str, Any]:
     """A booted VMI: Running on the local node, one interface with its address."""
     namespace, name = key
-    address = instance_address(namespace, name)
+    address = vmi_address(namespace, name)
     return {
         "phase": "Running",
         "nodeName": NODE_NAME,

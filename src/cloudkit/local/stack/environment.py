@@ -29,6 +29,9 @@ STACK_OWNED = frozenset(
         "CLOUDKIT_EDA_WEBHOOK_TOKEN",
         "CLOUDKIT_NOTIFICATION_ADDRESS",
         "CLOUDKIT_NOTIFICATION_TOKEN",
+        "CLOUDKIT_FULFILLMENT_SERVER_ADDRESS",
+        "CLOUDKIT_FULFILLMENT_TOKEN_FILE",
+        "CLOUDKIT_FULFILLMENT_CA_BUNDLE",
     }
 )
 """The operator's settings only the stack may give: never inherited from the user's shell."""
@@ -144,6 +147,20 @@ def kubeconfig_server(kubeconfig: str) -> str:
     return str(config["clusters"][0]["cluster"]["server"])
 
 
+FEEDBACK_URL = "CLOUDKIT_FULFILLMENT_SERVER_ADDRESS"
+
+
+def feedback_operator_env(url: str, ca_file: str, token_file: Path) -> dict[str, str]:
+    """How the operator's feedback reaches the fulfillment API: its URL, the CA of its
+    certificate, and the file holding the operator's ServiceAccount token (an admin of the
+    service), which the operator reads again before every call."""
+    return {
+        FEEDBACK_URL: url,
+        "CLOUDKIT_FULFILLMENT_CA_BUNDLE": ca_file,
+        "CLOUDKIT_FULFILLMENT_TOKEN_FILE": str(token_file),
+    }
+
+
 def operator_env(
     base: Mapping[str, str],
     *,
@@ -152,15 +169,18 @@ def operator_env(
     namespace: str,
     endpoints: OperatorEndpoints,
     notification_token: str | None,
+    feedback_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The operator's environment. Precedence, lowest first: the caller's environment (minus
-    STACK_OWNED), the provider, the backend's settings, then the stack's namespace and
-    addresses. Without a notification token the operator is left to polling alone."""
+    STACK_OWNED), the provider, the backend's settings, the feedback's (none: no feedback),
+    then the stack's namespace and addresses. Without a notification token the operator is
+    left to polling alone."""
     inherited = {k: v for k, v in base.items() if k not in STACK_OWNED}
     env = {
         **inherited,
         "CLOUDKIT_PROVISIONING_PROVIDER": provider,
         **backend_env,
+        **(feedback_env or {}),
         "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": namespace,
         "CLOUDKIT_METRICS_ADDRESS": address(endpoints.metrics_url),
         "CLOUDKIT_HEALTH_ADDRESS": address(endpoints.health_url),

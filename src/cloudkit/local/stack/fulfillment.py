@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,9 +63,11 @@ async def start_fulfillment(
     logs: Path,
     sink: LogSink | None,
     children: list[Child],
+    admins: Sequence[str] = (),
 ) -> FulfillmentEndpoint:
     """Issuer, then service; each appended to `children` as soon as it runs (so a failure
-    later still stops it); DIR/fulfillment.json written once the service listens."""
+    later still stops it); DIR/fulfillment.json written once the service listens. `admins`
+    are the ServiceAccounts (NAMESPACE:NAME) with every tenant and the private API."""
     issuer_dir, service_dir = state_dir / "issuer", private_dir(state_dir / "fulfillment")
     (state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
     issuer = await spawn(
@@ -98,6 +100,7 @@ async def start_fulfillment(
             info.ca_file,
             "--kubeconfig",
             str(kubeconfig),
+            *(f"--admin={account}" for account in admins),
         ),
         env=env,
         log_dir=logs,

@@ -138,5 +138,15 @@ async def prepare_operator_kubeconfig(
     return target
 
 
+def write_token_file(kubeconfig: Path, target: Path) -> Path:
+    """The ServiceAccount token of an operator kubeconfig in a file of its own (0600), for the
+    operator's feedback to present to the fulfillment API, as a pod presents its projected
+    token."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    (user,) = config.get("users") or []
+    write_private(target, str(user["user"]["token"]) + "\n")
+    return target
+
+
 def _write_kubeconfig(admin_kubeconfig: Path, target: Path, token: str) -> None:
     write_private(target, token_kubeconfig(admin_kubeconfig.read_text(), token))

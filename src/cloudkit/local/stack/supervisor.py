@@ -25,7 +25,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,17 @@ from cloudkit.local.stack.children import (
 from cloudkit.local.stack.console import StackConsole
 from cloudkit.local.stack.fault_links import FAULTS_FILE, FaultedLinks, FaultSettings, Link
 from cloudkit.local.stack.fulfillment import ENDPOINT_FILE as FULFILLMENT_ENDPOINT
-from cloudkit.local.stack.fulfillment import FulfillmentStartError, start_fulfillment
-from cloudkit.local.stack.operator_account import prepare_operator_kubeconfig
+from cloudkit.local.stack.fulfillment import (
+    FulfillmentEndpoint,
+    FulfillmentStartError,
+    start_fulfillment,
+)
+from cloudkit.local.stack.operator_account import (
+    DEPLOY_DIR,
+    prepare_operator_kubeconfig,
+    service_account_username,
+    write_token_file,
+)
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
@@ -277,7 +286,12 @@ async def _start_children(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
     if with_fulfillment:
-        handle.fulfillment_url = await _start_fulfillment(handle, env, sink, inner_kubeconfig)
+        # The operator's feedback writes the records' status: its account is an admin there.
+        account = with_operator and (DEPLOY_DIR / "kustomization.yaml").is_file()
+        admins = [service_account_username()] if account else []
+        handle.fulfillment_url = await _start_fulfillment(
+            handle, env, sink, inner_kubeconfig, admins
+        )
 
     backend = await start_backend(
         handle.provider,
@@ -302,17 +316,25 @@ async def _start_children(
     # The operator checks at start-up that its backend answers, so the backend comes first.
     await backend_ready(backend)
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
-        operator_env = environment.operator_env(
-            env,
-            provider=handle.provider,
-            backend_env=await _routed_backend(handle.faults, backend.operator_env),
-            namespace=INSTANCE_NAMESPACE,
-            endpoints=handle.endpoints,
-            notification_token=notification_token,
-        )
         # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
         operator_kubeconfig = await prepare_operator_kubeconfig(
             inner_kubeconfig, apiserver_dir / "operator.kubeconfig"
+        )
+        operator_env = environment.operator_env(
+            env,
+            provider=handle.provider,
+            backend_env=await _routed_settings(
+                handle.faults,
+                Link.OPERATOR_AUTOMATION,
+                backend.operator_env,
+                environment.OPERATOR_BACKEND_URLS,
+            ),
+            namespace=INSTANCE_NAMESPACE,
+            endpoints=handle.endpoints,
+            notification_token=notification_token,
+            feedback_env=await _routed_feedback(
+                handle.faults, _feedback_env(handle, operator_kubeconfig, inner_kubeconfig)
+            ),
         )
         if handle.faults is not None:
             operator_kubeconfig = await _routed_kubeconfig(
@@ -326,15 +348,16 @@ async def _start_children(
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
 
 
-async def _routed_backend(
-    faults: FaultedLinks | None, backend_env: Mapping[str, str]
+async def _routed_settings(
+    faults: FaultedLinks | None, link: Link, settings: Mapping[str, str], urls: Iterable[str]
 ) -> dict[str, str]:
-    """The operator's backend settings, its addresses through the automation link's relay."""
-    routed = dict(backend_env)
+    """`settings` with the addresses named `urls` through `link`'s relay (as they are without
+    faults)."""
+    routed = dict(settings)
     if faults is not None:
-        for name in environment.OPERATOR_BACKEND_URLS:
+        for name in urls:
             if name in routed:
-                routed[name] = await faults.route(Link.OPERATOR_AUTOMATION, routed[name])
+                routed[name] = await faults.route(link, routed[name])
     return routed
 
 
@@ -347,8 +370,37 @@ async def _routed_kubeconfig(faults: FaultedLinks, link: Link, kubeconfig: Path)
     return routed
 
 
+async def _routed_feedback(
+    faults: FaultedLinks | None, feedback: Mapping[str, str] | None
+) -> dict[str, str] | None:
+    if feedback is None:
+        return None
+    return await _routed_settings(
+        faults, Link.OPERATOR_FULFILLMENT, feedback, (environment.FEEDBACK_URL,)
+    )
+
+
+def _feedback_env(
+    handle: StackHandle, operator_kubeconfig: Path, admin_kubeconfig: Path
+) -> dict[str, str] | None:
+    """The operator's feedback settings: the service's URL and CA, and a file with the
+    operator account's token; None (no feedback) without a service or without that account."""
+    if not handle.fulfillment_url:
+        return None
+    if operator_kubeconfig == admin_kubeconfig:
+        log.warning("the operator has no ServiceAccount of its own: no feedback to the API")
+        return None
+    token_file = write_token_file(operator_kubeconfig, operator_kubeconfig.with_suffix(".token"))
+    ca_file = FulfillmentEndpoint.read(handle.state_dir).ca_file
+    return environment.feedback_operator_env(handle.fulfillment_url, ca_file, token_file)
+
+
 async def _start_fulfillment(
-    handle: StackHandle, env: dict[str, str], sink: LogSink | None, kubeconfig: Path
+    handle: StackHandle,
+    env: dict[str, str],
+    sink: LogSink | None,
+    kubeconfig: Path,
+    admins: list[str],
 ) -> str:
     try:
         endpoint = await start_fulfillment(
@@ -358,6 +410,7 @@ async def _start_fulfillment(
             logs=handle.state_dir / "logs",
             sink=sink,
             children=handle.children,
+            admins=admins,
         )
     except FulfillmentStartError as error:
         raise StackError(str(error)) from error
