@@ -129,6 +129,14 @@ async def orders(tmp_path: Path) -> AsyncIterator[OrderLab]:
             await service.start()
             admin = Tenant(ADMIN, service.session(token))
             tenant = service.tenant("restarts")
+            # The service checks the admin's token with the API server: once it answers a read,
+            # the one create goes out (a create retried could make two hubs).
+            await until(
+                lambda: admin.call("GET", HUBS),
+                lambda answer: answer[0] == 200,
+                within=WITHIN,
+                what="the service accepting the controller's account",
+            )
             hub = {"spec": {"kubeconfig_ref": HUB_REF, "namespace": NAMESPACE}}
             status, body = await admin.call("POST", HUBS, json=hub)
             assert status == 200, body
