@@ -39,22 +39,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Parallel test processes (pytest-xdist). Most tests wait on stacks and jobs rather than
-# compute, so more workers than cores pays. Each file runs whole on one worker, so a module's
-# shared stack starts once (measured: file by file ran ~4x more tests per minute than test by
-# test under a comparable load, load average 15-25). Override with `make test WORKERS=2`
+# Parallel test processes (pytest-xdist). Stack tests spend much of their wall time waiting on
+# timers (VM boots, job polls), so more workers than cores fills the cores. Each file runs whole
+# on one worker, so a module's shared stack starts once (measured: file by file ran ~4x more
+# tests per minute than test by test under a comparable load, load average 15-25), and the
+# longest tiers are handed out first (tests/conftest.py). Override with `make test WORKERS=2`
 # (or 0 for one process).
 WORKERS ?= 4
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
+# Ends with the 25 slowest tests (wall) and the 25 costliest tests and files (CPU: wall time
+# lies on a loaded machine); CPU_JSON=path also writes every test's figures.
 pytest: $(STAMP) postgresql
-	$(PYTEST) --durations=25
+	$(PYTEST) --durations=25 --cpu-top 25 $(if $(CPU_JSON),--cpu-json $(CPU_JSON))
 
 test: lint typecheck pytest
 
 # The fast tiers before a commit: lint, import contracts, mypy, unit and contract tests.
 check: lint typecheck postgresql
-	$(PYTEST) --durations=10 tests/unit tests/contract
+	$(PYTEST) --durations=10 --cpu-top 10 tests/unit tests/contract
 
 # The long resilience and failover proofs (about 25 minutes on an idle 2-core machine, as
 # README and CONTRIBUTING say); not part of `make test`.

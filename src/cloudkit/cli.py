@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cloudkit.tenant import commands as tenant
+
+if TYPE_CHECKING:
+    from cloudkit.scenarios.orders import TenantAccess
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -245,19 +249,36 @@ def scenario(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="State directory of the local stack (default: a temporary one)."
     ),
+    via: str = typer.Option(
+        "kubernetes",
+        help="kubernetes: create and delete the resource; fulfillment: order and delete "
+        "through the fulfillment API as a tenant (the local stack's issuer mints its tokens; "
+        "with --kubeconfig, the tenant of `cloudkit login`).",
+    ),
     faults: int | None = Faults,
 ) -> None:
     """Run an end-to-end scenario with named validations; exit 0 only if all pass, 1 for a
     product failure, 3 when the infrastructure's retry budget was spent."""
+    from cloudkit.scenarios.cli import THROUGH_THE_API, VIA
     from cloudkit.scenarios.cli import run as run_scenario
 
-    def go(config_file: Path) -> int:
+    if via not in VIA:
+        raise typer.BadParameter(f"use one of {', '.join(VIA)}", param_hint="--via")
+    if via == "fulfillment" and name not in THROUGH_THE_API:
+        # Said before a stack is started for nothing.
+        raise typer.BadParameter(
+            f"only {', '.join(THROUGH_THE_API)} run through the API, not {name}",
+            param_hint="--via fulfillment",
+        )
+
+    def go(config_file: Path, stack_dir: Path | None = None) -> int:
         return run_scenario(
             name=name,
             provider=provider,
             kubeconfig=config_file,
             json_report=json_report,
             namespace=namespace,
+            tenant=_scenario_tenant(stack_dir) if via == "fulfillment" else None,
         )
 
     if kubeconfig is not None:
@@ -267,10 +288,38 @@ def scenario(
     raise typer.Exit(_with_local_stack(provider, state_dir, go, faults=faults))
 
 
+def _scenario_tenant(stack_dir: Path | None) -> TenantAccess:
+    """A scenario's tenant: a fresh one of the local stack's issuer in `stack_dir`, or (on
+    another cluster) whoever `cloudkit login` stored."""
+    import uuid
+
+    from cloudkit.scenarios.orders import TenantAccess
+    from cloudkit.tenant.config import LoginError, LoginState
+
+    try:
+        if stack_dir is not None:
+            state = LoginState(
+                address="", tenant=f"scenario-{uuid.uuid4().hex[:6]}", state_dir=str(stack_dir)
+            )
+        else:
+            state = LoginState.load()
+        address, ca_file = state.where()
+        token = state.token_source()
+    except LoginError as error:
+        raise typer.BadParameter(str(error), param_hint="--via fulfillment") from None
+    return TenantAccess(
+        address, Path(ca_file) if ca_file else None, token, state.tenant or "(logged in)"
+    )
+
+
 def _with_local_stack(
-    provider: str, state_dir: Path | None, work: Callable[[Path], int], *, faults: int | None = None
+    provider: str,
+    state_dir: Path | None,
+    work: Callable[[Path, Path], int],
+    *,
+    faults: int | None = None,
 ) -> int:
-    """Start the local stack, run `work(kubeconfig)` in a thread, always stop the stack."""
+    """Start the local stack, run `work(kubeconfig, state_dir)` in a thread, always stop it."""
     import asyncio
     import tempfile
 
@@ -283,7 +332,7 @@ def _with_local_stack(
         typer.echo(f"starting a local stack ({provider}{with_faults}) in {directory} ...")
         stack = await start_stack(provider=provider, state_dir=directory, faults=faults)
         try:
-            return await asyncio.to_thread(work, stack.kubeconfig)
+            return await asyncio.to_thread(work, stack.kubeconfig, stack.state_dir)
         finally:
             await stack.stop()
 

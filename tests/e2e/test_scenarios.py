@@ -18,7 +18,7 @@ pytestmark = pytest.mark.stack
 CLOUDKIT = [sys.executable, "-m", "cloudkit.cli"]
 
 
-def run_scenario(name: str, provider: str, tmp_path: Path, *options: str) -> dict[str, object]:
+def run_scenario(name: str, provider: str, tmp_path: Path, *extra: str) -> dict[str, object]:
     report = tmp_path / f"{name}.json"
     proc = subprocess.run(
         [
@@ -31,7 +31,7 @@ def run_scenario(name: str, provider: str, tmp_path: Path, *options: str) -> dic
             str(report),
             "--state-dir",
             str(tmp_path / "stack"),
-            *options,
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -60,6 +60,26 @@ def test_delete_during_provision(provider: str, tmp_path: Path) -> None:
         "only-provision-job-before-delete",
         *trail,
         "resource-gone",
+        "no-orphan-virtual-machine",
+    } <= names
+
+
+@pytest.mark.parametrize("provider", ["aap", "eda"])
+def test_delete_during_provision_via_fulfillment(provider: str, tmp_path: Path) -> None:
+    """Upstream's end-to-end test, through the API as a tenant: the order reaches STARTING,
+    its deletion cancels the provision job, one deprovision job, and the record goes (404)
+    with the resource; the tenant's view and the cluster's agree at the end."""
+    data = run_scenario("delete-during-provision", provider, tmp_path, "--via", "fulfillment")
+    assert data["via"] == "fulfillment"
+    names = {v["name"] for v in data["validations"]}  # type: ignore[attr-defined]
+    assert {
+        "order-starting",
+        "only-provision-job-before-delete",
+        "deprovision-job-not-failed",
+        "deprovision-job-id-unchanged",
+        "resource-gone",
+        "record-gone",
+        "tenant-view-agrees-at-end",
         "no-orphan-virtual-machine",
     } <= names
 

@@ -9,4 +9,7 @@
 - `holds`, `kills`, `checks`: the resilience proofs' stops, kill bursts and job checks.
 - `operator_process`: API server and automation service in this process, the operator as a
   subprocess, for tests that need their own job templates (not yet on `start_stack`).
+- `mutants`: the mutant tables' runs (a copy of the source with one edit, pytest forked from one
+  server process per run).
+- `cpu_report`: the pytest plugin that reports each test's CPU (`--cpu-top`, `--cpu-json`).
 """

@@ -2,9 +2,10 @@
 tenants of the stack's fulfillment service, its hub, and the controller that turns their orders
 into ComputeInstances; plus what a tenant sees of a record over time (its event stream).
 
-When the stack runs no fulfillment controller of its own, one is started here (the harness's
-`ControllerProcess`) with the operator's ServiceAccount token, the one admin account the stack's
-service trusts, and the stack's admin kubeconfig for the hub and the Lease.
+The stack's own fulfillment controller is used when it runs one (the child `controller`, with
+its hub registered); otherwise one is started here (the harness's `ControllerProcess`) with the
+operator's ServiceAccount token, an admin account of the stack's service, and the stack's admin
+kubeconfig for the hub and the Lease.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ CONDITION = "COMPUTE_INSTANCE_CONDITION_TYPE_"
 
 def service_of(lab: Lab) -> FulfillmentService:
     """The stack's fulfillment service, as the harness's clients address it."""
+    assert lab.handle.fulfillment_url, (
+        "the lab runs no fulfillment service: open_lab(with_fulfillment=True)"
+    )
     state_dir = lab.handle.state_dir
     service = FulfillmentService(state_dir / "fulfillment", Issuer(state_dir / "issuer"))
     service.url = lab.handle.fulfillment_url
@@ -50,7 +54,8 @@ class Orders:
     lab: Lab
     service: FulfillmentService
     admin: Tenant
-    controller: ControllerProcess
+    controller: ControllerProcess | None
+    """The controller started here; None: the stack's own (its child `controller`)."""
     tenants: list[Tenant] = field(default_factory=list)
 
     def tenant(self, prefix: str) -> Tenant:
@@ -71,6 +76,8 @@ class Orders:
 
     @property
     def controller_pid(self) -> int:
+        if self.controller is None:
+            return self.lab.child("controller").pid
         assert self.controller.process is not None
         return self.controller.process.pid
 
@@ -91,25 +98,29 @@ async def open_orders(lab: Lab, directory: Path) -> AsyncIterator[Orders]:
     token = operator_token(lab)
     admin = service.tenant("admin")
     admin.http.headers["Authorization"] = f"Bearer {token}"
-    controller = ControllerProcess(
-        directory,
-        service,
-        token,
-        lab.handle.kubeconfig,
-        lease_namespace=NAMESPACE,
-        identity="feedback-tests-controller",
-    )
+    controller = None
+    if not getattr(lab.handle, "hub_id", ""):
+        controller = ControllerProcess(
+            directory,
+            service,
+            token,
+            lab.handle.kubeconfig,
+            lease_namespace=NAMESPACE,
+            identity="feedback-tests-controller",
+        )
     orders = Orders(lab, service, admin, controller)
     try:
-        status, hub = await admin.call(
-            "POST", HUBS, json={"spec": {"kubeconfig_ref": "local", "namespace": NAMESPACE}}
-        )
-        assert status == 200, hub
-        controller.give_hub("local")
-        controller.start()
+        if controller is not None:
+            status, hub = await admin.call(
+                "POST", HUBS, json={"spec": {"kubeconfig_ref": "local", "namespace": NAMESPACE}}
+            )
+            assert status == 200, hub
+            controller.give_hub("local")
+            controller.start()
         yield orders
     finally:
-        controller.stop()
+        if controller is not None:
+            controller.stop()
         for tenant in [admin, *orders.tenants]:
             await tenant.close()
 

@@ -49,6 +49,7 @@ async def in_process_reconciler(
         with_operator=False,
         job_notifications=False,
         simulated_jobs={"run_seconds": 0.3},
+        with_fulfillment=False,
     )
     requests: Counter[str] = Counter()
     try:

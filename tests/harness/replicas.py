@@ -238,12 +238,14 @@ async def open_leader_lab(
 ) -> AsyncIterator[LeaderLab]:
     """A stack whose own operator is stopped at once: the tests start the replicas they need
     (its command, environment and working directory are kept to start them). simulated_jobs:
-    the automation service's simulated templates (the playbooks' effects without Ansible)."""
+    the automation service's simulated templates (the playbooks' effects without Ansible).
+    No fulfillment service: leadership is the operator's alone."""
     handle = await start_stack(
         provider="aap",
         state_dir=state_dir,
         vm_boot_seconds=vm_boot_seconds,
         simulated_jobs=simulated_jobs,
+        with_fulfillment=False,
     )
     try:
         async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:

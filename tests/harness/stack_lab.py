@@ -416,6 +416,9 @@ async def open_lab(
 
     `env` reaches the stack's children (the stack copies this process's environment at start).
     `simulated_jobs`: the AAP templates are simulated (the playbooks' effects, no Ansible).
+    `with_fulfillment=False` leaves the fulfillment service out, for a test that does not use
+    it: it costs a stack start about as much CPU as the API server, automation service and VM
+    simulator together.
     """
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})

@@ -80,6 +80,10 @@ class JobRecord:
     status: str
     seconds: float | None
     """created → finished, queueing included; None while unfinished."""
+    created: float = 0.0
+    """When the automation created the job (epoch seconds)."""
+    finished: float | None = None
+    """When the automation recorded it finished (epoch seconds); None while unfinished."""
 
 
 def _time(value: str) -> float:
@@ -107,6 +111,8 @@ def job_records(jobs: Iterable[Mapping[str, Any]]) -> list[JobRecord]:
                 kind=kind,
                 status=str(job.get("status") or ""),
                 seconds=seconds,
+                created=_time(job["created"]),
+                finished=_time(finished) if finished else None,
             )
         )
     return records

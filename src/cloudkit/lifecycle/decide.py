@@ -6,6 +6,7 @@ from datetime import datetime
 
 from cloudkit.api import names
 from cloudkit.api.config_version import config_version
+from cloudkit.api.copies import deep_copy
 from cloudkit.api.models import (
     ComputeInstance,
     ConditionType,
@@ -31,7 +32,7 @@ def decide(
         observation=observation,
         now=now,
         config=config,
-        status=instance.status.model_copy(deep=True),
+        status=deep_copy(instance.status),  # decide never edits its input
     )
     fold_outcomes(step)
     _observe(step)

@@ -1,10 +1,14 @@
-"""`cloudkit demo`: the local stack, three instances, one deleted mid-provisioning, a verdict.
+"""`cloudkit demo`: the local stack, three orders, one deleted mid-provisioning, a verdict.
 
-It starts the stack in DIR/demo (wiped first), creates three ComputeInstances, shows their
-progress in a live table, deletes one while its provision job runs, and waits for the outcome:
-two Ready, the third gone with its provision job Canceled, exactly one deprovision job and no
-VM left behind. Every instance version is recorded from a watch, so the checks see each state
-the operator wrote, not a sample. Exit code 0 only if every check passes.
+It starts the stack in DIR/demo (wiped first) and orders three compute instances through the
+fulfillment API as the tenant `demo` (the fulfillment controller turns each order into a
+ComputeInstance, the operator provisions it and writes its status back to the order). A live
+table shows each order (id, tenant, state, IP) beside its resource and jobs; the demo deletes
+one order while its provision job runs, and waits for the outcome. The checks read both views:
+the cluster's (two Ready, the third gone with its provision job Canceled, exactly one
+deprovision job, no VM left behind) and the tenant's (two orders RUNNING with their VM's IP
+address, the third answering 404). Every instance version is recorded from a watch, so the
+checks see each state the operator wrote, not a sample. Exit code 0 only if every check passes.
 """
 
 from __future__ import annotations
@@ -24,46 +28,69 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudkit.api import names
+from cloudkit.fulfillment.client import FulfillmentClient, NotFound
+from cloudkit.local.issuer.tokens import mint
 from cloudkit.local.private import open_private_log, private_dir
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackError, StackHandle, start_stack
+from cloudkit.local.stack.fulfillment import FulfillmentEndpoint
 from cloudkit.local.stack.kube import KubeClient, WatchExpired, resource_path
 
 KEEP = ("demo-web", "demo-db")
 DOOMED = "demo-batch"
+TENANT = "demo"
 VM_BOOT_SECONDS = 5.0
-DEADLINE_S = 150.0
+DEADLINE_S = 300.0
+"""A cap, not a pace: the demo ends as soon as both views show the outcome (well under a
+minute on a quiet machine; over two on two cores shared with heavy builds)."""
+ORDERS_POLL_S = 0.5
+RUNNING = "COMPUTE_INSTANCE_STATE_RUNNING"
 
 CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
 ALL_VMS = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL)
 
 
-def instance_body(name: str, cores: int, memory_gib: int) -> dict[str, Any]:
+def order_body(name: str, cores: int, memory_gib: int) -> dict[str, Any]:
+    """A tenant's order, as `cloudkit create computeinstance` sends it."""
     return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.KIND,
-        "metadata": {"name": name, "namespace": INSTANCE_NAMESPACE},
+        "metadata": {"name": name},
         "spec": {
-            "templateID": "ocp_virt_vm",
-            "image": {"sourceType": "registry", "sourceRef": "quay.io/containerdisks/fedora:41"},
-            "cores": cores,
-            "memoryGiB": memory_gib,
-            "bootDisk": {"sizeGiB": 20},
-            "runStrategy": "Always",
+            "template": "ocp_virt_vm",
+            "template_parameters": {"cores": cores, "memory_gib": memory_gib},
+            "image": {"source_type": "registry", "source_ref": "quay.io/containerdisks/fedora:41"},
+            "boot_disk": {"size_gib": 20},
+            "run_strategy": "Always",
         },
     }
 
 
 @dataclass
 class Observed:
-    """Everything seen of the instances and VMs; `history` holds every instance version."""
+    """Everything seen of the orders, their instances and VMs, by order name; `history`
+    holds every instance version."""
 
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The tenant's view: each order as the API answers it."""
+    orders_gone: set[str] = field(default_factory=set)
+    """Orders the API answers 404 for (archived)."""
+    order_names: dict[str, str] = field(default_factory=dict)
+    """Order id → order name; the controller labels each instance with its order's id."""
+    instance_names: dict[str, str] = field(default_factory=dict)
+    """Instance name (generated) → order name; VMs are labelled with the instance's name."""
+
+    def name_of(self, obj: dict[str, Any]) -> str:
+        """The order an instance belongs to (its own name when no order is known)."""
+        meta = obj["metadata"]
+        order_id = (meta.get("labels") or {}).get(names.INSTANCE_UUID_LABEL, "")
+        name = self.order_names.get(order_id, str(meta["name"]))
+        self.instance_names[str(meta["name"])] = name
+        return name
 
     def record(self, kind: str, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
+        name = self.name_of(obj)
         if kind == "DELETED":
             self.instances.pop(name, None)
             self.gone.add(name)
@@ -92,43 +119,83 @@ async def _follow_instances(kube: KubeClient, seen: Observed) -> None:
             continue
 
 
+async def _read_vms(kube: KubeClient, seen: Observed) -> None:
+    listing = await kube.list_objects(ALL_VMS)
+    seen.vms = {
+        seen.instance_names.get(label, label): vm
+        for vm in listing.get("items") or []
+        if (label := (vm["metadata"].get("labels") or {}).get(names.VM_INSTANCE_LABEL, ""))
+    }
+
+
 async def _poll_vms(kube: KubeClient, seen: Observed) -> None:
     while True:
-        listing = await kube.list_objects(ALL_VMS)
-        seen.vms = {
-            (vm["metadata"].get("labels") or {}).get(names.VM_INSTANCE_LABEL, ""): vm
-            for vm in listing.get("items") or []
-        }
+        await _read_vms(kube, seen)
         await asyncio.sleep(1.0)
 
 
+async def _read_orders(api: FulfillmentClient, seen: Observed) -> None:
+    """The tenant's view of its orders; one it had that the API no longer has is gone."""
+    for order_id, name in list(seen.order_names.items()):
+        try:
+            seen.orders[name] = await api.get(order_id)
+        except NotFound:
+            seen.orders.pop(name, None)
+            seen.orders_gone.add(name)
+
+
+async def _poll_orders(api: FulfillmentClient, seen: Observed) -> None:
+    while True:
+        await _read_orders(api, seen)
+        await asyncio.sleep(ORDERS_POLL_S)
+
+
 def _table(seen: Observed, elapsed: float, note: str) -> Table:
+    """The tenant's view (order, tenant, state and IP) beside the cluster's (instance, phase,
+    jobs, VM); two lines a row, so it fits an 80-column terminal."""
     table = Table(title=f"cloudkit demo  {elapsed:5.1f}s  {note}", title_justify="left")
-    for column in ("instance", "phase", "provision job", "deprovision job", "VM"):
-        table.add_column(column)
+    for column in ("order", "tenant", "state", "instance", "jobs", "VM"):
+        table.add_column(column, no_wrap=True)
     for name in (*KEEP, DOOMED):
+        order, tenant, state = _order_cells(seen, name)
         obj = seen.instances.get(name)
         if obj is None and name in seen.gone:
-            table.add_row(name, Text("deleted", style="dim"), "", "", _vm_cell(seen, name))
+            deleted = Text("deleted", style="dim")
+            table.add_row(order, tenant, state, deleted, "", _vm_cell(seen, name))
             continue
         phase = ((obj or {}).get("status") or {}).get("phase") or "-"
         style = {"Ready": "green", "Failed": "red", "Deleting": "yellow"}.get(phase, "")
-        table.add_row(
-            name,
-            Text(phase, style=style),
-            _job_cell(_job(obj, "provisionJob")),
-            _job_cell(_job(obj, "deprovisionJob")),
-            _vm_cell(seen, name),
-        )
+        instance = Text(str(((obj or {}).get("metadata") or {}).get("name") or "-") + "\n")
+        instance.append(phase, style=style)
+        jobs = _job_cell(_job(obj, "provisionJob"))
+        if _job(obj, "deprovisionJob"):
+            jobs += "\n" + _job_cell(_job(obj, "deprovisionJob"))
+        table.add_row(order, tenant, state, instance, jobs, _vm_cell(seen, name))
     return table
 
 
-def _job_cell(job: dict[str, Any]) -> str:
+def _order_cells(seen: Observed, name: str) -> tuple[str, str, Text]:
+    order = seen.orders.get(name)
+    order_id = next((i for i, n in seen.order_names.items() if n == name), "")
+    head = f"{name}\n{order_id[:8]}"
+    if order is None:
+        gone = Text("gone (404)", style="dim") if name in seen.orders_gone else Text("-")
+        return head, TENANT if order_id else "", gone
+    status = order.get("status") or {}
+    state = str(status.get("state") or "").removeprefix("COMPUTE_INSTANCE_STATE_") or "-"
+    style = {"RUNNING": "green", "FAILED": "red", "DELETING": "yellow"}.get(state, "")
+    tenant = str((order.get("metadata") or {}).get("tenant") or "")
+    shown = Text(state, style=style)
+    shown.append(f"\n{status.get('internal_ip_address') or ''}")
+    return head, tenant, shown
+
+
+def _job_cell(job: dict[str, Any], *, message: bool = False) -> str:
     if not job:
         return "-"
     text = f"#{job.get('id') or '?'} {job.get('state', '')}"
-    message = job.get("message")
-    return f"{text} ({message})" if message else text
+    said = job.get("message") if message else None
+    return f"{text} ({said})" if said else text
 
 
 def _vm_cell(seen: Observed, name: str) -> str:
@@ -162,7 +229,7 @@ def verdict(seen: Observed) -> list[Check]:
         Check(
             f"{DOOMED}: provision job Canceled",
             last_provision.get("state") == "Canceled",
-            _job_cell(last_provision),
+            _job_cell(last_provision, message=True),
         )
     )
     deprovision_ids = {
@@ -189,49 +256,74 @@ def verdict(seen: Observed) -> list[Check]:
         )
     )
     checks.append(Check(f"{DOOMED}: no VM left behind", DOOMED not in seen.vms, ""))
+    return checks + tenant_verdict(seen)
+
+
+def tenant_verdict(seen: Observed) -> list[Check]:
+    """The tenant's view agrees with the cluster's: each kept order RUNNING with its VM's IP
+    address (the instance's), the deleted one answering 404."""
+    checks = []
+    for name in KEEP:
+        order = (seen.orders.get(name) or {}).get("status") or {}
+        instance = (seen.instances.get(name) or {}).get("status") or {}
+        state, ip = order.get("state"), order.get("internal_ip_address")
+        checks.append(
+            Check(
+                f"{name}: order RUNNING with the instance's IP (tenant's view)",
+                state == RUNNING and bool(ip) and ip == instance.get("ipAddress"),
+                f"order {state} {ip!r}; instance {instance.get('ipAddress')!r}",
+            )
+        )
+    checks.append(
+        Check(
+            f"{DOOMED}: order gone, 404 (tenant's view)",
+            DOOMED in seen.orders_gone and DOOMED not in seen.orders,
+            "",
+        )
+    )
     return checks
 
 
-async def _drive(handle: StackHandle, console: Console) -> list[Check]:
+async def _drive(handle: StackHandle, api: FulfillmentClient, console: Console) -> list[Check]:
     seen = Observed()
     async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:
+        for name, cores, memory in ((KEEP[0], 2, 4), (KEEP[1], 4, 8), (DOOMED, 1, 2)):
+            created = await api.create(order_body(name, cores, memory))
+            seen.order_names[str(created["id"])] = name
         followers = [
             asyncio.create_task(_follow_instances(kube, seen)),
             asyncio.create_task(_poll_vms(kube, seen)),
+            asyncio.create_task(_poll_orders(api, seen)),
         ]
         try:
-            for name, cores, memory in ((KEEP[0], 2, 4), (KEEP[1], 4, 8), (DOOMED, 1, 2)):
-                await kube.create(CI_PATH, instance_body(name, cores, memory))
-            await _watch_progress(kube, seen, handle, console)
+            await _watch_progress(api, seen, handle, console)
         finally:
             for task in followers:
                 task.cancel()
             for task in followers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        # One last authoritative read of the VMs for the orphan check.
-        listing = await kube.list_objects(ALL_VMS)
-        seen.vms = {
-            (vm["metadata"].get("labels") or {}).get(names.VM_INSTANCE_LABEL, ""): vm
-            for vm in listing.get("items") or []
-        }
+        # One last authoritative read of both views for the checks.
+        await _read_vms(kube, seen)
+        await _read_orders(api, seen)
     return verdict(seen)
 
 
 async def _watch_progress(
-    kube: KubeClient, seen: Observed, handle: StackHandle, console: Console
+    api: FulfillmentClient, seen: Observed, handle: StackHandle, console: Console
 ) -> None:
     started = time.monotonic()
     deleted_at: float | None = None
-    note = "creating three instances"
+    note = f"ordered three instances as tenant {TENANT}"
+    doomed_id = next(i for i, n in seen.order_names.items() if n == DOOMED)
     with Live(_table(seen, 0, note), console=console, refresh_per_second=4) as live:
         while True:
             elapsed = time.monotonic() - started
             doomed = seen.instances.get(DOOMED)
             if deleted_at is None and _job(doomed, "provisionJob").get("state") == "Running":
-                await kube.delete(f"{CI_PATH}/{DOOMED}")
+                await api.delete(doomed_id)
                 deleted_at = elapsed
-                note = f"deleted {DOOMED} while its provision job runs"
+                note = f"deleted order {DOOMED} while its provision job runs"
             live.update(_table(seen, elapsed, note))
             if handle.failed.is_set():
                 raise StackError(handle.failure or "the stack failed")
@@ -244,9 +336,12 @@ async def _watch_progress(
 
 def _finished(seen: Observed) -> bool:
     ready = all(
-        ((seen.instances.get(n) or {}).get("status") or {}).get("phase") == "Ready" for n in KEEP
+        ((seen.instances.get(n) or {}).get("status") or {}).get("phase") == "Ready"
+        and ((seen.orders.get(n) or {}).get("status") or {}).get("state") == RUNNING
+        for n in KEEP
     )
-    return ready and DOOMED in seen.gone and DOOMED not in seen.vms
+    doomed_gone = DOOMED in seen.gone and DOOMED in seen.orders_gone
+    return ready and doomed_gone and DOOMED not in seen.vms
 
 
 async def _demo(provider: str, state_dir: Path, console: Console) -> int:
@@ -267,8 +362,12 @@ async def _demo(provider: str, state_dir: Path, console: Console) -> int:
     try:
         if not handle.operator_running:
             raise StackError("the operator (cloudkit.operator) is not available")
-        console.print(f"stack up: API server {handle.apiserver_url}, logs in {demo_dir / 'logs'}")
-        checks = await _drive(handle, console)
+        console.print(
+            f"stack up: fulfillment API {handle.fulfillment_url}, API server "
+            f"{handle.apiserver_url}, logs in {demo_dir / 'logs'}"
+        )
+        async with _tenant_client(demo_dir) as api:
+            checks = await _drive(handle, api, console)
     finally:
         with console.status("stopping the stack ..."):
             await handle.stop()
@@ -281,6 +380,18 @@ async def _demo(provider: str, state_dir: Path, console: Console) -> int:
         summary.add_row(check.name, mark, check.detail)
     console.print(summary)
     return 0 if all(check.ok for check in checks) else 1
+
+
+def _tenant_client(state_dir: Path) -> FulfillmentClient:
+    """The API as the tenant `demo`, with tokens of the stack's issuer (as `cloudkit login
+    --tenant demo` would get them)."""
+    endpoint = FulfillmentEndpoint.read(state_dir)
+    issuer = Path(endpoint.issuer_dir)
+    return FulfillmentClient(
+        endpoint.address,
+        lambda: mint(issuer, tenant=TENANT, ttl_s=3600),
+        ca_file=Path(endpoint.ca_file),
+    )
 
 
 def _log_to_file(path: Path) -> None:

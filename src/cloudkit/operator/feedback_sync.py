@@ -50,7 +50,7 @@ log = logging.getLogger("cloudkit.operator.feedback")
 MAX_ROUNDS = 6
 """Re-reads after a conflict (the resource's or the record's) before the pass gives up."""
 BACKOFF_MIN_S = 0.5
-HELD_RECHECK_S = 2.0
+HELD_RECHECK_S = 10.0
 """How soon a record the controller holds FAILED is looked at again (it is taken back soon)."""
 
 
@@ -154,6 +154,7 @@ class FeedbackSync:
             if patched is None:
                 return None
             raw, resource = patched, Resource.read(patched)
+            finalizers = list(resource.metadata.finalizers)
         if resource.released and not fresh:
             # The finalizer goes next: decide the final state on a fresh read only.
             raise _Again("the feedback finalizer is the last one")

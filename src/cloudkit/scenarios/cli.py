@@ -18,6 +18,7 @@ from cloudkit.scenarios.infrastructure import (
     EXIT_RETRY_BUDGET_SPENT,
     RetryBudgetSpent,
 )
+from cloudkit.scenarios.orders import Orders, TenantAccess
 from cloudkit.scenarios.restart import restart
 from cloudkit.scenarios.runner import Scenario, ScenarioError, delete_during_provision, lifecycle
 from cloudkit.scenarios.validations import Report
@@ -27,10 +28,14 @@ SCENARIOS: dict[str, Callable[[Scenario], Report]] = {
     "lifecycle": lifecycle,
     "restart": restart,
 }
+VIA = ("kubernetes", "fulfillment")
+THROUGH_THE_API = ("delete-during-provision", "lifecycle")
+"""The scenarios that can order through the fulfillment API (`--via fulfillment`)."""
 
 
 def render(report: Report, console: Console) -> None:
-    table = Table(title=f"{report.scenario} ({report.provider}) {report.instance}")
+    via = f" via {report.via}" if report.via != "kubernetes" else ""
+    table = Table(title=f"{report.scenario}{via} ({report.provider}) {report.instance}")
     table.add_column("validation")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
@@ -72,20 +77,30 @@ def run(
     kubeconfig: Path,
     json_report: Path | None,
     namespace: str,
+    tenant: TenantAccess | None = None,
 ) -> int:
     """Exit code 0 only if every validation passed; 1 for a product failure; 2 if the scenario
-    could not start; 3 if the infrastructure's retry budget was spent."""
+    could not start; 3 if the infrastructure's retry budget was spent. With `tenant`, the
+    instance is ordered and deleted through the fulfillment API as that tenant."""
     console = Console()
     scenario_fn = SCENARIOS.get(name)
     if scenario_fn is None:
         console.print(f"[red]unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
         return EXIT_COULD_NOT_RUN
-    scn = Scenario(kubeconfig=str(kubeconfig), namespace=namespace, provider=provider)
+    if tenant is not None and name not in THROUGH_THE_API:
+        console.print(f"[red]--via fulfillment: only {', '.join(THROUGH_THE_API)}, not {name}")
+        return EXIT_COULD_NOT_RUN
+    scn = Scenario(
+        kubeconfig=str(kubeconfig),
+        namespace=namespace,
+        provider=provider,
+        orders=Orders(tenant) if tenant is not None else None,
+    )
     try:
         report = scenario_fn(scn)
     except (ScenarioError, RetryBudgetSpent) as exc:
         console.print(f"[red]scenario {name} could not complete: {exc}")
-        report = Report(name, provider, f"{namespace}/{scn.name}")
+        report = Report(name, provider, f"{namespace}/{scn.name}", via=scn.via)
         report.add("scenario-completed", False, str(exc))
     report.infrastructure = scn.infrastructure.to_json()
     render(report, console)

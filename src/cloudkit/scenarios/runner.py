@@ -24,10 +24,14 @@ from kubernetes.client.exceptions import ApiException
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.infrastructure import InfrastructureErrors, RetryBudgetSpent
+from cloudkit.scenarios.orders import STATE_OF_PHASE, Orders, short_state
 from cloudkit.scenarios.validations import Report, Snapshot
 
 log = logging.getLogger("cloudkit.scenarios")
 
+Object = dict[str, Any]
+# What a scenario's tenant orders: the template the local stack's playbooks provision.
+ORDER_SPEC: Object = {"template": "cloudkit_templates_ocp_virt_vm", "run_strategy": "Always"}
 # How long an EDA provision playbook that outlived its instance may take to remove its VM.
 EDA_SETTLE_S = 60.0
 REQUEST_TIMEOUT_S = 15.0
@@ -48,11 +52,18 @@ class Recorder:
         namespace: str,
         name: str,
         infrastructure: InfrastructureErrors | None = None,
+        *,
+        label_selector: str | None = None,
     ) -> None:
+        """Watches `name`, or with `label_selector` the one instance it selects, whose name
+        (`found_name`) is known only once the instance exists (the fulfillment controller
+        names it with generateName)."""
         self._api = api
         self._infrastructure = infrastructure or InfrastructureErrors()
         self._namespace = namespace
         self._name = name
+        self._label_selector = label_selector
+        self.found_name: str | None = None
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -79,6 +90,8 @@ class Recorder:
 
     def _record(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
+        if self.found_name is None and meta.get("name"):
+            self.found_name = str(meta["name"])
         snap = Snapshot(
             at=time.monotonic() - self._start,
             resource_version=str(meta.get("resourceVersion", "")),
@@ -95,11 +108,14 @@ class Recorder:
         while not self._stop.is_set():
             w = watch.Watch()  # type: ignore[no-untyped-call]
             kwargs: dict[str, Any] = {
-                "field_selector": f"metadata.name={self._name}",
                 "timeout_seconds": WATCH_TIMEOUT_S,
                 # A connection that stops answering ends the stream on this side too.
                 "_request_timeout": WATCH_TIMEOUT_S + REQUEST_TIMEOUT_S,
             }
+            if self._label_selector is not None:
+                kwargs["label_selector"] = self._label_selector
+            else:
+                kwargs["field_selector"] = f"metadata.name={self._name}"
             if resource_version:
                 kwargs["resource_version"] = resource_version
             try:
@@ -149,7 +165,16 @@ class Recorder:
 class Scenario:
     """Shared plumbing: clients, the instance manifest, waiting with deadlines."""
 
-    def __init__(self, *, kubeconfig: str | None, namespace: str, provider: str) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None,
+        namespace: str,
+        provider: str,
+        orders: Orders | None = None,
+    ) -> None:
+        """With `orders` the instance is ordered and deleted through the fulfillment API as
+        that tenant (`namespace` is then the hub's, where the controller creates it)."""
         api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
@@ -157,6 +182,13 @@ class Scenario:
         self.provider = provider
         self.name = f"scenario-{uuid.uuid4().hex[:8]}"
         self.infrastructure = InfrastructureErrors()
+        self.orders = orders
+        self.record_id: str | None = None
+        """The order's id (with `orders`), once created."""
+
+    @property
+    def via(self) -> str:
+        return "fulfillment" if self.orders is not None else "kubernetes"
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -177,6 +209,8 @@ class Scenario:
         }
 
     def create(self) -> Recorder:
+        if self.orders is not None:
+            return self._order()
         self._ensure_namespace()
         try:
             self.infrastructure.call(
@@ -198,7 +232,36 @@ class Scenario:
         recorder.start()
         return recorder
 
+    def _order(self, timeout: float = 60.0) -> Recorder:
+        """The order through the API, then the watch of the ComputeInstance the controller
+        makes of it (labelled with the order's id); returns once that exists, named."""
+        assert self.orders is not None
+        record = self.orders.create(self.name, ORDER_SPEC)
+        self.record_id = str(record["id"])
+        recorder = Recorder(
+            self.custom,
+            self.namespace,
+            self.name,
+            self.infrastructure,
+            label_selector=f"{names.INSTANCE_UUID_LABEL}={self.record_id}",
+        )
+        recorder.start()
+        try:
+            wait_for(
+                lambda: recorder.found_name is not None,
+                timeout=timeout,
+                what=f"the ComputeInstance of order {self.record_id}",
+            )
+        except ScenarioError:
+            recorder.stop()
+            raise
+        self.name = str(recorder.found_name)
+        return recorder
+
     def delete(self) -> None:
+        if self.orders is not None and self.record_id is not None:
+            self.orders.delete(self.record_id)
+            return
         try:
             self.infrastructure.call(
                 f"deleting {self.name}",
@@ -216,9 +279,19 @@ class Scenario:
             if exc.status != 404 or not self.infrastructure.retried:
                 raise
 
+    def order(self) -> Object | None:
+        """The order as its tenant sees it now (None: gone, or no order)."""
+        if self.orders is None or self.record_id is None:
+            return None
+        return self.orders.get(self.record_id)
+
     def exists(self) -> bool:
+        return self.resource_status() is not None
+
+    def resource_status(self) -> dict[str, Any] | None:
+        """The instance's status now; None once it is gone."""
         try:
-            self.infrastructure.call(
+            found = self.infrastructure.call(
                 f"reading {self.name}",
                 lambda: self.custom.get_namespaced_custom_object(
                     names.GROUP,
@@ -231,9 +304,9 @@ class Scenario:
             )
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
+        return dict((found if isinstance(found, dict) else {}).get("status") or {})
 
     def request_restart(self, at: datetime) -> None:
         """Set spec.restartRequestedAt, as a user would (a merge patch of the spec; the same
@@ -339,12 +412,47 @@ def vms_left(scn: Scenario) -> list[str]:
     return scn.labelled_vms()
 
 
+def _order_state(scn: Scenario, wanted: str, timeout: float) -> tuple[str, float]:
+    """Wait (bounded) until the tenant sees its order in state `wanted`; the state last seen
+    and the seconds waited (a timeout is a failed validation, not an error)."""
+    seen: dict[str, str] = {"state": ""}
+
+    def reached() -> bool:
+        seen["state"] = short_state(scn.order())
+        return seen["state"] == wanted
+
+    started = time.monotonic()
+    with contextlib.suppress(ScenarioError):
+        wait_for(reached, timeout=timeout, what=f"order state {wanted}", interval=0.2)
+    return seen["state"], time.monotonic() - started
+
+
+def _record_gone(scn: Scenario, report: Report, timeout: float) -> None:
+    """Through the API: the record answers 404 (archived), and the tenant's view agrees with
+    the cluster's (both gone)."""
+    started = time.monotonic()
+    with contextlib.suppress(ScenarioError):
+        wait_for(lambda: scn.order() is None, timeout=timeout, what="record gone", interval=0.2)
+    record = scn.order()
+    report.timings["resource_gone_to_record_gone_s"] = time.monotonic() - started
+    report.validations.append(
+        v.record_gone(record is None, report.timings["resource_gone_to_record_gone_s"])
+    )
+    resource = scn.resource_status()
+    report.validations.append(v.tenant_view_agrees(record, resource, STATE_OF_PHASE))
+
+
 def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
-    """Create, wait for a running provision job, delete, and validate the whole trail."""
-    report = Report("delete-during-provision", scn.provider, f"{scn.namespace}/{scn.name}")
+    """Create, wait for a running provision job, delete, and validate the whole trail. Through
+    the API (upstream's test): order, state STARTING, delete the order, … record gone (404)."""
+    report = Report("delete-during-provision", scn.provider, "", via=scn.via)
     t0 = time.monotonic()
     rec = scn.create()
+    report.instance = f"{scn.namespace}/{scn.name}"
     try:
+        if scn.orders is not None:
+            state, waited = _order_state(scn, "STARTING", 60)
+            report.validations.append(v.order_state_seen(state, "STARTING", waited))
         report.timings["provision_job_started_s"] = wait_for(
             lambda: _provision_running(rec, scn.provider),
             timeout=60,
@@ -367,17 +475,23 @@ def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
     else:
         report.validations.append(v.provision_terminal_with_matching_message(trace))
         report.validations.append(v.single_deprovision_after_provision_terminal(trace))
+    report.validations.append(v.deprovision_job_not_failed(trace))
+    report.validations.append(v.deprovision_job_id_unchanged(trace, gone))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    if scn.orders is not None:
+        _record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
 
 
 def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
-    """Create, wait until Ready with a running VM, delete, and validate the clean-up."""
-    report = Report("lifecycle", scn.provider, f"{scn.namespace}/{scn.name}")
+    """Create, wait until Ready with a running VM, delete, and validate the clean-up. Through
+    the API: the tenant sees RUNNING with the resource's IP address, then the record goes."""
+    report = Report("lifecycle", scn.provider, "", via=scn.via)
     t0 = time.monotonic()
     rec = scn.create()
+    report.instance = f"{scn.namespace}/{scn.name}"
     try:
 
         def ready() -> bool:
@@ -387,6 +501,15 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
         report.timings["create_to_ready_s"] = wait_for(ready, timeout=timeout, what="phase Ready")
         ready_snap = rec.latest()
         assert ready_snap is not None
+        if scn.orders is not None:
+            state, waited = _order_state(scn, "RUNNING", timeout)
+            report.timings["ready_to_order_running_s"] = waited
+            report.validations.append(v.order_state_seen(state, "RUNNING", waited))
+            report.validations.append(
+                v.tenant_view_agrees(
+                    scn.order(), scn.resource_status(), STATE_OF_PHASE, when="at-ready"
+                )
+            )
         scn.delete()
         deleted_at = time.monotonic()
         gone = rec.deleted.wait(timeout) or not scn.exists()
@@ -403,6 +526,8 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.phase_deleting_after_delete(trace))
     report.validations.append(v.single_deprovision_after_provision_terminal(trace))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
+    if scn.orders is not None:
+        _record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report

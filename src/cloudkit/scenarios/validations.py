@@ -68,6 +68,8 @@ class Report:
     infrastructure: dict[str, Any] = field(default_factory=dict)
     """Infrastructure errors seen and retried (scenarios.infrastructure), apart from the
     validations: they say how unsteady the way to the cluster was, not how the product did."""
+    via: str = "kubernetes"
+    """How the instance was ordered: `kubernetes` (the resource) or `fulfillment` (the API)."""
 
     @property
     def passed(self) -> bool:
@@ -81,6 +83,7 @@ class Report:
             "scenario": self.scenario,
             "provider": self.provider,
             "instance": self.instance,
+            "via": self.via,
             "passed": self.passed,
             "validations": [asdict(v) for v in self.validations],
             "timings": self.timings,
@@ -350,3 +353,77 @@ def ip_address_reported(final: Snapshot | None, instance: dict[str, Any] | None)
         bool(shown) and shown == actual,
         f"status.ipAddress {shown!r}; VirtualMachineInstance {actual!r}",
     )
+
+
+# --- through the fulfillment API (the tenant's view) -------------------------------------------
+
+DEPROVISION_HOLD_S = 10.0
+"""Upstream's check: the deprovision job's id stays the same this long (no duplicate job)."""
+
+
+def deprovision_job_not_failed(trace: list[Snapshot]) -> Validation:
+    """The last deprovision job seen did not fail (none at all: the provider skipped it)."""
+    last = next((s.job("deprovision") for s in reversed(trace) if s.job("deprovision")), None)
+    ok = last is None or last.get("state") != "Failed"
+    return Validation("deprovision-job-not-failed", ok, f"last {_fmt(last)}")
+
+
+def deprovision_job_id_unchanged(
+    trace: list[Snapshot], gone: bool, hold_s: float = DEPROVISION_HOLD_S
+) -> Validation:
+    """At most one deprovision job id from its first sighting on, watched for `hold_s` or
+    until the instance was gone (after which no job can start for it)."""
+    name = "deprovision-job-id-unchanged"
+    first = next((s for s in trace if s.job_ids("deprovision")), None)
+    if first is None:
+        return Validation(name, True, "no deprovision job (skipped)")
+    ids: set[str] = set()
+    for snap in trace:
+        ids |= snap.job_ids("deprovision")
+    watched = trace[-1].at - first.at
+    ok = len(ids) == 1 and (gone or watched >= hold_s)
+    detail = f"ids {sorted(ids)} over {watched:.1f}s" + (" until gone" if gone else "")
+    return Validation(name, ok, detail)
+
+
+def order_state_seen(state: str, wanted: str, waited_s: float) -> Validation:
+    """The tenant saw its order in state `wanted` (short form, e.g. STARTING)."""
+    return Validation(
+        f"order-{wanted.lower()}",
+        state == wanted,
+        f"state {state or 'unset'} after {waited_s:.1f}s",
+    )
+
+
+def record_gone(gone: bool, waited_s: float) -> Validation:
+    """The tenant's record answers 404 once the resource is gone (the order is archived)."""
+    return Validation(
+        "record-gone",
+        gone,
+        f"404 after {waited_s:.1f}s" if gone else f"still there after {waited_s:.1f}s",
+    )
+
+
+def tenant_view_agrees(
+    record: dict[str, Any] | None,
+    resource_status: dict[str, Any] | None,
+    state_of_phase: dict[str, str],
+    when: str = "at-end",
+) -> Validation:
+    """The tenant's record says what the resource says (None: gone): both gone, or the state
+    the resource's phase maps to and its IP address as `internal_ip_address`."""
+    name = f"tenant-view-agrees-{when}"
+    state = str(((record or {}).get("status") or {}).get("state") or "")
+    state = state.removeprefix("COMPUTE_INSTANCE_STATE_")
+    if record is None or resource_status is None:
+        gone = record is None and resource_status is None
+        detail = f"record {'gone' if record is None else state}; resource " + (
+            "gone" if resource_status is None else str(resource_status.get("phase"))
+        )
+        return Validation(name, gone, detail)
+    phase = str(resource_status.get("phase") or "")
+    ip = (record.get("status") or {}).get("internal_ip_address") or None
+    address = resource_status.get("ipAddress") or None
+    ok = state_of_phase.get(phase) == state and ip == address
+    detail = f"record {state} {ip!r}; resource {phase} {address!r}"
+    return Validation(name, ok, detail)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cloudkit.api import names
 from cloudkit.api.crd import crd_manifest
@@ -121,8 +122,59 @@ async def run_with_ansible(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 90)
+    # A deadline, not an expectation: a loaded machine can take minutes.
+    output, _ = await asyncio.wait_for(process.communicate(), 600)
     return process.returncode or 0, output.decode()
+
+
+KUBERNETES_MODULES = "kubernetes.core."
+"""Each task of these starts a process that imports the kubernetes client (~1 CPU-second)."""
+MOST_MODULE_RUNS = {"provision.yml": 5, "deprovision.yml": 2}
+"""kubernetes.core runs per job for an instance shaped as the operator sends it (its finalizer
+present, a tenant namespace of its own): the cost the jobs are held to (docs/benchmarks/jobs.md)."""
+
+
+def modules_by_task(playbook: str) -> dict[str, str]:
+    """Task name → module, for every task of the playbook (blocks and rescues included)."""
+    found: dict[str, str] = {}
+
+    def walk(tasks: list[dict[str, Any]]) -> None:
+        for task in tasks:
+            for section in ("block", "rescue", "always"):
+                walk(task.get(section) or [])
+            module = next((key for key in task if "." in key), "")
+            if "block" not in task:
+                found[task["name"]] = module
+
+    for play in yaml.safe_load((PLAYBOOKS / playbook).read_text()):
+        walk(play["tasks"])
+    return found
+
+
+RESULT_LINES = ("ok: [", "changed: [", "fatal: [", "failed: [")
+"""How the default output starts the line of a task that ran (not skipped) on a host."""
+
+
+def kubernetes_module_runs(playbook: str, output: str) -> list[str]:
+    """The tasks of an ansible-playbook run (default output) that ran a kubernetes.core module,
+    one entry per run (a loop's items count one each)."""
+    modules = modules_by_task(playbook)
+    runs, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK [") : line.rindex("]")]
+        elif line.startswith(RESULT_LINES) and modules.get(task, "").startswith(KUBERNETES_MODULES):
+            runs.append(task)
+    return runs
+
+
+def assert_cost(playbook: str, output: str, run_playbook: RunPlaybook) -> None:
+    """An Ansible run of `playbook` ran no more kubernetes.core modules than it is held to."""
+    if run_playbook is not run_with_ansible:
+        return  # a simulated job runs no modules
+    runs = kubernetes_module_runs(playbook, output)
+    assert runs, f"no kubernetes.core task found in the output:\n{output}"
+    assert len(runs) <= MOST_MODULE_RUNS[playbook], (runs, output)
 
 
 def instance(name: str) -> dict[str, Any]:
@@ -178,6 +230,7 @@ async def test_provision_then_deprovision(
     )
     assert rc == 0, output
     assert rc_two == 0, output_two
+    assert_cost("provision.yml", output, run_playbook)
 
     vm = await client.get(vm_path("vm-one"))
     assert vm is not None, "provision.yml created no VirtualMachine"
@@ -221,6 +274,7 @@ async def test_provision_then_deprovision(
     deleting = {**live, "status": status}  # the operator sends its computed status
     rc, output = await run_playbook("deprovision.yml", deleting, apiserver.kubeconfig, tmp_path)
     assert rc == 0, output
+    assert_cost("deprovision.yml", output, run_playbook)
     assert await client.get(vm_path("vm-one")) is None, output
     left = await client.get(ci_path("vm-one"))
     assert left is not None
@@ -340,3 +394,30 @@ async def test_a_hostile_payload_is_data_even_as_trusted_extra_vars(
     assert leaked(markers) == [], output
     assert rc == 0, output
     assert await client.get(vm_path("hostile", namespace=NS)) is None, output
+
+
+async def test_deprovision_removes_only_its_finalizer_when_the_list_moved(
+    apiserver: ApiServerHandle,
+    simulator: VmSimulatorHandle,
+    client: KubeClient,
+    tmp_path: Path,
+    run_playbook: RunPlaybook,
+) -> None:
+    """The payload's index of the automation finalizer is tried first, unread: another
+    controller that released its own finalizer meanwhile moved the list, and that index now
+    holds a third finalizer, which must survive (the JSON patch tests the index)."""
+    third = "example.com/third"
+    body = instance("moved")
+    body["metadata"]["finalizers"] = [OTHER_FINALIZER, names.AUTOMATION_FINALIZER, third]
+    await client.create(ci_path(), body)
+    await client.delete(ci_path("moved"))
+    payload = await client.get(ci_path("moved"))
+    assert payload is not None
+    await client.json_patch(ci_path("moved"), [{"op": "remove", "path": "/metadata/finalizers/0"}])
+
+    rc, output = await run_playbook("deprovision.yml", payload, apiserver.kubeconfig, tmp_path)
+
+    assert rc == 0, output
+    left = await client.get(ci_path("moved"))
+    assert left is not None, output
+    assert left["metadata"]["finalizers"] == [third], output

@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.stack
 
 SCALE = Path(__file__).parents[3] / "benchmarks" / "scale.py"
-HEADLINE = ("operator_cpu_ms_per_lifecycle", "api_writes_per_lifecycle", "overhead_p99_ratio")
+HEADLINE = ("operator_cpu_ms_per_lifecycle", "api_writes_per_lifecycle")
 PER_N = (
     "api_reads_per_lifecycle",
     "api_requests_per_lifecycle_by_verb",
@@ -31,8 +31,8 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
     tmp_path: Path,
 ) -> None:
     command = [sys.executable, str(SCALE), "--sizes", "5", "--run-seconds", "0.2"]
-    command += ["--vm-boot-seconds", "0.2", "--timeout", "60"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    command += ["--vm-boot-seconds", "0.2", "--timeout", "60", "--sustained-seconds", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)
     assert figures["max_n"] == 5
@@ -49,3 +49,26 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
     # The operator's writes are counted: a lifecycle cannot complete without status updates.
     assert run["api_requests_per_lifecycle_by_verb"].get("PUT", 0) >= 1
     assert 0 < run["overhead_p50_ratio"] <= run["overhead_p99_ratio"] < 1
+    assert figures["burst_overhead_p99_ratio"] == run["overhead_p99_ratio"]
+    # Capacity: the drain against the machine's limit, from the stack's CPU over the burst.
+    assert figures["capacity_ratio"] == run["burst_capacity_ratio"]
+    parts = run["burst_stack_cpu_ms_per_lifecycle_by_part"]
+    assert set(parts) == {"operator", "apiserver", "automation", "simulator"}
+    assert all(ms > 0 for ms in parts.values()), parts
+    limit = figures["cores"] * 1000 / run["burst_stack_cpu_ms_per_lifecycle"]
+    assert run["burst_machine_limit_lifecycles_per_s"] == pytest.approx(limit, rel=0.02)
+    expected = run["burst_drain_lifecycles_per_s"] / run["burst_machine_limit_lifecycles_per_s"]
+    assert 0 < figures["capacity_ratio"] == pytest.approx(expected, abs=0.01)
+    # What the rest of the machine used meanwhile, and the ratio to the cores it left.
+    other = run["burst_other_cpu_share"]
+    assert 0 <= other < 1
+    free_ratio = figures["capacity_ratio"] / (1 - other) if other < 1 else 1.0
+    assert run["burst_capacity_ratio_of_free_cores"] == pytest.approx(min(free_ratio, 1.0), 0.05)
+    # The sustained run: arrivals at 70% of that drain rate, each deleted once Ready.
+    steady = figures["sustained"]
+    assert steady["arrival_per_s"] == pytest.approx(0.7 * run["burst_drain_lifecycles_per_s"], 0.02)
+    assert steady["lifecycles"] == max(1, round(steady["arrival_per_s"] * 2))
+    assert steady["lifecycles_completed"] == steady["lifecycles"]
+    assert figures["sustained_overhead_p99"] == steady["overhead_p99"]
+    assert 0 < steady["overhead_p50"] <= steady["overhead_p99"] < 1
+    assert figures["sustained_watch_p99_ms"] == steady["watch_p99_ms"] > 0

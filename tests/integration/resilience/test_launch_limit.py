@@ -100,7 +100,11 @@ async def test_launches_in_flight_are_bounded_and_a_waiting_deletion_launches_no
     env = {"CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT": str(LIMIT)}
     simulated = {"run_seconds": RUN_SECONDS}
     async with open_lab(
-        tmp_path / "stack", vm_boot_seconds=0.3, env=env, simulated_jobs=simulated
+        tmp_path / "stack",
+        vm_boot_seconds=0.3,
+        env=env,
+        simulated_jobs=simulated,
+        with_fulfillment=False,
     ) as lab:
         for name in [*BURST, WAITER]:
             await lab.create(name)

@@ -67,7 +67,9 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
 
 
 async def test_invalid_instances_rejected_naming_the_field(tmp_path: Path) -> None:
-    async with open_lab(tmp_path / "stack", vm_boot_seconds=1.0, with_operator=False) as lab:
+    async with open_lab(
+        tmp_path / "stack", vm_boot_seconds=1.0, with_operator=False, with_fulfillment=False
+    ) as lab:
         code, output = await kubectl_apply(lab, manifest("valid"), "--dry-run=server")
         assert code == 0, f"a valid instance was refused:\n{output}"
 

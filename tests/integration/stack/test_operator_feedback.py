@@ -55,7 +55,11 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
     state = tmp_path_factory.mktemp("feedback") / "stack"
     env = {"CLOUDKIT_FULFILLMENT_TIMEOUT": f"{FEEDBACK_TIMEOUT_S}s"}
     async with open_lab(
-        state, vm_boot_seconds=1.0, env=env, simulated_jobs={"run_seconds": 2}
+        state,
+        vm_boot_seconds=1.0,
+        env=env,
+        simulated_jobs={"run_seconds": 2},
+        with_fulfillment=True,
     ) as opened:
         yield opened
 

@@ -36,7 +36,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
     # Two replicas, as deploy/operator runs: the standby's requests (it watches the Lease) are
     # part of what the role must allow.
     handle = await start_stack(
-        provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5, operator_replicas=2
+        provider="aap",
+        state_dir=tmp_path / "state",
+        vm_boot_seconds=0.5,
+        operator_replicas=2,
+        with_fulfillment=False,
     )
     try:
         yield handle

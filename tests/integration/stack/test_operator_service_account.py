@@ -23,7 +23,9 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
-    handle = await start_stack(provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5)
+    handle = await start_stack(
+        provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5, with_fulfillment=False
+    )
     try:
         yield handle
     finally:

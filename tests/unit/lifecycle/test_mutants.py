@@ -2,9 +2,10 @@
 
 Every mutant below is one small edit of `cloudkit.lifecycle` that breaks a guarantee (a review
 found most of them passing the suite, or failing it only on lucky property-test draws). For each,
-the source tree is copied, the edit applied, and the deterministic lifecycle tests are run
-against the copy: the named test must fail. An edit that no longer applies fails too, so the
-table cannot silently rot when the core changes.
+the source tree is copied, the edit applied, and the answerable deterministic lifecycle test is
+run against the copy (tests/harness/mutants.py): it must fail. An edit that no longer
+applies fails too, so the table cannot silently rot when the core changes; a control runs the
+same tests on an unedited copy, so a failure means the edit.
 
 Hand-written rather than a mutation-testing tool: those generate thousands of blind mutants
 and take minutes; this table holds the few that matter, with the test answerable for each.
@@ -12,17 +13,12 @@ and take minutes; this table holds the few that matter, with the test answerable
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-SRC = ROOT / "src" / "cloudkit"
+from tests.harness.mutants import Mutant, MutantRunner, mutated_tree
+
 DETERMINISTIC = [
     "tests/unit/lifecycle/test_guarantees.py",
     "tests/unit/lifecycle/test_delete_during_provision.py",
@@ -30,16 +26,6 @@ DETERMINISTIC = [
     "tests/unit/lifecycle/test_restart.py",
     "tests/unit/lifecycle/test_launch_slot.py",
 ]
-
-
-@dataclass(frozen=True)
-class Mutant:
-    name: str
-    module: str
-    old: str
-    new: str
-    caught_by: str
-    """A test (function name) that must be among the failures."""
 
 
 MUTANTS = [
@@ -184,38 +170,20 @@ MUTANTS += [
 ]
 
 
-def _mutated_tree(tmp: Path, mutant: Mutant) -> Path:
-    tree = tmp / "src"
-    shutil.copytree(SRC, tree / "cloudkit", ignore=shutil.ignore_patterns("__pycache__"))
-    target = tree / "cloudkit" / mutant.module
-    text = target.read_text()
-    assert text.count(mutant.old) == 1, f"mutant {mutant.name!r} no longer applies"
-    target.write_text(text.replace(mutant.old, mutant.new))
-    return tree
+def test_the_deterministic_tests_pass_on_an_unedited_copy(
+    tmp_path: Path, mutant_runner: MutantRunner
+) -> None:
+    """The control: a failure below means the edit, not the copy or the runner."""
+    run = mutant_runner.run(mutated_tree(tmp_path, None), DETERMINISTIC)
+    assert run.returncode == 0, run.output[-3000:]
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.caught_by + ":" + m.name for m in MUTANTS])
-def test_mutant_is_caught(mutant: Mutant, tmp_path: Path) -> None:
-    tree = _mutated_tree(tmp_path, mutant)
-    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
-    probe = subprocess.run(
-        [sys.executable, "-c", "import cloudkit.lifecycle as m; print(m.__file__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert probe.stdout.startswith(str(tree)), f"the copy is not what gets imported: {probe}"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *DETERMINISTIC],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
-    assert run.returncode == 1, f"{mutant.name}: survived\n{run.stdout[-2000:]}"
-    assert any(mutant.caught_by in line for line in failed), (
-        f"{mutant.name}: not caught by {mutant.caught_by}; failures: {failed}"
+def test_mutant_is_caught(mutant: Mutant, tmp_path: Path, mutant_runner: MutantRunner) -> None:
+    # Only the answerable test runs (selected by name); the control above runs them all.
+    answerable = [*DETERMINISTIC, "-k", mutant.caught_by]
+    run = mutant_runner.run(mutated_tree(tmp_path, mutant), answerable)
+    assert run.returncode == 1, f"{mutant.name}: survived\n{run.output[-2000:]}"
+    assert any(mutant.caught_by in line for line in run.failed()), (
+        f"{mutant.name}: not caught by {mutant.caught_by}; failures: {run.failed()}"
     )

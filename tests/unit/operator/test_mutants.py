@@ -4,34 +4,20 @@ The technique of tests/unit/lifecycle/test_mutants.py, for the shell: each mutan
 edit of `cloudkit.operator` that breaks a guarantee (what is written before I/O, which decisions
 need fresh reads, launch slots, the watch cache's ordering, the work queue's lanes, leadership).
 The source tree is copied, the edit applied, and the test answerable for it is run against the
-copy: it must fail. An edit that no longer applies fails too, so the table cannot silently rot,
-and a control runs every answerable test on an unedited copy, so a failure means the edit.
+copy (tests/harness/mutants.py): it must fail. An edit that no longer applies fails too, so the
+table cannot silently rot, and a control runs every answerable test on an unedited copy, so a
+failure means the edit.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-SRC = ROOT / "src" / "cloudkit"
+from tests.harness.mutants import Mutant, MutantRunner, mutated_tree
+
 TESTS = "tests/unit/operator"
-
-
-@dataclass(frozen=True)
-class Mutant:
-    name: str
-    module: str
-    old: str
-    new: str
-    caught_by: str
-    """The test (file::function, under tests/unit/operator) that must fail."""
 
 
 MUTANTS = [
@@ -156,49 +142,18 @@ MUTANTS = [
 ]
 
 
-def _tree(tmp: Path, mutant: Mutant | None) -> Path:
-    """A copy of the source tree, with `mutant` applied."""
-    tree = tmp / "src"
-    shutil.copytree(SRC, tree / "cloudkit", ignore=shutil.ignore_patterns("__pycache__"))
-    if mutant is not None:
-        target = tree / "cloudkit" / mutant.module
-        text = target.read_text()
-        assert text.count(mutant.old) == 1, f"mutant {mutant.name!r} no longer applies"
-        target.write_text(text.replace(mutant.old, mutant.new))
-    return tree
-
-
-def _run_tests(tree: Path, node_ids: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run the given tests with `tree` as the cloudkit package (checked, not assumed)."""
-    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
-    probe = subprocess.run(
-        [sys.executable, "-c", "import cloudkit.operator as m; print(m.__file__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert probe.stdout.startswith(str(tree)), f"the copy is not what gets imported: {probe}"
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *node_ids],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
-def test_the_answerable_tests_pass_on_an_unedited_copy(tmp_path: Path) -> None:
-    run = _run_tests(_tree(tmp_path, None), sorted({f"{TESTS}/{m.caught_by}" for m in MUTANTS}))
-    assert run.returncode == 0, run.stdout[-3000:]
+def test_the_answerable_tests_pass_on_an_unedited_copy(
+    tmp_path: Path, mutant_runner: MutantRunner
+) -> None:
+    answerable = sorted({f"{TESTS}/{m.caught_by}" for m in MUTANTS})
+    run = mutant_runner.run(mutated_tree(tmp_path, None), answerable)
+    assert run.returncode == 0, run.output[-3000:]
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_mutant_is_caught(mutant: Mutant, tmp_path: Path) -> None:
-    run = _run_tests(_tree(tmp_path, mutant), [f"{TESTS}/{mutant.caught_by}"])
-    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
-    assert run.returncode == 1, f"{mutant.name}: survived\n{run.stdout[-2000:]}"
-    assert any(mutant.caught_by in line for line in failed), (
-        f"{mutant.name}: not caught by {mutant.caught_by}; failures: {failed}"
+def test_mutant_is_caught(mutant: Mutant, tmp_path: Path, mutant_runner: MutantRunner) -> None:
+    run = mutant_runner.run(mutated_tree(tmp_path, mutant), [f"{TESTS}/{mutant.caught_by}"])
+    assert run.returncode == 1, f"{mutant.name}: survived\n{run.output[-2000:]}"
+    assert any(mutant.caught_by in line for line in run.failed()), (
+        f"{mutant.name}: not caught by {mutant.caught_by}; failures: {run.failed()}"
     )

@@ -166,3 +166,29 @@ def test_the_users_kubeconfig_defaults_every_context_to_the_watched_namespace() 
 def test_a_kubeconfig_without_contexts_is_published_unchanged() -> None:
     inner = {"apiVersion": "v1", "kind": "Config", "clusters": []}
     assert yaml.safe_load(e.user_kubeconfig(yaml.safe_dump(inner), "watched")) == inner
+
+
+def test_the_feedback_gets_the_service_its_ca_and_a_token_file_and_nothing_from_the_shell() -> None:
+    shell = {
+        "CLOUDKIT_FULFILLMENT_SERVER_ADDRESS": "https://users-service.example.com",
+        "CLOUDKIT_FULFILLMENT_TOKEN_FILE": "/home/someone/token",
+        "CLOUDKIT_FULFILLMENT_CA_BUNDLE": "/home/someone/ca.pem",
+    }
+    alone = operator_env(shell)
+    assert not shell.keys() & alone.keys(), "no feedback unless the stack gives it"
+    feedback = e.feedback_operator_env(
+        "https://127.0.0.1:9300", "state/fulfillment/tls/tls.crt", Path("state/operator.token")
+    )
+    env = e.operator_env(
+        shell,
+        provider="aap",
+        backend_env=AAP_ENV,
+        namespace="cloudkit-computeinstance",
+        endpoints=ENDPOINTS,
+        notification_token=None,
+        feedback_env=feedback,
+    )
+    assert env["CLOUDKIT_FULFILLMENT_SERVER_ADDRESS"] == "https://127.0.0.1:9300"
+    assert env["CLOUDKIT_FULFILLMENT_CA_BUNDLE"] == "state/fulfillment/tls/tls.crt"
+    # The token stays in its file; only the path travels.
+    assert env["CLOUDKIT_FULFILLMENT_TOKEN_FILE"] == "state/operator.token"

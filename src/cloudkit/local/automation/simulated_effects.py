@@ -165,12 +165,13 @@ async def provision(
                 resource_path("", "v1", "namespaces"),
                 {**namespace, "metadata": {"name": ci.tenant_namespace}},
             )
-    with _task("Create or update the VirtualMachine"):
+    with _task("Create or update the VirtualMachine and wait until it is ready"):
         vm = ci.virtual_machine()
         if await kube.get(_vm_path(ci.tenant_namespace, ci.name)) is None:
             await kube.create(_vm_path(ci.tenant_namespace), vm)
         else:
             await kube.merge_patch(_vm_path(ci.tenant_namespace, ci.name), vm)
+        await _wait_ready(kube, _vm_path(ci.tenant_namespace, ci.name), ci.run_strategy(), poll_s)
     with _task("Read the ComputeInstance now that its VirtualMachine exists"):
         live = await kube.get(ci.path)
     if live is None or live["metadata"].get("deletionTimestamp"):
@@ -181,8 +182,6 @@ async def provision(
             f"ComputeInstance {ci.namespace}/{ci.name} was deleted during provisioning; "
             "its VirtualMachine was removed",
         )
-    with _task("Wait until the VirtualMachine is ready"):
-        await _wait_ready(kube, _vm_path(ci.tenant_namespace, ci.name), ci.run_strategy(), poll_s)
     await pause()
     with _task("Record the reconciled config version on the ComputeInstance"):
         annotation = {names.RECONCILED_CONFIG_VERSION_ANNOTATION: ci.desired_config_version}
@@ -277,29 +276,32 @@ async def deprovision(
 ) -> None:
     """deprovision.yml's effects; `pause` runs before the last write (the finalizer's removal)."""
     ci = _Instance(payload)
-    with _task("Find the VirtualMachines of the ComputeInstance"):
+    with _task("Delete the VirtualMachines of the ComputeInstance and wait until they are gone"):
         selector = f"{names.VM_INSTANCE_LABEL}={ci.name}"
         listing = await kube.list_objects(_vm_path(ci.tenant_namespace), labelSelector=selector)
-    with _task("Delete each VirtualMachine and wait until it is gone"):
         for vm in listing.get("items") or []:
             meta = vm["metadata"]
             await _delete_and_wait(kube, _vm_path(meta["namespace"], meta["name"]), poll_s)
     await pause()
+    # At its place in the payload first, as the playbook; the instance is read only when that
+    # place no longer holds the finalizer (or the payload did not show it).
+    if names.AUTOMATION_FINALIZER in ci.finalizers and await _remove_automation_finalizer(
+        kube, ci, payload, "Remove the automation finalizer (JSON patch)"
+    ):
+        return
     with _task("Read the ComputeInstance as it is now"):
         live = await kube.get(ci.path)
-    if not await _remove_automation_finalizer(kube, ci, live, "Remove the automation finalizer"):
-        with _task("Re-read the ComputeInstance after a concurrent change"):
-            live = await kube.get(ci.path)
-        await _remove_automation_finalizer(
-            kube, ci, live, "Remove the automation finalizer (second attempt)", last=True
-        )
+    await _remove_automation_finalizer(
+        kube, ci, live, "Remove the automation finalizer (at its place now)", last=True
+    )
 
 
 async def _remove_automation_finalizer(
-    kube: KubeClient, ci: _Instance, live: dict[str, Any] | None, task: str, *, last: bool = False
+    kube: KubeClient, ci: _Instance, seen: dict[str, Any] | None, task: str, *, last: bool = False
 ) -> bool:
-    """Remove by index, guarded by a test of that index; False when the patch was refused."""
-    finalizers = list(((live or {}).get("metadata") or {}).get("finalizers") or [])
+    """Remove at its index in `seen` (the payload, or the instance as read), guarded by a test
+    of that index; False when the patch was refused."""
+    finalizers = list(((seen or {}).get("metadata") or {}).get("finalizers") or [])
     if names.AUTOMATION_FINALIZER not in finalizers:
         return True  # gone already, or the instance is: a re-run is harmless
     index = finalizers.index(names.AUTOMATION_FINALIZER)

@@ -4,9 +4,10 @@ small Kubernetes client and process helpers the stack's parts share.
 
 Modules, lowest first: `procs` (child processes), `kube` (async Kubernetes client),
 `environment` (environments, URLs, tokens' places: pure), `backends` (automation service or
-EDA activation), `children` (spawning each part), `strays` (instances outside the watched
-namespace), `console` (what a person sees; it is given data, never the supervisor) and
-`supervisor`.
+EDA activation), `children` (spawning each part), `fulfillment` and `fulfillment_controller`
+(the tenants' side: issuer, service, controller and its hub), `strays` (instances outside the
+watched namespace), `orders_view` (the tenants' orders beside their instances), `console` (what
+a person sees; it is given data, never the supervisor) and `supervisor`.
 
 The entry points are re-exported here and loaded on first use: the VM simulator and the EDA
 activation import `stack.kube` and `stack.procs`, and the supervisor imports both of them, so

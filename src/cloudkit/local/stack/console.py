@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from cloudkit.local.stack.orders_view import OrderRow
     from cloudkit.local.stack.replicas import OperatorsView
 
 
@@ -167,3 +168,25 @@ class StackConsole:
             )
         title = f"operators — {view.leader or 'nobody'} leads (Lease {view.lease})"
         self.console.print(Panel(table, title=title, border_style="yellow"))
+
+    def orders(self, rows: list[OrderRow]) -> None:
+        """The tenants' orders beside their instances and jobs, after any change."""
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        for column in ("order", "name", "tenant", "state", "instance", "phase", "jobs"):
+            table.add_column(column, style="bold" if column == "order" else None, no_wrap=True)
+        for row in rows:
+            style = {"RUNNING": "green", "FAILED": "red"}.get(row.state, "")
+            jobs = row.provision_job
+            if row.deprovision_job != "-":  # one job a line: an 80-column terminal fits it
+                jobs += f"\n{row.deprovision_job}"
+            table.add_row(
+                row.id[:8],
+                row.name,
+                row.tenant,
+                Text(row.state, style=style),
+                row.instance,
+                row.phase,
+                jobs,
+            )
+        title = f"orders — {len(rows)} (fulfillment API, every tenant)"
+        self.console.print(Panel(table, title=title, border_style="blue"))

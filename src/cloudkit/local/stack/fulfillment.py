@@ -42,6 +42,10 @@ class FulfillmentEndpoint:
     address: str
     ca_file: str
     issuer_dir: str
+    hub: str = ""
+    """The id of the hub records are placed on (the stack's own cluster), once registered."""
+    controller_log: str = ""
+    """The fulfillment controller's log (it turns records into ComputeInstances)."""
 
     def write(self, state_dir: Path) -> None:
         tmp = state_dir / (ENDPOINT_FILE + ".tmp")
@@ -52,7 +56,13 @@ class FulfillmentEndpoint:
     def read(cls, state_dir: Path) -> FulfillmentEndpoint:
         """Raises FileNotFoundError when no stack with a fulfillment service ran there."""
         data = json.loads((state_dir / ENDPOINT_FILE).read_text())
-        return cls(str(data["address"]), str(data["ca_file"]), str(data["issuer_dir"]))
+        return cls(
+            str(data["address"]),
+            str(data["ca_file"]),
+            str(data["issuer_dir"]),
+            str(data.get("hub") or ""),
+            str(data.get("controller_log") or ""),
+        )
 
 
 async def start_fulfillment(

@@ -2,17 +2,18 @@
 
 Owns the order of things: API server (subprocess) → CRDs and the instance namespace → VM
 simulator (in this process) → the tenants' issuer and fulfillment service (subprocesses; see
-`fulfillment`) → automation backend (the AWX-compatible service for AAP direct,
-or ansible-rulebook for EDA; see backends) → operator replicas (subprocesses; one leads by
-the Lease, the others stand by) → DIR/kubeconfig, written only once all of it is ready. Every
-server binds 127.0.0.1 on a free port and keeps its data under the one state directory; the
-operator reaches the others over sockets, exactly as in a cluster. An operator replica that
-exits is started again, as a kubelet restarts a container (`replicas`: back-off, the same
-identity; the others keep running); if any other child dies the stack says which and stops the
-rest. SIGINT/SIGTERM stop everything, children first. What each child is told comes from
-`environment`; `children` spawns them. With `faults`, the operator reaches the API server and
-its automation backend through fault relays (`fault_links`) whose plans begin once the stack
-is ready.
+`fulfillment`), the fulfillment controller's account, the stack's cluster registered as its hub
+and the controller (see `fulfillment_controller`) → automation backend (the AWX-compatible
+service for AAP direct, or ansible-rulebook for EDA; see backends) → operator replicas
+(subprocesses; one leads by the Lease, the others stand by) → DIR/kubeconfig, written only once
+all of it is ready. Every server binds 127.0.0.1 on a free port and keeps its data under the
+one state directory; the operator reaches the others over sockets, exactly as in a cluster. An
+operator replica that exits is started again, as a kubelet restarts a container (`replicas`:
+back-off, the same identity; the others keep running); if any other child dies the stack says
+which and stops the rest. SIGINT/SIGTERM stop everything, children first. What each child is
+told comes from `environment`; `children` spawns them. With `faults`, the operator reaches the
+API server, its automation backend and the fulfillment API through fault relays
+(`fault_links`) whose plans begin once the stack is ready.
 """
 
 from __future__ import annotations
@@ -54,12 +55,22 @@ from cloudkit.local.stack.fulfillment import (
     FulfillmentStartError,
     start_fulfillment,
 )
+from cloudkit.local.stack.fulfillment_controller import (
+    CONTROLLER_ACCOUNT,
+    ControllerPlaces,
+    ControllerStartError,
+    controller_leads,
+    prepare_controller_account,
+    register_hub,
+    start_controller,
+)
 from cloudkit.local.stack.operator_account import (
     DEPLOY_DIR,
     prepare_operator_kubeconfig,
     service_account_username,
     write_token_file,
 )
+from cloudkit.local.stack.orders_view import follow_orders
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
@@ -98,6 +109,10 @@ class StackHandle:
     """The replicas kept running, and who leads now (DIR/operators.json publishes it)."""
     fulfillment_url: str = ""
     """The tenants' API (HTTPS; its CA and the issuer are in DIR/fulfillment.json)."""
+    hub_id: str = ""
+    """The hub (this cluster) the fulfillment controller places records on."""
+    controller_token_file: Path | None = None
+    """The fulfillment controller's ServiceAccount token: an admin of the fulfillment API."""
     instance_namespace: str = INSTANCE_NAMESPACE
     """The one namespace the operator reconciles; the user's kubeconfig defaults to it."""
     children: list[Child] = field(default_factory=list)
@@ -285,13 +300,12 @@ async def _start_children(
     handle.simulator = await start_vm_simulator(
         inner_kubeconfig, boot_seconds=handle.vm_boot_seconds, stop_seconds=handle.vm_boot_seconds
     )
+    controller: Child | None = None
     if with_fulfillment:
         # The operator's feedback writes the records' status: its account is an admin there.
         account = with_operator and (DEPLOY_DIR / "kustomization.yaml").is_file()
         admins = [service_account_username()] if account else []
-        handle.fulfillment_url = await _start_fulfillment(
-            handle, env, sink, inner_kubeconfig, admins
-        )
+        controller = await _start_fulfillment(handle, env, sink, inner_kubeconfig, admins)
 
     backend = await start_backend(
         handle.provider,
@@ -315,6 +329,11 @@ async def _start_children(
 
     # The operator checks at start-up that its backend answers, so the backend comes first.
     await backend_ready(backend)
+    if controller is not None:
+        try:
+            await controller_leads(controller)
+        except ControllerStartError as error:
+            raise StackError(str(error)) from error
     if with_operator and importlib.util.find_spec("cloudkit.operator.main") is not None:
         # Least privilege, as deployed: the ServiceAccount and RBAC of deploy/operator.
         operator_kubeconfig = await prepare_operator_kubeconfig(
@@ -401,20 +420,45 @@ async def _start_fulfillment(
     sink: LogSink | None,
     kubeconfig: Path,
     admins: list[str],
-) -> str:
+) -> Child:
+    """Issuer and service (`admins` and the controller's account its admins), then the
+    controller's account, the hub `local` (this cluster) and the controller; returns the
+    controller's child (not yet known to lead)."""
+    places = ControllerPlaces(handle.state_dir / "fulfillment-controller")
+    logs = handle.state_dir / "logs"
     try:
         endpoint = await start_fulfillment(
             handle.state_dir,
             kubeconfig=kubeconfig,
             env=env,
-            logs=handle.state_dir / "logs",
+            logs=logs,
             sink=sink,
             children=handle.children,
-            admins=admins,
+            admins=[CONTROLLER_ACCOUNT, *admins],
         )
-    except FulfillmentStartError as error:
+        handle.fulfillment_url = endpoint.address
+        await prepare_controller_account(kubeconfig, places, handle.instance_namespace)
+        handle.controller_token_file = places.token_file
+        ca_file = Path(endpoint.ca_file)
+        handle.hub_id = await register_hub(
+            endpoint.address, ca_file, places, handle.instance_namespace
+        )
+        controller = await start_controller(
+            address=endpoint.address,
+            ca_file=ca_file,
+            places=places,
+            env=env,
+            logs=logs,
+            sink=sink,
+            children=handle.children,
+        )
+    except (FulfillmentStartError, ControllerStartError) as error:
         raise StackError(str(error)) from error
-    return endpoint.address
+    controller_log = str((logs / "controller.log").resolve())
+    FulfillmentEndpoint(
+        endpoint.address, endpoint.ca_file, endpoint.issuer_dir, handle.hub_id, controller_log
+    ).write(handle.state_dir)
+    return controller
 
 
 async def _start_operators(
@@ -458,6 +502,22 @@ async def _start_operators(
 
 
 # --- `cloudkit up` ------------------------------------------------------------------------------
+
+
+def _orders_view(handle: StackHandle, ui: StackConsole) -> list[asyncio.Task[None]]:
+    """The tenants' orders on the console, as an admin of the API (the controller's account)."""
+    if not handle.fulfillment_url or handle.controller_token_file is None:
+        return []
+    endpoint = FulfillmentEndpoint.read(handle.state_dir)
+    follow = follow_orders(
+        address=handle.fulfillment_url,
+        ca_file=Path(endpoint.ca_file),
+        token_file=handle.controller_token_file,
+        kubeconfig=handle.state_dir / "apiserver" / "kubeconfig",
+        namespace=handle.instance_namespace,
+        show=ui.orders,
+    )
+    return [asyncio.create_task(follow, name="orders-view")]
 
 
 def run(
@@ -521,9 +581,11 @@ async def _run(
         handle.operators.listeners.append(ui.operators)
     failed = asyncio.create_task(handle.failed.wait())
     stopping = asyncio.create_task(stop.wait())
+    orders = _orders_view(handle, ui)
     await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (failed, stopping):
+    for task in (failed, stopping, *orders):
         task.cancel()
+    await asyncio.gather(*orders, return_exceptions=True)  # its clients closed before the stop
     if handle.failure:
         ui.error(f"{handle.failure}\nstopping the stack")
     else:
