@@ -183,6 +183,14 @@ def operator(
 
 
 Provider = typer.Option("aap", "--provider", help="aap (AAP direct) or eda (EDA webhooks).")
+Faults = typer.Option(
+    None,
+    "--faults",
+    metavar="SEED",
+    help="Network faults on purpose: a relay on every link between the stack's parts "
+    "refuses, resets, black-holes or slows connections by the plan this seed gives "
+    "(the same seed, the same plan); DIR/faults.json says what each link suffered.",
+)
 
 
 @app.command()
@@ -203,6 +211,7 @@ def up(
         help="AAP jobs that simulate the playbooks' effects (no Ansible) and take this long: "
         "for load and failover runs.",
     ),
+    faults: int | None = Faults,
 ) -> None:
     """Start the local stack: API server, automation service, VM simulator and operator."""
     from cloudkit.local.stack import run
@@ -213,6 +222,7 @@ def up(
         vm_boot_seconds=vm_boot_seconds,
         operator_replicas=operator_replicas,
         simulated_jobs=None if simulated_jobs is None else {"run_seconds": simulated_jobs},
+        faults=faults,
     )
 
 
@@ -245,8 +255,10 @@ def scenario(
         "through the fulfillment API as a tenant (the local stack's issuer mints its tokens; "
         "with --kubeconfig, the tenant of `cloudkit login`).",
     ),
+    faults: int | None = Faults,
 ) -> None:
-    """Run an end-to-end scenario with named validations; exit 0 only if all pass."""
+    """Run an end-to-end scenario with named validations; exit 0 only if all pass, 1 for a
+    product failure, 3 when the infrastructure's retry budget was spent."""
     from cloudkit.scenarios.cli import THROUGH_THE_API, VIA
     from cloudkit.scenarios.cli import run as run_scenario
 
@@ -270,8 +282,10 @@ def scenario(
         )
 
     if kubeconfig is not None:
+        if faults is not None:
+            raise typer.BadParameter("only a local stack has fault relays", param_hint="--faults")
         raise typer.Exit(go(kubeconfig))
-    raise typer.Exit(_with_local_stack(provider, state_dir, go))
+    raise typer.Exit(_with_local_stack(provider, state_dir, go, faults=faults))
 
 
 def _scenario_tenant(stack_dir: Path | None) -> TenantAccess:
@@ -299,7 +313,11 @@ def _scenario_tenant(stack_dir: Path | None) -> TenantAccess:
 
 
 def _with_local_stack(
-    provider: str, state_dir: Path | None, work: Callable[[Path, Path], int]
+    provider: str,
+    state_dir: Path | None,
+    work: Callable[[Path, Path], int],
+    *,
+    faults: int | None = None,
 ) -> int:
     """Start the local stack, run `work(kubeconfig, state_dir)` in a thread, always stop it."""
     import asyncio
@@ -310,8 +328,9 @@ def _with_local_stack(
     directory = state_dir or Path(tempfile.mkdtemp(prefix="cloudkit-scenario-"))
 
     async def main() -> int:
-        typer.echo(f"starting a local stack ({provider}) in {directory} ...")
-        stack = await start_stack(provider=provider, state_dir=directory)
+        with_faults = "" if faults is None else f", faults on (seed {faults})"
+        typer.echo(f"starting a local stack ({provider}{with_faults}) in {directory} ...")
+        stack = await start_stack(provider=provider, state_dir=directory, faults=faults)
         try:
             return await asyncio.to_thread(work, stack.kubeconfig, stack.state_dir)
         finally:

@@ -79,6 +79,9 @@ class Cursor:
     backoff: Backoff = field(default_factory=Backoff)
     lists: int = 0
     """Lists made so far (what a test of the 410 path counts)."""
+    on_failure: Callable[[BaseException], None] | None = None
+    """Told of every failure ridden out (not a 410): a caller that counts them (scenario
+    reports count infrastructure errors apart from product failures)."""
     _failing: bool = False
 
     @property
@@ -113,6 +116,8 @@ class Cursor:
             return 0.0
         if not isinstance(error, self.transient):
             raise error
+        if self.on_failure is not None:
+            self.on_failure(error)
         return self._failed(str(error) or type(error).__name__)
 
     def _failed(self, why: str) -> float:

@@ -5,13 +5,23 @@ Objects travel as their wire form (plain dicts, as the store holds them). Every 
 becomes one `ApiError` carrying the server's `{code, message, details}`; a 404 is `NotFound`, a
 409 `Conflict`. The token is asked for before each request, so a token file re-read or a
 script re-run on every call (upstream's habit) is just another `TokenSource`.
+
+Every request has a deadline (`timeout_s`, the whole exchange). A request whose replay cannot
+do harm (reads, updates, deletions, signals) is tried up to `attempts` times, with jittered
+exponential back-off, when the connection fails, the deadline passes or the service answers
+502/503/504; `retried` counts those retries (a report tells an unsteady network from a wrong
+answer with it). A create is sent once: a lost answer may hide a record that was made, which
+only the caller can look for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
+import logging
+import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +32,10 @@ from urllib.parse import quote
 
 import aiohttp
 
+from cloudkit.api.backoff import backoff_delay
+
+log = logging.getLogger("cloudkit.fulfillment.client")
+
 Object = dict[str, Any]
 Kind = Literal["compute_instances", "hubs"]
 TokenSource = Callable[[], str]
@@ -31,6 +45,10 @@ PRIVATE_PREFIX = "/api/private/v1"
 PUBLIC_EVENTS = "/api/events/v1/events"
 PRIVATE_EVENTS = "/api/private/v1/events/watch"
 TIMEOUT_S = 30.0
+ATTEMPTS = 3
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 2.0
+UNAVAILABLE = frozenset({502, 503, 504})
+"""Answers of a proxy or a service that is not there: worth another attempt."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +108,12 @@ class FulfillmentClient:
         ca_file: Path | None = None,
         private: bool = False,
         timeout_s: float = TIMEOUT_S,
+        attempts: int = ATTEMPTS,
     ) -> None:
         self.address = address.rstrip("/")
+        self.attempts = max(1, attempts)
+        self.retried = 0
+        """Requests sent again after a failed connection, a deadline or a 502/503/504."""
         self._token = token
         self._private = private
         self._ssl = ssl.create_default_context()
@@ -132,7 +154,7 @@ class FulfillmentClient:
         for name, value in (("filter", filter), ("order", order), ("limit", limit)):
             if value is not None:
                 query[name] = str(value)
-        body = await self._call("GET", self._path(kind), params=query)
+        body = await self._call("GET", self._path(kind), replayable=True, params=query)
         return Page(int(body["size"]), int(body["total"]), list(body.get("items") or []))
 
     async def list_all(
@@ -147,11 +169,11 @@ class FulfillmentClient:
                 return items
 
     async def get(self, id: str, kind: Kind = "compute_instances") -> Object:
-        return dict(await self._call("GET", self._path(kind, id)))
+        return dict(await self._call("GET", self._path(kind, id), replayable=True))
 
     async def create(self, obj: Object, kind: Kind = "compute_instances") -> Object:
         """The created object, with its server-assigned `id`."""
-        return dict(await self._call("POST", self._path(kind), json=obj))
+        return dict(await self._call("POST", self._path(kind), replayable=False, json=obj))
 
     async def update(
         self,
@@ -169,15 +191,19 @@ class FulfillmentClient:
             query["update_mask"] = ",".join(update_mask)
         if lock:
             query["lock"] = "true"
-        return dict(await self._call("PATCH", self._path(kind, id), json=obj, params=query))
+        # A replay of an applied update is the same update (or, with `lock`, a Conflict that
+        # sends the caller back to read): safe to retry.
+        return dict(
+            await self._call("PATCH", self._path(kind, id), replayable=True, json=obj, params=query)
+        )
 
     async def delete(self, id: str, kind: Kind = "compute_instances") -> Object:
         """Soft delete: the record as it is now (with `deletion_timestamp`)."""
-        return dict(await self._call("DELETE", self._path(kind, id)))
+        return dict(await self._call("DELETE", self._path(kind, id), replayable=True))
 
     async def signal(self, id: str, kind: Kind = "compute_instances") -> None:
         """Publish SIGNALED for the record (private API only)."""
-        await self._call("POST", self._path(kind, id) + "/signal")
+        await self._call("POST", self._path(kind, id) + "/signal", replayable=True)
 
     @contextlib.asynccontextmanager
     async def watch(self, *, filter: str | None = None) -> AsyncIterator[AsyncIterator[Object]]:
@@ -219,7 +245,30 @@ class FulfillmentClient:
             )
         return self._session
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+    async def _call(self, method: str, url: str, *, replayable: bool, **kwargs: Any) -> Any:
+        attempts = self.attempts if replayable else 1
+        for attempt in range(attempts):
+            try:
+                return await self._call_once(method, url, **kwargs)
+            except (aiohttp.ClientConnectionError, TimeoutError, ApiError) as error:
+                unavailable = not isinstance(error, ApiError) or error.status in UNAVAILABLE
+                if not unavailable or attempt + 1 >= attempts:
+                    raise
+                delay = backoff_delay(
+                    attempt, base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S, rand=random.random()
+                )
+                log.warning(
+                    "%s %s: %s; again in %.1fs",
+                    method,
+                    url.removeprefix(self.address),
+                    str(error) or type(error).__name__,
+                    delay,
+                )
+                self.retried += 1
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_once(self, method: str, url: str, **kwargs: Any) -> Any:
         async with self._open().request(method, url, headers=self._headers(), **kwargs) as answer:
             body = await _json_or_none(answer)
             if answer.status >= 400:

@@ -10,7 +10,10 @@ kopf (which logs in through the sync client's loader) agree on which cluster the
 
 Every write carries the resourceVersion it was computed from; a precondition failure raises
 Conflict so the reconcile can re-read and start over. A 404 on a read returns None. What is read
-out of the objects, and the bodies sent, are pure functions in kube_objects.py.
+out of the objects, and the bodies sent, are pure functions in kube_objects.py. Every call has a
+deadline (REQUEST_TIMEOUT_S; kubernetes_asyncio has none by default): an API server that stops
+answering fails the reconcile with a TimeoutError, which the work queue retries with back-off,
+instead of holding a worker for good.
 
 VirtualMachineInstances (KubeVirt names each as its VM, in the VM's namespace) are read with
 the VMs, for their creation time (restarts) and address (`status.ipAddress`), and deleted to
@@ -45,6 +48,8 @@ from cloudkit.operator.kube_objects import (
 )
 
 COMPONENT = "cloudkit-operator"
+REQUEST_TIMEOUT_S = 15.0
+"""The deadline of one API call (the whole exchange); two loaded cores answer within it."""
 
 
 class KubeError(Exception):
@@ -79,15 +84,25 @@ async def load_configuration(kubeconfig: Path | None = None) -> client.Configura
     return configuration
 
 
-class _CountingApiClient(client.ApiClient):
-    """Reports every HTTP request it makes (by verb), for the API-requests metric."""
+class _BoundedApiClient(client.ApiClient):
+    """Gives every request without a deadline of its own REQUEST_TIMEOUT_S, and reports each
+    request (by verb) to `on_request`, for the API-requests metric."""
 
-    def __init__(self, configuration: client.Configuration, on_request: Callable[[str], None]):
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        on_request: Callable[[str], None] | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ):
         super().__init__(configuration=configuration)
         self._on_request = on_request
+        self._timeout_s = timeout_s
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self._on_request(method)
+        if self._on_request is not None:
+            self._on_request(method)
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self._timeout_s
         return super().request(method, url, *args, **kwargs)
 
 
@@ -101,14 +116,16 @@ class Kube:
 
     @classmethod
     async def connect(
-        cls, kubeconfig: Path | None = None, on_request: Callable[[str], None] | None = None
+        cls,
+        kubeconfig: Path | None = None,
+        on_request: Callable[[str], None] | None = None,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> Kube:
-        """on_request(verb) is called before every HTTP request (kopf's own watches aside)."""
+        """on_request(verb) is called before every HTTP request (kopf's own watches aside);
+        each request has `timeout_s` to complete."""
         configuration = await load_configuration(kubeconfig)
-        if on_request is None:
-            api: client.ApiClient = client.ApiClient(configuration=configuration)
-        else:
-            api = _CountingApiClient(configuration, on_request)
+        api = _BoundedApiClient(configuration, on_request, timeout_s)
         return cls(without_environment_lookups(api))
 
     async def close(self) -> None:

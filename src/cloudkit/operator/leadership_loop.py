@@ -8,8 +8,10 @@ waits out the period, as client-go does, so a refused standby asks once per peri
 why once per outage rather than every round. A leader renews every retry period;
 each attempt may take no longer than what is left of the renew deadline, so an API server that
 stops answering cannot hold the leader past the deadline: `lost` is set then, before the
-lease can expire for anyone else (the deadline is shorter than the lease). The elector has its
-own ApiClient: renewals never queue behind the reconciles' requests.
+lease can expire for anyone else (the deadline is shorter than the lease). Nor longer than a
+third of the deadline (RENEW_ATTEMPTS): one request lost in a network blip (a connection that
+will never answer) must leave time for another on a fresh connection before the deadline. The
+elector has its own ApiClient: renewals never queue behind the reconciles' requests.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger("cloudkit.operator.leadership")
 
 GROUP, VERSION, PLURAL = "coordination.k8s.io", "v1", "leases"
 WATCH_TIMEOUT_S = 60
+RENEW_ATTEMPTS = 3
+"""Renewal attempts that fit in the renew deadline, at the least: each gets this share of it."""
 
 
 class LeaseClient:
@@ -247,7 +251,7 @@ class LeaderElector:
             sent = loop.time()
             left = renewed + deadline - sent
             try:
-                async with asyncio.timeout(max(0.0, left)):
+                async with asyncio.timeout(max(0.0, min(left, deadline / RENEW_ATTEMPTS))):
                     if left > 0 and await self._attempt():
                         # Others time the new record from when they see it: never before `sent`.
                         renewed = sent

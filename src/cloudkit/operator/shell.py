@@ -64,6 +64,10 @@ log = logging.getLogger("cloudkit.operator")
 SHUTDOWN_GRACE_S = 20.0
 """How long SIGTERM waits for the reconciles in flight (the Deployment grants 30 s)."""
 RELEASE_TIMEOUT_S = 5.0
+WATCH_SERVER_TIMEOUT_S = 30.0
+WATCH_CLIENT_MARGIN_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
+KOPF_REQUEST_TIMEOUT_S = 30.0
 EXIT_AFTER_LOSS_S = 20.0
 """A replica that lost the Lease exits by then even if kopf's shutdown hangs (a cut network)."""
 
@@ -281,6 +285,15 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.posting.enabled = False
     # Event handlers only: no diff base to build on every watch event (kopf_storage.py).
     settings.persistence.diffbase_storage = NoDiffBase()
+    # Deadlines on kopf's own requests and watches (it has none by default): a watch whose
+    # connection went into a black hole would otherwise wait for events for good. The server
+    # ends each watch after WATCH_SERVER_TIMEOUT_S (kopf resumes it from its resourceVersion);
+    # a connection that stopped answering is dropped by the client WATCH_CLIENT_MARGIN_S later.
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_S + WATCH_CLIENT_MARGIN_S
+    settings.watching.connect_timeout = CONNECT_TIMEOUT_S
+    settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_S
+    settings.networking.connect_timeout = CONNECT_TIMEOUT_S
     return settings
 
 

@@ -3,7 +3,8 @@
 Uses the kubernetes Python client, the same client a user's tooling would use. Every version of
 the instance is recorded from a watch (one event per write), so a validation such as "the
 deprovision job never appears before the provision job is terminal" is checked on every write,
-not on samples.
+not on samples. Every call has a deadline and is retried on an infrastructure error, counted
+apart from the product's failures (`infrastructure`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from cloudkit.api import names
 from cloudkit.scenarios import validations as v
+from cloudkit.scenarios.infrastructure import InfrastructureErrors, RetryBudgetSpent
 from cloudkit.scenarios.orders import STATE_OF_PHASE, Orders, short_state
 from cloudkit.scenarios.validations import Report, Snapshot
 from cloudkit.watching import BlockingFollower, Cursor, follow_blocking
@@ -33,6 +35,9 @@ Object = dict[str, Any]
 ORDER_SPEC: Object = {"template": "cloudkit_templates_ocp_virt_vm", "run_strategy": "Always"}
 # How long an EDA provision playbook that outlived its instance may take to remove its VM.
 EDA_SETTLE_S = 60.0
+REQUEST_TIMEOUT_S = 15.0
+"""The deadline of one API call of the scenario (the client has none by default)."""
+WATCH_TIMEOUT_S = 5
 
 
 class ScenarioError(Exception):
@@ -47,6 +52,7 @@ class Recorder:
         api: client.CustomObjectsApi,
         namespace: str,
         name: str,
+        infrastructure: InfrastructureErrors | None = None,
         *,
         label_selector: str | None = None,
     ) -> None:
@@ -54,6 +60,7 @@ class Recorder:
         (`found_name`) is known only once the instance exists (the fulfillment controller
         names it with generateName)."""
         self._api = api
+        self._infrastructure = infrastructure or InfrastructureErrors()
         self._namespace = namespace
         self._name = name
         self._label_selector = label_selector
@@ -98,7 +105,9 @@ class Recorder:
     def _run(self) -> None:
         # Any failure is ridden out (a dropped connection, a truncated line, a client error):
         # a dead recorder would turn into a timeout with no cause.
-        cursor = Cursor(f"{self._namespace}/{self._name}", transient=(Exception,))
+        cursor = Cursor(
+            f"{self._namespace}/{self._name}", transient=(Exception,), on_failure=self._lost
+        )
         instance = BlockingFollower(self._list, self._watch, self._see, _event_version)
         follow_blocking(instance, cursor, self._stop)
 
@@ -122,7 +131,9 @@ class Recorder:
             names.VERSION,
             self._namespace,
             names.PLURAL,
-            timeout_seconds=5,
+            timeout_seconds=WATCH_TIMEOUT_S,
+            # A connection that stops answering ends the stream on this side too.
+            _request_timeout=WATCH_TIMEOUT_S + REQUEST_TIMEOUT_S,
             label_selector=self._label_selector,
             field_selector=self._field_selector,
             resource_version=resource_version,
@@ -137,6 +148,13 @@ class Recorder:
             self._stop.set()  # nothing more will happen to it
         elif event["type"] in {"ADDED", "MODIFIED"}:
             self._record(obj)
+
+    def _lost(self, error: BaseException) -> None:
+        """Each break of the watch is an infrastructure error retried; past the budget, the
+        recording goes on (a validation that lacks versions fails on its own) and the run is
+        reported as spent."""
+        with contextlib.suppress(RetryBudgetSpent):
+            self._infrastructure.saw(f"watching {self._name}", error)
 
     @property
     def _field_selector(self) -> str | None:
@@ -167,6 +185,7 @@ class Scenario:
         self.namespace = namespace
         self.provider = provider
         self.name = f"scenario-{uuid.uuid4().hex[:8]}"
+        self.infrastructure = InfrastructureErrors()
         self.orders = orders
         self.record_id: str | None = None
         """The order's id (with `orders`), once created."""
@@ -197,10 +216,23 @@ class Scenario:
         if self.orders is not None:
             return self._order()
         self._ensure_namespace()
-        self.custom.create_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.manifest()
-        )
-        recorder = Recorder(self.custom, self.namespace, self.name)
+        try:
+            self.infrastructure.call(
+                f"creating {self.name}",
+                lambda: self.custom.create_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.manifest(),
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+            )
+        except ApiException as exc:
+            # A retried create whose first attempt landed: the name is ours (uuid-suffixed).
+            if exc.status != 409 or not self.infrastructure.retried:
+                raise
+        recorder = Recorder(self.custom, self.namespace, self.name, self.infrastructure)
         recorder.start()
         return recorder
 
@@ -214,6 +246,7 @@ class Scenario:
             self.custom,
             self.namespace,
             self.name,
+            self.infrastructure,
             label_selector=f"{names.INSTANCE_UUID_LABEL}={self.record_id}",
         )
         recorder.start()
@@ -233,9 +266,22 @@ class Scenario:
         if self.orders is not None and self.record_id is not None:
             self.orders.delete(self.record_id)
             return
-        self.custom.delete_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
-        )
+        try:
+            self.infrastructure.call(
+                f"deleting {self.name}",
+                lambda: self.custom.delete_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+            )
+        except ApiException as exc:
+            # A retried delete whose first attempt landed, and the instance went at once.
+            if exc.status != 404 or not self.infrastructure.retried:
+                raise
 
     def order(self) -> Object | None:
         """The order as its tenant sees it now (None: gone, or no order)."""
@@ -249,8 +295,16 @@ class Scenario:
     def resource_status(self) -> dict[str, Any] | None:
         """The instance's status now; None once it is gone."""
         try:
-            found = self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, self.namespace, names.PLURAL, self.name
+            found = self.infrastructure.call(
+                f"reading {self.name}",
+                lambda: self.custom.get_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURAL,
+                    self.name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -259,22 +313,35 @@ class Scenario:
         return dict((found if isinstance(found, dict) else {}).get("status") or {})
 
     def request_restart(self, at: datetime) -> None:
-        """Set spec.restartRequestedAt, as a user would (a merge patch of the spec)."""
-        self.custom.patch_namespaced_custom_object(
-            names.GROUP,
-            names.VERSION,
-            self.namespace,
-            names.PLURAL,
-            self.name,
-            {"spec": {"restartRequestedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-            _content_type="application/merge-patch+json",
+        """Set spec.restartRequestedAt, as a user would (a merge patch of the spec; the same
+        patch again is the same request)."""
+        self.infrastructure.call(
+            f"requesting a restart of {self.name}",
+            lambda: self.custom.patch_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                self.namespace,
+                names.PLURAL,
+                self.name,
+                {"spec": {"restartRequestedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT_S,
+            ),
         )
 
     def vm_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The VirtualMachineInstance `namespace/name` (KubeVirt names it as its VM), or None."""
         try:
-            found = self.custom.get_namespaced_custom_object(
-                names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, namespace, names.VMI_PLURAL, name
+            found = self.infrastructure.call(
+                f"reading VirtualMachineInstance {namespace}/{name}",
+                lambda: self.custom.get_namespaced_custom_object(
+                    names.KUBEVIRT_GROUP,
+                    names.KUBEVIRT_VERSION,
+                    namespace,
+                    names.VMI_PLURAL,
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -284,11 +351,15 @@ class Scenario:
 
     def labelled_vms(self) -> list[str]:
         try:
-            vms = self.custom.list_cluster_custom_object(
-                names.KUBEVIRT_GROUP,
-                names.KUBEVIRT_VERSION,
-                names.VM_PLURAL,
-                label_selector=f"{names.VM_INSTANCE_LABEL}={self.name}",
+            vms = self.infrastructure.call(
+                "listing VirtualMachines",
+                lambda: self.custom.list_cluster_custom_object(
+                    names.KUBEVIRT_GROUP,
+                    names.KUBEVIRT_VERSION,
+                    names.VM_PLURAL,
+                    label_selector=f"{names.VM_INSTANCE_LABEL}={self.name}",
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:  # no KubeVirt at all: no VM can be left behind
@@ -299,8 +370,12 @@ class Scenario:
 
     def _ensure_namespace(self) -> None:
         try:
-            self.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+            self.infrastructure.call(
+                f"creating namespace {self.namespace}",
+                lambda: self.core.create_namespace(
+                    client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)),
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
             )
         except ApiException as exc:
             if exc.status != 409:

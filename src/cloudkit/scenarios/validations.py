@@ -65,6 +65,9 @@ class Report:
     instance: str
     validations: list[Validation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    infrastructure: dict[str, Any] = field(default_factory=dict)
+    """Infrastructure errors seen and retried (scenarios.infrastructure), apart from the
+    validations: they say how unsteady the way to the cluster was, not how the product did."""
     via: str = "kubernetes"
     """How the instance was ordered: `kubernetes` (the resource) or `fulfillment` (the API)."""
 
@@ -84,6 +87,7 @@ class Report:
             "passed": self.passed,
             "validations": [asdict(v) for v in self.validations],
             "timings": self.timings,
+            "infrastructure": self.infrastructure,
         }
 
 

@@ -35,6 +35,7 @@ class Facts:
         default_factory=lambda: {"operator": "http://127.0.0.1:9102/healthz"}
     )
     leader: str | None = "operator"
+    faults_seed: int | None = None
 
 
 def panel(facts: Facts) -> str:
@@ -110,3 +111,10 @@ def test_the_operators_panel_shows_each_replica_after_a_change() -> None:
     }
     assert rows["operator"][:5] == ["4242", "down,", "restarting", "3", "killed"], rows
     assert rows["operator-2"] == ["4343", "leader", "0", "-", "│"], rows
+
+
+def test_the_ready_panel_says_when_faults_are_on_and_with_which_seed() -> None:
+    assert "network faults" not in panel(Facts())
+    text = panel(Facts(faults_seed=42))
+    assert "network faults" in text and "ON, seed 42" in text
+    assert "state/faults.json" in text

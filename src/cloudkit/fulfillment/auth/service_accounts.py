@@ -27,6 +27,9 @@ def caller_from_review(status: Mapping[str, Any], admins: frozenset[str]) -> Cal
     return Caller(user=username, tenant=namespace, admin=username in admins)
 
 
+REVIEW_TIMEOUT_S = 10.0
+
+
 class TokenReviewer:
     """Posts TokenReviews to a cluster with the service's own credentials (a kubeconfig, or
     the pod's account in a cluster), through kubernetes_asyncio."""
@@ -60,12 +63,14 @@ class TokenReviewer:
         api = client.AuthenticationV1Api(await self._client())
         body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
         try:
-            answer = await api.create_token_review(body)
+            # A deadline (the client has none): an API server that stops answering must not
+            # hold the caller's request, and the service's worker, for good.
+            answer = await api.create_token_review(body, _request_timeout=REVIEW_TIMEOUT_S)
         except ApiException as error:
             # The exception's text carries the whole response (headers, body, which for a
             # TokenReview that got through echoes the token): only the status goes further.
             raise TokenRefused(f"TokenReview failed: HTTP {error.status}") from None
-        except OSError as error:
+        except (OSError, TimeoutError) as error:
             raise TokenRefused(f"TokenReview failed: {type(error).__name__}") from None
         status = answer.status
         return dict(status.to_dict()) if status is not None else {}

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from kubernetes_asyncio import client
@@ -35,6 +37,7 @@ from cloudkit.watching import Backoff, Cursor, Follower, follow
 log = logging.getLogger("cloudkit.fulfillment.controller")
 
 REQUEST_TIMEOUT_S = 15.0
+STREAM_LIFETIME_S = 60.0
 SHUTDOWN_GRACE_S = 10.0
 RELEASE_TIMEOUT_S = 5.0
 TRANSIENT = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
@@ -93,13 +96,20 @@ class Controller:
 
         events = Follower(
             relist=relist,
-            watch=lambda _version: self.api.watch(),
+            watch=lambda _version: self._watch_a_while(),
             on_event=on_event,
             version_of=lambda _event: None,
             versioned=False,
         )
         cursor = Cursor("the event stream", transient=TRANSIENT, backoff=Backoff(rewatch, rewatch))
         await follow(events, cursor)
+
+    @contextlib.asynccontextmanager
+    async def _watch_a_while(self) -> AsyncIterator[AsyncIterator[Object]]:
+        """The event stream, ended after STREAM_LIFETIME_S: it has no heartbeat, so a
+        connection that died silently (a black hole) would otherwise be followed forever."""
+        async with self.api.watch() as events:
+            yield _until(events, time.monotonic() + STREAM_LIFETIME_S)
 
     async def resync(self) -> None:
         period = self.options.resync.total_seconds()
@@ -178,3 +188,14 @@ def run(options: ControllerOptions) -> int:
         log.error("%s", error)
         return 1
     return 0
+
+
+async def _until(events: AsyncIterator[Object], deadline: float) -> AsyncIterator[Object]:
+    """`events` until the monotonic `deadline`."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            async with asyncio.timeout(left):
+                event = await anext(events)
+        except (TimeoutError, StopAsyncIteration):
+            return
+        yield event

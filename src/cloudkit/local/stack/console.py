@@ -41,6 +41,9 @@ class ReadyStack(Protocol):
     replica_health_urls: dict[str, str]
     leader: str | None
 
+    @property
+    def faults_seed(self) -> int | None: ...
+
 
 _STYLES = cycle(["cyan", "magenta", "green", "yellow", "blue", "bright_red"])
 _WIDTH = 10
@@ -116,6 +119,15 @@ class StackConsole:
         else:
             table.add_row("operator", Text("not running (cloudkit.operator missing)", "red"))
         table.add_row("VM simulator", f"boots and stops VMs in {handle.vm_boot_seconds:g}s")
+        if handle.faults_seed is not None:
+            table.add_row(
+                "network faults",
+                Text(
+                    f"ON, seed {handle.faults_seed}: every link between the parts goes through "
+                    f"a fault relay ({handle.state_dir / 'faults.json'})",
+                    style="yellow",
+                ),
+            )
         table.add_row("state and logs", f"{handle.state_dir}  ({handle.state_dir / 'logs'})")
         table.add_row("", "")
         table.add_row("use it", Text(f"export KUBECONFIG={handle.kubeconfig}", style="green"))

@@ -122,12 +122,40 @@ def eda_operator_env(provision_url: str, deprovision_url: str, token_file: Path)
     }
 
 
+OPERATOR_BACKEND_URLS = (
+    "CLOUDKIT_AAP_URL",
+    "CLOUDKIT_COMPUTE_INSTANCE_PROVISION_WEBHOOK",
+    "CLOUDKIT_COMPUTE_INSTANCE_DEPROVISION_WEBHOOK",
+    "CLOUDKIT_COMPUTE_INSTANCE_CREATE_WEBHOOK",
+    "CLOUDKIT_COMPUTE_INSTANCE_DELETE_WEBHOOK",
+)
+"""The operator's settings that name its automation backend's address (AAP or EDA)."""
+
+
+def kubeconfig_with_server(kubeconfig: str, server: str) -> str:
+    """The kubeconfig with every cluster's server replaced by `server` (a relay in front of
+    the same API server: its CA and the credentials stay as they are)."""
+    config = yaml.safe_load(kubeconfig)
+    for cluster in config.get("clusters") or []:
+        cluster["cluster"]["server"] = server
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def kubeconfig_server(kubeconfig: str) -> str:
+    """The first cluster's server URL."""
+    config = yaml.safe_load(kubeconfig)
+    return str(config["clusters"][0]["cluster"]["server"])
+
+
+FEEDBACK_URL = "CLOUDKIT_FULFILLMENT_SERVER_ADDRESS"
+
+
 def feedback_operator_env(url: str, ca_file: str, token_file: Path) -> dict[str, str]:
     """How the operator's feedback reaches the fulfillment API: its URL, the CA of its
     certificate, and the file holding the operator's ServiceAccount token (an admin of the
     service), which the operator reads again before every call."""
     return {
-        "CLOUDKIT_FULFILLMENT_SERVER_ADDRESS": url,
+        FEEDBACK_URL: url,
         "CLOUDKIT_FULFILLMENT_CA_BUNDLE": ca_file,
         "CLOUDKIT_FULFILLMENT_TOKEN_FILE": str(token_file),
     }

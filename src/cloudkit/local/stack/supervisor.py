@@ -11,7 +11,9 @@ one state directory; the operator reaches the others over sockets, exactly as in
 operator replica that exits is started again, as a kubelet restarts a container (`replicas`:
 back-off, the same identity; the others keep running); if any other child dies the stack says
 which and stops the rest. SIGINT/SIGTERM stop everything, children first. What each child is
-told comes from `environment`; `children` spawns them.
+told comes from `environment`; `children` spawns them. With `faults`, the operator reaches the
+API server, its automation backend and the fulfillment API through fault relays
+(`fault_links`) whose plans begin once the stack is ready.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloudkit.local.eda import EdaHandle
 from cloudkit.local.kubevirt import VmSimulatorHandle, start_vm_simulator
-from cloudkit.local.private import private_dir
+from cloudkit.local.private import private_dir, write_private
 from cloudkit.local.stack import environment
 from cloudkit.local.stack.children import (
     StackError,
@@ -46,6 +48,7 @@ from cloudkit.local.stack.children import (
     start_backend,
 )
 from cloudkit.local.stack.console import StackConsole
+from cloudkit.local.stack.fault_links import FAULTS_FILE, FaultedLinks, FaultSettings, Link
 from cloudkit.local.stack.fulfillment import ENDPOINT_FILE as FULFILLMENT_ENDPOINT
 from cloudkit.local.stack.fulfillment import (
     FulfillmentEndpoint,
@@ -76,6 +79,7 @@ from cloudkit.local.stack.strays import report_strays
 log = logging.getLogger("cloudkit.local.stack")
 
 PROVIDERS = ("aap", "eda")
+FAULTS_PUBLISH_S = 2.0
 INSTANCE_NAMESPACE = "cloudkit-computeinstance"
 
 __all__ = ["INSTANCE_NAMESPACE", "PROVIDERS", "StackError", "StackHandle", "run", "start_stack"]
@@ -115,6 +119,8 @@ class StackHandle:
     simulator: VmSimulatorHandle | None = None
     eda: EdaHandle | None = None
     """With the EDA provider: the activation, whose stop also ends the playbooks it ran."""
+    faults: FaultedLinks | None = None
+    """With faults on: the relays on the links between the parts, and their plans."""
     failure: str | None = None
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -141,6 +147,20 @@ class StackHandle:
                 self._watchers.append(asyncio.create_task(self._watch(child)))
         if self.operators is not None:
             self.operators.start(self.leader)
+        if self.faults is not None:
+            self.faults.begin()
+            self.faults.write(self.state_dir)
+            self._watchers.append(asyncio.create_task(self._publish_faults(self.faults)))
+
+    @property
+    def faults_seed(self) -> int | None:
+        return None if self.faults is None else self.faults.settings.seed
+
+    async def _publish_faults(self, faults: FaultedLinks) -> None:
+        """DIR/faults.json kept current: what each link has suffered so far."""
+        while True:
+            await asyncio.sleep(FAULTS_PUBLISH_S)
+            faults.write(self.state_dir)
 
     async def _watch(self, child: Child) -> None:
         await child.process.wait()
@@ -156,6 +176,8 @@ class StackHandle:
         self._stopped = True
         for task in self._watchers:
             task.cancel()
+        if self.faults is not None:
+            await self.faults.calm()
         if self.operators is not None:
             await self.operators.stop()  # no restart from here on
         for child in reversed(self.children):
@@ -168,6 +190,9 @@ class StackHandle:
                 await child.stop()
         if self.simulator is not None:
             await self.simulator.stop()
+        if self.faults is not None:
+            await self.faults.stop()
+            self.faults.write(self.state_dir)  # what the run suffered, kept for its report
         with contextlib.suppress(FileNotFoundError):
             self.kubeconfig.unlink()
         with contextlib.suppress(FileNotFoundError):
@@ -181,6 +206,7 @@ def _prepare_state_dir(state_dir: Path) -> Path:
         state_dir / "kubeconfig",
         state_dir / "apiserver" / "kubeconfig",
         state_dir / STATUS_FILE,
+        state_dir / FAULTS_FILE,
     ):
         # Presence of DIR/kubeconfig means "ready"; a stale one would lie.
         with contextlib.suppress(FileNotFoundError):
@@ -199,13 +225,16 @@ async def start_stack(
     simulated_jobs: Mapping[str, Any] | None = None,
     operator_replicas: int = 1,
     with_fulfillment: bool = True,
+    faults: int | FaultSettings | None = None,
 ) -> StackHandle:
     """Start everything and return once it is ready (DIR/kubeconfig written last).
 
     job_notifications=False leaves the operator to polling alone, as upstream (benchmarks
     use it for the baseline). simulated_jobs (the automation service's `simulate` settings,
     e.g. {"run_seconds": 2}) makes the AAP templates simulated: no Ansible runs (load tests).
-    operator_replicas > 1 runs standbys beside the leader (one Lease decides)."""
+    operator_replicas > 1 runs standbys beside the leader (one Lease decides). faults (a seed,
+    or settings with one) puts a fault relay on every link between the parts, each following
+    the plan the seed gives it once the stack is ready; DIR/faults.json says so."""
     if provider not in PROVIDERS:
         raise StackError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
     if operator_replicas < 1:
@@ -229,6 +258,9 @@ async def start_stack(
         operator_running=False,
         operator_replicas=operator_replicas,
     )
+    if faults is not None:
+        settings = faults if isinstance(faults, FaultSettings) else FaultSettings(seed=faults)
+        handle.faults = FaultedLinks(settings)
     try:
         await _start_children(
             handle, env, log_sink, with_operator, job_notifications, simulated_jobs,
@@ -310,18 +342,61 @@ async def _start_children(
         operator_env = environment.operator_env(
             env,
             provider=handle.provider,
-            backend_env=backend.operator_env,
+            backend_env=await _routed_settings(
+                handle.faults,
+                Link.OPERATOR_AUTOMATION,
+                backend.operator_env,
+                environment.OPERATOR_BACKEND_URLS,
+            ),
             namespace=INSTANCE_NAMESPACE,
             endpoints=handle.endpoints,
             notification_token=notification_token,
-            feedback_env=_feedback_env(handle, operator_kubeconfig, inner_kubeconfig),
+            feedback_env=await _routed_feedback(
+                handle.faults, _feedback_env(handle, operator_kubeconfig, inner_kubeconfig)
+            ),
         )
+        if handle.faults is not None:
+            operator_kubeconfig = await _routed_kubeconfig(
+                handle.faults, Link.OPERATOR_APISERVER, operator_kubeconfig
+            )
         await _start_operators(handle, operator_env, operator_kubeconfig, sink)
     elif with_operator:
         log.warning("cloudkit.operator.main is not installed; the stack runs without operator")
 
     # Last: the kubeconfig users see, so its presence means everything is ready.
     publish_kubeconfig(inner_kubeconfig, handle.kubeconfig, INSTANCE_NAMESPACE)
+
+
+async def _routed_settings(
+    faults: FaultedLinks | None, link: Link, settings: Mapping[str, str], urls: Iterable[str]
+) -> dict[str, str]:
+    """`settings` with the addresses named `urls` through `link`'s relay (as they are without
+    faults)."""
+    routed = dict(settings)
+    if faults is not None:
+        for name in urls:
+            if name in routed:
+                routed[name] = await faults.route(link, routed[name])
+    return routed
+
+
+async def _routed_kubeconfig(faults: FaultedLinks, link: Link, kubeconfig: Path) -> Path:
+    """A copy of `kubeconfig` (beside it) whose server is `link`'s relay."""
+    text = await asyncio.to_thread(kubeconfig.read_text)
+    server = await faults.route(link, environment.kubeconfig_server(text))
+    routed = kubeconfig.with_name(f"{kubeconfig.stem}.faults{kubeconfig.suffix}")
+    write_private(routed, environment.kubeconfig_with_server(text, server))
+    return routed
+
+
+async def _routed_feedback(
+    faults: FaultedLinks | None, feedback: Mapping[str, str] | None
+) -> dict[str, str] | None:
+    if feedback is None:
+        return None
+    return await _routed_settings(
+        faults, Link.OPERATOR_FULFILLMENT, feedback, (environment.FEEDBACK_URL,)
+    )
 
 
 def _feedback_env(
@@ -452,11 +527,16 @@ def run(
     vm_boot_seconds: float,
     operator_replicas: int = 1,
     simulated_jobs: Mapping[str, Any] | None = None,
+    faults: int | None = None,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
     ui = StackConsole()
     logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
-    options = {"operator_replicas": operator_replicas, "simulated_jobs": simulated_jobs}
+    options = {
+        "operator_replicas": operator_replicas,
+        "simulated_jobs": simulated_jobs,
+        "faults": faults,
+    }
     try:
         code = asyncio.run(_run(provider, state_dir, vm_boot_seconds, options, ui))
     except StackError as error:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from cloudkit.api.backoff import backoff_delay
 from cloudkit.api.jobs import JobReading
 from cloudkit.providers.aap import wire
 from cloudkit.providers.base import (
@@ -26,19 +27,12 @@ from cloudkit.providers.base import (
     ProviderUnavailable,
 )
 
+__all__ = ["AapClient", "backoff_delay"]
+
 DEFAULT_TIMEOUT = 30.0
 FIND_MAX_PAGES = 5
 """find_job reads at most this many pages of 200: more launches than that within the skew window
 of one intent means something else is wrong."""
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> float:
-    """Full-jitter exponential backoff: a uniform wait in [0, min(cap, base·2^attempt)).
-
-    Jitter spreads the retries of many instances polling one controller that just came back.
-    `rand` is a number in [0, 1) so the function stays pure.
-    """
-    return rand * min(cap, base * 2.0**attempt)
 
 
 class AapClient:
