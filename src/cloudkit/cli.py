@@ -14,6 +14,7 @@ import typer
 from cloudkit.tenant import commands as tenant
 
 if TYPE_CHECKING:
+    from cloudkit.local.stack.fault_links import FaultSettings
     from cloudkit.scenarios.orders import TenantAccess
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -192,6 +193,20 @@ Faults = typer.Option(
     "(the same seed, the same plan); DIR/faults.json says what each link suffered.",
 )
 
+FaultSpan = typer.Option(
+    60.0,
+    "--fault-span",
+    min=12.0,
+    metavar="SECONDS",
+    help="With --faults: each link's plan (3 faults of up to 4 s) repeats every SECONDS.",
+)
+
+
+def _fault_settings(seed: int | None, span_s: float) -> FaultSettings | None:
+    from cloudkit.local.stack.fault_links import FaultSettings
+
+    return None if seed is None else FaultSettings(seed=seed, span_s=span_s)
+
 
 @app.command()
 def up(
@@ -212,6 +227,7 @@ def up(
         "for load and failover runs.",
     ),
     faults: int | None = Faults,
+    fault_span: float = FaultSpan,
 ) -> None:
     """Start the local stack: API server, automation service, VM simulator and operator."""
     from cloudkit.local.stack import run
@@ -222,7 +238,7 @@ def up(
         vm_boot_seconds=vm_boot_seconds,
         operator_replicas=operator_replicas,
         simulated_jobs=None if simulated_jobs is None else {"run_seconds": simulated_jobs},
-        faults=faults,
+        faults=_fault_settings(faults, fault_span),
     )
 
 
@@ -256,6 +272,7 @@ def scenario(
         "with --kubeconfig, the tenant of `cloudkit login`).",
     ),
     faults: int | None = Faults,
+    fault_span: float = FaultSpan,
 ) -> None:
     """Run an end-to-end scenario with named validations; exit 0 only if all pass, 1 for a
     product failure, 3 when the infrastructure's retry budget was spent."""
@@ -285,7 +302,9 @@ def scenario(
         if faults is not None:
             raise typer.BadParameter("only a local stack has fault relays", param_hint="--faults")
         raise typer.Exit(go(kubeconfig))
-    raise typer.Exit(_with_local_stack(provider, state_dir, go, faults=faults))
+    raise typer.Exit(
+        _with_local_stack(provider, state_dir, go, faults=_fault_settings(faults, fault_span))
+    )
 
 
 def _scenario_tenant(stack_dir: Path | None) -> TenantAccess:
@@ -317,7 +336,7 @@ def _with_local_stack(
     state_dir: Path | None,
     work: Callable[[Path, Path], int],
     *,
-    faults: int | None = None,
+    faults: FaultSettings | None = None,
 ) -> int:
     """Start the local stack, run `work(kubeconfig, state_dir)` in a thread, always stop it."""
     import asyncio
@@ -328,7 +347,7 @@ def _with_local_stack(
     directory = state_dir or Path(tempfile.mkdtemp(prefix="cloudkit-scenario-"))
 
     async def main() -> int:
-        with_faults = "" if faults is None else f", faults on (seed {faults})"
+        with_faults = "" if faults is None else f", faults on (seed {faults.seed})"
         typer.echo(f"starting a local stack ({provider}{with_faults}) in {directory} ...")
         stack = await start_stack(provider=provider, state_dir=directory, faults=faults)
         try:

@@ -527,7 +527,7 @@ def run(
     vm_boot_seconds: float,
     operator_replicas: int = 1,
     simulated_jobs: Mapping[str, Any] | None = None,
-    faults: int | None = None,
+    faults: int | FaultSettings | None = None,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
     ui = StackConsole()
