@@ -16,7 +16,8 @@ import ssl
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,22 @@ async def wait_line(stream: aiohttp.ClientResponse, within: float = 30) -> dict[
     line = await asyncio.wait_for(stream.content.readline(), within)
     assert line, "the stream ended"
     return dict(json.loads(line))
+
+
+@contextmanager
+def serving(directory: Path, kubeconfig: Path, admin: str) -> Iterator[FulfillmentService]:
+    """An issuer and a service in `directory` that check ServiceAccount tokens against the
+    cluster of `kubeconfig`, with `admin` (a ServiceAccount's user name) as their admin."""
+    issuer = Issuer(directory / "issuer")
+    asyncio.run(issuer.start())
+    service = FulfillmentService(
+        directory / "fulfillment",
+        issuer,
+        extra_args=("--kubeconfig", str(kubeconfig), "--admin", admin),
+    )
+    try:
+        asyncio.run(service.start())
+        yield service
+    finally:
+        service.stop()
+        issuer.stop()

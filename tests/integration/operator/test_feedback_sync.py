@@ -35,7 +35,7 @@ from cloudkit.operator.kube import Kube
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import FeedbackSettings
 from tests.harness.feedback import CONDITION, STATE
-from tests.harness.fulfillment import FulfillmentService, Issuer
+from tests.harness.fulfillment import FulfillmentService, serving
 from tests.harness.operator_process import NAMESPACE, Cluster
 from tests.waiting import until
 
@@ -50,24 +50,12 @@ RESTART_REQUIRED = {"type": CONDITION + "RESTART_REQUIRED", "status": "CONDITION
 def fulfillment(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FulfillmentService]:
-    issuer = Issuer(tmp_path_factory.mktemp("issuer") / "issuer")
-    asyncio.run(issuer.start())
-    service = FulfillmentService(
+    with serving(
         tmp_path_factory.mktemp("fulfillment"),
-        issuer,
-        extra_args=(
-            "--kubeconfig",
-            str(cluster.handle.kubeconfig),
-            "--admin",
-            service_account_username(),
-        ),
-    )
-    try:
-        asyncio.run(service.start())
+        cluster.handle.kubeconfig,
+        service_account_username(),
+    ) as service:
         yield service
-    finally:
-        service.stop()
-        issuer.stop()
 
 
 class Feedback:

@@ -22,8 +22,8 @@ from tests.harness.fulfillment import (
     HUBS,
     PUBLIC,
     FulfillmentService,
-    Issuer,
     service_account_token,
+    serving,
 )
 from tests.harness.fulfillment_controller import ControllerProcess, resources_of
 from tests.harness.operator_process import (
@@ -44,19 +44,10 @@ WITHIN = 120
 def fulfillment(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FulfillmentService]:
-    issuer = Issuer(tmp_path_factory.mktemp("issuer") / "issuer")
-    asyncio.run(issuer.start())
-    service = FulfillmentService(
-        tmp_path_factory.mktemp("fulfillment"),
-        issuer,
-        extra_args=("--kubeconfig", str(cluster.handle.kubeconfig), "--admin", ADMIN),
-    )
-    try:
-        asyncio.run(service.start())
+    with serving(
+        tmp_path_factory.mktemp("fulfillment"), cluster.handle.kubeconfig, ADMIN
+    ) as service:
         yield service
-    finally:
-        service.stop()
-        issuer.stop()
 
 
 def deprovisions(automation: AutomationService, resource_name: str) -> list[dict[str, Any]]:
