@@ -35,6 +35,7 @@ from cloudkit.local.stack.operator_account import (
     service_account_username,
 )
 from cloudkit.local.stack.ports import free_port
+from tests.harness import kube_clients
 from tests.waiting import until_sync
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def wait_until(
     check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
 ) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
-    result = until_sync(check, bool, within=timeout, what=what, interval=interval)
+    result: T | None = until_sync(check, bool, within=timeout, what=what, interval=interval)
     assert result is not None
     return result
 
@@ -138,8 +139,10 @@ class Cluster:
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name
+            found = kube_clients.json_object(
+                self.custom.get_namespaced_custom_object(
+                    names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name
+                )
             )
         except kubernetes.client.ApiException as error:
             if error.status == 404:
@@ -154,10 +157,11 @@ class Cluster:
             "metadata": {"name": name, "annotations": annotations or {}},
             "spec": {"templateID": "tests_vm"},
         }
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, body
+        return kube_clients.json_object(
+            self.custom.create_namespaced_custom_object(
+                names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, body
+            )
         )
-        return created
 
     def delete(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(
@@ -205,11 +209,11 @@ def loop_thread() -> Iterator[LoopThread]:
 def cluster(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = tmp_path_factory.mktemp("apiserver")
     handle = loop_thread.run(start_apiserver(state, bookmark_interval_s=0.5))
-    api = kubernetes.config.new_client_from_config(config_file=str(handle.kubeconfig))
+    api = kube_clients.api_client(handle.kubeconfig)
     extensions = kubernetes.client.ApiextensionsV1Api(api)
-    extensions.create_custom_resource_definition(instance_crd())
+    extensions.create_custom_resource_definition(kube_clients.body(instance_crd()))
     core = kubernetes.client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    core.create_namespace(kube_clients.body({"metadata": {"name": NAMESPACE}}))
     operator_kubeconfig = loop_thread.run(
         prepare_operator_kubeconfig(handle.kubeconfig, state / "operator.kubeconfig")
     )
@@ -228,7 +232,7 @@ def cluster(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory) -
     try:
         yield cluster
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
         loop_thread.run(handle.stop())
 
 

@@ -20,6 +20,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.local.kubevirt.crd import vm_crd_manifest
 from cloudkit.local.stack.ports import free_port
+from tests.harness import kube_clients
 from tests.harness.operator_process import (
     BIN,
     NAMESPACE,
@@ -54,13 +55,15 @@ class Recorder:
 
     def _run(self) -> None:
         custom = self.cluster.custom
-        listed = custom.list_namespaced_custom_object(
-            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL
+        listed = kube_clients.json_object(
+            custom.list_namespaced_custom_object(
+                names.GROUP, names.VERSION, NAMESPACE, names.PLURAL
+            )
         )
         version = listed["metadata"]["resourceVersion"]
         self._ready.set()
         while not self._stop.is_set():
-            watch = kubernetes.watch.Watch()
+            watch = kube_clients.Watch()
             for event in watch.stream(
                 custom.list_namespaced_custom_object,
                 names.GROUP,
@@ -239,8 +242,10 @@ def test_a_vm_crd_installed_later_is_watched(operator: Operator, cluster: Cluste
     cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "0"})
     wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready")
     extensions = kubernetes.client.ApiextensionsV1Api(cluster.api)
-    extensions.create_custom_resource_definition(vm_crd_manifest())
-    kubernetes.client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": "tenant-x"}})
+    extensions.create_custom_resource_definition(kube_clients.body(vm_crd_manifest()))
+    kubernetes.client.CoreV1Api(cluster.api).create_namespace(
+        kube_clients.body({"metadata": {"name": "tenant-x"}})
+    )
 
     def create_vm() -> bool:
         try:
