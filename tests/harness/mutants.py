@@ -74,10 +74,7 @@ class Run:
 def mutated_tree(tmp: Path, mutant: Mutant | None) -> Path:
     """A copy of the source tree under `tmp`, with `mutant` applied (None: unedited)."""
     tree = tmp / "src"
-    # The bytecode comes along (`make install` compiles src): a copy keeps each source's mtime
-    # and size, which its .pyc records, so the unedited modules load without compiling and the
-    # edited one, written now, is compiled from its new source.
-    shutil.copytree(SRC, tree / "cloudkit")
+    shutil.copytree(SRC, tree / "cloudkit", ignore=shutil.ignore_patterns("__pycache__"))
     if mutant is not None:
         target = tree / "cloudkit" / mutant.module
         text = target.read_text()
