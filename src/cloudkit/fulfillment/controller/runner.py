@@ -106,8 +106,9 @@ class Controller:
 
     @contextlib.asynccontextmanager
     async def _watch_a_while(self) -> AsyncIterator[AsyncIterator[Object]]:
-        """The event stream, ended after STREAM_LIFETIME_S: it has no heartbeat, so a
-        connection that died silently (a black hole) would otherwise be followed forever."""
+        """The event stream, ended after STREAM_LIFETIME_S at the latest. A connection that
+        died silently (a black hole) ends sooner, once the stream's heartbeat has been missing
+        for the client's `stream_silence_s`."""
         async with self.api.watch() as events:
             yield _until(events, time.monotonic() + STREAM_LIFETIME_S)
 
