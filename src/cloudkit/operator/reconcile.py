@@ -11,11 +11,12 @@ forgotten, or it would be launched again). Launch slots are an input of each dec
 what it holds is settled right after it (launch_slots.py).
 
 Reads come from the watch cache (cache.py) when the shell feeds one: the instance on a hit,
-the VMs once this process listed them fresh for the instance. Fresh GETs remain where a stale
-read could do harm that no precondition catches: after a write conflict (the instance), before
-a decision that removes the finalizer or deletes a VMI (`acts_on_reads`: the instance and the
-VMs), and on a cache miss. Every other stale read is fenced: each write carries the read
-resourceVersion, so it costs a Conflict and a fresh re-read, never a wrong write. When the key
+the VMs once the watches listed every VM and VMI (or this process listed the instance's fresh).
+Fresh GETs remain where a stale read could do harm that no precondition catches: after a write
+conflict (the instance), before a decision that removes the finalizer or deletes a VMI
+(`acts_on_reads`: the instance and the VMs), and on a cache miss. Every other stale read is
+fenced: each write carries the read resourceVersion, so it costs a Conflict and a fresh
+re-read, never a wrong write. When the key
 runs next is pass_schedule.py's.
 """
 

@@ -153,10 +153,13 @@ class Runtime:
         for key in self.routes.vmi_event(namespace, name, _labels(obj)):
             self.queue.add(key, self.routes.vm_settle_s)
 
+    def watch_synced(self, kind: Kind) -> None:
+        cache(self).watch_synced(kind.plural)
+
     def watch(self) -> None:
         """Follow the three kinds (every replica: a standby's queue fills too)."""
         if self.watches is not None and not self._watching_tasks:
-            self._watching_tasks = self.watches.start(self.watch_handlers())
+            self._watching_tasks = self.watches.start(self.watch_handlers(), self.watch_synced)
 
     # --- leading ---------------------------------------------------------------------------
 

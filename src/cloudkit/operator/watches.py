@@ -4,6 +4,8 @@ Each kind is followed cluster-wide with `cloudkit.watching` (list, watch from th
 version, resume after the server ends a watch, back off after a failure, list again on 410),
 and every object is handed to the shell's handler for its kind: `(None, object)` for a listed
 one (as kopf delivered a listing), `("ADDED" | "MODIFIED" | "DELETED", object)` for a change.
+An object the handler was told of that a re-list (after a 410) no longer holds is delivered as
+DELETED at the list's version (client-go's Replace), and `synced(kind)` follows every list.
 
 Why not kopf's watches (they fed the handlers until issue 22): kopf runs every watch event
 through its per-object machinery (a worker task per object, body and patch views, its memories,
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiohttp
@@ -36,6 +39,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from cloudkit.api import names
+from cloudkit.operator.kube_objects import ObjectKey, object_key
 from cloudkit.watching import Cursor, Follower, follow
 
 log = logging.getLogger("cloudkit.operator")
@@ -100,6 +104,9 @@ class Watches:
     """The follows of the three kinds over one ApiClient (closed by `close`)."""
 
     api: client.ApiClient
+    _alive: dict[Kind, dict[ObjectKey, Obj]] = field(default_factory=dict)
+    """Per kind, the metadata of the objects its handler was last told exist: what a re-list
+    may find gone (kept across follows of the kind, as a resumed follow needs it)."""
 
     def __post_init__(self) -> None:
         self._custom = client.CustomObjectsApi(self.api)
@@ -107,24 +114,53 @@ class Watches:
     async def close(self) -> None:
         await self.api.close()
 
-    def start(self, handlers: dict[Kind, Handler]) -> list[asyncio.Task[None]]:
-        """A task following each kind, handing its objects to its handler (until canceled)."""
+    def start(
+        self, handlers: dict[Kind, Handler], synced: Callable[[Kind], None] | None = None
+    ) -> list[asyncio.Task[None]]:
+        """A task following each kind, handing its objects to its handler, and telling
+        `synced(kind)` after each of its lists (until canceled)."""
         return [
-            asyncio.create_task(self.follow(kind, handler), name=f"watch-{kind.plural}")
+            asyncio.create_task(
+                self.follow(kind, handler, synced=synced), name=f"watch-{kind.plural}"
+            )
             for kind, handler in handlers.items()
         ]
 
-    async def follow(self, kind: Kind, handler: Handler, cursor: Cursor | None = None) -> None:
+    async def follow(
+        self,
+        kind: Kind,
+        handler: Handler,
+        cursor: Cursor | None = None,
+        *,
+        synced: Callable[[Kind], None] | None = None,
+    ) -> None:
         """Follow `kind` until canceled; `cursor` (default: a fresh one, which lists first)
         says where to start."""
+        alive = self._alive.setdefault(kind, {})
+
+        def deliver(event_type: str | None, obj: Obj) -> None:
+            if event_type == "DELETED":
+                alive.pop(object_key(obj), None)
+            else:
+                alive[object_key(obj)] = {"metadata": obj.get("metadata") or {}}  # shared
+            _deliver(kind, handler, event_type, obj)
 
         async def relist() -> str | None:
-            return await self._list(kind, handler)
+            listed, version = await self._list(kind)
+            gone = alive.keys() - {object_key(item) for item in listed}
+            for key in sorted(gone):
+                # Deleted while the watch was away (a 410): no DELETED event will ever come.
+                # As client-go's Replace, the deletion is delivered at the list's version.
+                # The last object known, at the list's version: its labels route the change.
+                deliver("DELETED", _at_version(alive[key], version))
+            for item in listed:
+                deliver(None, item)
+            return version
 
         async def on_event(event: Event) -> None:
             event_type, obj = event
             if event_type != "BOOKMARK":
-                _deliver(kind, handler, event_type, obj)
+                deliver(event_type, obj)
 
         follower = Follower(
             relist=relist,
@@ -132,19 +168,19 @@ class Watches:
             on_event=on_event,
             version_of=lambda event: _version(event[1]),
         )
-        await follow(follower, cursor or Cursor(kind.what, transient=TRANSIENT))
+        told = None if synced is None else functools.partial(synced, kind)
+        await follow(follower, cursor or Cursor(kind.what, transient=TRANSIENT), synced=told)
 
-    async def _list(self, kind: Kind, handler: Handler) -> str | None:
+    async def _list(self, kind: Kind) -> tuple[list[Obj], str | None]:
+        """Every object of `kind`, and the list's resourceVersion."""
         try:
             listed = await self._custom.list_cluster_custom_object(
                 kind.group, kind.version, kind.plural, _request_timeout=LIST_TIMEOUT_S
             )
         except ApiException as error:
             raise WatchError(kind, error.status, str(error.reason or "")) from None
-        for item in listed.get("items") or []:
-            if isinstance(item, dict):
-                _deliver(kind, handler, None, item)
-        return _version(listed)
+        items = [item for item in listed.get("items") or [] if isinstance(item, dict)]
+        return items, _version(listed)
 
     @contextlib.asynccontextmanager
     async def _stream(self, kind: Kind, version: str | None) -> AsyncIterator[AsyncIterator[Event]]:
@@ -199,6 +235,13 @@ def _deliver(kind: Kind, handler: Handler, event_type: str | None, obj: Obj) -> 
             metadata.get("namespace"),
             metadata.get("name"),
         )
+
+
+def _at_version(obj: Obj, version: str | None) -> Obj:
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    if version is not None:
+        metadata["resourceVersion"] = version
+    return {**obj, "metadata": metadata}
 
 
 def _version(obj: Obj) -> str | None:

@@ -1,6 +1,7 @@
 """The operator's own watches (operator/watches.py) against the local API server: a kind whose
 CRD does not exist yet is followed once it does, every object reaches the handler (listed ones
-as `None`, then each change with its type), and a version compacted away lists again.
+as `None`, then each change with its type), and a version compacted away lists again, an
+object deleted meanwhile delivered as DELETED (no event of its deletion will ever come).
 
 The server keeps a change log of WINDOW changes only, so a few writes compact a version away as
 thousands would on a busy cluster.
@@ -22,7 +23,7 @@ from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.local.kubevirt.crd import vm_crd_manifest
 from cloudkit.operator.kube import load_configuration
-from cloudkit.operator.watches import TRANSIENT, VIRTUAL_MACHINES, Watches
+from cloudkit.operator.watches import TRANSIENT, VIRTUAL_MACHINES, Kind, Watches
 from cloudkit.watching import Cursor
 from tests.contract.conftest import ServerThread
 from tests.waiting import until
@@ -62,12 +63,13 @@ async def admin(compacting_apiserver: ApiServerHandle) -> AsyncIterator[client.A
 
 @contextlib.asynccontextmanager
 async def following(
-    watches: Watches, seen: Seen, cursor: Cursor | None = None
+    watches: Watches, seen: Seen, cursor: Cursor | None = None, synced: list[Kind] | None = None
 ) -> AsyncIterator[asyncio.Task[None]]:
     def handler(event_type: str | None, obj: dict[str, Any]) -> None:
         seen.append((event_type, obj["metadata"]["name"]))
 
-    task = asyncio.create_task(watches.follow(VIRTUAL_MACHINES, handler, cursor))
+    told = None if synced is None else synced.append
+    task = asyncio.create_task(watches.follow(VIRTUAL_MACHINES, handler, cursor, synced=told))
     try:
         yield task
     finally:
@@ -128,7 +130,7 @@ async def test_a_kind_is_followed_once_its_crd_exists_and_every_change_is_delive
     assert seen[1:] == [("MODIFIED", "vm-1"), ("DELETED", "vm-1")], seen
 
 
-async def test_a_version_compacted_away_lists_again(
+async def test_a_version_compacted_away_lists_again_and_what_went_meanwhile_is_deleted(
     watches: Watches, admin: client.ApiClient
 ) -> None:
     await create_vm_crd(admin)
@@ -139,15 +141,30 @@ async def test_a_version_compacted_away_lists_again(
     old = listed["metadata"]["resourceVersion"]
     for i in range(WINDOW * 2):
         await create_vm(admin, f"vm-{i}")
-    cursor = Cursor(VIRTUAL_MACHINES.what, transient=TRANSIENT)
-    cursor.listed(old)  # a follower whose version aged while it was away (or slow)
     seen: Seen = []
-    async with following(watches, seen, cursor) as task:
+    synced: list[Kind] = []
+    async with following(watches, seen, synced=synced):  # the follow lists, then watches
+
+        async def listed_once() -> list[Kind]:
+            return synced
+
+        await until(listed_once, bool, within=30, what="the first list")
+    assert synced == [VIRTUAL_MACHINES]
+    await custom.delete_namespaced_custom_object(
+        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, NAMESPACE, names.VM_PLURAL, "vm-0"
+    )
+    for i in range(WINDOW * 2):
+        await create_vm(admin, f"later-{i}")
+    cursor = Cursor(VIRTUAL_MACHINES.what, transient=TRANSIENT)
+    cursor.listed(old)  # the follow resumes at a version that aged while it was away
+    seen.clear()
+    async with following(watches, seen, cursor, synced) as task:
 
         async def lists() -> int:
             return cursor.lists
 
         await until(lists, lambda n: n >= 2, within=30, what="a list after the 410")
+        assert synced == [VIRTUAL_MACHINES, VIRTUAL_MACHINES]
         await create_vm(admin, "after")
 
         async def after() -> Seen:
@@ -155,4 +172,8 @@ async def test_a_version_compacted_away_lists_again(
 
         await until(after, lambda s: ("ADDED", "after") in s, within=30, what="a live event")
         assert not task.done()
-    assert {name for kind, name in seen if kind is None} == {f"vm-{i}" for i in range(WINDOW * 2)}
+    survivors = {f"vm-{i}" for i in range(1, WINDOW * 2)} | {
+        f"later-{i}" for i in range(WINDOW * 2)
+    }
+    assert {name for kind, name in seen if kind is None} == survivors
+    assert seen[0] == ("DELETED", "vm-0"), "the deletion missed while away comes first"
