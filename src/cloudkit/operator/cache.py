@@ -43,6 +43,7 @@ DELETED = "DELETED"
 MAX_TOMBSTONES = 4096
 """Deletions remembered per kind; a store older than a forgotten one is a harmless stale read."""
 
+_VM_KINDS = frozenset({names.VM_PLURAL, names.VMI_PLURAL})
 _VM_METADATA = ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
 _VMI_METADATA = (*_VM_METADATA, "creationTimestamp")
 
@@ -164,6 +165,9 @@ class WatchCache:
     _instance_of_vm: dict[ObjectKey, str] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set)
     """Instance names whose VMs were listed fresh into the cache by this process."""
+    _synced: set[str] = field(default_factory=set)
+    """The kinds (plurals) whose watch has delivered a whole list: from then on the cache holds
+    every object of the kind, so "none cached" means none for every instance."""
 
     # --- fed by the watches ------------------------------------------------------------------
 
@@ -191,6 +195,10 @@ class WatchCache:
             self._vmis.delete(object_key(obj), resource_version(obj))
         else:
             self._vmis.put(obj)
+
+    def watch_synced(self, plural: str) -> None:
+        """The watch of `plural` delivered a whole list (and follows every change after it)."""
+        self._synced.add(plural)
 
     # --- fed by the reconciler ---------------------------------------------------------------
 
@@ -234,8 +242,9 @@ class WatchCache:
         return (key.namespace, key.name) in self._instances.tombstones
 
     def vms_listed(self, instance_name: str) -> bool:
-        """Were this name's VMs listed fresh by this process (so "none cached" means none)?"""
-        return instance_name in self._listed
+        """Were this name's VMs listed fresh by this process, or every VM and VMI by the
+        watches (so "none cached" means none)?"""
+        return instance_name in self._listed or self._synced >= _VM_KINDS
 
     def vm_observations(self, instance_name: str) -> tuple[VirtualMachineObservation, ...]:
         keys = sorted(self._vms_by_instance.get(instance_name, ()))

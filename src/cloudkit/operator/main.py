@@ -26,7 +26,7 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # kopf's per-event chatter adds nothing to our one line per decision.
+    # kopf's per-event chatter adds nothing to our one line per pass.
     logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

@@ -75,12 +75,16 @@ class JobTracker:
         self._provider = provider
         self._in_flight: dict[str, dict[JobType, str]] = {}
         """instance key → job type → id of its non-terminal job."""
+        self._counts = dict.fromkeys(JobType, 0)
+        """Non-terminal jobs by type: kept as `_in_flight` changes, not recounted per write (a
+        recount of every instance on every status write was quadratic in a burst)."""
         for job_type in JobType:
             metrics.jobs_in_flight.labels(provider, job_type.value).set(0)
 
     def observe(self, key: str, status: ComputeInstanceStatus) -> None:
         """Call after every status this operator wrote (or read) for an instance."""
         current = self._in_flight.setdefault(key, {})
+        before = set(current)
         for job_type, job in (
             (JobType.PROVISION, status.provision_job),
             (JobType.DEPROVISION, status.deprovision_job),
@@ -88,12 +92,13 @@ class JobTracker:
             self._observe_job(current, job_type, job)
         if not current:
             self._in_flight.pop(key, None)
-        self._publish()
+        self._publish(before, set(current))
 
     def forget(self, key: str) -> None:
         """The instance is gone: whatever it had in flight no longer counts."""
-        if self._in_flight.pop(key, None) is not None:
-            self._publish()
+        gone = self._in_flight.pop(key, None)
+        if gone is not None:
+            self._publish(set(gone), set())
 
     def _observe_job(
         self, current: dict[JobType, str], job_type: JobType, job: JobStatus | None
@@ -114,13 +119,12 @@ class JobTracker:
         elif tracked is not None:
             del current[job_type]
 
-    def _publish(self) -> None:
-        counts = dict.fromkeys(JobType, 0)
-        for jobs in self._in_flight.values():
-            for job_type in jobs:
-                counts[job_type] += 1
-        for job_type, count in counts.items():
-            self._metrics.jobs_in_flight.labels(self._provider, job_type.value).set(count)
+    def _publish(self, before: set[JobType], after: set[JobType]) -> None:
+        """One instance's in-flight job types went from `before` to `after`."""
+        for job_type in before ^ after:
+            self._counts[job_type] += 1 if job_type in after else -1
+            gauge = self._metrics.jobs_in_flight.labels(self._provider, job_type.value)
+            gauge.set(self._counts[job_type])
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

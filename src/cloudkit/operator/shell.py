@@ -1,22 +1,25 @@
-"""The operator shell on kopf: kopf watches, our work queue reconciles (design §9).
+"""The operator shell: our watches feed the watch cache, our work queue reconciles (design §9).
 
-kopf supplies watching, reconnection and CRD discovery (the probes are ours: probes.py); it
-runs event handlers only (`@kopf.on.event`), which store the object in the watch cache
-(cache.py; the reconciler reads from it where a fresh GET is not needed) and enqueue the
-instance's key. With no change handlers kopf keeps no progress or diff-base annotations and
-adds no finalizer of its own, and posting of log messages as events is off: kopf writes nothing
-to the objects. The finalizer, status and events are ours, decided by the lifecycle core and
-written by the reconciler.
+kopf runs the process: signals, login, the startup and cleanup handlers (the probes are ours:
+probes.py). It watches nothing: watches.py follows instances, VMs and VMIs cluster-wide and
+hands every object to the Runtime's handlers, which store it in the watch cache (cache.py; the
+reconciler reads from it where a fresh GET is not needed) and enqueue the instance's key
+(docs/decisions.md, "The operator's own watches": kopf's per-event machinery was a quarter of
+the operator's CPU). With no resource handlers kopf keeps no progress or diff-base annotations
+and adds no finalizer of its own, and posting of log messages as events is off: kopf writes
+nothing to the objects. The finalizer, status and events are ours, decided by the lifecycle
+core and written by the reconciler.
 
-kopf runs cluster-wide because VirtualMachines live in tenant namespaces; instances outside
-CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE (when set) are filtered in the handler. A change of a VM or
-of its VirtualMachineInstance (a restart re-creates it; its address appears) wakes the instance
-at once; routing.py says which. If the KubeVirt CRDs do not exist, kopf logs that the resources
-are unresolved and starts watching them when the CRDs appear; the reconciler then sees vms=None.
+The watches are cluster-wide because VirtualMachines live in tenant namespaces; instances
+outside CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE (when set) are filtered in the handler. A change of a
+VM or of its VirtualMachineInstance (a restart re-creates it; its address appears) wakes the
+instance after a short settle window; routing.py says which. If the KubeVirt CRDs do not exist,
+their watches retry with back-off and list once the CRDs appear; the reconciler then sees
+vms=None.
 
 Leader election (leadership*.py): every replica watches and queues; only the one holding the
 Lease runs the queue's workers and listens for job notifications. A standby's queue fills with
-every instance kopf lists and every change after, so a new leader reconciles each instance once
+every instance the watch lists and every change after, so a new leader reconciles each instance once
 at once (it may have missed notifications). Losing the Lease cancels the reconciles in flight
 before it can expire, then the process exits non-zero (LeadershipLost), as controller-runtime's
 managers do: a fresh process re-reads everything, no state of the lost term lingers. SIGTERM
@@ -38,12 +41,11 @@ import kopf
 from kubernetes_asyncio import client
 from prometheus_client import start_http_server
 
-from cloudkit.api import names
 from cloudkit.operator.cache import Reads, WatchCache
+from cloudkit.operator.environment_lookups import without_environment_lookups
 from cloudkit.operator.feedback_sync import FeedbackSync, fulfillment_client, wait_closed
-from cloudkit.operator.kopf_storage import NoDiffBase
 from cloudkit.operator.kube import Kube, load_configuration
-from cloudkit.operator.kube_objects import InstanceKey
+from cloudkit.operator.kube_objects import InstanceKey, object_key
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.metrics import OperatorMetrics
@@ -57,6 +59,14 @@ from cloudkit.operator.startup import (
     build_provider,
     lifecycle_config,
 )
+from cloudkit.operator.watches import (
+    INSTANCES,
+    VIRTUAL_MACHINE_INSTANCES,
+    VIRTUAL_MACHINES,
+    Handler,
+    Kind,
+    Watches,
+)
 from cloudkit.operator.workqueue import WorkQueue
 
 log = logging.getLogger("cloudkit.operator")
@@ -64,8 +74,6 @@ log = logging.getLogger("cloudkit.operator")
 SHUTDOWN_GRACE_S = 20.0
 """How long SIGTERM waits for the reconciles in flight (the Deployment grants 30 s)."""
 RELEASE_TIMEOUT_S = 5.0
-WATCH_SERVER_TIMEOUT_S = 30.0
-WATCH_CLIENT_MARGIN_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
 KOPF_REQUEST_TIMEOUT_S = 30.0
 EXIT_AFTER_LOSS_S = 20.0
@@ -91,6 +99,8 @@ class Runtime:
     feedback: FeedbackSync | None = None
     """The records' status from the resources' (feedback_sync.py), on a queue of its own."""
     feedback_queue: WorkQueue[InstanceKey] | None = None
+    watches: Watches | None = None
+    """The follows of instances, VMs and VMIs that feed the handlers below (watches.py)."""
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
     routes: Routes = field(init=False)
     """Which instances a watch event concerns (an instance's, its VMs', their VMIs')."""
@@ -99,9 +109,59 @@ class Runtime:
     lost: bool = False
     closed: bool = False
     _election: asyncio.Task[None] | None = None
+    _watching_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.routes = Routes(self.settings.namespace, vm_settle_s(self.settings.poll_policy))
+
+    # --- the watches' handlers (watches.py): store the object, enqueue its instance -------
+
+    def watch_handlers(self) -> dict[Kind, Handler]:
+        return {
+            INSTANCES: self.instance_changed,
+            VIRTUAL_MACHINES: self.vm_changed,
+            VIRTUAL_MACHINE_INSTANCES: self.vmi_changed,
+        }
+
+    def instance_changed(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        namespace, name = object_key(obj)
+        if not name or not namespace:
+            return
+        deleted = event_type == "DELETED"
+        key = self.routes.instance_event(namespace, name, deleted=deleted)
+        if key is None:
+            return
+        cache(self).instance_event(event_type, obj)
+        if self.feedback_queue is not None:
+            # Every change, the reconciler's own writes included: they are what is fed back.
+            self.feedback_queue.add(key)
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if event_type == "MODIFIED" and self.reconciler.is_own_write(key, version):
+            return
+        self.queue.add(key, priority=instance_priority(obj))
+
+    def vm_changed(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        cache(self).vm_event(event_type, obj)
+        namespace, name = object_key(obj)
+        deleted = event_type == "DELETED"
+        for key in self.routes.vm_event(namespace, name, _labels(obj), deleted=deleted):
+            self.queue.add(key, self.routes.vm_settle_s)
+
+    def vmi_changed(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        cache(self).vmi_event(event_type, obj)
+        namespace, name = object_key(obj)
+        for key in self.routes.vmi_event(namespace, name, _labels(obj)):
+            self.queue.add(key, self.routes.vm_settle_s)
+
+    def watch_synced(self, kind: Kind) -> None:
+        cache(self).watch_synced(kind.plural)
+
+    def watch(self) -> None:
+        """Follow the three kinds (every replica: a standby's queue fills too)."""
+        if self.watches is not None and not self._watching_tasks:
+            self._watching_tasks = self.watches.start(self.watch_handlers(), self.watch_synced)
+
+    # --- leading ---------------------------------------------------------------------------
 
     def elect(self) -> None:
         """Lead at once without election; else stand for the Lease in the background."""
@@ -159,6 +219,9 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        for task in self._watching_tasks:
+            task.cancel()
+        await asyncio.gather(*self._watching_tasks, return_exceptions=True)
         await self.queue.stop(grace=SHUTDOWN_GRACE_S)
         if self.feedback_queue is not None:
             # Its passes are idempotent: one cut short is done again by the next leader.
@@ -182,6 +245,8 @@ class Runtime:
             await self.probes.stop()
         await self.reconciler.provider.close()
         await self.reconciler.kube.close()
+        if self.watches is not None:
+            await self.watches.close()
         if self.lease_api is not None:
             await self.lease_api.close()
         if self.metrics_server is not None:
@@ -201,6 +266,7 @@ def build_registry() -> kopf.OperatorRegistry:
     async def start_workers(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo["runtime"]
         runtime.watching = True
+        runtime.watch()
         runtime.elect()
         election = runtime.settings.leader_election
         log.info(
@@ -218,58 +284,6 @@ def build_registry() -> kopf.OperatorRegistry:
         runtime: Runtime = memo["runtime"]
         await runtime.close()
 
-    @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL, registry=registry)
-    async def instance_changed(
-        event: kopf.RawEvent, name: str | None, namespace: str | None, memo: kopf.Memo, **_: Any
-    ) -> None:
-        runtime: Runtime = memo["runtime"]
-        if not name or not namespace:
-            return
-        deleted = event.get("type") == "DELETED"
-        key = runtime.routes.instance_event(namespace, name, deleted=deleted)
-        if key is None:
-            return
-        obj = event.get("object") or {}
-        cache(runtime).instance_event(event.get("type"), obj)
-        if runtime.feedback_queue is not None:
-            # Every change, the reconciler's own writes included: they are what is fed back.
-            runtime.feedback_queue.add(key)
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        if event.get("type") == "MODIFIED" and runtime.reconciler.is_own_write(key, version):
-            return
-        runtime.queue.add(key, priority=instance_priority(obj))
-
-    @kopf.on.event(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL, registry=registry)
-    async def vm_changed(
-        event: kopf.RawEvent,
-        name: str | None,
-        namespace: str | None,
-        labels: kopf.Labels,
-        memo: kopf.Memo,
-        **_: Any,
-    ) -> None:
-        runtime: Runtime = memo["runtime"]
-        cache(runtime).vm_event(event.get("type"), event.get("object") or {})
-        deleted = event.get("type") == "DELETED"
-        for key in runtime.routes.vm_event(namespace or "", name or "", labels, deleted=deleted):
-            runtime.queue.add(key, runtime.routes.vm_settle_s)
-
-    @kopf.on.event(
-        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VMI_PLURAL, registry=registry
-    )
-    async def vmi_changed(
-        event: kopf.RawEvent,
-        name: str | None,
-        namespace: str | None,
-        labels: kopf.Labels,
-        memo: kopf.Memo,
-        **_: Any,
-    ) -> None:
-        runtime: Runtime = memo["runtime"]
-        cache(runtime).vmi_event(event.get("type"), event.get("object") or {})
-        for key in runtime.routes.vmi_event(namespace or "", name or "", labels):
-            runtime.queue.add(key, runtime.routes.vm_settle_s)
-
     return registry
 
 
@@ -279,19 +293,18 @@ def cache(runtime: Runtime) -> WatchCache:
     return runtime.reconciler.cache
 
 
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels")
+    return labels if isinstance(labels, dict) else {}
+
+
 def kopf_settings() -> kopf.OperatorSettings:
+    """kopf runs the process (signals, login, startup and cleanup) and watches nothing."""
     settings = kopf.OperatorSettings()
     # kopf would post its own log lines as Events on the objects; ours are explicit.
     settings.posting.enabled = False
-    # Event handlers only: no diff base to build on every watch event (kopf_storage.py).
-    settings.persistence.diffbase_storage = NoDiffBase()
-    # Deadlines on kopf's own requests and watches (it has none by default): a watch whose
-    # connection went into a black hole would otherwise wait for events for good. The server
-    # ends each watch after WATCH_SERVER_TIMEOUT_S (kopf resumes it from its resourceVersion);
-    # a connection that stopped answering is dropped by the client WATCH_CLIENT_MARGIN_S later.
-    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
-    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_S + WATCH_CLIENT_MARGIN_S
-    settings.watching.connect_timeout = CONNECT_TIMEOUT_S
+    # No resource handlers: nothing to discover, no CRDs to watch for (watches.py follows).
+    settings.scanning.disabled = True
     settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_S
     settings.networking.connect_timeout = CONNECT_TIMEOUT_S
     return settings
@@ -328,6 +341,9 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)
     slots.wake_with(queue.add)
     runtime = Runtime(settings, reconciler, queue, metrics_server=metrics_server)
+    # A client of their own: the requests metric counts the reconciler's requests only.
+    watching_client = client.ApiClient(configuration=await load_configuration(kubeconfig))
+    runtime.watches = Watches(without_environment_lookups(watching_client))
     if settings.feedback is not None:
         runtime.feedback = FeedbackSync(
             kube, Reads(kube, reconciler.cache), fulfillment_client(settings.feedback),

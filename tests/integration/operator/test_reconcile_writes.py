@@ -7,6 +7,7 @@ the test, not by the watch: the counts are exact, not timing-dependent.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,12 @@ async def create(in_process: InProcess, name: str) -> InstanceKey:
     return InstanceKey(INSTANCE_NAMESPACE, name)
 
 
-async def test_a_pass_that_sees_the_job_end_writes_the_status_once(in_process: InProcess) -> None:
+async def test_a_pass_that_sees_the_job_end_writes_the_status_once(
+    in_process: InProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     """The pass that observes the VM, the reconciled version and polls the finished job writes
-    one status, not one before the poll and one after: a poll is only a read of the backend."""
+    one status, not one before the poll and one after: a poll is only a read of the backend.
+    It logs one line, on the decision it ends with, naming the I/O it ran."""
     name = "one-write"
     key = await create(in_process, name)
     await reconcile_until(in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
@@ -99,7 +103,11 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(in_process: I
         within=30,
     )
     in_process.requests.clear()
+    caplog.set_level(logging.INFO, logger="cloudkit.operator")
+    caplog.clear()
     await in_process.reconciler.reconcile(key)
+    lines = [r.getMessage() for r in caplog.records if " phase=" in r.getMessage()]
+    assert len(lines) == 1 and "phase=Ready" in lines[0] and "io=PollJob " in lines[0], lines
     after = await in_process.kube.get(f"{CI_PATH}/{name}")
     assert status(after).get("phase") == "Ready", status(after)
     assert job(after, "provisionJob").get("state") == "Succeeded"

@@ -190,3 +190,12 @@ def test_the_deleted_version_itself_does_not_come_back() -> None:
     cache.instance_event("DELETED", instance("7"))
     cache.instance_event("MODIFIED", instance("7"))
     assert cache.instance(KEY) is None
+
+
+def test_once_the_watches_listed_every_vm_and_vmi_none_cached_means_none() -> None:
+    cache = WatchCache()
+    cache.watch_synced(names.VM_PLURAL)
+    assert not cache.vms_listed("ci"), "the VMIs' watch has not listed yet"
+    cache.watch_synced(names.VMI_PLURAL)
+    assert cache.vms_listed("ci") and cache.vms_listed("another")
+    assert cache.vm_observations("ci") == ()

@@ -9,8 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from cloudkit.api.models import ComputeInstance
+from cloudkit.operator.cache import json_copy
 from cloudkit.operator.invalid_spec import INVALID_REASON, rejected_status, validation_summary
-from cloudkit.operator.reconcile import End, Freshness
+from cloudkit.operator.kube_objects import InstanceKey
+from cloudkit.operator.reconcile import End, Freshness, InstanceModels
 
 NOW = datetime(2026, 3, 1, 10, 0, 5, 123456, tzinfo=UTC)
 
@@ -65,3 +67,28 @@ def test_an_invalid_spec_is_reported_by_field_once() -> None:
     ]
     assert rejected_status({**raw, "status": status}, problem, NOW) is None
     assert rejected_status({**raw, "status": status}, "another problem", NOW) is not None
+
+
+def test_a_version_is_validated_once_and_a_new_version_again() -> None:
+    key = InstanceKey("ns", "ci-1")
+    models = InstanceModels()
+    raw = {
+        "metadata": {"name": "ci-1", "namespace": "ns", "resourceVersion": "7"},
+        "spec": {"templateID": "t"},
+    }
+    first = models.of(key, raw)
+    assert models.of(key, json_copy(raw)) is first  # the same version: the same model
+    newer = {
+        **raw,
+        "metadata": {**raw["metadata"], "resourceVersion": "8"},
+        "spec": {"templateID": "t", "cores": 4},
+    }
+    assert models.of(key, newer).spec.cores == 4
+    unversioned = {
+        **raw,
+        "metadata": {"name": "ci-1", "namespace": "ns"},
+        "spec": {"templateID": "t", "cores": 2},
+    }
+    assert models.of(key, unversioned).spec.cores == 2  # no version: always validated
+    models.forget(key)
+    assert models.of(key, raw) is not first

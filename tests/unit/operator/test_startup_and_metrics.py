@@ -65,6 +65,10 @@ def test_job_metrics_follow_written_statuses() -> None:
     tracker.observe("ns/b", ComputeInstanceStatus(provision_job=running.model_copy()))
     in_flight = {"provider": "aap", "type": "provision"}
     assert sample(registry, "cloudkit_jobs_in_flight", **in_flight) == 2
+    relaunched = running.model_copy(update={"id": "6"})  # the same instance, another job
+    tracker.observe("ns/b", ComputeInstanceStatus(provision_job=relaunched))
+    tracker.observe("ns/b", ComputeInstanceStatus(provision_job=relaunched))
+    assert sample(registry, "cloudkit_jobs_in_flight", **in_flight) == 2
 
     done = running.model_copy(
         update={"state": JobState.SUCCEEDED, "finished_at": launched + timedelta(seconds=42)}

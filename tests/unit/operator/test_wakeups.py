@@ -2,17 +2,16 @@
 settle window for its VMs' and VMIs' (routing.VM_SETTLE_S), so that KubeVirt's quick succession
 of changes costs one pass and one status write; under upstream's policy (the benchmarks'
 baseline) a VM's change wakes it at once, as upstream's controller does (reference §3.1).
-The handlers are kopf's registered functions, called as kopf calls them; the queue is the real
-one (not started: only its due times are read).
+The handlers are the Runtime's, called as its watches call them (watches.py); the queue is the
+real one (not started: only its due times are read).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-import kopf
 import pytest
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
@@ -25,7 +24,7 @@ from cloudkit.operator.metrics import OperatorMetrics
 from cloudkit.operator.reconcile import Reconciler
 from cloudkit.operator.routing import VM_SETTLE_S
 from cloudkit.operator.settings import OperatorSettings, load_settings
-from cloudkit.operator.shell import Runtime, build_registry
+from cloudkit.operator.shell import Runtime
 from cloudkit.operator.startup import build_provider, lifecycle_config
 from cloudkit.operator.workqueue import WorkQueue
 
@@ -41,7 +40,7 @@ ENVIRONMENT = {
 }
 SETTINGS = load_settings(ENVIRONMENT)
 UPSTREAM_SETTINGS = load_settings({**ENVIRONMENT, "CLOUDKIT_POLL_POLICY": "fixed"})
-Handler = Callable[..., Awaitable[None]]
+Handler = Callable[[str | None, dict[str, Any]], None]
 
 
 @pytest.fixture
@@ -66,10 +65,10 @@ async def _shell(settings: OperatorSettings) -> AsyncIterator[tuple[Runtime, dic
         cache=WatchCache(),
     )
     runtime = Runtime(settings, reconciler, WorkQueue(reconciler))
-    # kopf names a handler by its function's qualified name; the last part is ours.
     handlers: dict[str, Handler] = {
-        str(h.id).rsplit(".", 1)[-1]: cast(Handler, h.fn)
-        for h in build_registry()._watching.get_all_handlers()
+        "instance_changed": runtime.instance_changed,
+        "vm_changed": runtime.vm_changed,
+        "vmi_changed": runtime.vmi_changed,
     }
     try:
         yield runtime, handlers
@@ -94,14 +93,7 @@ def vm(kind: str = "VirtualMachine") -> dict[str, Any]:
 
 
 async def call(handler: Handler, runtime: Runtime, kind: str, obj: dict[str, Any]) -> None:
-    meta = obj["metadata"]
-    await handler(
-        event={"type": kind, "object": obj},
-        name=meta["name"],
-        namespace=meta["namespace"],
-        labels=meta.get("labels") or {},
-        memo=kopf.Memo(runtime=runtime),
-    )
+    handler(kind, obj)
 
 
 async def test_vm_and_vmi_changes_wake_the_instance_after_the_settle_window(
