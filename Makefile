@@ -39,12 +39,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Parallel test processes (pytest-xdist). Stack tests spend much of their wall time waiting on
-# timers (VM boots, job polls), so more workers than cores fills the cores. Each file runs whole
-# on one worker, so a module's shared stack starts once (measured: file by file ran ~4x more
-# tests per minute than test by test under a comparable load, load average 15-25), and the
-# longest tiers are handed out first (tests/conftest.py). Override with `make test WORKERS=2`
-# (or 0 for one process).
+# Parallel test processes (pytest-xdist), file by file (`--dist loadfile`: a module's shared
+# stack starts once), the longest files handed out first (tests/conftest.py). The suite is
+# CPU-bound on two cores, but its stack tests also wait on timers (VM boots, jobs, Leases): a
+# whole run with 4 workers on an idle 2-core machine kept 1.64 cores busy on average, so fewer
+# workers would leave the cores idler while tests wait, and more would run more stacks at once
+# for no more CPU. Override with `make test WORKERS=2` (or 0 for one process).
 WORKERS ?= 4
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
