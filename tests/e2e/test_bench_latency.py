@@ -66,9 +66,12 @@ def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(900)  # two stacks, EDA's JVM among them: minutes on a busy machine
 def test_small_run_writes_csv_summary_and_png(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = bench("--runs", "1", "--parallel", "1", "--vm-boot-seconds", "1", "--out", str(out))
+    proc = bench(
+        "--runs", "1", "--parallel", "1", "--vm-boot-seconds", "1", "--out", str(out), timeout=840
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
     with (out / "latency_results.csv").open() as handle:
