@@ -25,22 +25,30 @@ from typing import Any
 import pytest
 
 from tests.harness.up import Up, alive, descendants
+from tests.waiting import until_sync
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 LIFECYCLE_S = 240.0
 """Generous: the machine is shared; a deadline only bounds a failure."""
+POLL_S = 1.0
+"""Between two reads of a wait: each read is a kubectl process and a request or two to the API
+server, and no proof here is about how soon a change is seen."""
 SIMULATED = ("--simulated-jobs", "3")
 
 
 def wait_for(check: Callable[[], Any], *, within: float, what: str, up: Up) -> Any:
-    """Until `check()` is truthy (its value); fails naming `what`, or if `cloudkit up` exits."""
-    deadline = time.monotonic() + within
-    while not (value := check()):
+    """Until `check()` is truthy (its value); fails naming `what` with the stack's last lines,
+    or at once if `cloudkit up` exits."""
+
+    def read() -> Any:
         assert up.process.poll() is None, f"cloudkit up exited:\n{up.output()[-4000:]}"
-        assert time.monotonic() < deadline, f"{what} not within {within:g}s:\n{up.output()[-3000:]}"
-        time.sleep(0.2)
-    return value
+        return check()
+
+    try:
+        return until_sync(read, bool, within=within, what=what, interval=POLL_S)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{up.output()[-3000:]}") from None
 
 
 def operators(up: Up) -> dict[str, Any]:
