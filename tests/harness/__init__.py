@@ -14,5 +14,6 @@
   subprocess, for tests that need their own job templates (not yet on `start_stack`).
 - `mutants`: the mutant tables' runs (a copy of the source with one edit, pytest forked from one
   server process per run).
+- `handout`: what the run's hand-out would take with N workers, simulated from a `--cpu-json`.
 - `cpu_report`: the pytest plugin that reports each test's CPU (`--cpu-top`, `--cpu-json`).
 """
