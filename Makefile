@@ -48,13 +48,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Parallel test processes (pytest-xdist). Stack tests spend much of their wall time waiting on
-# timers (VM boots, job polls), so more workers than cores fills the cores. Each file runs whole
-# on one worker, so a module's shared stack starts once (measured: file by file ran ~4x more
-# tests per minute than test by test under a comparable load, load average 15-25), and the
-# longest tiers are handed out first (tests/conftest.py). Override with `make test WORKERS=2`
-# (or 0 for one process).
-WORKERS ?= 4
+# Parallel test processes (pytest-xdist), file by file (`--dist loadfile`: a module's shared
+# stack starts once; measured: ~4x more tests per minute than test by test under a comparable
+# load), the longest files handed out first (tests/conftest.py). The suite is CPU-bound on
+# two cores, but its stack tests also wait on timers (VM boots, jobs, Leases): a whole run with
+# 4 workers on an idle 2-core machine kept only 1.64 cores busy. With the tiers' CPU cut, 5
+# workers keep the cores about that busy again (a simulation of the hand-out calibrated on that
+# run: 2 workers 31 min, 3 21, 4 16, 5 14, 6 13 with the e2e and stack tiers' cuts alone;
+# CONTRIBUTING gives the figures). `make test WORKERS=4`, or 0 for one process.
+WORKERS ?= 5
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
 # Ends with the 25 slowest tests (wall) and the 25 costliest tests and files (CPU: wall time

@@ -1,10 +1,13 @@
 """`cloudkit bench latency` run as users run it, small: its CSV, summary and PNG checked for
 content, and a failing lifecycle named in a non-zero exit.
 
-The small run starts a fresh local stack per provider (one round, two lifecycles at once, a
-one-second VM boot). The failing run measures a deployed operator (--kubeconfig) whose
-provision template fails: the operator-test stack (API server, automation service, operator
-process) with a provision playbook that fails on purpose.
+The small run starts a fresh local stack per provider (one round, one lifecycle each, a
+one-second VM boot): the smallest run whose files hold every column, both providers and their
+comparison (each lifecycle is a real provision and deprovision, the costliest part of the run).
+The failing run measures a deployed operator (--kubeconfig) whose provision template fails: the
+operator-test stack (API server, automation service, operator process) with a provision
+playbook that fails on purpose; its two lifecycles at once (one watch serves both) are each
+named, apart.
 """
 
 from __future__ import annotations
@@ -63,17 +66,20 @@ def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(900)  # two stacks, EDA's JVM among them: minutes on a busy machine
 def test_small_run_writes_csv_summary_and_png(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = bench("--runs", "1", "--parallel", "2", "--vm-boot-seconds", "1", "--out", str(out))
+    proc = bench(
+        "--runs", "1", "--parallel", "1", "--vm-boot-seconds", "1", "--out", str(out), timeout=840
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
     with (out / "latency_results.csv").open() as handle:
         header = next(csv.reader(handle))
     assert set(header) >= COLUMNS
     rows = read_rows(out / "latency_results.csv")
-    assert sorted((r.provider, r.run) for r in rows) == [("aap", 1)] * 2 + [("eda", 1)] * 2
-    assert len({r.instance for r in rows}) == 4 and all(r.ok for r in rows)
+    assert sorted((r.provider, r.run) for r in rows) == [("aap", 1), ("eda", 1)]
+    assert len({r.instance for r in rows}) == 2 and all(r.ok for r in rows)
     for r in rows:
         assert r.provision_s and r.deprovision_s and r.total_s
         assert r.total_s == pytest.approx(r.provision_s + r.deprovision_s, abs=0.002)
@@ -85,7 +91,7 @@ def test_small_run_writes_csv_summary_and_png(tmp_path: Path) -> None:
     for sentence in _recomputed_sentences(rows):
         assert sentence in summary
     assert "% better overall performance" in summary and "provisioned" in summary
-    assert "cloudkit bench latency --runs 1 --parallel 2" in summary
+    assert "cloudkit bench latency --runs 1 --parallel 1" in summary
     assert re.search(r"Date \(UTC\): \d{4}-\d\d-\d\d", summary) and "CPUs" in summary
     for provider in ("AAP", "EDA"):
         for phase in ("provision", "deprovision", "total cycle"):
@@ -167,7 +173,7 @@ def test_a_failing_lifecycle_exits_non_zero_and_is_named(
             "--runs",
             "1",
             "--parallel",
-            "1",
+            "2",
             "--out",
             str(out),
             "--timeout",
@@ -177,8 +183,10 @@ def test_a_failing_lifecycle_exits_non_zero_and_is_named(
         stop_operator(operator)
     assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_rows(out / "latency_results.csv")
-    assert len(rows) == 1 and not rows[0].ok and rows[0].provider == "aap"
-    assert rows[0].total_s is None and "Failed" in rows[0].error
-    assert rows[0].instance in proc.stderr and "lifecycle failed" in proc.stderr
+    assert len(rows) == 2 and len({r.instance for r in rows}) == 2
     summary = (out / "latency_summary.md").read_text()
-    assert rows[0].instance in summary and "| AAP |" not in summary  # nothing averaged
+    assert "lifecycle failed" in proc.stderr and "| AAP |" not in summary  # nothing averaged
+    for row in rows:
+        assert not row.ok and row.provider == "aap", row
+        assert row.total_s is None and "Failed" in row.error, row
+        assert row.instance in proc.stderr and row.instance in summary

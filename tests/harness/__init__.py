@@ -6,6 +6,9 @@
   (through the stack's fault relay, `cloudkit.local.stack.faults`), and the Lease.
 - `in_process`: the same stack without an operator, and a reconciler driven pass by pass in the
   test's own process.
+- `up`: `cloudkit up` itself as a subprocess (the product's `start_stack` behind its command),
+  for tests of what a person does with it; `scenario_runs`: `cloudkit scenario` against such a
+  stack or on its own, and the validations each scenario must report.
 - `holds`, `kills`, `checks`: the resilience proofs' stops, kill bursts and job checks.
 - `operator_process`: API server and automation service in this process, the operator as a
   subprocess, for tests that need their own job templates (not yet on `start_stack`).
@@ -13,5 +16,6 @@
   server process per run).
 - `kube_clients`: the synchronous Kubernetes client, typed where its annotations lie (dict
   bodies, fields the server always fills, the untyped config helpers and `Watch`).
+- `handout`: what the run's hand-out would take with N workers, simulated from a `--cpu-json`.
 - `cpu_report`: the pytest plugin that reports each test's CPU (`--cpu-top`, `--cpu-json`).
 """

@@ -24,23 +24,31 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack.test_cloudkit_up import Up, alive, descendants
+from tests.harness.up import Up, alive, descendants
+from tests.waiting import until_sync
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 LIFECYCLE_S = 240.0
 """Generous: the machine is shared; a deadline only bounds a failure."""
+POLL_S = 1.0
+"""Between two reads of a wait: each read is a kubectl process and a request or two to the API
+server, and no proof here is about how soon a change is seen."""
 SIMULATED = ("--simulated-jobs", "3")
 
 
 def wait_for(check: Callable[[], Any], *, within: float, what: str, up: Up) -> Any:
-    """Until `check()` is truthy (its value); fails naming `what`, or if `cloudkit up` exits."""
-    deadline = time.monotonic() + within
-    while not (value := check()):
+    """Until `check()` is truthy (its value); fails naming `what` with the stack's last lines,
+    or at once if `cloudkit up` exits."""
+
+    def read() -> Any:
         assert up.process.poll() is None, f"cloudkit up exited:\n{up.output()[-4000:]}"
-        assert time.monotonic() < deadline, f"{what} not within {within:g}s:\n{up.output()[-3000:]}"
-        time.sleep(0.2)
-    return value
+        return check()
+
+    try:
+        return until_sync(read, bool, within=within, what=what, interval=POLL_S)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{up.output()[-3000:]}") from None
 
 
 def operators(up: Up) -> dict[str, Any]:
@@ -191,9 +199,10 @@ def test_the_leader_of_two_replicas_killed_the_stack_runs_on(tmp_path: Path) -> 
         print(f"\nafter the kill: {json.dumps(after)}")
         assert "killed by SIGKILL" in replica(after, leader)["last_exit"]
         # Every replica runs again: one that exited meanwhile (for any reason) is in its
-        # back-off, so this is a condition with a deadline, not the state at one instant.
+        # back-off, so this is a condition with a deadline, not the state at one instant (and
+        # not met by an empty status while the file is replaced).
         wait_for(
-            lambda: all(r["running"] for r in operators(up).get("replicas", [])),
+            lambda: (now := operators(up)) and all(r["running"] for r in now["replicas"]),
             within=LIFECYCLE_S,
             what="every replica running",
             up=up,

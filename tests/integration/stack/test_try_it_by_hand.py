@@ -3,6 +3,9 @@
 One local stack (real API server, automation service, operator and VM simulator) serves the
 whole walk; kubectl and the AWX CLI are the user's own tools, run as subprocesses with the
 kubeconfig the stack publishes. An instance applied to another namespace must be reported.
+The jobs are simulated (the playbooks' effects, VM sizes included, held to the playbooks by
+tests/contract/playbooks): the walk is the subject, not Ansible, and three real provisions
+cost more CPU than everything else here. The walk uses no fulfillment service: none is started.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ DEADLINE_S = 90.0
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[StackHandle]:
-    handle = await start_stack(provider="aap", state_dir=tmp_path / "state", vm_boot_seconds=0.5)
+    handle = await start_stack(
+        provider="aap",
+        state_dir=tmp_path / "state",
+        vm_boot_seconds=0.5,
+        simulated_jobs={"run_seconds": 0.5},
+        with_fulfillment=False,
+    )
     try:
         yield handle
     finally:

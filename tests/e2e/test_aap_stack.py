@@ -1,6 +1,15 @@
-"""The tenant's walkthrough, as a person runs it: `cloudkit up`, `cloudkit login --tenant acme`,
-create, list, watch and delete compute instances with the `cloudkit` command, and another
-tenant (another CLOUDKIT_CONFIG) that cannot see any of it."""
+"""One `cloudkit up` (AAP direct), used as people use it, from its start to a crash: the
+end-to-end scenarios (`cloudkit scenario … --kubeconfig`, and `cloudkit login` for the tenant's
+way), the tenant's walkthrough with the `cloudkit` command, and last a dying child that stops
+the stack with a clear message.
+
+Each test has its own instances and tenants, so they share the stack as people would. Its jobs
+are simulated (`--simulated-jobs`: the playbooks' effects through the same API, held to the
+playbooks by tests/contract/playbooks), because what these tests prove is the operator's and
+the stack's: job ordering, cancel before deprovision, restart, the order's trail, tenancy,
+supervision. Real AAP playbooks run end to end in `test_scenario_with_faults.py` (a deletion
+mid-provision) and `test_bench_latency.py`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,57 +27,52 @@ from typing import Any
 import pytest
 
 from cloudkit.fulfillment.models import EventType
+from tests.harness import scenario_runs
+from tests.harness.up import BIN, Up, alive, cmdline, descendants
 
-# `cloudkit up` and a dozen `cloudkit` commands, each a new Python process: minutes on a busy
-# machine.
+# The stack's start-up lands in the first test's time; a dozen `cloudkit` commands, each a new
+# Python process, take minutes on a busy machine.
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 
-BIN = Path(sys.executable).parent
-START_TIMEOUT_S = 240.0
+JOB_SECONDS = "5"
+"""Long enough that a deletion seen Running lands while the job runs (the cancel path)."""
 STEP_TIMEOUT_S = 60.0
 # A deleted order goes once its instance is deprovisioned (the stack's controller and operator).
 DELETION_TIMEOUT_S = 180.0
 
 
-class Stack:
-    """`cloudkit up` in its own session; the state directory tells when it is ready."""
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    yield from scenario_runs.shared_stack(
+        tmp_path_factory, "aap", ("--simulated-jobs", JOB_SECONDS)
+    )
 
-    def __init__(self, state_dir: Path, log: Path) -> None:
-        self.state_dir, self.log = state_dir, log
-        self.env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-        self.process = subprocess.Popen(
-            # Simulated jobs: the playbooks are not the subject of a tenant's walkthrough.
-            [
-                *(str(BIN / "cloudkit"), "up", "--state-dir", str(state_dir)),
-                *("--vm-boot-seconds", "1", "--simulated-jobs", "1"),
-            ],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (self.state_dir / "kubeconfig").exists():
-            assert self.process.poll() is None, f"cloudkit up exited:\n{self.log.read_text()}"
-            assert time.monotonic() < deadline, f"not ready in time:\n{self.log.read_text()}"
-            time.sleep(0.2)
+def test_lifecycle(stack: Up, tmp_path: Path) -> None:
+    scenario_runs.lifecycle(stack, tmp_path)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+
+def test_delete_during_provision(stack: Up, tmp_path: Path) -> None:
+    scenario_runs.delete_during_provision(stack, tmp_path)
+
+
+def test_delete_during_provision_via_fulfillment(stack: Up, tmp_path: Path) -> None:
+    scenario_runs.delete_during_provision_via_fulfillment(stack, tmp_path)
+
+
+def test_restart(stack: Up, tmp_path: Path) -> None:
+    scenario_runs.restart(stack, tmp_path)
+
+
+# --- the tenant's walkthrough: `cloudkit login --tenant acme`, create, list, watch and delete
+# compute instances with the `cloudkit` command, and another tenant (another CLOUDKIT_CONFIG)
+# that cannot see any of it.
 
 
 class Shell:
     """One person's shell: the `cloudkit` command with its own CLOUDKIT_CONFIG."""
 
-    def __init__(self, stack: Stack, config: Path) -> None:
+    def __init__(self, stack: Up, config: Path) -> None:
         self.stack = stack
         self.env = {**stack.env, "CLOUDKIT_CONFIG": str(config)}
 
@@ -136,22 +139,12 @@ class Follower:
             self.process.wait(timeout=30)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path / "state", tmp_path / "up.log")
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.stop()
-
-
 def _of(event: dict[str, Any], kind: str, id: str) -> bool:
     return event.get("type") == kind and event["compute_instance"].get("id") == id
 
 
 def test_a_tenant_orders_watches_and_deletes_and_another_sees_nothing(
-    stack: Stack, tmp_path: Path
+    stack: Up, tmp_path: Path
 ) -> None:
     acme, globex = Shell(stack, tmp_path / "acme.json"), Shell(stack, tmp_path / "globex.json")
     state = str(stack.state_dir)
@@ -204,3 +197,18 @@ def test_a_tenant_orders_watches_and_deletes_and_another_sees_nothing(
         )
     finally:
         watch.stop()
+
+
+# --- last: the stack's end ---------------------------------------------------------------------
+
+
+def test_a_dying_child_stops_the_stack_with_a_clear_message(stack: Up) -> None:
+    children = descendants(stack.process.pid)
+    automation = next(
+        pid for pid in children if b"automation" in cmdline(pid) and b"--templates" in cmdline(pid)
+    )
+    os.kill(automation, signal.SIGKILL)
+    assert stack.process.wait(timeout=60) == 1, stack.output()[-3000:]
+    assert "automation exited with code -9" in stack.output()
+    left = [pid for pid in children if alive(pid)]
+    assert left == [], f"still running after a child died: {left}"
