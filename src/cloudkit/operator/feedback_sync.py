@@ -16,6 +16,11 @@ One pass over an instance:
 2. the finalizer `cloudkit.openshift.io/computeinstance-feedback` is added while the resource is
    live (a resourceVersion-guarded patch, as every finalizer write of this operator);
 3. the record is read (private API); NotFound: the record is gone, the finalizer is dropped;
+   the read is skipped when the record as the feedback last read or wrote it already calls
+   for a write (Ready after Progressing: the tenant's RUNNING is one round trip, not two);
+   that write is guarded by the version it was decided on, so a record changed since costs
+   a Conflict and a fresh read, never a lost write; a pass that would write nothing still
+   reads the record (someone else may have changed it);
 4. `decide`, and the update is written only when something changed, guarded by the record's
    `metadata.version` (`lock`): a Conflict reads the record again and decides again;
 5. once the feedback finalizer is the resource's last one (deleted, deprovisioned), the final
@@ -94,6 +99,8 @@ class FeedbackSync:
     settings: FeedbackSettings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _failures: dict[InstanceKey, int] = field(default_factory=dict, init=False)
+    _known: dict[InstanceKey, dict[str, Any]] = field(default_factory=dict, init=False)
+    """Each instance's record as the feedback last read or wrote it (step 3)."""
     _missing: dict[InstanceKey, str] = field(default_factory=dict, init=False)
     """Instances whose record was not found (→ that record's id): their finalizer is not added
     again until the record exists, or adding and dropping it would wake each other forever."""
@@ -131,6 +138,7 @@ class FeedbackSync:
             if raw is None:
                 self._failures.pop(key, None)
                 self._missing.pop(key, None)
+                self._known.pop(key, None)
                 return None
             resource = Resource.read(raw)
             try:
@@ -169,14 +177,16 @@ class FeedbackSync:
             # The finalizer goes next: decide the final state on a fresh read only.
             raise _Again("the feedback finalizer is the last one")
         try:
-            record = await self.api.get(record_id)
+            record = await self._write(
+                key, record_id, await self._record(key, record_id, resource), resource
+            )
         except NotFound:
             log.info("%s: record %s not found; dropping the feedback finalizer", key, record_id)
             self._missing[key] = record_id
+            self._known.pop(key, None)
             if FINALIZER in finalizers:
                 await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             return None
-        await self._write(key, record_id, record, resource)
         if resource.released:
             await self._release(key, raw, record_id, resource)
             return None
@@ -184,30 +194,47 @@ class FeedbackSync:
             return HELD_RECHECK_S
         return self.settings.resync_period.total_seconds()
 
+    async def _record(self, key: InstanceKey, record_id: str, resource: Resource) -> dict[str, Any]:
+        """The record to decide on: the one known if it calls for a write, else read (step 3)."""
+        known = self._known.get(key)
+        calls_for_a_write = (
+            known is not None
+            and known.get("id") == record_id
+            and decide(resource, known, self.clock()) is not None
+        )
+        if known is not None and calls_for_a_write:
+            return known
+        record = await self.api.get(record_id)
+        self._known[key] = record
+        return record
+
     async def _write(
         self, key: InstanceKey, record_id: str, record: dict[str, Any], resource: Resource
-    ) -> None:
-        """Decide and write, re-reading the record after a version conflict."""
+    ) -> dict[str, Any]:
+        """Decide and write, re-reading the record after a version conflict; the record as it
+        is now."""
         for _ in range(MAX_ROUNDS):
             update = decide(resource, record, self.clock())
             if update is None:
-                return
+                return record
             version = (record.get("metadata") or {}).get("version")
             try:
-                await self.api.update(
+                written = await self.api.update(
                     record_id, update.body(version), update_mask=list(UPDATE_MASK), lock=True
                 )
             except Conflict:
                 log.info("%s: record %s changed; re-reading it", key, record_id)
                 record = await self.api.get(record_id)
+                self._known[key] = record
                 continue
+            self._known[key] = written
             log.info(
                 "%s: record %s: state %s",
                 key,
                 record_id,
                 str(update.status.get("state", "-")).rsplit("_", 1)[-1],
             )
-            return
+            return written
         raise FeedbackUnavailable(f"record {record_id}: gave up after {MAX_ROUNDS} conflicts")
 
     async def _release(
@@ -217,6 +244,7 @@ class FeedbackSync:
         if FINALIZER in finalizers:
             await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             log.info("%s: final state written to record %s; finalizer removed", key, record_id)
+        self._known.pop(key, None)
         try:
             await self.api.signal(record_id)
         except (ApiError, aiohttp.ClientError, TimeoutError, FeedbackUnavailable) as error:

@@ -5,6 +5,8 @@ API server (in this process, the operator's ServiceAccount and RBAC) and the ful
 One pass at a time, driven by the test, so each property is seen at its moment:
 - a record written by someone else between the feedback's read and its write is never
   overwritten (the version precondition; a Conflict re-reads);
+- a change the record the feedback last wrote already calls for (Ready after Progressing) is
+  written without reading the record first, and still never over another writer's change;
 - the final state reaches the record before the feedback finalizer goes;
 - a record that does not exist drops the finalizer;
 - the token file is read again for every call, and never appears in a log line;
@@ -126,6 +128,16 @@ class Feedback:
             )
         )
 
+    def set_phase(self, name: str, phase: str) -> None:
+        custom: Any = self.cluster.custom
+        current = custom.get_namespaced_custom_object(
+            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name
+        )
+        current["status"] = {**current.get("status", {}), "phase": phase}
+        custom.replace_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name, current
+        )
+
     def set_finalizers(self, name: str, finalizers: list[str]) -> None:
         custom: Any = self.cluster.custom
         custom.patch_namespaced_custom_object(
@@ -172,6 +184,16 @@ class Interleaved(FulfillmentClient):
         return await super().update(id, obj, kind, **kw)
 
 
+class Counted(FulfillmentClient):
+    """The real client, counting its reads of records."""
+
+    reads = 0
+
+    async def get(self, id: str, kind: Kind = "compute_instances") -> Object:
+        self.reads += 1
+        return await super().get(id, kind)
+
+
 def conditions(record: Object) -> list[dict[str, Any]]:
     return list((record.get("status") or {}).get("conditions") or [])
 
@@ -202,6 +224,43 @@ async def test_a_write_between_read_and_write_is_never_overwritten(feedback: Fee
     after = await feedback.admin.get(record["id"])
     assert after["status"]["state"] == STATE + "RUNNING", after
     assert after["status"]["internal_ip_address"] == "10.1.2.3"
+    assert RESTART_REQUIRED in conditions(after), "the other writer's condition was lost"
+
+
+async def test_a_change_the_known_record_calls_for_is_written_without_a_read(
+    feedback: Feedback,
+) -> None:
+    record = await feedback.order()
+    feedback.resource("fb-known", record["id"], phase="Progressing")
+    api = Counted(
+        feedback.settings.address,
+        token_reader(feedback.token_file),
+        ca_file=feedback.settings.ca_bundle,
+        private=True,
+    )
+    sync = await feedback.sync(api)
+    key = InstanceKey(NAMESPACE, "fb-known")
+    try:
+        await sync(key)  # the finalizer, a read, the conditions written
+        reads = api.reads
+        feedback.set_phase("fb-known", "Ready")
+        await sync(key)
+        assert api.reads == reads, "the record was read again before writing RUNNING"
+        running = await feedback.admin.get(record["id"])
+        assert running["status"]["state"] == STATE + "RUNNING", running
+        # Another writer moves the record on: the next change is refused (409), read, kept.
+        running["status"]["conditions"] = [*conditions(running), RESTART_REQUIRED]
+        await feedback.admin.update(
+            record["id"], running, update_mask=["status.conditions"], lock=True
+        )
+        feedback.set_phase("fb-known", "Failed")
+        await sync(key)
+        assert api.reads == reads + 1, "the Conflict read the record again"
+    finally:
+        await sync.close()
+        await sync.kube.close()
+    after = await feedback.admin.get(record["id"])
+    assert after["status"]["state"] == STATE + "FAILED", after
     assert RESTART_REQUIRED in conditions(after), "the other writer's condition was lost"
 
 
