@@ -18,7 +18,9 @@ operator's feedback writing RUNNING, then the final state). Per order:
              operator's feedback carrying the status back and writing the final state before
              its finalizer goes, the record archived after the instance is gone
 
-and each hop between consecutive milestones (`HOPS`), whose sum over the create hops before
+and each hop between consecutive milestones (`HOPS`; a log line is written when the writer's
+answer came back, so the hop from it to what the tenant saw may be slightly negative: the
+tenant heard of the commit first), whose sum over the create hops before
 `instance` and after `ready`, and over the delete hops before `instance_deleting` and after
 `deprovisioned`, is `extra`.
 
@@ -190,8 +192,19 @@ def _stamp_instance(rnd: Round, kind: str, obj: dict[str, Any]) -> None:
             stamps.first("deprovisioned")
 
 
-def stamp_from_logs(rnd: Round, logs: Path) -> None:
-    """The milestones only the controller's and the operator's log lines show."""
+async def stamp_from_logs(rnd: Round, logs: Path, within_s: float = 10.0) -> None:
+    """The milestones only the controller's and the operator's log lines show; a writer logs
+    after its answer came back, which may be after the tenant heard of the change: its lines
+    are read again until every order has them (or `within_s` passed)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        _stamp_log_lines(rnd, logs)
+        if all(not s.missing() for s in rnd.stamps.values()) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _stamp_log_lines(rnd: Round, logs: Path) -> None:
     for process, milestone, pattern in LOG_LINES:
         log_file = logs / f"{process}.log"
         if not log_file.is_file():
@@ -310,7 +323,7 @@ async def run(sizes: list[int], boot: float, job_s: float, wait_s: float) -> lis
                 ) as api:
                     began = time.monotonic()
                     rnd = await run_round(stack, api, n, wait_s)
-                    stamp_from_logs(rnd, stack.state_dir / "logs")
+                    await stamp_from_logs(rnd, stack.state_dir / "logs")
                     result = summarize(n, rnd)
                     result["wall_s"] = round(time.monotonic() - began, 1)
                     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
