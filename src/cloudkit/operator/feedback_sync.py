@@ -24,8 +24,11 @@ One pass over an instance:
 4. `decide`, and the update is written only when something changed, guarded by the record's
    `metadata.version` (`lock`): a Conflict reads the record again and decides again;
 5. once the feedback finalizer is the resource's last one (deleted, deprovisioned), the final
-   state is written first (read fresh, decided, written), then the finalizer is removed, then
-   the record is signaled (a failed signal is logged: the service's resync cleans up). Upstream
+   state is written first (decided on the resource as read), then the finalizer is removed by
+   a patch guarded by that very resourceVersion, then the record is signaled (a failed signal
+   is logged: the service's resync cleans up). A resource that changed after the read the
+   final state was decided on refuses the patch (Conflict): the pass reads it fresh and writes
+   its newer state before trying again, so no second read is needed up front. Upstream
    removed the finalizer without ordering the last status write before it; here the tenant's
    last read of the record before it is archived shows the resource's final state.
 """
@@ -142,16 +145,14 @@ class FeedbackSync:
                 return None
             resource = Resource.read(raw)
             try:
-                return await self._round(key, raw, resource, fresh=fresh)
+                return await self._round(key, raw, resource)
             except kube_errors.Conflict:
                 log.info("%s: the resource changed; re-reading", key)
-            except _Again as again:
-                log.info("%s: %s; re-reading", key, again)
             fresh = True
         raise FeedbackUnavailable(f"gave up after {MAX_ROUNDS} conflicts")
 
     async def _round(
-        self, key: InstanceKey, raw: dict[str, Any], resource: Resource, *, fresh: bool
+        self, key: InstanceKey, raw: dict[str, Any], resource: Resource
     ) -> float | None:
         record_id = resource.record_id
         finalizers = list(resource.metadata.finalizers)
@@ -173,9 +174,6 @@ class FeedbackSync:
                 return None
             raw, resource = patched, Resource.read(patched)
             finalizers = list(resource.metadata.finalizers)
-        if resource.released and not fresh:
-            # The finalizer goes next: decide the final state on a fresh read only.
-            raise _Again("the feedback finalizer is the last one")
         try:
             record = await self._write(
                 key, record_id, await self._record(key, record_id, resource), resource
@@ -259,10 +257,6 @@ class FeedbackSync:
         if patched is not None:
             self.reads.wrote(patched)
         return patched
-
-
-class _Again(Exception):
-    """Start the pass over on a fresh read of the resource."""
 
 
 def _describe(error: BaseException) -> str:

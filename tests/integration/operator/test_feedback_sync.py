@@ -79,8 +79,10 @@ class Feedback:
             service.url, lambda: self.token, ca_file=service.ca_file, private=True
         )
 
-    async def sync(self, api: FulfillmentClient | None = None) -> FeedbackSync:
-        kube = await Kube.connect(self.cluster.operator_kubeconfig)
+    async def sync(
+        self, api: FulfillmentClient | None = None, on_request: Any = None
+    ) -> FeedbackSync:
+        kube = await Kube.connect(self.cluster.operator_kubeconfig, on_request)
         client = api or FulfillmentClient(
             self.settings.address,
             token_reader(self.token_file),
@@ -268,7 +270,8 @@ async def test_the_final_state_is_written_before_the_finalizer_goes(feedback: Fe
     record = await feedback.order()
     feedback.resource("fb-final", record["id"], phase="Deleting", finalizers=[HOLD])
     key = InstanceKey(NAMESPACE, "fb-final")
-    sync = await feedback.sync()
+    requests: list[str] = []
+    sync = await feedback.sync(on_request=requests.append)
     try:
         await sync(key)  # adds the feedback finalizer
         feedback.cluster.delete("fb-final")
@@ -279,7 +282,11 @@ async def test_the_final_state_is_written_before_the_finalizer_goes(feedback: Fe
         assert live is not None
         assert live["metadata"]["finalizers"] == [HOLD, names.FEEDBACK_FINALIZER]
         feedback.set_finalizers("fb-final", [names.FEEDBACK_FINALIZER])  # deprovisioned
+        requests.clear()
         assert await sync(key) is None
+        # One read of the resource: the finalizer's patch is guarded by its resourceVersion,
+        # so the final state needs no second, fresher read before it.
+        assert [r.upper() for r in requests] == ["GET", "PATCH"], requests
     finally:
         await sync.close()
         await sync.kube.close()
