@@ -31,7 +31,7 @@ the load average, and orders that failed (named on stderr, kept out of every fig
 extra ≤ 1 s p99 at N = 10.
 
     .venv/bin/python benchmarks/orders.py [--sizes 1,10,50] [--vm-boot-seconds 1]
-        [--job-seconds 1] [--timeout 600]
+        [--job-seconds 1] [--timeout 600] [--keep-state DIR]
 """
 
 from __future__ import annotations
@@ -302,12 +302,14 @@ def summarize(n: int, rnd: Round) -> dict[str, Any]:
     return result
 
 
-async def run(sizes: list[int], boot: float, job_s: float, wait_s: float) -> list[dict[str, Any]]:
+async def run(
+    sizes: list[int], boot: float, job_s: float, wait_s: float, keep: Path | None = None
+) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="ck-bench-orders-") as tmp:
         stack = await start_stack(
             provider="aap",
-            state_dir=Path(tmp),
+            state_dir=keep or Path(tmp),
             vm_boot_seconds=boot,
             simulated_jobs={"run_seconds": job_s},
         )
@@ -340,9 +342,14 @@ def main() -> None:
     parser.add_argument("--vm-boot-seconds", type=float, default=1.0)
     parser.add_argument("--job-seconds", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=600.0, help="per wait, seconds")
+    parser.add_argument(
+        "--keep-state", type=Path, default=None, help="the stack's state dir, kept (its logs)"
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
-    results = asyncio.run(run(sizes, args.vm_boot_seconds, args.job_seconds, args.timeout))
+    results = asyncio.run(
+        run(sizes, args.vm_boot_seconds, args.job_seconds, args.timeout, args.keep_state)
+    )
     at_10 = next((r for r in results if r["n"] == 10 and "extra_s" in r), None)
     print(
         json.dumps(

@@ -10,7 +10,10 @@ break, waking every record it finds, so a change in between is not lost either).
 One watch per (kubeconfig, namespace), started the first time a record is reconciled on that
 hub, through `cloudkit.watching` (list, watch from the list's version, resume, back off, list
 again on 410) and kubernetes_asyncio on the hub's own client. The watch only wakes: every
-decision still reads the resource from the hub (`HubClient.find_resource`).
+decision still reads the resource from the hub (`HubClient.find_resource`). Only a change the
+controller decides on wakes a record: a resource added or gone, its deletion started, its spec
+changed (`metadata.generation`: the controller merge-patches drift back); the operator's status
+writes, most of a resource's events, wake nobody (each would cost the hub a list for nothing).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,8 @@ class ResourceWatches:
         if task is not None and not task.done():
             return
         self._tasks[key] = asyncio.create_task(
-            _watch(api_client, namespace, self._wake), name=f"watch ComputeInstances {namespace}"
+            _logged(_watch(api_client, namespace, self._wake), namespace),
+            name=f"watch ComputeInstances {namespace}",
         )
 
     async def close(self) -> None:
@@ -66,9 +70,33 @@ class ResourceWatches:
         self._tasks.clear()
 
 
+async def _logged(watching: Coroutine[Any, Any, None], namespace: str) -> None:
+    """A watch that ended on a failure it does not ride out says so (the next reconcile on
+    that hub starts it again; meanwhile RECHECK_S is the records' only wake-up)."""
+    try:
+        await watching
+    except Exception:
+        log.exception("watch of ComputeInstances in %s ended", namespace)
+
+
 async def _watch(api_client: client.ApiClient, namespace: str, wake: Wake) -> None:
     custom = client.CustomObjectsApi(api_client)
     selector = names.INSTANCE_UUID_LABEL  # only the controller's resources: they carry it
+
+    seen: dict[str, tuple[object, object]] = {}
+    """uid → (generation, deletionTimestamp) of the resources as last seen."""
+
+    def wake_on_change(kind: str, obj: Object) -> None:
+        metadata = obj.get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        mark = (metadata.get("generation"), metadata.get("deletionTimestamp"))
+        if kind == "DELETED":
+            seen.pop(uid, None)
+        elif seen.get(uid) == mark:
+            return  # a status write: nothing the controller decides on
+        else:
+            seen[uid] = mark
+        _wake_owner(obj, wake)
 
     async def relist() -> str | None:
         listed = await custom.list_namespaced_custom_object(
@@ -80,8 +108,9 @@ async def _watch(api_client: client.ApiClient, namespace: str, wake: Wake) -> No
             _request_timeout=WATCH_DEADLINE_S,
         )
         # A change may have been missed while the watch was down: every record looks again.
+        seen.clear()
         for item in listed.get("items") or []:
-            _wake_owner(item, wake)
+            wake_on_change("ADDED", item)
         return str((listed.get("metadata") or {}).get("resourceVersion") or "") or None
 
     @contextlib.asynccontextmanager
@@ -104,8 +133,9 @@ async def _watch(api_client: client.ApiClient, namespace: str, wake: Wake) -> No
             await stream.close()
 
     async def on_event(event: Object) -> None:
-        if event.get("type") != "BOOKMARK":
-            _wake_owner(event.get("raw_object") or {}, wake)
+        kind = str(event.get("type") or "")
+        if kind != "BOOKMARK":
+            wake_on_change(kind, event.get("raw_object") or {})
 
     follower = Follower(
         relist=relist,
