@@ -132,7 +132,7 @@ def fulfillment_controller(
     stream_lifetime_seconds: float = typer.Option(
         60.0,
         help="How long one subscription to the event stream is followed before it is opened "
-        "again and the records listed (the stream has no heartbeat).",
+        "again and the records listed.",
     ),
     workers: int = typer.Option(16, help="Records reconciled at once."),
 ) -> None:
@@ -257,11 +257,13 @@ def up(
 def demo(
     provider: str = Provider,
     state_dir: Path = StateDir,
+    faults: int | None = Faults,
+    fault_span: float = FaultSpan,
 ) -> None:
     """Start the stack, create instances, show progress live, delete one mid-provisioning."""
     from cloudkit.local.demo import run
 
-    run(provider=provider, state_dir=state_dir)
+    run(provider=provider, state_dir=state_dir, faults=_fault_settings(faults, fault_span))
 
 
 @app.command()

@@ -248,10 +248,14 @@ def service_account_token(kubeconfig: Path, account: str) -> str:
 
 
 async def wait_line(stream: aiohttp.ClientResponse, within: float = 30) -> dict[str, Any]:
-    """The next event of a stream (one JSON line); fails if none comes within the deadline."""
-    line = await asyncio.wait_for(stream.content.readline(), within)
-    assert line, "the stream ended"
-    return dict(json.loads(line))
+    """The next event of a stream (one JSON line); fails if none comes within the deadline.
+    Empty lines (the private stream's heartbeat) are skipped."""
+    async with asyncio.timeout(within):
+        while True:
+            line = await stream.content.readline()
+            assert line, "the stream ended"
+            if line.strip():
+                return dict(json.loads(line))
 
 
 @contextmanager

@@ -33,8 +33,8 @@ class ControllerOptions:
     recheck: timedelta
     """How often a record waiting for its resource to go looks again without an event."""
     stream_lifetime: timedelta
-    """How long one subscription to the event stream is followed before it is opened again
-    (and the records listed): the stream has no heartbeat, a dead connection ends here."""
+    """How long one subscription to the event stream is followed at most before it is opened
+    again (and the records listed)."""
     workers: int
 
 
