@@ -125,7 +125,16 @@ def fulfillment_controller(
     identity: str | None = typer.Option(None, help="This replica's holderIdentity."),
     resync_seconds: float = typer.Option(600.0, help="Period of the full re-list."),
     rewatch_seconds: float = typer.Option(2.0, help="Back-off before re-watching a broken stream."),
-    workers: int = typer.Option(4, help="Records reconciled at once."),
+    recheck_seconds: float = typer.Option(
+        10.0,
+        help="How often a record waiting for its resource to go looks again without an event.",
+    ),
+    stream_lifetime_seconds: float = typer.Option(
+        60.0,
+        help="How long one subscription to the event stream is followed before it is opened "
+        "again and the records listed.",
+    ),
+    workers: int = typer.Option(16, help="Records reconciled at once."),
 ) -> None:
     """Turn fulfillment records into ComputeInstances on their hubs (one replica acts)."""
     import os
@@ -145,6 +154,8 @@ def fulfillment_controller(
             identity=identity,
             resync_s=resync_seconds,
             rewatch_s=rewatch_seconds,
+            recheck_s=recheck_seconds,
+            stream_lifetime_s=stream_lifetime_seconds,
             workers=workers,
             environ=dict(os.environ),
         )

@@ -16,11 +16,19 @@ One pass over an instance:
 2. the finalizer `cloudkit.openshift.io/computeinstance-feedback` is added while the resource is
    live (a resourceVersion-guarded patch, as every finalizer write of this operator);
 3. the record is read (private API); NotFound: the record is gone, the finalizer is dropped;
+   the read is skipped when the record as the feedback last read or wrote it already calls
+   for a write (Ready after Progressing: the tenant's RUNNING is one round trip, not two);
+   that write is guarded by the version it was decided on, so a record changed since costs
+   a Conflict and a fresh read, never a lost write; a pass that would write nothing still
+   reads the record (someone else may have changed it);
 4. `decide`, and the update is written only when something changed, guarded by the record's
    `metadata.version` (`lock`): a Conflict reads the record again and decides again;
 5. once the feedback finalizer is the resource's last one (deleted, deprovisioned), the final
-   state is written first (read fresh, decided, written), then the finalizer is removed, then
-   the record is signaled (a failed signal is logged: the service's resync cleans up). Upstream
+   state is written first (decided on the resource as read), then the finalizer is removed by
+   a patch guarded by that very resourceVersion, then the record is signaled (a failed signal
+   is logged: the service's resync cleans up). A resource that changed after the read the
+   final state was decided on refuses the patch (Conflict): the pass reads it fresh and writes
+   its newer state before trying again, so no second read is needed up front. Upstream
    removed the finalizer without ordering the last status write before it; here the tenant's
    last read of the record before it is archived shows the resource's final state.
 """
@@ -94,6 +102,8 @@ class FeedbackSync:
     settings: FeedbackSettings
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _failures: dict[InstanceKey, int] = field(default_factory=dict, init=False)
+    _known: dict[InstanceKey, dict[str, Any]] = field(default_factory=dict, init=False)
+    """Each instance's record as the feedback last read or wrote it (step 3)."""
     _missing: dict[InstanceKey, str] = field(default_factory=dict, init=False)
     """Instances whose record was not found (→ that record's id): their finalizer is not added
     again until the record exists, or adding and dropping it would wake each other forever."""
@@ -131,19 +141,18 @@ class FeedbackSync:
             if raw is None:
                 self._failures.pop(key, None)
                 self._missing.pop(key, None)
+                self._known.pop(key, None)
                 return None
             resource = Resource.read(raw)
             try:
-                return await self._round(key, raw, resource, fresh=fresh)
+                return await self._round(key, raw, resource)
             except kube_errors.Conflict:
                 log.info("%s: the resource changed; re-reading", key)
-            except _Again as again:
-                log.info("%s: %s; re-reading", key, again)
             fresh = True
         raise FeedbackUnavailable(f"gave up after {MAX_ROUNDS} conflicts")
 
     async def _round(
-        self, key: InstanceKey, raw: dict[str, Any], resource: Resource, *, fresh: bool
+        self, key: InstanceKey, raw: dict[str, Any], resource: Resource
     ) -> float | None:
         record_id = resource.record_id
         finalizers = list(resource.metadata.finalizers)
@@ -165,18 +174,17 @@ class FeedbackSync:
                 return None
             raw, resource = patched, Resource.read(patched)
             finalizers = list(resource.metadata.finalizers)
-        if resource.released and not fresh:
-            # The finalizer goes next: decide the final state on a fresh read only.
-            raise _Again("the feedback finalizer is the last one")
         try:
-            record = await self.api.get(record_id)
+            record = await self._write(
+                key, record_id, await self._record(key, record_id, resource), resource
+            )
         except NotFound:
             log.info("%s: record %s not found; dropping the feedback finalizer", key, record_id)
             self._missing[key] = record_id
+            self._known.pop(key, None)
             if FINALIZER in finalizers:
                 await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             return None
-        await self._write(key, record_id, record, resource)
         if resource.released:
             await self._release(key, raw, record_id, resource)
             return None
@@ -184,30 +192,47 @@ class FeedbackSync:
             return HELD_RECHECK_S
         return self.settings.resync_period.total_seconds()
 
+    async def _record(self, key: InstanceKey, record_id: str, resource: Resource) -> dict[str, Any]:
+        """The record to decide on: the one known if it calls for a write, else read (step 3)."""
+        known = self._known.get(key)
+        calls_for_a_write = (
+            known is not None
+            and known.get("id") == record_id
+            and decide(resource, known, self.clock()) is not None
+        )
+        if known is not None and calls_for_a_write:
+            return known
+        record = await self.api.get(record_id)
+        self._known[key] = record
+        return record
+
     async def _write(
         self, key: InstanceKey, record_id: str, record: dict[str, Any], resource: Resource
-    ) -> None:
-        """Decide and write, re-reading the record after a version conflict."""
+    ) -> dict[str, Any]:
+        """Decide and write, re-reading the record after a version conflict; the record as it
+        is now."""
         for _ in range(MAX_ROUNDS):
             update = decide(resource, record, self.clock())
             if update is None:
-                return
+                return record
             version = (record.get("metadata") or {}).get("version")
             try:
-                await self.api.update(
+                written = await self.api.update(
                     record_id, update.body(version), update_mask=list(UPDATE_MASK), lock=True
                 )
             except Conflict:
                 log.info("%s: record %s changed; re-reading it", key, record_id)
                 record = await self.api.get(record_id)
+                self._known[key] = record
                 continue
+            self._known[key] = written
             log.info(
                 "%s: record %s: state %s",
                 key,
                 record_id,
                 str(update.status.get("state", "-")).rsplit("_", 1)[-1],
             )
-            return
+            return written
         raise FeedbackUnavailable(f"record {record_id}: gave up after {MAX_ROUNDS} conflicts")
 
     async def _release(
@@ -217,6 +242,7 @@ class FeedbackSync:
         if FINALIZER in finalizers:
             await self._set_finalizers(raw, [f for f in finalizers if f != FINALIZER])
             log.info("%s: final state written to record %s; finalizer removed", key, record_id)
+        self._known.pop(key, None)
         try:
             await self.api.signal(record_id)
         except (ApiError, aiohttp.ClientError, TimeoutError, FeedbackUnavailable) as error:
@@ -231,10 +257,6 @@ class FeedbackSync:
         if patched is not None:
             self.reads.wrote(patched)
         return patched
-
-
-class _Again(Exception):
-    """Start the pass over on a fresh read of the resource."""
 
 
 def _describe(error: BaseException) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cloudkit.api import names
 from cloudkit.api.models import ComputeInstance, JobStatus
 from cloudkit.lifecycle import decide
 from cloudkit.lifecycle.types import (
@@ -179,6 +180,11 @@ class Reconciler:
     passes: PassSchedule = field(init=False)
     _written: dict[InstanceKey, str] = field(default_factory=dict, init=False)
     _models: InstanceModels = field(default_factory=lambda: InstanceModels(), init=False)
+    feedback: bool = False
+    """The feedback is on: an ordered instance (uuid label) gets the feedback's finalizer in
+    the same write as this operator's, before any job is launched. Added later, by the feedback
+    alone, it lands while the provision job adds its own (a guarded patch that fails on any
+    change in between, with one retry): seen failing three jobs in ten under load."""
 
     def __post_init__(self) -> None:
         self.jobs = JobTracker(self.metrics, self.config.provider_name)
@@ -342,6 +348,10 @@ class Reconciler:
             if action.name in finalizers:
                 return raw
             finalizers.append(action.name)
+            labels = raw["metadata"].get("labels") or {}
+            ordered = self.feedback and names.INSTANCE_UUID_LABEL in labels
+            if ordered and names.FEEDBACK_FINALIZER not in finalizers:
+                finalizers.append(names.FEEDBACK_FINALIZER)
         else:
             if action.name not in finalizers:
                 return raw

@@ -107,8 +107,10 @@ class FeedbackSettings(BaseModel):
     resync_period: timedelta = timedelta(minutes=5)
     """Every instance is compared with its record again this often (someone else may have
     written the record meanwhile)."""
-    workers: int = 4
-    """Instances fed back at once: their own workers, never the reconcile's."""
+    workers: int = 16
+    """Instances fed back at once: their own workers, never the reconcile's. Each pass waits on
+    the network, not the CPU: with four, ten instances turning Ready (or deprovisioned) at once
+    reached their records in three waves."""
 
 
 class LeaderElectionSettings(BaseModel):

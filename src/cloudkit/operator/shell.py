@@ -336,6 +336,7 @@ async def _prepare(settings: OperatorSettings, kubeconfig: Path | None) -> Runti
         metrics,
         slots=slots,
         cache=WatchCache(),
+        feedback=settings.feedback is not None,
     )
     metrics.leader.set(0)
     queue: WorkQueue[InstanceKey] = WorkQueue(reconciler, workers=settings.workers)

@@ -1,5 +1,6 @@
 """ServiceAccount tokens checked by a TokenReview against the local API server: the caller is
-the account's namespace, configured accounts are admins, anything else is a bare 401."""
+the account's namespace, configured accounts are admins, anything else is a bare 401; an
+accepted token is reviewed again only after the cache's TTL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import yaml
 from kubernetes import client
 
 from cloudkit.fulfillment.auth import REFUSED, AuthSettings, build_authenticator
+from cloudkit.fulfillment.auth.jwt_rules import TokenRefused
+from cloudkit.fulfillment.auth.service_accounts import (
+    AcceptedTokens,
+    ServiceAccountAuthenticator,
+    TokenReviewer,
+)
 from cloudkit.fulfillment.caller import Caller, Unauthenticated
 from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.harness.kube_clients import api_client, body, filled
@@ -68,3 +75,33 @@ async def test_a_reviewer_without_rights_refuses_without_quoting_the_token(
         await authenticator.close()
     assert "HTTP 403" in caplog.text
     assert subject.split(".")[1] not in caplog.text and subject.split(".")[2] not in caplog.text
+
+
+async def test_an_accepted_token_is_reviewed_once_per_ttl_and_a_refused_one_every_time(
+    apiserver: ApiServerHandle,
+) -> None:
+    """Within the TTL an accepted token's caller is reused (no TokenReview per request: a
+    deleted account's token still passes); past it, the cluster is asked again and refuses.
+    A refused token is never kept: the same token is reviewed again (and refused again)."""
+    token = _token(apiserver, "cached", "ci")
+    now = [0.0]
+    accepted = AcceptedTokens(ttl_s=10.0, clock=lambda: now[0])
+    reviewer = TokenReviewer(apiserver.kubeconfig)
+    accounts = ServiceAccountAuthenticator(reviewer, frozenset(), accepted)
+    try:
+        caller = await accounts.caller(token)
+        assert caller.tenant == "cached"
+        core = client.CoreV1Api(
+            config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+        )
+        core.delete_namespaced_service_account("ci", "cached")
+        now[0] = 9.9
+        assert await accounts.caller(token) == caller, "reviewed again within the TTL"
+        now[0] = 10.0
+        with pytest.raises(TokenRefused):
+            await accounts.caller(token)
+        with pytest.raises(TokenRefused):
+            await accounts.caller(token)  # the refusal was not kept either way
+        assert accepted.get(token) is None
+    finally:
+        await accounts.close()

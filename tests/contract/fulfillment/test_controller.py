@@ -1,7 +1,8 @@
 """The fulfillment controller as a process, between the fulfillment service (a process) and the
 local API server: a tenant's record becomes a ComputeInstance with the right label, annotation
 and spec; a mutable spec change patches it; user data becomes a Secret owned by it; a deleted
-record waits for its resource to be gone, then is archived; a failure is the record's state
+record waits for its resource to be gone, then is archived (woken by the hub's watch, not a
+periodic look); a failure is the record's state
 FAILED with a reason; of two replicas, only the Lease's holder acts.
 
 No operator runs here: a resource without one keeps no finalizer, so a deletion is immediate.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from cloudkit.api import names
 from cloudkit.local.apiserver.main import ApiServerHandle
@@ -33,6 +35,7 @@ from tests.harness.fulfillment_controller import (
     LEASE_NAME,
     ControllerProcess,
     install_crd,
+    kube_api,
     lease_holder,
     new_namespace,
     resources_of,
@@ -47,6 +50,22 @@ WITHIN = 60  # two shared cores: a process's first reconcile can take seconds
 STARTING = "COMPUTE_INSTANCE_STATE_STARTING"
 FAILED = "COMPUTE_INSTANCE_STATE_FAILED"
 PROVISIONED = "COMPUTE_INSTANCE_CONDITION_TYPE_PROVISIONED"
+HOLD = "tests.cloudkit.openshift.io/hold"
+RECHECK = "3600"
+"""The controllers' own looks again and re-lists: never within a test, so what wakes a record
+is an event."""
+
+
+def set_finalizers(cluster: Cluster, name: str, finalizers: list[str]) -> None:
+    custom: Any = client.CustomObjectsApi(kube_api(cluster.kubeconfig))
+    custom.patch_namespaced_custom_object(
+        names.GROUP,
+        names.VERSION,
+        cluster.namespace,
+        names.PLURAL,
+        name,
+        {"metadata": {"finalizers": finalizers}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +151,7 @@ def controller(
         cluster.kubeconfig,
         lease_namespace=cluster.namespace,
         identity=identity,
+        extra_args=("--recheck-seconds", RECHECK, "--stream-lifetime-seconds", RECHECK),
     )
 
 
@@ -278,6 +298,36 @@ async def test_a_deleted_record_goes_once_its_resource_is_gone(
         f"record {record_id}: finalizer removed"
     ), "the finalizer went only after the resource's deletion"
     assert resource["metadata"]["name"] in log
+
+
+async def test_a_deleted_record_is_woken_by_its_resource_going_not_by_a_recheck(
+    running: ControllerProcess, tenant: Tenant, cluster: Cluster
+) -> None:
+    """The controllers here look again by themselves, and re-list, only every hour (RECHECK):
+    the record is archived because the hub's watch saw its resource go. The
+    resource is held by a finalizer of the test's own, so the controller's look after deleting
+    it finds it still there, and only the change that follows can wake the record."""
+    created = await tenant.create("watched")
+    record_id = created["id"]
+    resource = await cluster.resource(record_id)
+    name = resource["metadata"]["name"]
+    await asyncio.to_thread(set_finalizers, cluster, name, [HOLD])
+    status, _ = await tenant.call("DELETE", f"{PUBLIC}/{record_id}")
+    assert status == 200
+    await until(
+        lambda: asyncio.sleep(0, running.log()),
+        lambda log: f"record {record_id}: deleting ComputeInstance" in log,
+        within=WITHIN,
+        what="the controller's deletion of the resource",
+    )
+    await cluster.resource(record_id, lambda r: bool(r["metadata"].get("deletionTimestamp")))
+    await asyncio.to_thread(set_finalizers, cluster, name, [])
+    await until(
+        lambda: tenant.call("GET", f"{PUBLIC}/{record_id}"),
+        lambda answer: answer[0] == 404,
+        within=WITHIN,
+        what="the record archived (404) on its resource's DELETED event",
+    )
 
 
 async def test_a_record_that_cannot_become_a_resource_is_failed_with_the_reason(

@@ -5,6 +5,8 @@ API server (in this process, the operator's ServiceAccount and RBAC) and the ful
 One pass at a time, driven by the test, so each property is seen at its moment:
 - a record written by someone else between the feedback's read and its write is never
   overwritten (the version precondition; a Conflict re-reads);
+- a change the record the feedback last wrote already calls for (Ready after Progressing) is
+  written without reading the record first, and still never over another writer's change;
 - the final state reaches the record before the feedback finalizer goes;
 - a record that does not exist drops the finalizer;
 - the token file is read again for every call, and never appears in a log line;
@@ -77,8 +79,10 @@ class Feedback:
             service.url, lambda: self.token, ca_file=service.ca_file, private=True
         )
 
-    async def sync(self, api: FulfillmentClient | None = None) -> FeedbackSync:
-        kube = await Kube.connect(self.cluster.operator_kubeconfig)
+    async def sync(
+        self, api: FulfillmentClient | None = None, on_request: Any = None
+    ) -> FeedbackSync:
+        kube = await Kube.connect(self.cluster.operator_kubeconfig, on_request)
         client = api or FulfillmentClient(
             self.settings.address,
             token_reader(self.token_file),
@@ -124,6 +128,16 @@ class Feedback:
             custom.replace_namespaced_custom_object_status(
                 names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name, created
             )
+        )
+
+    def set_phase(self, name: str, phase: str) -> None:
+        custom: Any = self.cluster.custom
+        current = custom.get_namespaced_custom_object(
+            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name
+        )
+        current["status"] = {**current.get("status", {}), "phase": phase}
+        custom.replace_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL, name, current
         )
 
     def set_finalizers(self, name: str, finalizers: list[str]) -> None:
@@ -172,6 +186,16 @@ class Interleaved(FulfillmentClient):
         return await super().update(id, obj, kind, **kw)
 
 
+class Counted(FulfillmentClient):
+    """The real client, counting its reads of records."""
+
+    reads = 0
+
+    async def get(self, id: str, kind: Kind = "compute_instances") -> Object:
+        self.reads += 1
+        return await super().get(id, kind)
+
+
 def conditions(record: Object) -> list[dict[str, Any]]:
     return list((record.get("status") or {}).get("conditions") or [])
 
@@ -205,11 +229,49 @@ async def test_a_write_between_read_and_write_is_never_overwritten(feedback: Fee
     assert RESTART_REQUIRED in conditions(after), "the other writer's condition was lost"
 
 
+async def test_a_change_the_known_record_calls_for_is_written_without_a_read(
+    feedback: Feedback,
+) -> None:
+    record = await feedback.order()
+    feedback.resource("fb-known", record["id"], phase="Progressing")
+    api = Counted(
+        feedback.settings.address,
+        token_reader(feedback.token_file),
+        ca_file=feedback.settings.ca_bundle,
+        private=True,
+    )
+    sync = await feedback.sync(api)
+    key = InstanceKey(NAMESPACE, "fb-known")
+    try:
+        await sync(key)  # the finalizer, a read, the conditions written
+        reads = api.reads
+        feedback.set_phase("fb-known", "Ready")
+        await sync(key)
+        assert api.reads == reads, "the record was read again before writing RUNNING"
+        running = await feedback.admin.get(record["id"])
+        assert running["status"]["state"] == STATE + "RUNNING", running
+        # Another writer moves the record on: the next change is refused (409), read, kept.
+        running["status"]["conditions"] = [*conditions(running), RESTART_REQUIRED]
+        await feedback.admin.update(
+            record["id"], running, update_mask=["status.conditions"], lock=True
+        )
+        feedback.set_phase("fb-known", "Failed")
+        await sync(key)
+        assert api.reads == reads + 1, "the Conflict read the record again"
+    finally:
+        await sync.close()
+        await sync.kube.close()
+    after = await feedback.admin.get(record["id"])
+    assert after["status"]["state"] == STATE + "FAILED", after
+    assert RESTART_REQUIRED in conditions(after), "the other writer's condition was lost"
+
+
 async def test_the_final_state_is_written_before_the_finalizer_goes(feedback: Feedback) -> None:
     record = await feedback.order()
     feedback.resource("fb-final", record["id"], phase="Deleting", finalizers=[HOLD])
     key = InstanceKey(NAMESPACE, "fb-final")
-    sync = await feedback.sync()
+    requests: list[str] = []
+    sync = await feedback.sync(on_request=requests.append)
     try:
         await sync(key)  # adds the feedback finalizer
         feedback.cluster.delete("fb-final")
@@ -220,7 +282,11 @@ async def test_the_final_state_is_written_before_the_finalizer_goes(feedback: Fe
         assert live is not None
         assert live["metadata"]["finalizers"] == [HOLD, names.FEEDBACK_FINALIZER]
         feedback.set_finalizers("fb-final", [names.FEEDBACK_FINALIZER])  # deprovisioned
+        requests.clear()
         assert await sync(key) is None
+        # One read of the resource: the finalizer's patch is guarded by its resourceVersion,
+        # so the final state needs no second, fresher read before it.
+        assert [r.upper() for r in requests] == ["GET", "PATCH"], requests
     finally:
         await sync.close()
         await sync.kube.close()

@@ -65,13 +65,15 @@ async def reconcile_until(
     return found
 
 
-async def create(in_process: InProcess, name: str) -> InstanceKey:
+async def create(
+    in_process: InProcess, name: str, labels: dict[str, str] | None = None
+) -> InstanceKey:
     await in_process.kube.create(
         CI_PATH,
         {
             "apiVersion": names.API_VERSION,
             "kind": names.KIND,
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels or {}},
             "spec": {"templateID": "tpl", "cores": 1, "memoryGiB": 1},
         },
     )
@@ -113,6 +115,28 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(
     assert job(after, "provisionJob").get("state") == "Succeeded"
     assert status(after).get("reconciledConfigVersion") == status(after).get("desiredConfigVersion")
     assert in_process.requests["PUT"] == 1, in_process.requests
+
+
+async def test_an_ordered_instance_has_the_feedbacks_finalizer_before_its_job_starts(
+    in_process: InProcess,
+) -> None:
+    """With the feedback on, the operator's finalizer write carries the feedback's too, before
+    the launch: the provision job's guarded finalizer patch finds nothing moving under it (the
+    feedback adding its own later failed that patch, and the job, under load)."""
+    in_process.reconciler.feedback = True
+    name = "ordered"
+    key = await create(in_process, name, {names.INSTANCE_UUID_LABEL: "order-1"})
+    launched = await reconcile_until(
+        in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id"))
+    )
+    assert launched is not None
+    finalizers = launched["metadata"].get("finalizers") or []
+    assert finalizers[:2] == [names.OPERATOR_FINALIZER, names.FEEDBACK_FINALIZER], finalizers
+    unordered = await create(in_process, "unordered")
+    plain = await reconcile_until(
+        in_process, unordered, lambda obj: bool(job(obj, "provisionJob").get("id"))
+    )
+    assert names.FEEDBACK_FINALIZER not in ((plain or {})["metadata"].get("finalizers") or [])
 
 
 async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(

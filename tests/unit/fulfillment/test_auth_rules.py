@@ -13,7 +13,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cloudkit.fulfillment.auth.jwt_rules import TokenRefused, caller_from_claims, verify
 from cloudkit.fulfillment.auth.oidc import parse_key_set
-from cloudkit.fulfillment.auth.service_accounts import caller_from_review
+from cloudkit.fulfillment.auth.service_accounts import AcceptedTokens, caller_from_review
 from cloudkit.fulfillment.auth.settings import AuthSettings
 from cloudkit.fulfillment.caller import Caller
 
@@ -120,3 +120,17 @@ def test_a_service_account_is_a_caller_of_its_namespace() -> None:
 def test_anything_but_an_authenticated_service_account_is_refused(status: dict[str, Any]) -> None:
     with pytest.raises(TokenRefused):
         caller_from_review(status, frozenset())
+
+
+def test_accepted_tokens_expire_and_the_oldest_go_beyond_the_size() -> None:
+    now = [0.0]
+    accepted = AcceptedTokens(ttl_s=10.0, size=2, clock=lambda: now[0])
+    a, b, c = (Caller(user=f"u-{n}", tenant=f"t-{n}", admin=False) for n in "abc")
+    accepted.put("token-a", a)
+    accepted.put("token-b", b)
+    assert accepted.get("token-a") == a and accepted.get("token-b") == b
+    assert accepted.get("token-c") is None
+    accepted.put("token-c", c)  # beyond the size: the oldest (a) goes
+    assert accepted.get("token-a") is None and accepted.get("token-c") == c
+    now[0] = 10.0
+    assert accepted.get("token-b") is None and accepted.get("token-c") is None

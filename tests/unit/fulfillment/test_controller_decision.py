@@ -171,13 +171,13 @@ def test_our_failure_clears_once_the_resource_is_in_order() -> None:
 
 def test_a_deleted_record_deletes_its_resource_then_waits() -> None:
     deleted = placed(metadata__deletion_timestamp="2026-12-07T01:00:00Z")
-    decision = decide(deleted, Observation(NOW, resource=resource()))
+    decision = decide(deleted, Observation(NOW, resource=resource(), recheck_s=42.0))
     assert decision.actions == (DeleteResource("tenants", "vm-abcde"),)
-    assert decision.requeue_after is not None
+    assert decision.requeue_after == 42.0, "the shell's recheck: the watch wakes it sooner"
     going = resource()
     going["metadata"]["deletionTimestamp"] = "2026-12-07T01:00:01Z"
-    waiting = decide(deleted, Observation(NOW, resource=going))
-    assert waiting.actions == () and waiting.requeue_after is not None
+    waiting = decide(deleted, Observation(NOW, resource=going, recheck_s=42.0))
+    assert waiting.actions == () and waiting.requeue_after == 42.0
 
 
 def test_a_deleted_record_loses_the_finalizer_only_once_the_resource_is_gone() -> None:

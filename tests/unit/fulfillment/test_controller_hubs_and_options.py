@@ -93,6 +93,8 @@ def test_good_options_are_taken(tmp_path: Path) -> None:
         ({"kubeconfig": Path("/nonexistent/kubeconfig")}, "--kubeconfig"),
         ({"resync_s": 0.0}, "--resync-seconds"),
         ({"rewatch_s": -1.0}, "--rewatch-seconds"),
+        ({"recheck_s": 0.0}, "--recheck-seconds"),
+        ({"stream_lifetime_s": 0.0}, "--stream-lifetime-seconds"),
         ({"workers": 0}, "--workers"),
         ({"lease_name": "Not_A_Name"}, "--lease-name"),
     ],

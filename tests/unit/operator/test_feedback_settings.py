@@ -51,7 +51,7 @@ def test_the_settings_and_their_defaults(token_file: Path, tmp_path: Path) -> No
     assert (feedback.address, feedback.token_file, feedback.ca_bundle) == (ADDRESS, token_file, ca)
     assert feedback.timeout == timedelta(seconds=10)
     assert feedback.retry_backoff_max == timedelta(seconds=30)
-    assert feedback.workers == 4
+    assert feedback.workers == 16
     assert TOKEN not in repr(feedback), "the token is read per call, never kept"
     tuned = load_settings(
         {

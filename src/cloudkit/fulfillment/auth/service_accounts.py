@@ -1,10 +1,20 @@
 """Kubernetes ServiceAccount tokens: the cluster checks them (a TokenReview), the answer's
 username gives the tenant (the account's namespace), and a configured set of accounts are
-admins. The TokenReview call is the one I/O seam; the rule is `caller_from_review`."""
+admins. The TokenReview call is the one I/O seam; the rule is `caller_from_review`.
+
+An accepted token's caller is kept for `REVIEW_CACHE_TTL_S`, as kube-apiserver's webhook token
+authenticator keeps its TokenReviews (`--authentication-token-webhook-cache-ttl`, 2 min there):
+the operator's feedback and the service's controller call once per record step, and a review
+per call doubled every one of their round trips. A refused token is never kept (a review that
+failed is asked again), and the cache is keyed by the token's SHA-256, not the token.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +91,68 @@ class TokenReviewer:
             self._api = None
 
 
+REVIEW_CACHE_TTL_S = 10.0
+"""How long an accepted token's caller is kept: a revoked token may still be accepted this long."""
+REVIEW_CACHE_SIZE = 1024
+
+
+class AcceptedTokens:
+    """Callers of recently accepted tokens, by the token's SHA-256, for `ttl_s` seconds each;
+    the oldest go first beyond `size`. (An OrderedDict with expiry: a caching library would add
+    a dependency for these few lines.)"""
+
+    def __init__(
+        self,
+        ttl_s: float = REVIEW_CACHE_TTL_S,
+        size: int = REVIEW_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._size = size
+        self._clock = clock
+        self._callers: OrderedDict[bytes, tuple[float, Caller]] = OrderedDict()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, token: str) -> Caller | None:
+        key = self._key(token)
+        found = self._callers.get(key)
+        if found is None:
+            return None
+        expires, caller = found
+        if expires <= self._clock():
+            del self._callers[key]
+            return None
+        return caller
+
+    def put(self, token: str, caller: Caller) -> None:
+        key = self._key(token)
+        self._callers.pop(key, None)
+        self._callers[key] = (self._clock() + self._ttl_s, caller)
+        while len(self._callers) > self._size:
+            self._callers.popitem(last=False)
+
+
 class ServiceAccountAuthenticator:
-    def __init__(self, reviewer: TokenReviewer, admins: frozenset[str]) -> None:
+    def __init__(
+        self,
+        reviewer: TokenReviewer,
+        admins: frozenset[str],
+        accepted: AcceptedTokens | None = None,
+    ) -> None:
         self._reviewer = reviewer
         self._admins = admins
+        self._accepted = accepted if accepted is not None else AcceptedTokens()
 
     async def caller(self, token: str) -> Caller:
-        return caller_from_review(await self._reviewer.review(token), self._admins)
+        found = self._accepted.get(token)
+        if found is not None:
+            return found
+        caller = caller_from_review(await self._reviewer.review(token), self._admins)
+        self._accepted.put(token, caller)
+        return caller
 
     async def close(self) -> None:
         await self._reviewer.close()

@@ -30,8 +30,9 @@ Object = dict[str, Any]
 
 FINALIZER = "fulfillment-controller"
 FAILURE_REASON = "ReconciliationFailed"
-DELETION_POLL_S = 1.0
-"""How often a deleted record looks again whether its resource is gone."""
+RECHECK_S = 10.0
+"""How often a record waiting for its resource to go looks again: the hub's watch wakes it as
+soon as the resource changes (`resource_watch`), this only covers a change the watch missed."""
 
 CONDITION_TYPES = tuple(
     t for t in ComputeInstanceConditionType if t is not ComputeInstanceConditionType.UNSPECIFIED
@@ -52,6 +53,8 @@ class Observation:
     resource: Object | None = None
     """The ComputeInstance labelled with the record's id on its hub (None: none there)."""
     user_data_secret: Object | None = None
+    recheck_s: float = RECHECK_S
+    """Seconds before a record waiting for its resource to go looks again by itself."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,8 @@ def _deleting(record: Object, observation: Observation) -> Decision:
     if resource is None:
         return Decision((release,))
     if (resource.get("metadata") or {}).get("deletionTimestamp"):
-        return Decision(requeue_after=DELETION_POLL_S)  # its finalizers are running
-    return Decision((DeleteResource(*_key(resource)),), DELETION_POLL_S)
+        return Decision(requeue_after=observation.recheck_s)  # its finalizers are running
+    return Decision((DeleteResource(*_key(resource)),), observation.recheck_s)
 
 
 def _live(record: Object, observation: Observation) -> Decision:
@@ -178,7 +181,7 @@ def _converged(record: Object, observation: Observation) -> Decision:
         )
     if (resource.get("metadata") or {}).get("deletionTimestamp"):
         # Deleted behind our back (kubectl): once it is gone, the next look creates it anew.
-        return Decision(requeue_after=DELETION_POLL_S)
+        return Decision(requeue_after=observation.recheck_s)
     actions: list[Action] = []
     patch = resource_spec.spec_patch(record, resource)
     if patch is not None:

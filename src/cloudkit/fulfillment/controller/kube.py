@@ -40,6 +40,11 @@ class HubClient:
         configuration = await load_configuration(kubeconfig)
         return cls(without_environment_lookups(client.ApiClient(configuration=configuration)))
 
+    @property
+    def api_client(self) -> client.ApiClient:
+        """The hub's client (the resource watch shares its connection settings)."""
+        return self._api
+
     async def close(self) -> None:
         await self._api.close()
 

@@ -30,6 +30,11 @@ class ControllerOptions:
     election: LeaderElectionSettings
     resync: timedelta
     rewatch: timedelta
+    recheck: timedelta
+    """How often a record waiting for its resource to go looks again without an event."""
+    stream_lifetime: timedelta
+    """How long one subscription to the event stream is followed at most before it is opened
+    again (and the records listed)."""
     workers: int
 
 
@@ -48,6 +53,8 @@ def controller_options(
     rewatch_s: float,
     workers: int,
     environ: dict[str, str],
+    recheck_s: float = 10.0,
+    stream_lifetime_s: float = 60.0,
 ) -> ControllerOptions:
     """The options checked together; OptionError names the first wrong one."""
     if not address.startswith(("https://", "http://")):
@@ -64,7 +71,12 @@ def controller_options(
             f"--hub-kubeconfigs: {hub_kubeconfigs} is not a directory (one kubeconfig per "
             "hub, named as the hubs' kubeconfig_ref)"
         )
-    for option, value in (("--resync-seconds", resync_s), ("--rewatch-seconds", rewatch_s)):
+    for option, value in (
+        ("--resync-seconds", resync_s),
+        ("--rewatch-seconds", rewatch_s),
+        ("--recheck-seconds", recheck_s),
+        ("--stream-lifetime-seconds", stream_lifetime_s),
+    ):
         if not value > 0:
             raise OptionError(f"{option}: must be positive, got {value}")
     if workers < 1:
@@ -88,5 +100,7 @@ def controller_options(
         election=election,
         resync=timedelta(seconds=resync_s),
         rewatch=timedelta(seconds=rewatch_s),
+        recheck=timedelta(seconds=recheck_s),
+        stream_lifetime=timedelta(seconds=stream_lifetime_s),
         workers=workers,
     )

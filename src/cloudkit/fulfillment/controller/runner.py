@@ -1,10 +1,12 @@
 """`cloudkit fulfillment-controller`: follow the records, reconcile them while holding the Lease.
 
-Records reach the work queue three ways: the private event stream (subscribed before each
+Records reach the work queue four ways: the private event stream (subscribed before each
 re-list, so nothing committed in between is missed), a re-list with every new subscription (at
-once after the service ended a stream, after `rewatch` when it broke; cloudkit.watching), and a
+once after the service ended a stream, after `rewatch` when it broke; cloudkit.watching), a
 periodic re-list (`resync`): delivery is at most once, so the list is the truth and the stream
-only makes it quick. A hub event re-lists too (a record that found no hub may have one now).
+only makes it quick; and the hubs' ComputeInstances (`resource_watch`): a resource that changed
+or went wakes its record at once. A hub event re-lists too (a record that found no hub may have
+one now). What the stream and the lists carry is kept (`SeenRecords`) for the reconciles.
 
 Two replicas never both act: the operator's election (`operator.leadership_loop`) decides on a
 Lease; every replica follows and queues, only the leader runs the queue's workers. A leader that
@@ -29,6 +31,9 @@ from cloudkit.fulfillment.controller.decision import FINALIZER
 from cloudkit.fulfillment.controller.hubs import HubKubeconfigs
 from cloudkit.fulfillment.controller.options import ControllerOptions
 from cloudkit.fulfillment.controller.reconcile import RecordReconciler
+from cloudkit.fulfillment.controller.resource_watch import ResourceWatches
+from cloudkit.fulfillment.controller.seen import SeenRecords
+from cloudkit.fulfillment.models import EventType
 from cloudkit.operator.kube import load_configuration
 from cloudkit.operator.leadership_loop import LeaderElector, LeaseClient
 from cloudkit.operator.workqueue import Priority, WorkQueue
@@ -37,7 +42,6 @@ from cloudkit.watching import Backoff, Cursor, Follower, follow
 log = logging.getLogger("cloudkit.fulfillment.controller")
 
 REQUEST_TIMEOUT_S = 15.0
-STREAM_LIFETIME_S = 60.0
 SHUTDOWN_GRACE_S = 10.0
 RELEASE_TIMEOUT_S = 5.0
 ERROR_BACKOFF_MAX_S = 10.0
@@ -64,7 +68,14 @@ class Controller:
             private=True,
             timeout_s=REQUEST_TIMEOUT_S,
         )
-        self.reconciler = RecordReconciler(self.api, HubKubeconfigs(options.hub_kubeconfigs))
+        self.records = SeenRecords()
+        self.reconciler = RecordReconciler(
+            self.api,
+            HubKubeconfigs(options.hub_kubeconfigs),
+            records=self.records,
+            watches=ResourceWatches(self.resource_changed),
+            recheck_s=options.recheck.total_seconds(),
+        )
         self.queue: WorkQueue[str] = WorkQueue(
             self.reconciler.reconcile,
             workers=options.workers,
@@ -78,14 +89,22 @@ class Controller:
 
     # -- feeding the queue ---------------------------------------------------------------------
 
-    def enqueue(self, record: Object) -> None:
+    def enqueue(self, record: Object, *, archived: bool = False) -> None:
         record_id = record.get("id")
         if not isinstance(record_id, str):
             return
+        if archived:
+            self.records.forget(record_id)
+        else:
+            self.records.saw(record)
         deleting = bool((record.get("metadata") or {}).get("deletion_timestamp"))
         self.queue.add(record_id, priority=Priority.HIGH if deleting else Priority.NORMAL)
 
+    def resource_changed(self, record_id: str) -> None:
+        self.queue.add(record_id)
+
     async def relist(self) -> None:
+        self.reconciler.hubs_changed()
         for record in await self.api.list_all():
             self.enqueue(record)
 
@@ -99,7 +118,8 @@ class Controller:
 
         async def on_event(event: Object) -> None:
             if isinstance(event.get("compute_instance"), dict):
-                self.enqueue(event["compute_instance"])
+                archived = event.get("type") == EventType.DELETED
+                self.enqueue(event["compute_instance"], archived=archived)
             elif event.get("hub") is not None:
                 await self.relist()
 
@@ -115,11 +135,12 @@ class Controller:
 
     @contextlib.asynccontextmanager
     async def _watch_a_while(self) -> AsyncIterator[AsyncIterator[Object]]:
-        """The event stream, ended after STREAM_LIFETIME_S at the latest. A connection that
+        """The event stream, ended after `stream_lifetime` at the latest. A connection that
         died silently (a black hole) ends sooner, once the stream's heartbeat has been missing
         for the client's `stream_silence_s`."""
         async with self.api.watch() as events:
-            yield _until(events, time.monotonic() + STREAM_LIFETIME_S)
+            lifetime = self.options.stream_lifetime.total_seconds()
+            yield _until(events, time.monotonic() + lifetime)
 
     async def resync(self) -> None:
         period = self.options.resync.total_seconds()
