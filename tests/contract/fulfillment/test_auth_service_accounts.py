@@ -91,9 +91,7 @@ async def test_an_accepted_token_is_reviewed_once_per_ttl_and_a_refused_one_ever
     try:
         caller = await accounts.caller(token)
         assert caller.tenant == "cached"
-        core = client.CoreV1Api(
-            config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-        )
+        core = client.CoreV1Api(api_client(apiserver.kubeconfig))
         core.delete_namespaced_service_account("ci", "cached")
         now[0] = 9.9
         assert await accounts.caller(token) == caller, "reviewed again within the TTL"
