@@ -271,14 +271,16 @@ class Lab:
 
     # instances
 
-    async def create(self, name: str, **spec: Any) -> dict[str, Any]:
+    async def create(
+        self, name: str, *, annotations: Mapping[str, str] | None = None, **spec: Any
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": names.API_VERSION,
             "kind": names.KIND,
             "metadata": {
                 "name": name,
                 "namespace": NAMESPACE,
-                "annotations": {names.TENANT_ANNOTATION: "resilience"},
+                "annotations": {names.TENANT_ANNOTATION: "resilience", **(annotations or {})},
             },
             "spec": {
                 "templateID": "cloudkit_templates_ocp_virt_vm",
