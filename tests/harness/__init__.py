@@ -7,8 +7,8 @@
 - `in_process`: the same stack without an operator, and a reconciler driven pass by pass in the
   test's own process.
 - `holds`, `kills`, `checks`: the resilience proofs' stops, kill bursts and job checks.
-- `operator_process`: API server and automation service in this process, the operator as a
-  subprocess, for tests that need their own job templates (not yet on `start_stack`).
+- `operators`: the same stack on a loop thread for blocking tests, and more `cloudkit operator`
+  processes started as the stack starts its own, with other settings.
 - `mutants`: the mutant tables' runs (a copy of the source with one edit, pytest forked from one
   server process per run).
 - `cpu_report`: the pytest plugin that reports each test's CPU (`--cpu-top`, `--cpu-json`).

@@ -35,6 +35,7 @@ from cloudkit.api import names
 from cloudkit.local.automation.simulation import run_seconds_annotation
 from cloudkit.local.stack.operator_account import kubeconfig_username, service_account_username
 from cloudkit.local.stack.ports import free_port
+from tests.harness.in_process import reconciler_stack
 from tests.harness.stack_lab import NAMESPACE, Lab, open_lab
 from tests.waiting import until_sync
 
@@ -82,6 +83,8 @@ class Cluster:
     """Blocking clients of the stack's API server for the tests (the admin's identity)."""
 
     api: kubernetes.client.ApiClient
+    kubeconfig: Path
+    """The admin's."""
     operator_kubeconfig: Path
     """The operator's: a token of deploy/operator's ServiceAccount."""
 
@@ -203,7 +206,8 @@ class OperatorStack:
 
     def stop_stack_operator(self) -> None:
         """The stack's own operator stopped for good (not restarted): the tests' act alone."""
-        self.loop.run(self.lab.stop_child("operator"))
+        if not self.lab.child("operator").stopping:
+            self.loop.run(self.lab.stop_child("operator"))
 
     # --- the stack's own operator -------------------------------------------------------------
 
@@ -298,17 +302,43 @@ def operator_stack(
     try:
         lab = loop.run(opened.__aenter__())
         try:
-            api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(lab.handle.kubeconfig)
-            )
-            cluster = Cluster(api, lab.operator_kubeconfig())
+            api = admin_client(lab.handle.kubeconfig)
+            cluster = Cluster(api, lab.handle.kubeconfig, lab.operator_kubeconfig())
             automation = AutomationService(
                 lab.handle.automation_url, lab.handle.automation_token_file
             )
             try:
                 yield OperatorStack(loop, lab, cluster, automation)
             finally:
-                api.close()
+                api.close()  # type: ignore[no-untyped-call]
+        finally:
+            loop.run(opened.__aexit__(None, None, None))
+    finally:
+        loop.close()
+
+
+def admin_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
+    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return cast(kubernetes.client.ApiClient, client)
+
+
+@contextlib.contextmanager
+def cluster_without_operator(state_dir: Path) -> Iterator[Cluster]:
+    """A stack without an operator (`in_process.reconciler_stack`) on a loop thread, and the
+    operator's ServiceAccount kubeconfig for it: for tests that drive a part of the operator
+    themselves."""
+    loop = LoopThread()
+    opened = reconciler_stack(state_dir)
+    try:
+        shared = loop.run(opened.__aenter__())
+        try:
+            api = admin_client(shared.stack.kubeconfig)
+            try:
+                yield Cluster(api, shared.stack.kubeconfig, shared.kubeconfig)
+            finally:
+                api.close()  # type: ignore[no-untyped-call]
         finally:
             loop.run(opened.__aexit__(None, None, None))
     finally:
