@@ -246,11 +246,13 @@ def up(
 def demo(
     provider: str = Provider,
     state_dir: Path = StateDir,
+    faults: int | None = Faults,
+    fault_span: float = FaultSpan,
 ) -> None:
     """Start the stack, create instances, show progress live, delete one mid-provisioning."""
     from cloudkit.local.demo import run
 
-    run(provider=provider, state_dir=state_dir)
+    run(provider=provider, state_dir=state_dir, faults=_fault_settings(faults, fault_span))
 
 
 @app.command()

@@ -11,5 +11,7 @@
   processes started as the stack starts its own, with other settings.
 - `mutants`: the mutant tables' runs (a copy of the source with one edit, pytest forked from one
   server process per run).
+- `kube_clients`: the synchronous Kubernetes client, typed where its annotations lie (dict
+  bodies, fields the server always fills, the untyped config helpers and `Watch`).
 - `cpu_report`: the pytest plugin that reports each test's CPU (`--cpu-top`, `--cpu-json`).
 """

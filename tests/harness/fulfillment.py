@@ -229,29 +229,37 @@ class Tenant:
 
 def service_account_token(kubeconfig: Path, account: str) -> str:
     """A token of ServiceAccount `NAMESPACE:NAME` (created with its namespace if missing)."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    from tests.harness.kube_clients import api_client, body, filled
+
     namespace, name = account.split(":")
-    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    core = client.CoreV1Api(api_client(kubeconfig))
     for create in (
-        lambda: core.create_namespace({"metadata": {"name": namespace}}),
-        lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": name}}),
+        lambda: core.create_namespace(body({"metadata": {"name": namespace}})),
+        lambda: core.create_namespaced_service_account(
+            namespace, body({"metadata": {"name": name}})
+        ),
     ):
         try:
             create()
         except ApiException as exc:
             if exc.status != 409:
                 raise
-    issued = core.create_namespaced_service_account_token(name, namespace, {"spec": {}})
-    return str(issued.status.token)
+    issued = core.create_namespaced_service_account_token(name, namespace, body({"spec": {}}))
+    return str(filled(issued.status, "the TokenRequest's status").token)
 
 
 async def wait_line(stream: aiohttp.ClientResponse, within: float = 30) -> dict[str, Any]:
-    """The next event of a stream (one JSON line); fails if none comes within the deadline."""
-    line = await asyncio.wait_for(stream.content.readline(), within)
-    assert line, "the stream ended"
-    return dict(json.loads(line))
+    """The next event of a stream (one JSON line); fails if none comes within the deadline.
+    Empty lines (the private stream's heartbeat) are skipped."""
+    async with asyncio.timeout(within):
+        while True:
+            line = await stream.content.readline()
+            assert line, "the stream ended"
+            if line.strip():
+                return dict(json.loads(line))
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from cloudkit.api import names
 from cloudkit.local.automation.simulation import run_seconds_annotation
 from cloudkit.local.stack.operator_account import kubeconfig_username, service_account_username
 from cloudkit.local.stack.ports import free_port
+from tests.harness import kube_clients
 from tests.harness.in_process import reconciler_stack
 from tests.harness.stack_lab import NAMESPACE, Lab, open_lab
 from tests.waiting import until_sync
@@ -302,7 +303,7 @@ def operator_stack(
     try:
         lab = loop.run(opened.__aenter__())
         try:
-            api = admin_client(lab.handle.kubeconfig)
+            api = kube_clients.api_client(lab.handle.kubeconfig)
             cluster = Cluster(api, lab.handle.kubeconfig, lab.operator_kubeconfig())
             automation = AutomationService(
                 lab.handle.automation_url, lab.handle.automation_token_file
@@ -317,13 +318,6 @@ def operator_stack(
         loop.close()
 
 
-def admin_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
-    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig)
-    )
-    return cast(kubernetes.client.ApiClient, client)
-
-
 @contextlib.contextmanager
 def cluster_without_operator(state_dir: Path) -> Iterator[Cluster]:
     """A stack without an operator (`in_process.reconciler_stack`) on a loop thread, and the
@@ -334,7 +328,7 @@ def cluster_without_operator(state_dir: Path) -> Iterator[Cluster]:
     try:
         shared = loop.run(opened.__aenter__())
         try:
-            api = admin_client(shared.stack.kubeconfig)
+            api = kube_clients.api_client(shared.stack.kubeconfig)
             try:
                 yield Cluster(api, shared.stack.kubeconfig, shared.kubeconfig)
             finally:

@@ -47,6 +47,8 @@ PRIVATE_EVENTS = "/api/private/v1/events/watch"
 TIMEOUT_S = 30.0
 ATTEMPTS = 3
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 2.0
+STREAM_SILENCE_S = 15.0
+"""Silence after which the private event stream (a heartbeat every 5 s) is taken for dead."""
 UNAVAILABLE = frozenset({502, 503, 504})
 """Answers of a proxy or a service that is not there: worth another attempt."""
 
@@ -109,8 +111,10 @@ class FulfillmentClient:
         private: bool = False,
         timeout_s: float = TIMEOUT_S,
         attempts: int = ATTEMPTS,
+        stream_silence_s: float = STREAM_SILENCE_S,
     ) -> None:
         self.address = address.rstrip("/")
+        self.stream_silence_s = stream_silence_s
         self.attempts = max(1, attempts)
         self.retried = 0
         """Requests sent again after a failed connection, a deadline or a 502/503/504."""
@@ -210,11 +214,14 @@ class FulfillmentClient:
         """The event stream, open: once this is entered, every later commit is on it (so a
         caller that lists *after* entering misses nothing in between). It yields one `{id,
         type, <kind>: object}` at a time and ends when the connection does: delivery is at
-        most once, so a caller re-lists then."""
+        most once, so a caller re-lists then. A private stream silent for `stream_silence_s`
+        (no event, no heartbeat) raises aiohttp.ServerTimeoutError."""
         path = PRIVATE_EVENTS if self._private else PUBLIC_EVENTS
         query = {"filter": filter} if filter is not None else {}
-        # No overall deadline: a quiet stream is a healthy one.
-        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout.total)
+        # No overall deadline: a quiet stream is a healthy one. The private stream's heartbeat
+        # lets its silence mean a dead connection (a black hole would hide events forever).
+        silence = self.stream_silence_s if self._private else None
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout.total, sock_read=silence)
         async with self._open().get(
             self.address + path, params=query, headers=self._headers(), timeout=timeout
         ) as answer:

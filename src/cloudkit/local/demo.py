@@ -9,6 +9,8 @@ the cluster's (two Ready, the third gone with its provision job Canceled, exactl
 deprovision job, no VM left behind) and the tenant's (two orders RUNNING with their VM's IP
 address, the third answering 404). Every instance version is recorded from a watch, so the
 checks see each state the operator wrote, not a sample. Exit code 0 only if every check passes.
+With `--faults SEED` the stack's links fail by the seed's plan meanwhile (the same checks
+must pass) and the demo ends with what each link suffered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cloudkit.fulfillment.client import FulfillmentClient, NotFound
 from cloudkit.local.issuer.tokens import mint
 from cloudkit.local.private import open_private_log, private_dir
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackError, StackHandle, start_stack
+from cloudkit.local.stack.fault_links import FaultedLinks, FaultSettings
 from cloudkit.local.stack.fulfillment import FulfillmentEndpoint
 from cloudkit.local.stack.kube import (
     KubeClient,
@@ -353,7 +356,9 @@ def _finished(seen: Observed) -> bool:
     return ready and doomed_gone and DOOMED not in seen.vms
 
 
-async def _demo(provider: str, state_dir: Path, console: Console) -> int:
+async def _demo(
+    provider: str, state_dir: Path, console: Console, faults: FaultSettings | None = None
+) -> int:
     if provider != "aap":
         # The verdict is AAP direct's contract (cancel, then exactly one deprovision job);
         # EDA cannot cancel a running playbook, so that story does not apply to it.
@@ -366,7 +371,7 @@ async def _demo(provider: str, state_dir: Path, console: Console) -> int:
     await asyncio.to_thread(_log_to_file, demo_dir / "logs" / "demo.log")
     with console.status(f"starting the local stack in {demo_dir} ..."):
         handle = await start_stack(
-            provider=provider, state_dir=demo_dir, vm_boot_seconds=VM_BOOT_SECONDS
+            provider=provider, state_dir=demo_dir, vm_boot_seconds=VM_BOOT_SECONDS, faults=faults
         )
     try:
         if not handle.operator_running:
@@ -388,7 +393,19 @@ async def _demo(provider: str, state_dir: Path, console: Console) -> int:
         mark = Text("pass", style="green") if check.ok else Text("FAIL", style="bold red")
         summary.add_row(check.name, mark, check.detail)
     console.print(summary)
+    if handle.faults is not None:
+        console.print(_faults_table(handle.faults))
     return 0 if all(check.ok for check in checks) else 1
+
+
+def _faults_table(faults: FaultedLinks) -> Table:
+    """What each link suffered during the demo (DIR/demo/faults.json has the plans)."""
+    table = Table(title=f"faults (seed {faults.settings.seed})", title_justify="left")
+    for column in ("link", "faults applied", "connections faulted"):
+        table.add_column(column)
+    for link, entry in faults.summary()["links"].items():
+        table.add_row(link, str(entry["faults_applied"]), str(entry["connections_faulted"]))
+    return table
 
 
 def _tenant_client(state_dir: Path) -> FulfillmentClient:
@@ -411,10 +428,10 @@ def _log_to_file(path: Path) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
-def run(*, provider: str, state_dir: Path) -> None:
+def run(*, provider: str, state_dir: Path, faults: FaultSettings | None = None) -> None:
     console = Console(highlight=False)
     try:
-        code = asyncio.run(_demo(provider, state_dir, console))
+        code = asyncio.run(_demo(provider, state_dir, console, faults))
     except StackError as error:
         console.print(Text(f"demo failed: {error}", style="bold red"))
         code = 1

@@ -29,7 +29,7 @@ SCENARIOS: dict[str, Callable[[Scenario], Report]] = {
     "restart": restart,
 }
 VIA = ("kubernetes", "fulfillment")
-THROUGH_THE_API = ("delete-during-provision", "lifecycle")
+THROUGH_THE_API = ("delete-during-provision", "lifecycle", "restart")
 """The scenarios that can order through the fulfillment API (`--via fulfillment`)."""
 
 

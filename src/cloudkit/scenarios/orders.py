@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,3 +81,10 @@ class Orders:
 
     def delete(self, record_id: str) -> None:
         self._run(lambda api: api.delete(record_id))
+
+    def request_restart(self, record_id: str, at: datetime) -> None:
+        """Set the order's `spec.restart_requested_at` (only that field: the mask names it),
+        as a tenant asks for a restart; the same request again changes nothing."""
+        body = {"spec": {"restart_requested_at": at.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        mask = ["spec.restart_requested_at"]
+        self._run(lambda api: api.update(record_id, body, update_mask=mask))

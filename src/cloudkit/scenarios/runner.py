@@ -314,7 +314,11 @@ class Scenario:
 
     def request_restart(self, at: datetime) -> None:
         """Set spec.restartRequestedAt, as a user would (a merge patch of the spec; the same
-        patch again is the same request)."""
+        patch again is the same request); through the API, the order's
+        `restart_requested_at` (the controller patches the resource with it)."""
+        if self.orders is not None and self.record_id is not None:
+            self.orders.request_restart(self.record_id, at)
+            return
         self.infrastructure.call(
             f"requesting a restart of {self.name}",
             lambda: self.custom.patch_namespaced_custom_object(
@@ -431,7 +435,7 @@ def _order_state(scn: Scenario, wanted: str, timeout: float) -> tuple[str, float
     return seen["state"], time.monotonic() - started
 
 
-def _record_gone(scn: Scenario, report: Report, timeout: float) -> None:
+def check_record_gone(scn: Scenario, report: Report, timeout: float) -> None:
     """Through the API: the record answers 404 (archived), and the tenant's view agrees with
     the cluster's (both gone)."""
     started = time.monotonic()
@@ -483,7 +487,7 @@ def delete_during_provision(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.deprovision_job_id_unchanged(trace, gone))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
     if scn.orders is not None:
-        _record_gone(scn, report, timeout)
+        check_record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report
@@ -531,7 +535,7 @@ def lifecycle(scn: Scenario, *, timeout: float = 180.0) -> Report:
     report.validations.append(v.single_deprovision_after_provision_terminal(trace))
     report.validations.append(v.resource_gone(gone, report.timings["delete_to_gone_s"]))
     if scn.orders is not None:
-        _record_gone(scn, report, timeout)
+        check_record_gone(scn, report, timeout)
     report.validations.append(v.no_orphan_vm(vms_left(scn), f"{names.VM_INSTANCE_LABEL}"))
     report.timings["total_s"] = time.monotonic() - t0
     return report

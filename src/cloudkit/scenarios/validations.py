@@ -395,6 +395,19 @@ def order_state_seen(state: str, wanted: str, waited_s: float) -> Validation:
     )
 
 
+def restart_seen_by_tenant(
+    record: dict[str, Any] | None, requested: datetime, waited_s: float
+) -> Validation:
+    """The tenant's order says the restart it asked for happened: `last_restarted_at` is the
+    request (written back from the resource's lastRestartedAt)."""
+    seen = ((record or {}).get("status") or {}).get("last_restarted_at")
+    return Validation(
+        "order-restart-seen",
+        parse_time(seen) == requested,
+        f"last_restarted_at {seen!r} for {requested.isoformat()} after {waited_s:.1f}s",
+    )
+
+
 def record_gone(gone: bool, waited_s: float) -> Validation:
     """The tenant's record answers 404 once the resource is gone (the order is archived)."""
     return Validation(

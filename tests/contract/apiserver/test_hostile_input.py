@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.bodies import MAX_DEPTH
@@ -21,6 +21,7 @@ from tests.contract.apiserver.apiserver_client import (
     read_events,
     widget,
 )
+from tests.harness.kube_clients import Watch, api_client
 
 pytestmark = pytest.mark.stack
 
@@ -348,9 +349,9 @@ def test_kubectl_and_python_client_get_the_real_errors(  # type: ignore[no-untyp
         "262144 bytes" in created.stderr
     ), created.stderr
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(apiserver.kubeconfig)))
+    api = client.CoreV1Api(api_client(apiserver.kubeconfig))
     with pytest.raises(ApiException) as raised:
-        for _ in watch.Watch().stream(
+        for _ in Watch().stream(
             api.list_namespaced_config_map,
             "default",
             resource_version="999999",

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
+from tests.harness.kube_clients import api_client, filled, json_object
 
 pytestmark = pytest.mark.stack
 APPLY = "application/apply-patch+yaml"
@@ -111,7 +112,7 @@ def test_apply_conflicts_through_the_python_client(
     apiserver: ApiServerHandle, kubectl: Kubectl
 ) -> None:
     _widgets(kubectl)
-    with config.new_client_from_config(config_file=str(apiserver.kubeconfig)) as api:
+    with api_client(apiserver.kubeconfig) as api:
         objects = client.CustomObjectsApi(api)
         args = ("test.cloudkit.dev", "v1", "default", "widgets", "w1")
         body = yaml.safe_load(WIDGET.replace("NAME", "w1"))
@@ -119,7 +120,7 @@ def test_apply_conflicts_through_the_python_client(
                                                _content_type=APPLY)  # fmt: skip
         # A merge patch without a fieldManager: an Update by the client's User-Agent product.
         objects.patch_namespaced_custom_object(*args, {"metadata": {"labels": {"tier": "b"}}})
-        got = objects.get_namespaced_custom_object(*args)
+        got = json_object(objects.get_namespaced_custom_object(*args))
         updates = [e for e in got["metadata"]["managedFields"] if e["operation"] == "Update"]
         assert [(e["manager"], e["fieldsV1"]) for e in updates] == [
             ("OpenAPI-Generator", {"f:metadata": {"f:labels": {"f:tier": {}}}})
@@ -130,7 +131,7 @@ def test_apply_conflicts_through_the_python_client(
                 *args, relabel, field_manager="ops/a", _content_type=APPLY
             )
         assert conflict.value.status == 409
-        status = json.loads(conflict.value.body)
+        status = json.loads(filled(conflict.value.body, "the 409's body"))
         assert status["reason"] == "Conflict"
         (cause,) = status["details"]["causes"]
         assert cause["reason"] == "FieldManagerConflict"
@@ -141,4 +142,5 @@ def test_apply_conflicts_through_the_python_client(
         objects.patch_namespaced_custom_object(
             *args, relabel, field_manager="ops/a", force=True, _content_type=APPLY
         )
-        assert objects.get_namespaced_custom_object(*args)["metadata"]["labels"] == {"tier": "c"}
+        relabelled = json_object(objects.get_namespaced_custom_object(*args))
+        assert relabelled["metadata"]["labels"] == {"tier": "c"}

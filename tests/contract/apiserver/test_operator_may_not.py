@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.harness.kube_clients import api_client, body, filled
 
 pytestmark = pytest.mark.stack
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -45,12 +46,12 @@ def _with_token(admin: client.ApiClient, token: str) -> client.ApiClient:
 
 
 def _status(exc: ApiException) -> dict[str, Any]:
-    return dict(json.loads(exc.body))
+    return dict(json.loads(filled(exc.body, "the error's body")))
 
 
 @pytest.fixture
 def admin(apiserver: ApiServerHandle) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(apiserver.kubeconfig)) as api:
+    with api_client(apiserver.kubeconfig) as api:
         yield api
 
 
@@ -143,8 +144,8 @@ def test_operator_may_not_write_rbac_or_grant_itself_more(operator: client.ApiCl
     role = {"metadata": {"name": "more"}, "rules": [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}  # fmt: skip
     for call in (
-        lambda: rbac.create_namespaced_role("tenant-a", role),
-        lambda: rbac.create_cluster_role(role),
+        lambda: rbac.create_namespaced_role("tenant-a", body(role)),
+        lambda: rbac.create_cluster_role(body(role)),
     ):
         with pytest.raises(ApiException) as denied:
             call()
@@ -197,17 +198,18 @@ def test_malformed_rbac_objects_are_refused(
     assert client.RbacAuthorizationV1Api(admin).list_cluster_role_binding().items == []
 
 
-def _post(api: client.ApiClient, path: str, body: dict[str, Any]) -> Any:
+def _post(api: client.ApiClient, path: str, payload: dict[str, Any]) -> Any:
     """POST a raw JSON body (the typed models would reshape a malformed one)."""
     method, url, headers, data, _ = api.param_serialize(
-        "POST", path, header_params={"Content-Type": "application/json"}, body=body,
+        "POST", path, header_params={"Content-Type": "application/json"}, body=payload,
         auth_settings=["BearerToken"],
     )  # fmt: skip
     response = api.call_api(method, url, header_params=headers, body=data)
-    response.read()
+    # RESTResponse.read is unannotated and `data` is typed from its initial None: the bytes.
+    answer: bytes = response.read()  # type: ignore[no-untyped-call]
     if response.status >= 400:
         raise ApiException(http_resp=response)
-    return json.loads(response.data)
+    return json.loads(answer)
 
 
 # -- escalation: a Role needs the rights it grants (or escalate), a binding its role's (or bind)
@@ -235,19 +237,21 @@ def test_rbac_writers_may_not_grant_what_they_do_not_hold(
         {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"],
          "verbs": ["create", "update", "get"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}  # fmt: skip
-    admin_rbac.create_namespaced_role("tenant-a", writer)
+    admin_rbac.create_namespaced_role("tenant-a", body(writer))
     admin_rbac.create_namespaced_role_binding(
-        "tenant-a", _binding("delegate-writer", "Role", "rbac-writer", "delegate")
+        "tenant-a", body(_binding("delegate-writer", "Role", "rbac-writer", "delegate"))
     )
-    admin_rbac.create_cluster_role(_role("secret-reader", "secrets", "ClusterRole"))
+    admin_rbac.create_cluster_role(body(_role("secret-reader", "secrets", "ClusterRole")))
     token = kubectl("create", "token", "delegate", "-n", "tenant-a", check=True).stdout.strip()
     with _with_token(admin, token) as api:
         rbac = client.RbacAuthorizationV1Api(api)
-        rbac.create_namespaced_role("tenant-a", _role("cm-reader", "configmaps"))  # held: fine
+        rbac.create_namespaced_role(
+            "tenant-a", body(_role("cm-reader", "configmaps"))
+        )  # held: fine
         for create in (
-            lambda: rbac.create_namespaced_role("tenant-a", _role("sneaky", "secrets")),
+            lambda: rbac.create_namespaced_role("tenant-a", body(_role("sneaky", "secrets"))),
             lambda: rbac.create_namespaced_role_binding(
-                "tenant-a", _binding("sneaky", "ClusterRole", "secret-reader", "delegate")),
+                "tenant-a", body(_binding("sneaky", "ClusterRole", "secret-reader", "delegate"))),
         ):  # fmt: skip
             with pytest.raises(ApiException) as denied:
                 create()
@@ -263,13 +267,13 @@ def test_rbac_writers_may_not_grant_what_they_do_not_hold(
             {"apiGroups": [RBAC_GROUP], "resources": ["roles"], "verbs": ["escalate"]},
             {"apiGroups": [RBAC_GROUP], "resources": ["clusterroles"], "verbs": ["bind"],
              "resourceNames": ["secret-reader"]}]})  # fmt: skip
-        rbac.create_namespaced_role("tenant-a", _role("escalated", "secrets"))
+        rbac.create_namespaced_role("tenant-a", body(_role("escalated", "secrets")))
         rbac.create_namespaced_role_binding(
-            "tenant-a", _binding("bound", "ClusterRole", "secret-reader", "delegate")
+            "tenant-a", body(_binding("bound", "ClusterRole", "secret-reader", "delegate"))
         )
-        rbac.create_namespaced_role("tenant-a", _role("pod-reader", "pods"))  # escalate
+        rbac.create_namespaced_role("tenant-a", body(_role("pod-reader", "pods")))  # escalate
         with pytest.raises(ApiException) as still:
             rbac.create_namespaced_role_binding(
-                "tenant-a", _binding("bound-2", "Role", "pod-reader", "delegate")
+                "tenant-a", body(_binding("bound-2", "Role", "pod-reader", "delegate"))
             )
         assert still.value.status == 403  # bind was granted on secret-reader only

@@ -9,17 +9,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import config, dynamic
+from kubernetes import dynamic
 
 from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
+from tests.harness.kube_clients import (
+    Watch,
+    api_client,
+    body,
+    dynamic_client,
+    filled,
+    json_object,
+)
 
 pytestmark = pytest.mark.stack
 
 
 def _dynamic(handle: ApiServerHandle) -> dynamic.DynamicClient:
-    client = config.new_client_from_config(config_file=str(handle.kubeconfig))
-    return dynamic.DynamicClient(client)
+    return dynamic_client(api_client(handle.kubeconfig))
 
 
 def test_dynamic_client_discovery_crud_watch(
@@ -30,13 +37,13 @@ def test_dynamic_client_discovery_crud_watch(
     crds.create(body=yaml.safe_load(WIDGETS_CRD.read_text()))
     dyn.resources.invalidate_cache()
     widgets = dyn.resources.get(api_version="test.cloudkit.dev/v1", kind="Widget")
-    body = {
+    widget = {
         "apiVersion": "test.cloudkit.dev/v1",
         "kind": "Widget",
         "metadata": {"name": "w1"},
         "spec": {"size": 2, "zone": "a"},
     }
-    created = widgets.create(body=body, namespace="default")
+    created = widgets.create(body=widget, namespace="default")
     assert created.metadata.generation == 1
     listed = widgets.get(namespace="default")
     assert [i.metadata.name for i in listed.items] == ["w1"]
@@ -134,39 +141,43 @@ def test_ansible_k8s_module(apiserver: ApiServerHandle, kubectl, tmp_path: Path)
 
 
 def test_typed_and_custom_objects_apis(apiserver: ApiServerHandle) -> None:
-    from kubernetes import client, watch
+    from kubernetes import client
 
-    api_client = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-    core = client.CoreV1Api(api_client)
-    custom = client.CustomObjectsApi(api_client)
-    ext = client.ApiextensionsV1Api(api_client)
-    ext.create_custom_resource_definition(yaml.safe_load(WIDGETS_CRD.read_text()))
-    body = {
+    admin = api_client(apiserver.kubeconfig)
+    core = client.CoreV1Api(admin)
+    custom = client.CustomObjectsApi(admin)
+    ext = client.ApiextensionsV1Api(admin)
+    ext.create_custom_resource_definition(body(yaml.safe_load(WIDGETS_CRD.read_text())))
+    widget = {
         "apiVersion": "test.cloudkit.dev/v1",
         "kind": "Widget",
         "metadata": {"name": "w1"},
         "spec": {"size": 1, "zone": "a"},
     }
-    custom.create_namespaced_custom_object("test.cloudkit.dev", "v1", "default", "widgets", body)
-    patched = custom.patch_namespaced_custom_object(
-        "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"spec": {"size": 2}}
+    custom.create_namespaced_custom_object("test.cloudkit.dev", "v1", "default", "widgets", widget)
+    patched = json_object(
+        custom.patch_namespaced_custom_object(
+            "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"spec": {"size": 2}}
+        )
     )
     assert patched["spec"]["size"] == 2
-    status = custom.patch_namespaced_custom_object_status(
-        "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"status": {"phase": "Ready"}}
+    status = json_object(
+        custom.patch_namespaced_custom_object_status(
+            "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"status": {"phase": "Ready"}}
+        )
     )
     assert status["status"]["phase"] == "Ready"
 
     cm = core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "c1"}, "data": {"a": "b"}}
+        "default", body({"metadata": {"name": "c1"}, "data": {"a": "b"}})
     )
     core.patch_namespaced_config_map("c1", "default", {"data": {"c": "d"}})
     assert core.read_namespaced_config_map("c1", "default").data == {"a": "b", "c": "d"}
     events = []
-    for event in watch.Watch().stream(
+    for event in Watch().stream(
         core.list_namespaced_config_map,
         "default",
-        resource_version=cm.metadata.resource_version,
+        resource_version=filled(cm.metadata).resource_version,
         timeout_seconds=1,
     ):
         events.append(event["type"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from kubernetes import client, config, dynamic
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.main import ApiServerHandle
 from tests.contract.apiserver.apiserver_client import WIDGETS_CRD
+from tests.harness.kube_clients import api_client, body, dynamic_client, filled, json_object
 
 pytestmark = pytest.mark.stack
 
@@ -33,7 +34,7 @@ BINDING = {
 
 
 def _admin(handle: ApiServerHandle) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(handle.kubeconfig))
+    return api_client(handle.kubeconfig)
 
 
 def _with_token(admin: client.ApiClient, token: str) -> client.ApiClient:
@@ -46,18 +47,19 @@ def _with_token(admin: client.ApiClient, token: str) -> client.ApiClient:
 
 def test_service_account_under_rbac(apiserver: ApiServerHandle) -> None:
     admin = _admin(apiserver)
-    dyn = dynamic.DynamicClient(admin)
+    dyn = dynamic_client(admin)
     crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     crds.create(body=yaml.safe_load(WIDGETS_CRD.read_text()))
     rbac = client.RbacAuthorizationV1Api(admin)
-    rbac.create_cluster_role(ROLE)
-    rbac.create_cluster_role_binding(BINDING)
+    rbac.create_cluster_role(body(ROLE))
+    rbac.create_cluster_role_binding(body(BINDING))
     core = client.CoreV1Api(admin)
-    core.create_namespaced_service_account("default", {"metadata": {"name": "bot"}})
+    core.create_namespaced_service_account("default", body({"metadata": {"name": "bot"}}))
     issued = core.create_namespaced_service_account_token(
-        "bot", "default", {"spec": {"expirationSeconds": 900}}
+        "bot", "default", body({"spec": {"expirationSeconds": 900}})
     )
-    assert issued.spec.expiration_seconds == 900 and issued.status.expiration_timestamp
+    issued_status = filled(issued.status, "the TokenRequest's status")
+    assert filled(issued.spec).expiration_seconds == 900 and issued_status.expiration_timestamp
     dyn.resources.invalidate_cache()
     widgets = dyn.resources.get(api_version="test.cloudkit.dev/v1", kind="Widget")
     widgets.create(
@@ -66,17 +68,21 @@ def test_service_account_under_rbac(apiserver: ApiServerHandle) -> None:
         namespace="default",
     )  # fmt: skip
 
-    bot = _with_token(admin, issued.status.token)
+    bot = _with_token(admin, filled(issued_status.token, "the token"))
     with pytest.raises(ApiException) as denied:
-        client.CoreV1Api(bot).create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+        client.CoreV1Api(bot).create_namespaced_config_map(
+            "default", body({"metadata": {"name": "c"}})
+        )
     assert denied.value.status == 403
-    status = yaml.safe_load(denied.value.body)
+    status = yaml.safe_load(filled(denied.value.body, "the 403's body"))
     assert status["reason"] == "Forbidden"
     assert status["details"] == {"kind": "configmaps"}
 
     objects = client.CustomObjectsApi(bot)
-    patched = objects.patch_namespaced_custom_object_status(
-        "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"status": {"phase": "Ready"}}
+    patched = json_object(
+        objects.patch_namespaced_custom_object_status(
+            "test.cloudkit.dev", "v1", "default", "widgets", "w1", {"status": {"phase": "Ready"}}
+        )
     )
     assert patched["status"]["phase"] == "Ready"
     with pytest.raises(ApiException) as spec_denied:
@@ -86,10 +92,11 @@ def test_service_account_under_rbac(apiserver: ApiServerHandle) -> None:
     assert spec_denied.value.status == 403
 
     review = client.AuthorizationV1Api(bot).create_self_subject_access_review(
-        {"spec": {"resourceAttributes": {"verb": "patch", "group": "test.cloudkit.dev",
-                                         "resource": "widgets", "subresource": "status"}}}
+        body({"spec": {"resourceAttributes": {"verb": "patch", "group": "test.cloudkit.dev",
+                                              "resource": "widgets", "subresource": "status"}}})
     )  # fmt: skip
-    assert review.status.allowed
-    assert review.status.reason == (
+    review_status = filled(review.status, "the review's status")
+    assert review_status.allowed
+    assert review_status.reason == (
         'RBAC: allowed by ClusterRoleBinding "bot-widget-status" of ClusterRole "widget-status"'
     )

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from cloudkit.local.apiserver.authn import AUDIENCE
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.harness.kube_clients import api_client, body, filled
 
 pytestmark = pytest.mark.stack
 
@@ -29,7 +30,7 @@ REVIEWER_ROLE = {
 
 
 def _admin(handle: ApiServerHandle) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(handle.kubeconfig))
+    return api_client(handle.kubeconfig)
 
 
 def _with_token(admin: client.ApiClient, token: str) -> client.ApiClient:
@@ -44,15 +45,16 @@ def _account(admin: client.ApiClient, namespace: str, name: str, **spec: object)
     """(uid, a token) of a new ServiceAccount."""
     core = client.CoreV1Api(admin)
     if namespace != "default":
-        core.create_namespace({"metadata": {"name": namespace}})
-    account = core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    issued = core.create_namespaced_service_account_token(name, namespace, {"spec": spec})
-    return account.metadata.uid, issued.status.token
+        core.create_namespace(body({"metadata": {"name": namespace}}))
+    account = core.create_namespaced_service_account(namespace, body({"metadata": {"name": name}}))
+    issued = core.create_namespaced_service_account_token(name, namespace, body({"spec": spec}))
+    uid = filled(filled(account.metadata).uid, "the account's uid")
+    return uid, filled(filled(issued.status).token, "the token")
 
 
 def _review(api: client.ApiClient, token: str, audiences: list[str] | None = None) -> object:
-    body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=audiences))
-    return client.AuthenticationV1Api(api).create_token_review(body)
+    review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=audiences))
+    return client.AuthenticationV1Api(api).create_token_review(review)
 
 
 def test_a_service_account_token_is_reviewed_as_its_account(apiserver: ApiServerHandle) -> None:
@@ -101,17 +103,21 @@ def test_the_reviewer_needs_create_on_tokenreviews(apiserver: ApiServerHandle) -
     assert denied.value.status == 403
     assert subject not in (denied.value.body or "")
     rbac = client.RbacAuthorizationV1Api(admin)
-    rbac.create_cluster_role(REVIEWER_ROLE)
+    rbac.create_cluster_role(body(REVIEWER_ROLE))
     rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": "reviewer"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "token-reviewer",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "reviewer", "namespace": "default"}],
-        }
+        body(
+            {
+                "metadata": {"name": "reviewer"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "token-reviewer",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": "reviewer", "namespace": "default"}
+                ],
+            }
+        )
     )
     status = _review(reviewer, subject).status  # type: ignore[attr-defined]
     assert status.user.username == "system:serviceaccount:default:subject"

@@ -67,7 +67,7 @@ async def test_roots_and_both_prefixes(automation: AutomationHandle, api: Api) -
     for client, prefix in ((api, "/api/v2/"), (controller, "/api/controller/v2/")):
         async with api.session.get(client.url + "/") as response:
             assert (await response.json())["current_version"] == prefix
-        launched = await client.launch("ok")
+        launched = await client.launch("quick")
         assert launched["url"] == f"{prefix}jobs/{launched['job']}/"
         job = await client.wait_status(launched["job"])
         assert job["status"] == "successful"
@@ -117,8 +117,8 @@ async def test_bad_extra_vars_400_field_map(api: Api, extra_vars: object) -> Non
 
 
 async def test_job_list_filters_and_pages(api: Api) -> None:
-    template = await api.template_id("ok")
-    ids = [(await api.launch("ok"))["job"] for _ in range(3)]
+    template = await api.template_id("quick")
+    ids = [(await api.launch("quick"))["job"] for _ in range(3)]
     for job_id in ids:
         await api.wait_status(job_id)
     status, page = await api.get("jobs/", params={"id__in": f"{ids[0]},{ids[2]}"})

@@ -8,22 +8,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from cloudkit.fulfillment.auth import REFUSED, AuthSettings, build_authenticator
 from cloudkit.fulfillment.caller import Caller, Unauthenticated
 from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.harness.kube_clients import api_client, body, filled
 
 pytestmark = pytest.mark.stack
 
 
 def _token(handle: ApiServerHandle, namespace: str, name: str) -> str:
-    core = client.CoreV1Api(config.new_client_from_config(config_file=str(handle.kubeconfig)))
+    core = client.CoreV1Api(api_client(handle.kubeconfig))
     if namespace != "default":
-        core.create_namespace({"metadata": {"name": namespace}})
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    issued = core.create_namespaced_service_account_token(name, namespace, {"spec": {}})
-    return str(issued.status.token)
+        core.create_namespace(body({"metadata": {"name": namespace}}))
+    core.create_namespaced_service_account(namespace, body({"metadata": {"name": name}}))
+    issued = core.create_namespaced_service_account_token(name, namespace, body({"spec": {}}))
+    return str(filled(issued.status, "the TokenRequest's status").token)
 
 
 async def test_service_accounts_are_callers_of_their_namespace(apiserver: ApiServerHandle) -> None:

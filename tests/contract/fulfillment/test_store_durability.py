@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cloudkit.fulfillment.store.base import NotFound, Object, Scope, Store
+from cloudkit.fulfillment.store.base import Kind, NotFound, Object, Scope, Store
 
 ACME = Scope.of("acme")
-CI = "compute_instances"
+CI: Kind = "compute_instances"
 
 
 def instance(name: str, **metadata: Any) -> Object:

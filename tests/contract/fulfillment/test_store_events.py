@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from cloudkit.fulfillment.store import feed
-from cloudkit.fulfillment.store.base import Event, NotFound, Object, Scope, Store
+from cloudkit.fulfillment.store.base import Event, Kind, NotFound, Object, Scope, Store
 
 ACME = Scope.of("acme")
-CI = "compute_instances"
+CI: Kind = "compute_instances"
 
 
 def instance(name: str, **metadata: Any) -> Object:
@@ -76,7 +76,7 @@ async def test_an_event_is_published_after_its_commit(store: Store, reopen: Any)
     events = store.events()
 
     async def check_each() -> list[str]:
-        checked = []
+        checked: list[str] = []
         async for event in events:
             if event.type == "DELETED":
                 with pytest.raises(NotFound):
@@ -87,6 +87,7 @@ async def test_an_event_is_published_after_its_commit(store: Store, reopen: Any)
             checked.append(event.type)
             if event.type == "DELETED":
                 return checked
+        raise AssertionError(f"the event stream ended after {checked}")
 
     checking = asyncio.create_task(check_each())
     created = await store.create(CI, instance("web"))

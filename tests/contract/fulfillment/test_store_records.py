@@ -8,6 +8,7 @@ import pytest
 
 from cloudkit.fulfillment.store.base import (
     Conflict,
+    Kind,
     NotFound,
     Object,
     OrderKey,
@@ -18,7 +19,7 @@ from cloudkit.fulfillment.store.base import (
 ACME = Scope.of("acme")
 GLOBEX = Scope.of("globex")
 ADMIN = Scope.everything()
-CI = "compute_instances"
+CI: Kind = "compute_instances"
 
 
 def instance(name: str, tenant: str = "acme", **metadata: Any) -> Object:
@@ -222,7 +223,7 @@ async def test_sql_metacharacters_are_stored_and_returned_literally(store: Store
         "{}[]",
     ]
     text = " ".join(hostile)
-    sent = {
+    sent: dict[str, Any] = {
         "metadata": {
             "name": text,
             "tenant": text,

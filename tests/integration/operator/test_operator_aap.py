@@ -22,8 +22,8 @@ import pytest
 from cloudkit.api import names
 from cloudkit.local.kubevirt.crd import VM_CRD_NAME, VMI_CRD_NAME, vm_crd_manifest
 from cloudkit.local.stack.ports import free_port
+from tests.harness import kube_clients
 from tests.harness.operators import (
-    NAMESPACE,
     AutomationService,
     Cluster,
     OperatorStack,
@@ -31,7 +31,7 @@ from tests.harness.operators import (
     seconds,
     wait_until,
 )
-from tests.harness.stack_lab import DEPROVISION_TEMPLATE, PROVISION_TEMPLATE
+from tests.harness.stack_lab import DEPROVISION_TEMPLATE, NAMESPACE, PROVISION_TEMPLATE
 
 pytestmark = pytest.mark.stack
 
@@ -69,13 +69,15 @@ class Recorder:
 
     def _run(self) -> None:
         custom = self.cluster.custom
-        listed = custom.list_namespaced_custom_object(
-            names.GROUP, names.VERSION, NAMESPACE, names.PLURAL
+        listed = kube_clients.json_object(
+            custom.list_namespaced_custom_object(
+                names.GROUP, names.VERSION, NAMESPACE, names.PLURAL
+            )
         )
         version = listed["metadata"]["resourceVersion"]
         self._ready.set()
         while not self._stop.is_set():
-            watch = kubernetes.watch.Watch()
+            watch = kube_clients.Watch()
             for event in watch.stream(
                 custom.list_namespaced_custom_object,
                 names.GROUP,
@@ -341,8 +343,10 @@ def test_a_vm_crd_installed_later_is_watched(operator: OperatorStack, cluster: C
     assert simulator is not None
     operator.loop.run(simulator.stop())
     # KubeVirt's finalizer on the VMs would hold the CRD's deletion: nobody releases it now.
-    listed = cluster.custom.list_cluster_custom_object(
-        names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL
+    listed = kube_clients.json_object(
+        cluster.custom.list_cluster_custom_object(
+            names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL
+        )
     )
     for vm in listed["items"]:
         cluster.custom.patch_namespaced_custom_object(
@@ -358,7 +362,8 @@ def test_a_vm_crd_installed_later_is_watched(operator: OperatorStack, cluster: C
         extensions.delete_custom_resource_definition(crd)
 
     def gone() -> bool:
-        served = {c.metadata.name for c in extensions.list_custom_resource_definition().items}
+        listed = extensions.list_custom_resource_definition().items
+        served = {kube_clients.filled(c.metadata).name for c in listed}
         return not served & {VM_CRD_NAME, VMI_CRD_NAME}
 
     wait_until(gone, timeout=30, what="the KubeVirt CRDs gone")
@@ -368,8 +373,10 @@ def test_a_vm_crd_installed_later_is_watched(operator: OperatorStack, cluster: C
         timeout=120,
         what="the operator started again, healthy",
     )
-    extensions.create_custom_resource_definition(vm_crd_manifest())
-    kubernetes.client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": "tenant-x"}})
+    extensions.create_custom_resource_definition(kube_clients.body(vm_crd_manifest()))
+    kubernetes.client.CoreV1Api(cluster.api).create_namespace(
+        kube_clients.body({"metadata": {"name": "tenant-x"}})
+    )
 
     def create_vm() -> bool:
         try:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cloudkit.fulfillment.filters import FilterError, parse_filter, parse_order
 from cloudkit.fulfillment.models import ComputeInstance
 from cloudkit.fulfillment.store.base import OrderKey
 
-WEB = {"id": "1", "metadata": {"name": "web-1", "labels": {"tier": "front"}}, "spec": {}}
-DB = {"id": "2", "metadata": {"name": "db-1"}, "spec": {}}
+WEB: dict[str, Any] = {
+    "id": "1",
+    "metadata": {"name": "web-1", "labels": {"tier": "front"}},
+    "spec": {},
+}
+DB: dict[str, Any] = {"id": "2", "metadata": {"name": "db-1"}, "spec": {}}
 
 
-def selected(text: str, *objs: dict[str, object]) -> list[str]:
+def selected(text: str, *objs: dict[str, Any]) -> list[str]:
     flt = parse_filter(text)
     assert flt is not None
     return [str(o["id"]) for o in objs if flt.matches(o)]

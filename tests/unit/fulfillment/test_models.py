@@ -17,7 +17,7 @@ def fields_at_fault(exc: ValidationError) -> list[str]:
 
 
 def test_enum_values_are_spelled_as_proto_json_renders_them() -> None:
-    assert models.ComputeInstanceState.RUNNING == "COMPUTE_INSTANCE_STATE_RUNNING"
+    assert str(models.ComputeInstanceState.RUNNING) == "COMPUTE_INSTANCE_STATE_RUNNING"
     assert {s.name for s in models.ComputeInstanceState} == {
         "UNSPECIFIED",
         "STARTING",
@@ -36,7 +36,7 @@ def test_enum_values_are_spelled_as_proto_json_renders_them() -> None:
         "COMPUTE_INSTANCE_CONDITION_TYPE_PROVISIONED",
         "COMPUTE_INSTANCE_CONDITION_TYPE_RESTART_REQUIRED",
     }
-    assert models.ConditionStatus.TRUE == "CONDITION_STATUS_TRUE"
+    assert str(models.ConditionStatus.TRUE) == "CONDITION_STATUS_TRUE"
     assert models.EventType.wire("SIGNALED") == "EVENT_TYPE_OBJECT_SIGNALED"
 
 
@@ -77,7 +77,7 @@ def test_the_public_model_has_no_finalizers_or_hub() -> None:
 
 
 def test_the_public_view_trims_what_only_the_private_api_shows() -> None:
-    stored = {
+    stored: dict[str, Any] = {
         "id": "1",
         "metadata": {"name": "a", "finalizers": ["fulfillment-controller"]},
         "spec": SPEC,

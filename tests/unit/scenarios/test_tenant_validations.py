@@ -3,6 +3,7 @@ record gone with the resource, and the tenant's view against the resource's, on 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from cloudkit.scenarios import validations as v
@@ -67,4 +68,19 @@ def test_tenant_view_agrees() -> None:
         (record("DELETING"), None),  # the resource went, the record stayed
     ):
         check = v.tenant_view_agrees(wrong_record, status, STATE_OF_PHASE)
+        assert not check.passed, check.detail
+
+
+def test_the_tenant_sees_the_restart_it_asked_for() -> None:
+    asked = datetime(2026, 12, 7, 6, 30, 5, tzinfo=UTC)
+    seen = {"status": {"last_restarted_at": "2026-12-07T06:30:05Z"}}
+    assert v.restart_seen_by_tenant(seen, asked, 1.0).passed
+    wrongs: tuple[dict[str, Any] | None, ...] = (
+        None,  # the record is gone
+        {"status": {}},  # never written back
+        {"status": {"last_restarted_at": "2026-12-07T06:29:00Z"}},  # an earlier restart
+        {"status": {"last_restarted_at": "not a time"}},
+    )
+    for wrong in wrongs:
+        check = v.restart_seen_by_tenant(wrong, asked, 180)
         assert not check.passed, check.detail

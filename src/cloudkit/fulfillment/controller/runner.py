@@ -40,6 +40,11 @@ REQUEST_TIMEOUT_S = 15.0
 STREAM_LIFETIME_S = 60.0
 SHUTDOWN_GRACE_S = 10.0
 RELEASE_TIMEOUT_S = 5.0
+ERROR_BACKOFF_MAX_S = 10.0
+"""A failing record's longest wait before its next try (the work queue's default is 60 s). Its
+failures are mostly a network that drops calls for a few seconds, and each event that re-adds
+the record while it waits doubles the wait: under faults a deleted record waited 60 s after its
+resource was gone. A reconcile is a handful of idempotent calls: trying every 10 s costs little."""
 TRANSIENT = (ApiError, aiohttp.ClientError, OSError, TimeoutError)
 """Failures of the service's API that the controller rides out (a restart, a network cut)."""
 
@@ -60,7 +65,11 @@ class Controller:
             timeout_s=REQUEST_TIMEOUT_S,
         )
         self.reconciler = RecordReconciler(self.api, HubKubeconfigs(options.hub_kubeconfigs))
-        self.queue: WorkQueue[str] = WorkQueue(self.reconciler.reconcile, workers=options.workers)
+        self.queue: WorkQueue[str] = WorkQueue(
+            self.reconciler.reconcile,
+            workers=options.workers,
+            error_backoff_max=ERROR_BACKOFF_MAX_S,
+        )
         self.stopping = asyncio.Event()
         self.lost = False
         self.leading = False
@@ -106,8 +115,9 @@ class Controller:
 
     @contextlib.asynccontextmanager
     async def _watch_a_while(self) -> AsyncIterator[AsyncIterator[Object]]:
-        """The event stream, ended after STREAM_LIFETIME_S: it has no heartbeat, so a
-        connection that died silently (a black hole) would otherwise be followed forever."""
+        """The event stream, ended after STREAM_LIFETIME_S at the latest. A connection that
+        died silently (a black hole) ends sooner, once the stream's heartbeat has been missing
+        for the client's `stream_silence_s`."""
         async with self.api.watch() as events:
             yield _until(events, time.monotonic() + STREAM_LIFETIME_S)
 

@@ -13,10 +13,11 @@ import asyncio
 import codecs
 import contextlib
 import logging
-import os
 import shutil
 import signal
 from collections.abc import Callable, Mapping, Sequence
+
+from cloudkit.local.process_groups import signal_group
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ class PlaybookProcess:
 
     def _signal_group(self, sig: signal.Signals) -> None:
         # The group id equals the pid (new session); it may already be gone, which is fine.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, sig)
+        signal_group(self._process.pid, sig, leader_reaped=self._process.returncode is not None)
 
     async def _pump(self) -> None:
         stream = self._process.stdout

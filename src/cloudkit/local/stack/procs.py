@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cloudkit.local.private import PRIVATE_UMASK, open_private_log, private_dir
+from cloudkit.local.process_groups import signal_group
 
 log = logging.getLogger("cloudkit.local.stack")
 
@@ -117,8 +118,7 @@ class Child:
             except TimeoutError:
                 log.warning("%s did not stop within %.0fs; killing it", self.name, grace_s)
         # Whatever is left in its group (e.g. a playbook it started) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        signal_group(self.pid, signal.SIGKILL, leader_reaped=self.process.returncode is not None)
         with contextlib.suppress(ProcessLookupError):
             await self.process.wait()
         if self._reader is not None:

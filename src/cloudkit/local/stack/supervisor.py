@@ -12,8 +12,9 @@ operator replica that exits is started again, as a kubelet restarts a container 
 back-off, the same identity; the others keep running); if any other child dies the stack says
 which and stops the rest. SIGINT/SIGTERM stop everything, children first. What each child is
 told comes from `environment`; `children` spawns them. With `faults`, the operator reaches the
-API server, its automation backend and the fulfillment API through fault relays
-(`fault_links`) whose plans begin once the stack is ready.
+API server, its automation backend and the fulfillment API, and the fulfillment controller the
+API and the API server, through fault relays (`fault_links`) whose plans begin once the stack
+is ready.
 """
 
 from __future__ import annotations
@@ -389,6 +390,15 @@ async def _routed_kubeconfig(faults: FaultedLinks, link: Link, kubeconfig: Path)
     return routed
 
 
+async def _route_hub_kubeconfigs(faults: FaultedLinks, places: ControllerPlaces) -> None:
+    """Every hub kubeconfig the controller is given (its Lease's cluster among them) points at
+    the controller → API server relay, in place: the controller reads no other copy."""
+    for hub in sorted(places.hubs.iterdir()):
+        text = await asyncio.to_thread(hub.read_text)
+        server = await faults.route(Link.CONTROLLER_APISERVER, environment.kubeconfig_server(text))
+        write_private(hub, environment.kubeconfig_with_server(text, server))
+
+
 async def _routed_feedback(
     faults: FaultedLinks | None, feedback: Mapping[str, str] | None
 ) -> dict[str, str] | None:
@@ -443,8 +453,14 @@ async def _start_fulfillment(
         handle.hub_id = await register_hub(
             endpoint.address, ca_file, places, handle.instance_namespace
         )
+        controller_address = endpoint.address
+        if handle.faults is not None:
+            controller_address = await handle.faults.route(
+                Link.CONTROLLER_FULFILLMENT, endpoint.address
+            )
+            await _route_hub_kubeconfigs(handle.faults, places)
         controller = await start_controller(
-            address=endpoint.address,
+            address=controller_address,
             ca_file=ca_file,
             places=places,
             env=env,

@@ -29,7 +29,11 @@ from cloudkit.providers.base import (
 
 __all__ = ["AapClient", "backoff_delay"]
 
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 10.0
+"""One request's deadline. A connection the network dropped without a word (a NAT entry gone;
+the stack's fault relays play it) holds a request until then, and a poll of each attempt that
+meets one: 30 s stalled a deletion's deprovision poll for 90 s. A launch that takes longer on a
+busy controller is not lost either: the next pass finds it by its correlation id."""
 FIND_MAX_PAGES = 5
 """find_job reads at most this many pages of 200: more launches than that within the skew window
 of one intent means something else is wrong."""
