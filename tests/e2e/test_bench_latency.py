@@ -4,10 +4,9 @@ content, and a failing lifecycle named in a non-zero exit.
 The small run starts a fresh local stack per provider (one round, one lifecycle each, a
 one-second VM boot): the smallest run whose files hold every column, both providers and their
 comparison (each lifecycle is a real provision and deprovision, the costliest part of the run).
-The failing run measures a deployed operator (--kubeconfig) whose provision template fails: the
-operator-test stack (API server, automation service, operator process) with a provision
-playbook that fails on purpose; its two lifecycles at once (one watch serves both) are each
-named, apart.
+The failing run measures a deployed operator (--kubeconfig) whose provision template fails: a
+stack (`tests.harness.operators`) whose simulated provision template is changed to fail; its two
+lifecycles at once (one watch serves both) are each named, apart.
 """
 
 from __future__ import annotations
@@ -18,30 +17,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloudkit.bench.report import LifecycleRow, comparison, read_rows
-from cloudkit.local.automation.main import start_automation_service
-from tests.harness.operator_process import (
-    START_TIMEOUT_S,
-    AutomationService,
-    Cluster,
-    LoopThread,
-    cluster,
-    healthy,
-    loop_thread,
-    operator_env,
-    start_operator,
-    stop_operator,
-    wait_until,
-)
+from tests.harness.operators import OperatorStack, operator_stack, wait_until
+from tests.harness.stack_lab import PROVISION_TEMPLATE
 
 pytestmark = pytest.mark.stack
-__all__ = ["cluster", "loop_thread"]  # module fixtures of the failing run
 
 CLOUDKIT = [sys.executable, "-m", "cloudkit.cli"]
-PLAYBOOKS = Path(__file__).resolve().parents[1] / "contract" / "automation" / "playbooks"
 COLUMNS = {
     "provider",
     "run",
@@ -127,60 +113,36 @@ def _recomputed_sentences(rows: list[LifecycleRow]) -> list[str]:
     return sentences
 
 
-@pytest.fixture(scope="module")
-def failing_automation(
-    loop_thread: LoopThread, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AutomationService]:
-    templates = [
-        {
-            "name": "provision",
-            "kind": "job_template",
-            "playbook": str(PLAYBOOKS / "fail.yml"),
-            "inventory": "localhost,",
-        },
-        {
-            "name": "deprovision",
-            "kind": "job_template",
-            "playbook": str(PLAYBOOKS / "ok.yml"),
-            "inventory": "localhost,",
-        },
-    ]
-    state = tmp_path_factory.mktemp("automation")
-    handle = loop_thread.run(start_automation_service(state, templates))
-    try:
-        yield AutomationService(handle)
-    finally:
-        loop_thread.run(handle.stop())
+def fail_provisioning(entries: list[dict[str, Any]]) -> None:
+    provision = next(e for e in entries if e["name"] == PROVISION_TEMPLATE)
+    provision["simulate"]["outcome"] = "failed"
+
+
+@pytest.fixture
+def failing_stack(tmp_path: Path) -> Iterator[OperatorStack]:
+    with operator_stack(tmp_path / "stack") as stack:
+        stack.edit_templates(fail_provisioning)
+        yield stack
 
 
 def test_a_failing_lifecycle_exits_non_zero_and_is_named(
-    cluster: Cluster, failing_automation: AutomationService, tmp_path: Path
+    failing_stack: OperatorStack, tmp_path: Path
 ) -> None:
-    env = operator_env(
-        cluster,
-        failing_automation,
-        CLOUDKIT_AAP_PROVISION_TEMPLATE="provision",
-        CLOUDKIT_AAP_DEPROVISION_TEMPLATE="deprovision",
+    wait_until(failing_stack.stack_operator_healthy, timeout=180, what="operator health")
+    out = tmp_path / "out"
+    kubeconfig = str(failing_stack.kubeconfig)
+    proc = bench(
+        "--kubeconfig",
+        kubeconfig,
+        "--runs",
+        "1",
+        "--parallel",
+        "2",
+        "--out",
+        str(out),
+        "--timeout",
+        "60",
     )
-    operator = start_operator(env, tmp_path / "operator.log")
-    try:
-        wait_until(lambda: healthy(operator), timeout=START_TIMEOUT_S, what="operator health")
-        out = tmp_path / "out"
-        kubeconfig = str(cluster.handle.kubeconfig)
-        proc = bench(
-            "--kubeconfig",
-            kubeconfig,
-            "--runs",
-            "1",
-            "--parallel",
-            "2",
-            "--out",
-            str(out),
-            "--timeout",
-            "60",
-        )
-    finally:
-        stop_operator(operator)
     assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_rows(out / "latency_results.csv")
     assert len(rows) == 2 and len({r.instance for r in rows}) == 2

@@ -10,8 +10,8 @@
   for tests of what a person does with it; `scenario_runs`: `cloudkit scenario` against such a
   stack or on its own, and the validations each scenario must report.
 - `holds`, `kills`, `checks`: the resilience proofs' stops, kill bursts and job checks.
-- `operator_process`: API server and automation service in this process, the operator as a
-  subprocess, for tests that need their own job templates (not yet on `start_stack`).
+- `operators`: the same stack on a loop thread for blocking tests, and more `cloudkit operator`
+  processes started as the stack starts its own, with other settings.
 - `mutants`: the mutant tables' runs (a copy of the source with one edit, pytest forked from one
   server process per run).
 - `kube_clients`: the synchronous Kubernetes client, typed where its annotations lie (dict

@@ -63,6 +63,8 @@ class Holds:
         self.lab = lab
         self.gate_dir = gate_dir
         self._one_at_a_time = asyncio.Lock()
+        self.gated = False
+        """Whether the provision template runs the gated wrapper (`install_gated_provision`)."""
 
     @contextlib.asynccontextmanager
     async def paused(self, child: str) -> AsyncIterator[None]:
@@ -77,8 +79,10 @@ class Holds:
                 os.kill(pid, signal.SIGCONT)
 
     def open_gate(self, uid: str) -> None:
-        """Let the provision jobs of the instance with this uid go on (every one waits)."""
-        (self.gate_dir / uid).touch()
+        """Let the provision jobs of the instance with this uid go on (every one waits); nothing
+        to open without the gated wrapper."""
+        if self.gated:
+            (self.gate_dir / uid).touch()
 
     async def install_gated_provision(self) -> None:
         """Point the provision template at the gated wrapper and restart the service on it."""
@@ -87,6 +91,7 @@ class Holds:
         await self.lab.stop_child("automation")
         gate_provision_template(Path(argv[argv.index("--templates") + 1]), self.gate_dir)
         await self.lab.restart_automation()
+        self.gated = True
 
 
 def gate_provision_template(templates: Path, gate_dir: Path) -> None:

@@ -1,7 +1,7 @@
 """A reconciler driven pass by pass in the test's own process, against a local stack (AAP direct,
-simulated job templates, no operator process): each test chooses the moment of every pass, so
-counts of requests and writes are exact, not timing-dependent. It runs under the operator's
-ServiceAccount, as the operator does."""
+simulated job templates, no operator process) that a module's tests share: each test chooses the
+moment of every pass, so counts of requests and writes are exact, not timing-dependent. It runs
+under the operator's ServiceAccount, as the operator does."""
 
 from __future__ import annotations
 
@@ -37,45 +37,62 @@ class InProcess:
     """The operator's ServiceAccount kubeconfig."""
 
 
+@dataclass
+class ReconcilerStack:
+    """A stack without an operator, and the operator's ServiceAccount kubeconfig for it."""
+
+    stack: StackHandle
+    kubeconfig: Path
+
+
 @asynccontextmanager
-async def in_process_reconciler(
-    tmp_path: Path, *, cache: WatchCache | None = None
-) -> AsyncIterator[InProcess]:
-    """A stack and a reconciler over it; `cache` None: every read is a fresh GET."""
+async def reconciler_stack(state_dir: Path) -> AsyncIterator[ReconcilerStack]:
+    """The stack the in-process reconcilers of a module share (each test its own instances):
+    AAP direct with simulated jobs, no job notifications (the test drives every pass)."""
     stack = await start_stack(
         provider="aap",
-        state_dir=tmp_path / "state",
+        state_dir=state_dir / "state",
         vm_boot_seconds=0.2,
         with_operator=False,
         job_notifications=False,
         simulated_jobs={"run_seconds": 0.3},
         with_fulfillment=False,
     )
-    requests: Counter[str] = Counter()
     try:
         kubeconfig = await prepare_operator_kubeconfig(
-            stack.kubeconfig, tmp_path / "operator-kubeconfig"
+            stack.kubeconfig, state_dir / "operator-kubeconfig"
         )
-        settings = load_settings(
-            {
-                "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
-                **aap_operator_env(stack.automation_url, stack.automation_token_file),
-                "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
-            }
-        )
-        counted = await Kube.connect(kubeconfig, on_request=lambda verb: requests.update([verb]))
-        reconciler = Reconciler(
-            counted,
-            build_provider(settings),
-            lifecycle_config(settings),
-            OperatorMetrics(CollectorRegistry()),
-            cache=cache,
-        )
-        async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:
-            try:
-                yield InProcess(stack, kube, reconciler, requests, kubeconfig)
-            finally:
-                await reconciler.provider.close()
-                await counted.close()
+        yield ReconcilerStack(stack, kubeconfig)
     finally:
         await stack.stop()
+
+
+@asynccontextmanager
+async def in_process_reconciler(
+    shared: ReconcilerStack, *, cache: WatchCache | None = None
+) -> AsyncIterator[InProcess]:
+    """A reconciler of its own (its request counts start at zero) over a shared stack; `cache`
+    None: every read is a fresh GET."""
+    stack, kubeconfig = shared.stack, shared.kubeconfig
+    requests: Counter[str] = Counter()
+    settings = load_settings(
+        {
+            "CLOUDKIT_PROVISIONING_PROVIDER": "aap",
+            **aap_operator_env(stack.automation_url, stack.automation_token_file),
+            "CLOUDKIT_COMPUTE_INSTANCE_NAMESPACE": INSTANCE_NAMESPACE,
+        }
+    )
+    counted = await Kube.connect(kubeconfig, on_request=lambda verb: requests.update([verb]))
+    reconciler = Reconciler(
+        counted,
+        build_provider(settings),
+        lifecycle_config(settings),
+        OperatorMetrics(CollectorRegistry()),
+        cache=cache,
+    )
+    try:
+        async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:
+            yield InProcess(stack, kube, reconciler, requests, kubeconfig)
+    finally:
+        await reconciler.provider.close()
+        await counted.close()

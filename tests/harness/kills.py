@@ -44,9 +44,14 @@ class KillReport:
 
 
 async def two_replicas(lab: LeaderLab) -> tuple[str, str]:
-    """Exactly two replicas, the first one leading."""
-    await lab.stop_all()
-    leader = await lab.start_replica()
+    """Exactly two plain replicas, the first one leading. A plain replica that leads already is
+    kept (a new pod costs an operator's start-up); every other one is stopped."""
+    holder = await lab.holder()
+    keep = holder if holder in lab.plain and holder in lab.replicas else None
+    for name in list(lab.replicas):
+        if name != keep:
+            await lab.signal(name, signal.SIGTERM)
+    leader = keep or await lab.start_replica()
     await lab.wait_holder({leader}, within=LEASE_S + RETRY_S + 10)
     standby = await lab.start_replica()
     return leader, standby

@@ -64,6 +64,8 @@ class LeaderLab:
     health: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     relays: list[FaultRelay] = field(default_factory=list)
+    plain: set[str] = field(default_factory=set)
+    """Replicas started as the stack starts its own (no other settings, no other kubeconfig)."""
     _serial: int = 1
 
     @property
@@ -122,14 +124,20 @@ class LeaderLab:
             cwd=self.spec.cwd,
         )
         self.lab.handle.children.append(child)
-        self.replicas[name] = child
-        self.health[name], self.metrics[name] = health, metrics
+        self.adopt(name, child, health=health, metrics=metrics, plain=not env and not kubeconfig)
         host, port = health.rsplit(":", 1)
         await wait_for_port(host, int(port), child, START_S)
         child.collecting = False
         if wait_ready:
             await self.wait_ready(name)
         return name
+
+    def adopt(self, name: str, child: Child, *, health: str, metrics: str, plain: bool) -> None:
+        """A running replica (`health`, `metrics`: its host:port addresses) is the lab's."""
+        self.replicas[name] = child
+        self.health[name], self.metrics[name] = health, metrics
+        if plain:
+            self.plain.add(name)
 
     async def ready(self, name: str) -> dict[str, Any] | None:
         """/readyz of a replica: its body when ready (200), else None."""
@@ -236,8 +244,9 @@ class LeaderLab:
 async def open_leader_lab(
     state_dir: Path, *, vm_boot_seconds: float, simulated_jobs: dict[str, Any] | None = None
 ) -> AsyncIterator[LeaderLab]:
-    """A stack whose own operator is stopped at once: the tests start the replicas they need
-    (its command, environment and working directory are kept to start them). simulated_jobs:
+    """A stack whose own operator is the lab's first replica (its Lease holder, a plain one):
+    the tests start the others they need with its command, environment and working directory,
+    and stop it when they want replicas of their own. simulated_jobs:
     the automation service's simulated templates (the playbooks' effects without Ansible).
     No fulfillment service: leadership is the operator's alone."""
     handle = await start_stack(
@@ -251,11 +260,18 @@ async def open_leader_lab(
         async with KubeClient.from_kubeconfig(handle.kubeconfig) as kube:
             first = next(c for c in handle.children if c.name == "operator")
             spec = ChildSpec.of(first)
-            await first.stop()
             recorder = Recorder(kube)
             lab = Lab(handle, kube, AutomationJobs(handle), recorder)
             await recorder.start()
             leader_lab = LeaderLab(lab, spec)
+            identity = spec.env["CLOUDKIT_LEADER_ELECTION_IDENTITY"]
+            leader_lab.adopt(
+                identity,
+                first,
+                health=spec.env["CLOUDKIT_HEALTH_ADDRESS"],
+                metrics=spec.env["CLOUDKIT_METRICS_ADDRESS"],
+                plain=True,
+            )
             try:
                 yield leader_lab
             finally:

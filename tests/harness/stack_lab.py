@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle, start_stack
+from cloudkit.local.stack.backends import write_templates
 from cloudkit.local.stack.kube import KubeAccess, KubeClient, KubeError, WatchExpired, resource_path
 from cloudkit.local.stack.operator_account import kubeconfig_username, service_account_username
 from cloudkit.local.stack.procs import Child, spawn, wait_for_port
@@ -271,14 +273,16 @@ class Lab:
 
     # instances
 
-    async def create(self, name: str, **spec: Any) -> dict[str, Any]:
+    async def create(
+        self, name: str, *, annotations: Mapping[str, str] | None = None, **spec: Any
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": names.API_VERSION,
             "kind": names.KIND,
             "metadata": {
                 "name": name,
                 "namespace": NAMESPACE,
-                "annotations": {names.TENANT_ANNOTATION: "resilience"},
+                "annotations": {names.TENANT_ANNOTATION: "resilience", **(annotations or {})},
             },
             "spec": {
                 "templateID": "cloudkit_templates_ocp_virt_vm",
@@ -369,6 +373,18 @@ class Lab:
         argv[port_at] = str(self.automation_port())
         child = await self.respawn("automation", argv)
         await child.wait_for_line(lambda line: "automation service:" in line, RESTART_TIMEOUT_S)
+
+    async def simulate_jobs(self, simulate: Mapping[str, Any]) -> None:
+        """From now on the job templates are simulated (`simulate`: the automation service's
+        settings, as `start_stack(simulated_jobs=...)`): the service restarts on them, on the
+        same state directory and port, its notification unchanged. For a test whose later
+        steps do not need the playbooks its first steps ran."""
+        argv = self.specs["automation"].argv
+        templates = Path(argv[argv.index("--templates") + 1])
+        await self.stop_child("automation")
+        entries = yaml.safe_load(await asyncio.to_thread(templates.read_text))
+        write_templates(templates, entries[0].get("notification"), simulate)
+        await self.restart_automation()
 
     def operator_kubeconfig(self) -> Path:
         """The kubeconfig the stack handed its operator (`--kubeconfig` on its command line)."""

@@ -1,5 +1,6 @@
 """The feedback's shell (`operator.feedback_sync.FeedbackSync`) against the real parts: the local
-API server (in this process, the operator's ServiceAccount and RBAC) and the fulfillment service
+API server (a stack without an operator, one per module; the operator's ServiceAccount and
+RBAC) and the fulfillment service
 (a process, checking the operator's token by TokenReview, the operator's account an admin).
 
 One pass at a time, driven by the test, so each property is seen at its moment:
@@ -38,7 +39,8 @@ from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import FeedbackSettings
 from tests.harness.feedback import CONDITION, STATE
 from tests.harness.fulfillment import FulfillmentService, serving
-from tests.harness.operator_process import NAMESPACE, Cluster
+from tests.harness.operators import Cluster, cluster_without_operator
+from tests.harness.stack_lab import NAMESPACE
 from tests.waiting import until
 
 pytestmark = pytest.mark.stack
@@ -49,12 +51,18 @@ RESTART_REQUIRED = {"type": CONDITION + "RESTART_REQUIRED", "status": "CONDITION
 
 
 @pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with cluster_without_operator(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
 def fulfillment(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FulfillmentService]:
     with serving(
         tmp_path_factory.mktemp("fulfillment"),
-        cluster.handle.kubeconfig,
+        cluster.kubeconfig,
         service_account_username(),
     ) as service:
         yield service

@@ -1,42 +1,56 @@
 """`cloudkit operator` with AAP direct on the local stack: create, delete, delete mid-provision,
-and a bad token at start. Every version of an instance is recorded from a watch, so ordering
-claims (the provision job is terminal no later than the write that adds the deprovision job)
-are checked on each write, not on lucky polls."""
+a restart mid-provision, and bad settings at start. Every version of an instance is recorded from
+a watch, so ordering claims (the provision job is terminal no later than the write that adds the
+deprovision job) are checked on each write, not on lucky polls.
+
+One stack for the module (`start_stack` through `tests.harness.operators`), its own operator the
+one under test; its jobs are simulated (the playbooks' effects; the subject is the operator's
+decisions), each instance's job as long as its annotation says."""
 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 
 from cloudkit.api import names
-from cloudkit.local.kubevirt.crd import vm_crd_manifest
+from cloudkit.local.kubevirt.crd import VM_CRD_NAME, VMI_CRD_NAME, vm_crd_manifest
 from cloudkit.local.stack.ports import free_port
 from tests.harness import kube_clients
-from tests.harness.operator_process import (
-    BIN,
-    NAMESPACE,
+from tests.harness.operators import (
     AutomationService,
     Cluster,
-    Operator,
+    OperatorStack,
     assert_service_account,
-    healthy,
-    operator_env,
-    start_operator,
+    seconds,
     wait_until,
 )
+from tests.harness.stack_lab import DEPROVISION_TEMPLATE, NAMESPACE, PROVISION_TEMPLATE
 
 pytestmark = pytest.mark.stack
 
-PROVISION_SECONDS_ANNOTATION = "test.cloudkit.io/provision-seconds"
+
+@pytest.fixture(scope="module")
+def cluster(stack: OperatorStack) -> Cluster:
+    return stack.cluster
+
+
+@pytest.fixture(scope="module")
+def automation(stack: OperatorStack) -> AutomationService:
+    return stack.automation
+
+
+@pytest.fixture(scope="module")
+def operator(stack: OperatorStack) -> OperatorStack:
+    """The stack's own operator, healthy."""
+    wait_until(stack.stack_operator_healthy, timeout=60, what="the stack's operator healthy")
+    return stack
 
 
 class Recorder:
@@ -130,9 +144,9 @@ def kopf_keys(obj: dict[str, Any]) -> list[str]:
     return [k for k in keys if "kopf.zalando.org" in k]
 
 
-def test_create_reaches_ready(operator: Operator, cluster: Cluster, record: Any) -> None:
+def test_create_reaches_ready(operator: OperatorStack, cluster: Cluster, record: Any) -> None:
     recorder = record("create-ready")
-    cluster.create("create-ready", {PROVISION_SECONDS_ANNOTATION: "1"})
+    cluster.create("create-ready", seconds("provision", 1))
 
     obj = wait_until(lambda: ready(cluster, "create-ready"), timeout=60, what="phase Ready")
 
@@ -155,34 +169,34 @@ def test_create_reaches_ready(operator: Operator, cluster: Cluster, record: Any)
 
 
 def test_unmanaged_instance_is_left_alone(
-    operator: Operator, cluster: Cluster, automation: AutomationService
+    operator: OperatorStack, cluster: Cluster, automation: AutomationService
 ) -> None:
     cluster.create(
         "unmanaged",
         {names.MANAGEMENT_STATE_ANNOTATION: names.MANAGEMENT_STATE_UNMANAGED},
     )
     # A witness created after it: once the witness is Ready, the operator has long seen both.
-    cluster.create("unmanaged-witness", {PROVISION_SECONDS_ANNOTATION: "0"})
+    cluster.create("unmanaged-witness", seconds("provision", 0))
     wait_until(lambda: ready(cluster, "unmanaged-witness"), timeout=60, what="witness Ready")
     obj = cluster.get("unmanaged")
     assert obj is not None
     assert not obj.get("status"), obj.get("status")
     assert not obj["metadata"].get("finalizers")
-    assert jobs_for(automation, "unmanaged", "cloudkit provision (test)") == []
+    assert jobs_for(automation, "unmanaged", PROVISION_TEMPLATE) == []
     assert cluster.events("unmanaged") == []
 
 
 def test_delete_deprovisions_then_the_object_goes(
-    operator: Operator, cluster: Cluster, automation: AutomationService, record: Any
+    operator: OperatorStack, cluster: Cluster, automation: AutomationService, record: Any
 ) -> None:
-    cluster.create("delete-after-ready", {PROVISION_SECONDS_ANNOTATION: "0"})
+    cluster.create("delete-after-ready", seconds("provision", 0))
     wait_until(lambda: ready(cluster, "delete-after-ready"), timeout=60, what="phase Ready")
     recorder = record("delete-after-ready")
 
     cluster.delete("delete-after-ready")
     wait_until(lambda: cluster.get("delete-after-ready") is None, timeout=60, what="deletion")
 
-    deprovisions = jobs_for(automation, "delete-after-ready", "cloudkit deprovision (test)")
+    deprovisions = jobs_for(automation, "delete-after-ready", DEPROVISION_TEMPLATE)
     assert [j["status"] for j in deprovisions] == ["successful"]
     wait_until(lambda: recorder.deleted, timeout=10, what="the DELETED watch event")
     recorder.stop()
@@ -192,14 +206,14 @@ def test_delete_deprovisions_then_the_object_goes(
 
 
 def test_delete_during_provisioning_cancels_first(
-    operator: Operator, cluster: Cluster, automation: AutomationService, record: Any
+    operator: OperatorStack, cluster: Cluster, automation: AutomationService, record: Any
 ) -> None:
     name = "delete-mid-provision"
     recorder = record(name)
-    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "60"})
+    cluster.create(name, seconds("provision", 3600))  # until the deletion cancels it
 
     def provision_running() -> bool:
-        jobs = jobs_for(automation, name, "cloudkit provision (test)")
+        jobs = jobs_for(automation, name, PROVISION_TEMPLATE)
         return bool(jobs) and jobs[0]["status"] == "running"
 
     wait_until(provision_running, timeout=30, what="the provision job to run")
@@ -208,8 +222,8 @@ def test_delete_during_provisioning_cancels_first(
     wait_until(lambda: recorder.deleted, timeout=10, what="the DELETED watch event")
     recorder.stop()
 
-    provisions = jobs_for(automation, name, "cloudkit provision (test)")
-    deprovisions = jobs_for(automation, name, "cloudkit deprovision (test)")
+    provisions = jobs_for(automation, name, PROVISION_TEMPLATE)
+    deprovisions = jobs_for(automation, name, DEPROVISION_TEMPLATE)
     assert [j["status"] for j in provisions] == ["canceled"]
     assert [j["status"] for j in deprovisions] == ["successful"]
 
@@ -235,13 +249,130 @@ def available(cluster: Cluster, name: str) -> dict[str, Any] | None:
     return obj if conditions.get("Available", {}).get("status") == "True" else None
 
 
-def test_a_vm_crd_installed_later_is_watched(operator: Operator, cluster: Cluster) -> None:
+def test_metrics_count_jobs(operator: OperatorStack) -> None:
+    with urllib.request.urlopen(operator.lab.handle.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    finished = re.search(
+        r'cloudkit_job_duration_seconds_count\{provider="aap",state="Succeeded",'
+        r'type="provision"\} (\d+)',
+        text,
+    )
+    assert finished is not None and float(finished.group(1)) >= 1, text
+    assert 'cloudkit_jobs_in_flight{provider="aap",type="deprovision"} 0.0' in text
+    assert "cloudkit_reconcile_duration_seconds_count" in text
+    assert "cloudkit_reconcile_errors_total" in text
+    reads = re.search(r'cloudkit_kubernetes_requests_total\{verb="GET"\} (\S+)', text)
+    writes = re.search(r'cloudkit_kubernetes_requests_total\{verb="PUT"\} (\S+)', text)
+    assert reads is not None and float(reads.group(1)) >= 1, text
+    assert writes is not None and float(writes.group(1)) >= 1, text
+
+
+def run_operator_expecting_exit(stack: OperatorStack, env: dict[str, str]) -> str:
+    assert_service_account(stack.cluster.operator_kubeconfig)
+    finished = subprocess.run(
+        stack.operator_argv(), env=env, capture_output=True, text=True, timeout=60
+    )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 2, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def test_bad_token_exits_2_naming_the_variable(stack: OperatorStack) -> None:
+    secret = "not-the-right-token-d9c1f"
+    env = stack.operator_env(CLOUDKIT_AAP_TOKEN=secret)
+    del env["CLOUDKIT_AAP_TOKEN_FILE"]  # the token itself, not the stack's file
+    output = run_operator_expecting_exit(stack, env)
+    assert "CLOUDKIT_AAP_TOKEN" in output
+    assert secret not in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+def test_unreachable_url_exits_2_naming_the_variable(stack: OperatorStack) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = stack.operator_env(CLOUDKIT_AAP_URL=url, CLOUDKIT_AAP_STARTUP_TIMEOUT="1s")
+    output = run_operator_expecting_exit(stack, env)
+    assert "CLOUDKIT_AAP_URL" in output
+    assert stack.automation.token not in output
+
+
+def test_invalid_settings_exit_2_naming_each_variable(stack: OperatorStack) -> None:
+    env = stack.operator_env(CLOUDKIT_AAP_STATUS_POLL_INTERVAL="0", CLOUDKIT_MAX_JOB_HISTORY="none")
+    output = run_operator_expecting_exit(stack, env)
+    assert "CLOUDKIT_AAP_STATUS_POLL_INTERVAL" in output
+    assert "CLOUDKIT_MAX_JOB_HISTORY" in output
+    assert stack.automation.token not in output
+
+
+def test_restart_mid_provision_resumes_without_a_second_launch(
+    operator: OperatorStack, cluster: Cluster, automation: AutomationService
+) -> None:
+    """SIGKILL while a provision job runs; the stack starts the operator again (as a kubelet
+    would), which finds the job in status, polls it to the end and never launches a second
+    one."""
+    name = "restarted"
+    cluster.create(name, seconds("provision", 4))
+
+    def launched() -> dict[str, Any] | None:
+        provision = job(cluster.get(name), "provisionJob")
+        return provision if provision.get("id") else None
+
+    job_id = wait_until(launched, timeout=30, what="the provision job id in status")["id"]
+    restarts = operator.kill_stack_operator()
+    wait_until(
+        lambda: operator.stack_operator_restarts() > restarts,
+        timeout=60,
+        what="the stack to start its operator again",
+    )
+    obj = wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready after restart")
+    assert job(obj, "provisionJob")["id"] == job_id
+    assert job(obj, "provisionJob")["state"] == "Succeeded"
+    launches = jobs_for(automation, name, PROVISION_TEMPLATE)
+    assert [str(j["id"]) for j in launches] == [job_id]
+
+
+def test_a_vm_crd_installed_later_is_watched(operator: OperatorStack, cluster: Cluster) -> None:
     """kopf started without the VirtualMachine CRD; once it exists, a labelled VM's readiness
-    reaches the (already Ready, not requeued) instance through the VM watch alone."""
+    reaches the (already Ready, not requeued) instance through the VM watch alone. (Last: the
+    stack's VM simulator and KubeVirt CRDs are gone for it.)"""
     name = "vm-watched"
-    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "0"})
+    cluster.create(name, seconds("provision", 0))
     wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready")
+    handle = operator.lab.handle
+    simulator, handle.simulator = handle.simulator, None
+    assert simulator is not None
+    operator.loop.run(simulator.stop())
+    # KubeVirt's finalizer on the VMs would hold the CRD's deletion: nobody releases it now.
+    listed = kube_clients.json_object(
+        cluster.custom.list_cluster_custom_object(
+            names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL
+        )
+    )
+    for vm in listed["items"]:
+        cluster.custom.patch_namespaced_custom_object(
+            names.KUBEVIRT_GROUP,
+            names.KUBEVIRT_VERSION,
+            vm["metadata"]["namespace"],
+            names.VM_PLURAL,
+            vm["metadata"]["name"],
+            {"metadata": {"finalizers": None}},
+        )
     extensions = kubernetes.client.ApiextensionsV1Api(cluster.api)
+    for crd in (VM_CRD_NAME, VMI_CRD_NAME):
+        extensions.delete_custom_resource_definition(crd)
+
+    def gone() -> bool:
+        listed = extensions.list_custom_resource_definition().items
+        served = {kube_clients.filled(c.metadata).name for c in listed}
+        return not served & {VM_CRD_NAME, VMI_CRD_NAME}
+
+    wait_until(gone, timeout=30, what="the KubeVirt CRDs gone")
+    restarts = operator.kill_stack_operator()  # it starts again without the CRD
+    wait_until(
+        lambda: operator.stack_operator_restarts() > restarts and operator.stack_operator_healthy(),
+        timeout=120,
+        what="the operator started again, healthy",
+    )
     extensions.create_custom_resource_definition(kube_clients.body(vm_crd_manifest()))
     kubernetes.client.CoreV1Api(cluster.api).create_namespace(
         kube_clients.body({"metadata": {"name": "tenant-x"}})
@@ -281,107 +412,14 @@ def test_a_vm_crd_installed_later_is_watched(operator: Operator, cluster: Cluste
             }
         },
     )
-    obj = wait_until(lambda: available(cluster, name), timeout=60, what="Available=True")
+
+    def referenced() -> dict[str, Any] | None:
+        obj = available(cluster, name)
+        reference = status_of(obj).get("virtualMachineReference") or {}
+        return obj if reference.get("namespace") == "tenant-x" else None
+
+    obj = wait_until(referenced, timeout=60, what="Available=True, the new VM referenced")
     assert status_of(obj)["virtualMachineReference"] == {
         "namespace": "tenant-x",
         "kubeVirtVirtualMachineName": name,
     }
-
-
-def test_metrics_count_jobs(operator: Operator) -> None:
-    url = f"http://{operator.env['CLOUDKIT_METRICS_ADDRESS']}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    finished = re.search(
-        r'cloudkit_job_duration_seconds_count\{provider="aap",state="Succeeded",'
-        r'type="provision"\} (\d+)',
-        text,
-    )
-    assert finished is not None and float(finished.group(1)) >= 1, text
-    assert 'cloudkit_jobs_in_flight{provider="aap",type="deprovision"} 0.0' in text
-    assert "cloudkit_reconcile_duration_seconds_count" in text
-    assert "cloudkit_reconcile_errors_total" in text
-    reads = re.search(r'cloudkit_kubernetes_requests_total\{verb="GET"\} (\S+)', text)
-    writes = re.search(r'cloudkit_kubernetes_requests_total\{verb="PUT"\} (\S+)', text)
-    assert reads is not None and float(reads.group(1)) >= 1, text
-    assert writes is not None and float(writes.group(1)) >= 1, text
-
-
-def test_restart_mid_provision_resumes_without_a_second_launch(
-    operator: Operator, cluster: Cluster, automation: AutomationService, tmp_path: Path
-) -> None:
-    """SIGKILL while a provision job runs; the next operator finds the job in status, polls it
-    to the end and never launches a second one. (Runs last among the tests that need the
-    module's operator: the restarted process takes its place.)"""
-    name = "restarted"
-    cluster.create(name, {PROVISION_SECONDS_ANNOTATION: "4"})
-
-    def launched() -> dict[str, Any] | None:
-        provision = job(cluster.get(name), "provisionJob")
-        return provision if provision.get("id") else None
-
-    job_id = wait_until(launched, timeout=30, what="the provision job id in status")["id"]
-    operator.process.send_signal(signal.SIGKILL)
-    operator.process.wait(timeout=10)
-
-    restarted = start_operator(operator.env, tmp_path / "restarted.log")
-    operator.process, operator.log_path = restarted.process, restarted.log_path
-    wait_until(lambda: healthy(operator), timeout=60, what="the restarted operator's health")
-
-    obj = wait_until(lambda: ready(cluster, name), timeout=60, what="phase Ready after restart")
-    assert job(obj, "provisionJob")["id"] == job_id
-    assert job(obj, "provisionJob")["state"] == "Succeeded"
-    launches = jobs_for(automation, name, "cloudkit provision (test)")
-    assert [str(j["id"]) for j in launches] == [job_id]
-
-
-def run_operator_expecting_exit(env: dict[str, str]) -> str:
-    assert_service_account(env)
-    finished = subprocess.run(
-        [str(BIN / "cloudkit"), "operator"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    output = finished.stdout + finished.stderr
-    assert finished.returncode == 2, output
-    assert "Traceback" not in output, output
-    return output
-
-
-def test_bad_token_exits_2_naming_the_variable(
-    cluster: Cluster, automation: AutomationService
-) -> None:
-    secret = "not-the-right-token-d9c1f"
-    output = run_operator_expecting_exit(
-        operator_env(cluster, automation, CLOUDKIT_AAP_TOKEN=secret)
-    )
-    assert "CLOUDKIT_AAP_TOKEN" in output
-    assert secret not in output
-    assert len(output.strip().splitlines()) == 1, output
-
-
-def test_unreachable_url_exits_2_naming_the_variable(
-    cluster: Cluster, automation: AutomationService
-) -> None:
-    url = f"http://127.0.0.1:{free_port()}/api"
-    env = operator_env(cluster, automation, CLOUDKIT_AAP_URL=url, CLOUDKIT_AAP_STARTUP_TIMEOUT="1s")
-    output = run_operator_expecting_exit(env)
-    assert "CLOUDKIT_AAP_URL" in output
-    assert automation.handle.token not in output
-
-
-def test_invalid_settings_exit_2_naming_each_variable(
-    cluster: Cluster, automation: AutomationService
-) -> None:
-    env = operator_env(
-        cluster,
-        automation,
-        CLOUDKIT_AAP_STATUS_POLL_INTERVAL="0",
-        CLOUDKIT_MAX_JOB_HISTORY="none",
-    )
-    output = run_operator_expecting_exit(env)
-    assert "CLOUDKIT_AAP_STATUS_POLL_INTERVAL" in output
-    assert "CLOUDKIT_MAX_JOB_HISTORY" in output
-    assert automation.handle.token not in output

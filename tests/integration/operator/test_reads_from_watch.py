@@ -13,10 +13,10 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from cloudkit.api import names
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
@@ -25,10 +25,10 @@ from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import Kube
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.reconcile import Reconciler
-from tests.harness.in_process import in_process_reconciler
+from tests.harness.in_process import ReconcilerStack, in_process_reconciler, reconciler_stack
 from tests.waiting import until
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
 CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
 VM_PATH = resource_path(names.KUBEVIRT_GROUP, names.KUBEVIRT_VERSION, names.VM_PLURAL)
@@ -72,10 +72,18 @@ async def watch_into(
                     deliver(kind, obj)
 
 
-@pytest.fixture
-async def in_process(tmp_path: Path) -> AsyncIterator[WatchFedReconciler]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[ReconcilerStack]:
+    async with reconciler_stack(tmp_path_factory.mktemp("reconciler")) as shared:
+        yield shared
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def in_process(shared_stack: ReconcilerStack) -> AsyncIterator[WatchFedReconciler]:
     cache = WatchCache()
-    async with in_process_reconciler(tmp_path, cache=cache) as lab:
+    async with in_process_reconciler(shared_stack, cache=cache) as lab:
         fresh = await Kube.connect(lab.kubeconfig)
         in_process = WatchFedReconciler(
             lab.stack, lab.kube, fresh, lab.reconciler, cache, lab.requests

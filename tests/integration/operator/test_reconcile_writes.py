@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
@@ -21,18 +21,31 @@ from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
 from cloudkit.operator.kube import KubeError
 from cloudkit.operator.kube_objects import InstanceKey
-from tests.harness.in_process import InProcess, in_process_reconciler
+from tests.harness.in_process import (
+    InProcess,
+    ReconcilerStack,
+    in_process_reconciler,
+    reconciler_stack,
+)
 from tests.waiting import until
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
 CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
 EVENTS_PATH = resource_path("", "v1", "events", namespace=INSTANCE_NAMESPACE)
 
 
-@pytest.fixture
-async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
-    async with in_process_reconciler(tmp_path) as lab:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[ReconcilerStack]:
+    async with reconciler_stack(tmp_path_factory.mktemp("reconciler")) as shared:
+        yield shared
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def in_process(shared_stack: ReconcilerStack) -> AsyncIterator[InProcess]:
+    async with in_process_reconciler(shared_stack) as lab:
         yield lab
 
 

@@ -80,7 +80,10 @@ async def test_a_hostile_instance_is_provisioned_and_deleted_as_data(
     markers = tmp_path / "markers"
     markers.mkdir()
     stack: StackHandle = await start_stack(
-        provider=provider, state_dir=tmp_path / "state", vm_boot_seconds=0.5
+        provider=provider,
+        state_dir=tmp_path / "state",
+        vm_boot_seconds=0.5,
+        with_fulfillment=False,  # not on the path from the instance to the playbooks
     )
     try:
         async with KubeClient.from_kubeconfig(stack.kubeconfig) as kube:

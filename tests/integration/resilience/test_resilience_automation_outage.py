@@ -76,7 +76,10 @@ async def refuses_connections(port: int) -> bool:
 async def test_automation_outage_mid_provisioning(tmp_path: Path) -> None:
     first, second = "outage-running", "outage-created"
     async with open_lab(
-        tmp_path / "stack", vm_boot_seconds=VM_BOOT_SECONDS, env=OPERATOR_ENV
+        tmp_path / "stack",
+        vm_boot_seconds=VM_BOOT_SECONDS,
+        env=OPERATOR_ENV,
+        with_fulfillment=False,
     ) as lab:
         rec = lab.recorder
         await lab.create(first)

@@ -8,9 +8,12 @@ A stage lasts, by construction, until the test's DELETE has been answered (resil
   deletion has landed. The operator has persisted its launch intent and its finalizer, and its
   launch request waits unread in the service's socket: the launch reaches the service only
   after the deletion (the hard case for exactly-once launches).
-- provisioning: every provision job waits at a gate in front of the real provision playbook;
-  for these instances the test opens it only after the deletion has landed (for the others at
-  once).
+- provisioning: the provision job is held running until the deletion cancels it. In `make
+  test` the jobs are simulated (the playbooks' effects, held to them by the playbook contract
+  tests; the subject here is the operator's decisions): this instance's job runs for
+  HELD_RUN_S, which only the cancel ends. In the soak the jobs are the real playbooks, every
+  provision job waiting at a gate in front of the real provision playbook, which the test
+  opens for these instances only after the deletion has landed (for the others at once).
 - after-ready: the instance is Ready.
 Within a stage, the moment of the deletion is a seeded-random offset. The API server's answer
 to the DELETE is the instance as the deletion left it, so it shows the stage the deletion
@@ -19,8 +22,8 @@ landed in, which must be the planned one; the automation service's clock is a se
 Every version of every instance is recorded from one watch, and each instance must pass the
 delete-during-provision validations plus the automation service's own view: exactly one
 deprovision job, launched only after the provision job ended, and a status that agrees with
-what the automation service ran. The normal suite runs one deletion per stage; the soak
-twenty, concurrently, in one stack.
+what the automation service ran. The normal suite runs one deletion per stage with simulated
+jobs; the soak twenty, concurrently, in one stack, with the real playbooks.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import pytest
 
 from cloudkit.api import names
+from cloudkit.local.automation.simulation import run_seconds_annotation
 from cloudkit.scenarios import validations as v
 from cloudkit.scenarios.validations import Snapshot, Validation
 from tests.harness.checks import (
@@ -60,6 +64,10 @@ from tests.harness.stack_lab import (
 )
 
 VM_BOOT_SECONDS = 2.0
+SIMULATED_JOBS = {"run_seconds": 1.0, "run_seconds_from_annotation": True}
+HELD_RUN_S = 3600.0
+"""A held simulated provision job's run time: far beyond every deadline, so only the cancel
+that the deletion brings ends it."""
 STAGGER_S = 0.5
 """Between two creations in the soak, so the stages of different instances overlap."""
 ANCHOR_TIMEOUT_S = 300.0
@@ -146,10 +154,13 @@ async def wait_until(lab: Lab, name: str, check: Callable[[dict[str, Any] | None
 
 
 async def create(lab: Lab, holds: Holds, outcome: Outcome) -> str:
-    """Create the instance; every stage but provisioning lets its provision job run at once."""
-    created = await lab.create(outcome.plan.name)
+    """Create the instance; every stage but provisioning lets its provision job run at once
+    (a simulated job through its annotation, a real one through its gate)."""
+    held = outcome.plan.stage == "provisioning"
+    annotations = {run_seconds_annotation("provision"): str(HELD_RUN_S)} if held else None
+    created = await lab.create(outcome.plan.name, annotations=annotations)
     uid = str(created["metadata"]["uid"])
-    if outcome.plan.stage != "provisioning":
+    if not held:
         holds.open_gate(uid)
     return uid
 
@@ -320,10 +331,18 @@ async def judge(
     return named
 
 
-async def run_schedule(state_dir: Path, schedule: list[Plan]) -> None:
-    async with open_lab(state_dir / "stack", vm_boot_seconds=VM_BOOT_SECONDS) as lab:
+async def run_schedule(state_dir: Path, schedule: list[Plan], *, simulated: bool) -> None:
+    """`simulated`: simulated jobs (a held instance's job runs until canceled); else the real
+    playbooks behind the gates."""
+    async with open_lab(
+        state_dir / "stack",
+        vm_boot_seconds=VM_BOOT_SECONDS,
+        simulated_jobs=SIMULATED_JOBS if simulated else None,
+        with_fulfillment=False,
+    ) as lab:
         holds = Holds(lab, state_dir / "gates")
-        await holds.install_gated_provision()
+        if not simulated:
+            await holds.install_gated_provision()
         started = time.monotonic()
         outcomes = await asyncio.gather(*(run_one(lab, holds, plan) for plan in schedule))
         elapsed = time.monotonic() - started
@@ -349,11 +368,11 @@ async def run_schedule(state_dir: Path, schedule: list[Plan]) -> None:
 @pytest.mark.stack
 @pytest.mark.timeout(300)
 async def test_delete_in_each_stage(tmp_path: Path, rng: random.Random) -> None:
-    await run_schedule(tmp_path, plans(rng, per_stage=1, stagger=0.0))
+    await run_schedule(tmp_path, plans(rng, per_stage=1, stagger=0.0), simulated=True)
 
 
 @pytest.mark.stack
 @pytest.mark.soak
 @pytest.mark.timeout(900)
 async def test_delete_at_random_moments(tmp_path: Path, rng: random.Random) -> None:
-    await run_schedule(tmp_path, plans(rng, per_stage=5, stagger=STAGGER_S))
+    await run_schedule(tmp_path, plans(rng, per_stage=5, stagger=STAGGER_S), simulated=False)

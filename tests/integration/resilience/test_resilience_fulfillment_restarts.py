@@ -3,7 +3,8 @@ killed (SIGKILL) mid-provision and again mid-deletion, and started again, as ups
 restarts: every order ends as it should, with no duplicate job, no orphan VM and no record left
 in DELETING.
 
-One stack per test (`open_lab`: API server, simulated AAP jobs, VM simulator, operator); the
+One stack for the module (`open_lab`: API server, simulated AAP jobs, VM simulator, operator;
+each test its own orders, and every part it kills is running again when it ends); the
 fulfillment service (with its issuer) and its controller are processes of the test harness,
 since the stack does not run the controller yet. What each order must end as, without the
 operator's feedback to the record: its resource created once and provisioned (provision job
@@ -19,10 +20,10 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from cloudkit.api import names
 from tests.harness.checks import (
@@ -45,7 +46,11 @@ from tests.harness.fulfillment_controller import ControllerProcess, resources_of
 from tests.harness.stack_lab import NAMESPACE, Lab, describe, job_of, open_lab, phase
 from tests.waiting import until
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.timeout(900),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 SIMULATED_JOBS = {"run_seconds": 6}
 """Long enough that a kill lands while a job runs; no Ansible (the playbook is not the subject)."""
@@ -99,8 +104,9 @@ class OrderLab:
         return status
 
 
-@pytest.fixture
-async def orders(tmp_path: Path) -> AsyncIterator[OrderLab]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def orders(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OrderLab]:
+    tmp_path = tmp_path_factory.mktemp("orders")
     async with open_lab(
         tmp_path / "stack",
         vm_boot_seconds=VM_BOOT_SECONDS,

@@ -92,7 +92,9 @@ async def kill_repeatedly(lab: Lab, rng: random.Random, killer: Killer) -> None:
 async def test_operator_sigkilled_at_random_moments(tmp_path: Path, rng: random.Random) -> None:
     names_ = [f"crash-{i:02d}" for i in range(INSTANCE_COUNT)]
     killer = Killer()
-    async with open_lab(tmp_path / "stack", vm_boot_seconds=VM_BOOT_SECONDS) as lab:
+    async with open_lab(
+        tmp_path / "stack", vm_boot_seconds=VM_BOOT_SECONDS, with_fulfillment=False
+    ) as lab:
         started = time.monotonic()
         killing = asyncio.create_task(kill_repeatedly(lab, rng, killer))
         lifecycles = await asyncio.gather(

@@ -19,7 +19,12 @@ from typing import Any
 
 from cloudkit.local.automation import simulated_effects
 from cloudkit.local.automation.planning import Outcome
-from cloudkit.local.automation.simulation import STDOUT_MARK, SimulationSpec
+from cloudkit.local.automation.simulation import (
+    STDOUT_MARK,
+    SimulationError,
+    SimulationSpec,
+    run_seconds_of,
+)
 from cloudkit.local.automation.store import Store, utcnow
 from cloudkit.local.stack.kube import KubeClient
 
@@ -121,9 +126,13 @@ class SimulatedJobs:
 
     async def _running(self, spec: SimulationSpec, extra_vars: dict[str, Any]) -> Outcome:
         began = time.monotonic()
+        try:
+            run_seconds = run_seconds_of(spec, extra_vars)
+        except SimulationError as error:
+            return Outcome("failed", str(error), str(error))
 
         async def rest_of_run() -> None:
-            await asyncio.sleep(max(0.0, spec.run_seconds - (time.monotonic() - began)))
+            await asyncio.sleep(max(0.0, run_seconds - (time.monotonic() - began)))
 
         if spec.outcome == "failed":
             # A simulated failure writes nothing: the run fails before its first effect.

@@ -15,6 +15,11 @@ template's description and playbook field, the job's stdout).
         run_seconds: 2            # the least time in `running`
         outcome: successful       # successful | failed
         poll_seconds: 1           # how often a wait re-reads, as the playbooks' wait_sleep
+        run_seconds_from_annotation: false
+
+With `run_seconds_from_annotation`, an instance may set its own job's time in `running` with
+the annotation simulation.cloudkit.openshift.io/<effects>-seconds (KWOK's `durationFrom`): a
+test holds one instance's provisioning open while the others' jobs stay short.
 """
 
 from __future__ import annotations
@@ -32,8 +37,18 @@ OUTCOMES = ("successful", "failed")
 DESCRIPTION_MARK = "[simulated: no Ansible runs]"
 STDOUT_MARK = "simulated job: no Ansible ran"
 SIMULATE_KEYS = frozenset(
-    {"effects", "pending_seconds", "waiting_seconds", "run_seconds", "outcome", "poll_seconds"}
+    {
+        "effects",
+        "pending_seconds",
+        "waiting_seconds",
+        "run_seconds",
+        "outcome",
+        "poll_seconds",
+        "run_seconds_from_annotation",
+    }
 )
+RUN_SECONDS_ANNOTATION = "simulation.cloudkit.openshift.io/{effects}-seconds"
+"""The annotation an instance sets its job's run time with (`run_seconds_from_annotation`)."""
 
 
 class SimulationError(ValueError):
@@ -48,6 +63,7 @@ class SimulationSpec:
     run_seconds: float = 0.0
     outcome: str = "successful"
     poll_seconds: float = 1.0
+    run_seconds_from_annotation: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +104,45 @@ def parse_simulation(name: str, entry: Mapping[str, Any]) -> SimulationSpec:
     }
     if durations["poll_seconds"] <= 0:
         raise SimulationError(f"{where}: poll_seconds must be greater than 0")
-    return SimulationSpec(effects=str(effects), outcome=str(outcome), **durations)
+    from_annotation = raw.get("run_seconds_from_annotation", False)
+    if not isinstance(from_annotation, bool):
+        raise SimulationError(f"{where}: run_seconds_from_annotation must be true or false")
+    return SimulationSpec(
+        effects=str(effects),
+        outcome=str(outcome),
+        run_seconds_from_annotation=from_annotation,
+        **durations,
+    )
+
+
+def run_seconds_annotation(effects: str) -> str:
+    return RUN_SECONDS_ANNOTATION.format(effects=effects)
+
+
+def run_seconds_of(spec: SimulationSpec, extra_vars: Mapping[str, Any]) -> float:
+    """This job's least time in `running`: the spec's, or the instance's annotation for these
+    effects when the spec reads it and the instance has it. The payload is untrusted: a value
+    that is not a finite, non-negative number is an error naming the annotation (not the value)."""
+    if not spec.run_seconds_from_annotation:
+        return spec.run_seconds
+    event = _mapping(_mapping(extra_vars.get("ansible_eda")).get("event"))
+    payload = _mapping(event.get("payload"))
+    annotations = _mapping(_mapping(payload.get("metadata")).get("annotations"))
+    name = run_seconds_annotation(spec.effects)
+    value = annotations.get(name)
+    if value is None:
+        return spec.run_seconds
+    try:
+        seconds = float(value) if isinstance(value, str) else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SimulationError(f"annotation {name}: must be a number of seconds, not negative")
+    return seconds
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def described(description: str) -> str:
