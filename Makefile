@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install postgresql test check lint typecheck pytest soak demo bench crds wheel clean
 
 # Bytecode for the venv's packages, compiled once here: uv writes no .pyc, and where
-# PYTHONDONTWRITEBYTECODE is set (as on CI) Python writes none either, so every process of the
+# PYTHONDONTWRITEBYTECODE is set, Python writes none either, so every process of the
 # suite and the stack (each stack child, ansible-playbook and module run, `cloudkit` call)
 # compiled kubernetes, kopf, fastapi and ansible from source again: ~5.3 CPU-s to import the
 # Kubernetes clients, kopf and aiohttp instead of ~1.3 (measured). The Ansible collections are
@@ -51,11 +51,9 @@ typecheck: $(STAMP)
 # Parallel test processes (pytest-xdist), file by file (`--dist loadfile`: a module's shared
 # stack starts once; measured: ~4x more tests per minute than test by test under a comparable
 # load), the longest files handed out first (tests/conftest.py). The suite is CPU-bound on
-# two cores, but its stack tests also wait on timers (VM boots, jobs, Leases): a whole run with
-# 4 workers on an idle 2-core machine kept only 1.64 cores busy. With the tiers' CPU cut, 5
-# workers keep the cores about that busy again (a simulation of the hand-out calibrated on that
-# run: 2 workers 31 min, 3 21, 4 16, 5 14, 6 13 with the e2e and stack tiers' cuts alone;
-# CONTRIBUTING gives the figures). `make test WORKERS=4`, or 0 for one process.
+# two cores, but its stack tests also wait on timers (VM boots, jobs, Leases): 4 workers kept
+# only 1.64 cores busy; 5 keep them busier (a whole run: ~7-8 minutes of pytest on an idle
+# 2-core machine; CONTRIBUTING gives the figures). `make test WORKERS=4`, or 0 for one process.
 WORKERS ?= 5
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 

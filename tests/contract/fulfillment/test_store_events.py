@@ -72,11 +72,13 @@ async def test_concurrent_changes_publish_in_commit_order(store: Store) -> None:
 
 async def test_an_event_is_published_after_its_commit(store: Store, reopen: Any) -> None:
     # Another store on the same database reads what the event announces: it was committed.
+    # Each write waits until its event was checked, so the next write cannot change what the
+    # check reads (a delete landing before the CREATED event's read once failed it under load).
     other = await reopen()
     events = store.events()
+    checked: asyncio.Queue[str] = asyncio.Queue()
 
-    async def check_each() -> list[str]:
-        checked: list[str] = []
+    async def check_each() -> None:
         async for event in events:
             if event.type == "DELETED":
                 with pytest.raises(NotFound):
@@ -84,16 +86,30 @@ async def test_an_event_is_published_after_its_commit(store: Store, reopen: Any)
             else:
                 stored = await other.get(CI, event.object["id"], scope=ACME)
                 assert stored["metadata"]["version"] >= event.object["metadata"]["version"]
-            checked.append(event.type)
+            checked.put_nowait(event.type)
             if event.type == "DELETED":
-                return checked
-        raise AssertionError(f"the event stream ended after {checked}")
+                return
+        raise AssertionError("the event stream ended before DELETED")
 
     checking = asyncio.create_task(check_each())
+
+    async def next_checked() -> str:
+        getting = asyncio.ensure_future(checked.get())
+        done, _ = await asyncio.wait({getting, checking}, timeout=20, return_when="FIRST_COMPLETED")
+        if getting not in done:
+            getting.cancel()
+            if checking in done:
+                checking.result()  # the check's own failure
+            raise AssertionError("no event checked within 20 s")
+        return getting.result()
+
     created = await store.create(CI, instance("web"))
+    assert await next_checked() == "CREATED"
     await store.update(CI, created["id"], _increment, scope=ACME)
+    assert await next_checked() == "UPDATED"
     await store.delete(CI, created["id"], scope=ACME)
-    assert await asyncio.wait_for(checking, 20) == ["CREATED", "UPDATED", "DELETED"]
+    assert await next_checked() == "DELETED"
+    await asyncio.wait_for(checking, 20)
 
 
 async def test_events_reach_only_subscribers_present_at_the_commit(store: Store) -> None:
