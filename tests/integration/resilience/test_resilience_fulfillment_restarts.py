@@ -6,7 +6,7 @@ in DELETING.
 One stack for the module (`open_lab`: API server, simulated AAP jobs, VM simulator, operator;
 each test its own orders, and every part it kills is running again when it ends); the
 fulfillment service (with its issuer) and its controller are processes of the test harness,
-since the stack does not run the controller yet. What each order must end as, without the
+which kills and starts them again itself. What each order must end as, without the
 operator's feedback to the record: its resource created once and provisioned (provision job
 Succeeded, phase Ready) while the record lives; after the tenant's delete, exactly one
 successful deprovision job, the resource gone, no VM left, and the record archived (404, so not
@@ -240,16 +240,7 @@ async def _gathered(jobs: list[Awaitable[list[str]]]) -> list[str]:
     return [problem for found in await asyncio.gather(*jobs) for problem in found]
 
 
-@pytest.mark.parametrize(
-    "part",
-    [
-        "service",
-        "controller",
-        # The operator killed at each stage exists for resources (test_resilience_delete_
-        # moments, the SIGKILL soak); through the API it runs in the soak.
-        pytest.param("operator", marks=pytest.mark.soak),
-    ],
-)
+@pytest.mark.parametrize("part", PARTS)
 async def test_an_order_ends_as_it_should_when_a_part_is_killed_at_each_stage(
     orders: OrderLab, part: str
 ) -> None:
