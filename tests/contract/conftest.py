@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -44,14 +45,24 @@ class ServerThread:
         self.loop.close()
 
 
-@pytest.fixture
-def apiserver(tmp_path: Path) -> Iterator[ApiServerHandle]:
-    """A fresh API server (own state dir and port) per test; bookmarks every 0.5 s."""
-    server = ServerThread(tmp_path / "state")
+@contextlib.contextmanager
+def serving(
+    state_dir: Path, *, change_log_window: int = CHANGE_LOG_WINDOW
+) -> Iterator[ApiServerHandle]:
+    """An API server on its own thread while the block runs (a short change log makes resource
+    versions expire, as a compacting kube-apiserver does)."""
+    server = ServerThread(state_dir, change_log_window=change_log_window)
     try:
         yield server.handle
     finally:
         server.stop()
+
+
+@pytest.fixture
+def apiserver(tmp_path: Path) -> Iterator[ApiServerHandle]:
+    """A fresh API server (own state dir and port) per test; bookmarks every 0.5 s."""
+    with serving(tmp_path / "state") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from kubernetes_asyncio import watch as awatch
 
 from cloudkit.local.apiserver.main import ApiServerHandle
 from cloudkit.watching import BlockingFollower, Cursor, Follower, follow, follow_blocking
-from tests.contract.conftest import ServerThread
+from tests.contract.conftest import serving
 from tests.waiting import until, until_sync
 
 pytestmark = pytest.mark.stack
@@ -37,11 +37,8 @@ WATCH_S = 1
 
 @pytest.fixture
 def compacting_apiserver(tmp_path: Path) -> Iterator[ApiServerHandle]:
-    server = ServerThread(tmp_path / "state", change_log_window=WINDOW)
-    try:
-        yield server.handle
-    finally:
-        server.stop()
+    with serving(tmp_path / "state", change_log_window=WINDOW) as handle:
+        yield handle
 
 
 def configmap(name: str) -> client.V1ConfigMap:

@@ -25,7 +25,7 @@ from cloudkit.local.kubevirt.crd import vm_crd_manifest
 from cloudkit.operator.kube import load_configuration
 from cloudkit.operator.watches import TRANSIENT, VIRTUAL_MACHINES, Kind, Watches
 from cloudkit.watching import Cursor
-from tests.contract.conftest import ServerThread
+from tests.contract.conftest import serving
 from tests.waiting import until
 
 pytestmark = pytest.mark.stack
@@ -37,11 +37,8 @@ Seen = list[tuple[str | None, str]]
 
 @pytest.fixture
 def compacting_apiserver(tmp_path: Path) -> Iterator[ApiServerHandle]:
-    server = ServerThread(tmp_path / "state", change_log_window=WINDOW)
-    try:
-        yield server.handle
-    finally:
-        server.stop()
+    with serving(tmp_path / "state", change_log_window=WINDOW) as handle:
+        yield handle
 
 
 @pytest.fixture

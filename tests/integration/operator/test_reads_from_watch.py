@@ -25,7 +25,7 @@ from cloudkit.operator.cache import WatchCache
 from cloudkit.operator.kube import Kube
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.reconcile import Reconciler
-from tests.harness.in_process import ReconcilerStack, in_process_reconciler, reconciler_stack
+from tests.harness.in_process import ReconcilerStack, in_process_reconciler
 from tests.waiting import until
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
@@ -70,14 +70,6 @@ async def watch_into(
             async for kind, obj in kube.watch(path, version):
                 if kind != "BOOKMARK":
                     deliver(kind, obj)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ReconcilerStack]:
-    async with reconciler_stack(tmp_path_factory.mktemp("reconciler")) as shared:
-        yield shared
 
 
 @pytest_asyncio.fixture(loop_scope="module")

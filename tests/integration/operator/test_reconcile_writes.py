@@ -25,7 +25,6 @@ from tests.harness.in_process import (
     InProcess,
     ReconcilerStack,
     in_process_reconciler,
-    reconciler_stack,
 )
 from tests.waiting import until
 
@@ -33,14 +32,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
 CI_PATH = resource_path(names.GROUP, names.VERSION, names.PLURAL, namespace=INSTANCE_NAMESPACE)
 EVENTS_PATH = resource_path("", "v1", "events", namespace=INSTANCE_NAMESPACE)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ReconcilerStack]:
-    async with reconciler_stack(tmp_path_factory.mktemp("reconciler")) as shared:
-        yield shared
 
 
 @pytest_asyncio.fixture(loop_scope="module")
