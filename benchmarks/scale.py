@@ -68,6 +68,7 @@ from cloudkit.api import names
 from cloudkit.bench.baseline import job_records
 from cloudkit.local.stack import StackHandle, start_stack
 from cloudkit.local.stack.kube import KubeClient, resource_path
+from cloudkit.local.stack.pauses import settle
 from cloudkit.local.stack.supervisor import INSTANCE_NAMESPACE
 from machine import SIMULATOR, STACK_PROCESSES, StackCpu, Window, capacity, cores
 
@@ -94,6 +95,8 @@ class Run:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     burst: Window | None = None
     """CPU and wall time from the burst's first create to its last instance gone."""
+    wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
+    """time.time() − time.monotonic() at the start: the jobs' timestamps are wall-clock."""
     on_ready: Callable[[str], None] | None = None
     """Called once per instance when the watcher first sees it Ready (the sustained run
     deletes it then)."""
@@ -264,11 +267,19 @@ def _stack_cpu(stack: StackHandle, simulator_tid: int) -> StackCpu:
     return StackCpu({part: _pid(stack, part) for part in STACK_PROCESSES}, simulator_tid)
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM")
+
+
+def _rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmRSS")
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -403,6 +414,69 @@ async def _sustain(kubeconfig: Path, rate: float, seconds: float, within_s: floa
     return run
 
 
+HOPS = (
+    "create_to_launch",
+    "provision_job",
+    "job_end_to_ready",
+    "delete_to_launch",
+    "deprovision_job",
+    "job_end_to_gone",
+)
+
+
+def _hops(run: Run, jobs: list[dict[str, Any]], names_: list[str]) -> dict[str, dict[str, float]]:
+    """Per instance, where its cycle went, in seconds: create sent → provision job created (the
+    operator's pass and launch), the job (created → finished), job finished → Ready seen, and
+    the same three for the deletion. Instances without both successful jobs are left out."""
+    by_instance: dict[str, dict[str, Any]] = {}
+    for job in job_records(jobs):
+        if job.status == "successful" and job.finished is not None:
+            by_instance.setdefault(job.instance, {})[job.kind] = job
+    out = {}
+    for name in names_:
+        done = by_instance.get(name, {})
+        if "provision" not in done or "deprovision" not in done or name not in run.gone:
+            continue
+        wall = run.wall_offset
+        up, down = done["provision"], done["deprovision"]
+        out[name] = {
+            "create_to_launch": up.created - (run.created[name] + wall),
+            "provision_job": up.finished - up.created,
+            "job_end_to_ready": run.ready[name] + wall - up.finished,
+            "delete_to_launch": down.created - (run.deleted[name] + wall),
+            "deprovision_job": down.finished - down.created,
+            "job_end_to_gone": run.gone[name] + wall - down.finished,
+            "created_at_s": run.created[name] - min(run.created.values()),
+        }
+    return out
+
+
+def _tail(hops: dict[str, dict[str, float]], ratios: dict[str, float]) -> dict[str, Any]:
+    """Each hop's p50/p99/max in ms, and the instances at or above the overhead p99 with
+    their hops (ms) and when in the run they were created (s)."""
+    cut = _quantile(list(ratios.values()), 0.99)
+    return {
+        "hop_ms": {
+            hop: {
+                q: round(_quantile([h[hop] for h in hops.values()], v) * 1000, 1)
+                for q, v in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+            }
+            for hop in HOPS
+        }
+        if hops
+        else {},
+        "worst": [
+            {"name": name, "overhead": round(ratios[name], 4)}
+            | {
+                hop: round(value * (1 if hop == "created_at_s" else 1000), 1)
+                for hop, value in hops.get(name, {}).items()
+            }
+            for name in sorted(ratios, key=ratios.__getitem__, reverse=True)
+            if ratios[name] >= cut
+        ],
+    }
+
+
 def sustained(
     stack: StackHandle, rate: float, seconds: float, within_s: float, cpu: StackCpu
 ) -> dict[str, Any]:
@@ -412,7 +486,9 @@ def sustained(
     run = in_thread(lambda: _sustain(stack.kubeconfig, rate, seconds, within_s))
     window = Window(began, time.monotonic(), cpu_before, cpu.sample())
     names_ = sorted(run.created)
-    _, _, ratios = _overheads(run, _backend_durations(lifecycle._jobs(stack)), names_)
+    jobs = lifecycle._jobs(stack)
+    _, _, ratios = _overheads(run, _backend_durations(jobs), names_)
+    tail = _tail(_hops(run, jobs, names_), dict(zip(names_, ratios, strict=True)))
     return {
         "arrival_per_s": round(rate, 2),
         "arrival_s": seconds,
@@ -429,6 +505,10 @@ def sustained(
             part: round(s * 1000 / len(names_), 1) for part, s in window.cpu_by_part().items()
         },
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "tail": tail,
+        "began_at": round(began + run.wall_offset, 3),
+        # Resident memory at the end, against a leak (the collector's settings: pauses.py).
+        "rss_mb_after": {part: _rss_mb(pid) for part, pid in cpu.pids.items()},
     }
 
 
@@ -440,6 +520,8 @@ class Plan:
     within_s: float
     sustained_share: float
     sustained_seconds: float
+    sustained_rate: float | None = None
+    """Arrivals per second; None: `sustained_share` of the largest burst's drain."""
 
 
 async def run_sizes(
@@ -465,7 +547,9 @@ async def run_sizes(
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
                 if n == max(plan.sizes) and plan.sustained_seconds > 0:
-                    rate = plan.sustained_share * result["burst_drain_lifecycles_per_s"]
+                    rate = plan.sustained_rate or (
+                        plan.sustained_share * result["burst_drain_lifecycles_per_s"]
+                    )
                     steady = await asyncio.to_thread(
                         sustained, stack, rate, plan.sustained_seconds, plan.within_s, cpu
                     )
@@ -500,12 +584,22 @@ def main(argv: list[str] | None = None) -> None:
         help="the sustained arrival rate as a share of the largest burst's drain rate",
     )
     parser.add_argument(
+        "--sustained-rate",
+        type=float,
+        default=None,
+        help="the sustained arrivals per second, instead of a share of the drain rate (to "
+        "compare two trees side by side at the same rate on a shared machine)",
+    )
+    parser.add_argument(
         "--max-launches",
         type=int,
         default=None,
         help="CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT for the operator (default: the operator's, 100)",
     )
     args = parser.parse_args(argv)
+    # This process runs the stack's VM simulator and log relay (and the load, in its own
+    # thread): the collector settings and pause log of the stack's other processes.
+    settle()
     if args.max_launches is not None:
         os.environ["CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT"] = str(args.max_launches)
     plan = Plan(
@@ -513,6 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         within_s=args.timeout,
         sustained_share=args.sustained_share,
         sustained_seconds=args.sustained_seconds,
+        sustained_rate=args.sustained_rate,
     )
     simulate = {"run_seconds": args.run_seconds}
     runs, steady = asyncio.run(
