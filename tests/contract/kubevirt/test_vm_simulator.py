@@ -279,3 +279,31 @@ async def test_halting_or_deleting_a_vm_removes_its_instance(
     assert await client.delete(vm_path("vm-halt-vmi"))
     await until(lambda: client.get(vm_path("vm-halt-vmi")), lambda v: v is None)
     assert await client.get(vmi_path("vm-halt-vmi")) is None
+
+
+async def test_a_lifecycle_costs_the_simulator_no_read(
+    simulator: VmSimulatorHandle, client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Boot and delete read nothing: the VMI it deleted itself is no restart (no GET of the
+    VM) and the finalizer goes by the version the deletion arrived with (no GET either)."""
+    sent: list[tuple[str, str]] = []
+    request = simulator.client.request
+
+    async def counted(method: str, path: str, **options: Any) -> dict[str, Any]:
+        sent.append((method, path))
+        return await request(method, path, **options)
+
+    monkeypatch.setattr(simulator.client, "request", counted)
+    await client.create(vm_path(), vm_body("vm-reads"))
+    await until(lambda: client.get(vm_path("vm-reads")), ready)
+    assert await client.delete(vm_path("vm-reads"))
+    await until(lambda: client.get(vm_path("vm-reads")), lambda v: v is None)
+    # The VMI's DELETED event may come after the VM's: wait until it has been handled.
+    await until(lambda: _settled(simulator), bool)
+    assert [method for method, _ in sent if method == "GET"] == [], sent
+    # finalizer, Starting, VMI, VMI Running, Running, Terminating, VMI deleted, finalizer
+    assert len(sent) == 8, sent
+
+
+async def _settled(simulator: VmSimulatorHandle) -> bool:
+    return not simulator.simulator._vmis and not simulator.simulator._deleted_vmis
