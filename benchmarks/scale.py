@@ -33,7 +33,14 @@ them all in one burst and waits until every one is gone. Per N:
 After the largest N, on the same stack: the sustained run. Instances arrive evenly at
 --sustained-share (0.7) of that burst's drain rate for --sustained-seconds (300); each is
 deleted when the watcher sees it Ready. Its overhead and watch delivery are the same measures
-as the burst's, now below saturation.
+as the burst's, now below saturation (--sustained-rate R: R arrivals a second instead, to
+compare two trees at the same rate). Its `tail` says where the cycles went: per hop (create
+sent → provision job created, the job created → finished, job finished → Ready seen by the
+watcher, and the same three for the deletion; job times are the automation service's own
+timestamps) the p50/p99/max in ms, and the instances at or above the overhead p99 with their
+hops and when in the run they were created. With CLOUDKIT_PAUSE_LOG=<dir>, every process of
+the stack (this one included: it runs the VM simulator) logs its long callbacks and
+collections there (cloudkit.local.stack.pauses), to say what each was doing then.
 
 Prints one JSON document; the headline keys are at the largest N: capacity_ratio,
 sustained_overhead_p99, sustained_watch_p99_ms, operator_cpu_ms_per_lifecycle,
@@ -41,7 +48,7 @@ api_writes_per_lifecycle, burst_overhead_p99_ratio, max_n.
 
     .venv/bin/python benchmarks/scale.py [--sizes 100,300,1000] [--no-notifications]
         [--run-seconds 2] [--vm-boot-seconds 1] [--timeout 900] [--max-launches N]
-        [--sustained-seconds 300] [--sustained-share 0.7]
+        [--sustained-seconds 300] [--sustained-share 0.7 | --sustained-rate R]
 """
 
 from __future__ import annotations

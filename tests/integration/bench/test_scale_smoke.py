@@ -72,3 +72,21 @@ def test_scale_benchmark_completes_every_lifecycle_and_prints_its_figures(
     assert figures["sustained_overhead_p99"] == steady["overhead_p99"]
     assert 0 < steady["overhead_p50"] <= steady["overhead_p99"] < 1
     assert figures["sustained_watch_p99_ms"] == steady["watch_p99_ms"] > 0
+    # Where the cycles went: the six hops of a tail instance add up to its cycle, and its
+    # overhead is what the two jobs leave of it (the jobs' times are the automation's own).
+    tail = steady["tail"]
+    assert set(tail["hop_ms"]) == {
+        "create_to_launch",
+        "provision_job",
+        "job_end_to_ready",
+        "delete_to_launch",
+        "deprovision_job",
+        "job_end_to_gone",
+    }
+    assert tail["worst"], tail
+    for worst in tail["worst"]:
+        hops = [worst[hop] for hop in tail["hop_ms"]]
+        assert all(ms >= 0 for ms in hops), worst
+        jobs = worst["provision_job"] + worst["deprovision_job"]
+        assert worst["overhead"] == pytest.approx((sum(hops) - jobs) / sum(hops), abs=0.01)
+        assert worst["overhead"] >= steady["overhead_p99"]
