@@ -102,8 +102,10 @@ class Run:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     burst: Window | None = None
     """CPU and wall time from the burst's first create to its last instance gone."""
-    wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
-    """time.time() − time.monotonic() at the start: the jobs' timestamps are wall-clock."""
+    wall: dict[tuple[str, str], float] = field(default_factory=dict)
+    """time.time() of each mark, by (mark, name): the jobs' timestamps are wall-clock, and
+    the wall clock may be stepped during a run (one offset taken at the start put a hop 5 s
+    off once), so each hop compares two readings taken at its ends."""
     on_ready: Callable[[str], None] | None = None
     """Called once per instance when the watcher first sees it Ready (the sustained run
     deletes it then)."""
@@ -121,8 +123,10 @@ class Run:
             self.watch_delays.append(now - self.deleted[name])
         if kind == "DELETED":
             self.gone.setdefault(name, now)
+            self.wall.setdefault(("gone", name), time.time())
         elif (obj.get("status") or {}).get("phase") == "Ready" and name not in self.ready:
             self.ready[name] = now
+            self.wall[("ready", name)] = time.time()
             if self.on_ready is not None:
                 self.on_ready(name)
         self.changed.set()
@@ -180,10 +184,12 @@ async def _drive(kubeconfig: Path, n: int, within_s: float, cpu: StackCpu) -> Ru
 
         async def create(name: str) -> None:
             run.created[name] = time.monotonic()
+            run.wall[("created", name)] = time.time()
             await kube.create(INSTANCES, lifecycle._manifest(name, INSTANCE_NAMESPACE))
 
         async def delete(name: str) -> None:
             run.deleted[name] = time.monotonic()
+            run.wall[("deleted", name)] = time.time()
             await kube.delete(f"{INSTANCES}/{name}")
 
         def all_(marks: dict[str, float], which: list[str]) -> bool:
@@ -390,10 +396,12 @@ async def _sustain(kubeconfig: Path, rate: float, seconds: float, within_s: floa
 
         async def create(name: str) -> None:
             run.created[name] = time.monotonic()
+            run.wall[("created", name)] = time.time()
             await kube.create(INSTANCES, lifecycle._manifest(name, INSTANCE_NAMESPACE))
 
         async def delete(name: str) -> None:
             run.deleted[name] = time.monotonic()
+            run.wall[("deleted", name)] = time.time()
             await kube.delete(f"{INSTANCES}/{name}")
 
         def send(request: Coroutine[Any, Any, None]) -> None:
@@ -444,15 +452,15 @@ def _hops(run: Run, jobs: list[dict[str, Any]], names_: list[str]) -> dict[str, 
         done = by_instance.get(name, {})
         if "provision" not in done or "deprovision" not in done or name not in run.gone:
             continue
-        wall = run.wall_offset
         up, down = done["provision"], done["deprovision"]
+        wall = {mark: run.wall[(mark, name)] for mark in ("created", "ready", "deleted", "gone")}
         out[name] = {
-            "create_to_launch": up.created - (run.created[name] + wall),
+            "create_to_launch": up.created - wall["created"],
             "provision_job": up.finished - up.created,
-            "job_end_to_ready": run.ready[name] + wall - up.finished,
-            "delete_to_launch": down.created - (run.deleted[name] + wall),
+            "job_end_to_ready": wall["ready"] - up.finished,
+            "delete_to_launch": down.created - wall["deleted"],
             "deprovision_job": down.finished - down.created,
-            "job_end_to_gone": run.gone[name] + wall - down.finished,
+            "job_end_to_gone": wall["gone"] - down.finished,
             "created_at_s": run.created[name] - min(run.created.values()),
         }
     return out
@@ -513,7 +521,7 @@ def sustained(
         },
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "tail": tail,
-        "began_at": round(began + run.wall_offset, 3),
+        "began_at": round(began + time.time() - time.monotonic(), 3),
         # Resident memory at the end, against a leak (the collector's settings: pauses.py).
         "rss_mb_after": {part: _rss_mb(pid) for part, pid in cpu.pids.items()},
     }
