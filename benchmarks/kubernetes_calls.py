@@ -145,6 +145,7 @@ async def run_way(
         "wall_s_per_call": round(statistics.fmean(t["wall_s"] for t in per_task), 3),
         "play_cpu_s": total["cpu_s"],
         "play_wall_s": total["wall_s"],
+        "module_runs": total["module_runs"],
     }
 
 
