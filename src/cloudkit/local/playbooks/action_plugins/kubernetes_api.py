@@ -201,7 +201,12 @@ def from_kubeconfig(paths: str | None, context_name: str | None) -> Settings:
     if user.get("token"):
         settings.token = user["token"]
     elif user.get("tokenFile"):
-        settings.token = (user_dir / user["tokenFile"]).read_text().strip()
+        try:
+            settings.token = (user_dir / user["tokenFile"]).read_text().strip()
+        except OSError as error:
+            raise CredentialError(
+                f"kubeconfig tokenFile {user['tokenFile']}: {error.strerror}"
+            ) from None
     if user.get("username") and user.get("password"):
         settings.basic = (user["username"], user["password"])
     if user.get("client-certificate-data") and user.get("client-key-data"):
@@ -210,6 +215,10 @@ def from_kubeconfig(paths: str | None, context_name: str | None) -> Settings:
     elif user.get("client-certificate") and user.get("client-key"):
         settings.cert_file = str(user_dir / user["client-certificate"])
         settings.key_file = str(user_dir / user["client-key"])
+    if cluster.get("proxy-url"):
+        raise CredentialError(
+            f"kubeconfig cluster {context.get('cluster')!r}: proxy-url is not supported"
+        )
     if user.get("exec") or user.get("auth-provider"):
         settings.needs_plugin = context.get("user", "")
     return settings
@@ -235,6 +244,11 @@ def resolve_settings() -> Settings:
     """kubernetes.core's order: K8S_AUTH_HOST with an API key (or client certificate) alone;
     else K8S_AUTH_KUBECONFIG / K8S_AUTH_CONTEXT; else in-cluster, else the default kubeconfig;
     then every K8S_AUTH_* given overrides what was loaded."""
+    # Settings this action cannot honour fail the job rather than being ignored: without the
+    # proxy the call would go elsewhere, without impersonation it would run with more rights.
+    for name in ("PROXY", "IMPERSONATE_USER", "IMPERSONATE_GROUPS"):
+        if _env(name):
+            raise CredentialError(f"K8S_AUTH_{name}: not supported by the kubernetes_api action")
     host, api_key = _env("HOST"), _env("API_KEY")
     cert_file, key_file = _env("CLIENT_CERT", "CERT_FILE"), _env("CLIENT_KEY", "KEY_FILE")
     username, password = _env("USERNAME"), _env("PASSWORD")
@@ -261,6 +275,8 @@ def resolve_settings() -> Settings:
 
 def _tls(settings: Settings) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # What failed is named by its setting; a file's path may show, never its content.
+    setting = f"CA certificate {settings.ca_file or '(certificate-authority-data)'}"
     try:
         if settings.ca_file or settings.ca_data:
             context.load_verify_locations(cafile=settings.ca_file, cadata=settings.ca_data)
@@ -269,6 +285,7 @@ def _tls(settings: Settings) -> ssl.SSLContext:
         if not settings.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        setting = f"client certificate {settings.cert_file or '(client-certificate-data)'}"
         if settings.cert_file and settings.key_file:
             context.load_cert_chain(settings.cert_file, settings.key_file)
         elif settings.cert_data and settings.key_data:
@@ -280,9 +297,8 @@ def _tls(settings: Settings) -> ssl.SSLContext:
                 key.write_bytes(settings.key_data)
                 context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as error:
-        raise CredentialError(
-            f"TLS settings of the credential: {type(error).__name__}: {error.strerror or ''}"
-        ) from None
+        reason = error.strerror or getattr(error, "reason", None) or type(error).__name__
+        raise CredentialError(f"{setting}: {reason}") from None
     return context
 
 
