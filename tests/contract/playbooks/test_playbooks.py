@@ -99,9 +99,10 @@ async def run_simulated(
 
 
 async def run_with_ansible(
-    playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp_path: Path
+    playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp_path: Path, *options: str
 ) -> tuple[int, str]:
-    """ansible-playbook with the AAP-direct extra vars shape; returns (rc, output)."""
+    """ansible-playbook with the AAP-direct extra vars shape (and `options`); returns (rc,
+    output)."""
     os.makedirs(tmp_path, exist_ok=True)
     extra_vars = tmp_path / f"{playbook}.vars.json"
     extra_vars.write_text(json.dumps(launch_vars(payload)))
@@ -120,6 +121,7 @@ async def run_with_ansible(
         f"@{extra_vars}",
         "-e",
         f"ansible_python_interpreter={interpreter_recorder(tmp_path)}",
+        *options,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -399,3 +401,17 @@ async def test_deprovision_removes_only_its_finalizer_when_the_list_moved(
     left = await client.get(ci_path("moved"))
     assert left is not None, output
     assert left["metadata"]["finalizers"] == [third], output
+
+
+async def test_a_check_run_writes_nothing(
+    apiserver: ApiServerHandle, client: KubeClient, tmp_path: Path
+) -> None:
+    """`--check` (an AWX job of type check): every write is reported, none is sent."""
+    created = await client.create(ci_path(), instance("checked"))
+    payload = {**created, "status": {"desiredConfigVersion": "0123456789abcdef"}}
+    rc, output = await run_with_ansible(
+        "provision.yml", payload, apiserver.kubeconfig, tmp_path, "--check"
+    )
+    assert rc == 0, output
+    assert await client.get(ci_path("checked")) == created, output
+    assert await client.get(vm_path("checked", namespace=NS)) is None, output

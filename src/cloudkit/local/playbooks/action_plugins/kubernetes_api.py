@@ -494,8 +494,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible-core ships no t
             verb = args.get("verb")
             if verb not in VERBS:
                 raise ApiError(f"verb: {verb!r} is not one of {sorted(VERBS)}")
+            target = Target(args)
+            if self._task.check_mode and verb != "get":
+                # As kubernetes.core: a check run reports the change and writes nothing.
+                return {**result, "changed": True, "object": None, "deleted": []}
             cluster = load_cluster()
-            outcome = Call(Client(cluster), Target(args), args).run(verb)
+            outcome = Call(Client(cluster), target, args).run(verb)
         except (ApiError, CredentialError) as error:
             return {**result, "failed": True, "msg": str(error)}
         return {**result, **outcome}
