@@ -1,11 +1,13 @@
-"""The playbooks' kubernetes_api action, its pure parts: which credential it picks (as
-kubernetes.core would), what it refuses, and how a tenant's strings reach the URL. The calls
-themselves are held by the playbook tests beside this one, against the real API server."""
+"""The playbooks' kubernetes_api action in parts: which credential it picks (as kubernetes.core
+would), what it refuses, how a tenant's strings reach the URL, and its wait against the real
+API server where a playbook run cannot steer it (a watch the server ends, a version the server
+compacted away). The whole calls are held by the playbook tests beside this one."""
 
 from __future__ import annotations
 
 import base64
 import importlib.util
+import time
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from cloudkit.local.apiserver.main import ApiServerHandle
+from tests.contract.conftest import serving
 
 PLUGIN = Path(str(resources.files("cloudkit.local") / "playbooks")) / "action_plugins"
 AUTH_VARIABLES = ("HOST", "API_KEY", "KUBECONFIG", "CONTEXT", "VERIFY_SSL", "SSL_CA_CERT",
@@ -207,3 +212,85 @@ def test_wait_conditions_read_as_kubernetes_core_reads_them(
     conditions: list[dict[str, str]], wanted: dict[str, str], holds: bool
 ) -> None:
     assert api.condition_holds({"status": {"conditions": conditions}}, wanted) is holds
+
+
+# -- the wait, against the real API server ------------------------------------------------------
+
+CONFIGMAPS = {"api_version": "v1", "resource": "configmaps", "namespace": "default"}
+MERGE = "application/merge-patch+json"
+
+
+def configmap(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+
+
+def labelled_ready(name: str) -> Any:
+    def done(seen: dict[str, Any]) -> bool:
+        labels = (seen.get(name) or {}).get("metadata", {}).get("labels") or {}
+        return bool(labels.get("ready") == "yes")
+
+    return done
+
+
+def connect(server: ApiServerHandle, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The action's client with the credential the playbooks get from the local stack."""
+    monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(server.kubeconfig))
+    client = api.Client(api.load_cluster())
+    status, _ = client.call("POST", api.Target(CONFIGMAPS).collection, "cm", configmap("waited"))
+    assert status == 201
+    return client
+
+
+def test_a_wait_resumes_from_its_last_version_when_the_server_ends_the_watch(
+    apiserver: ApiServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each watch asks the server to end it after WATCH_CHUNK_S; the change lands while no
+    watch is open, and the next one, from the last version seen, still delivers it."""
+    monkeypatch.setattr(api, "WATCH_CHUNK_S", 1)
+    client = connect(apiserver, monkeypatch)
+    target = api.Target(CONFIGMAPS)
+    follow, watches = client.watch, []
+
+    def watch(path: str, query: dict[str, str], what: str) -> Any:
+        watches.append(query["resourceVersion"])
+        if len(watches) == 2:  # the first watch has ended: change the object between watches
+            patch = {"metadata": {"labels": {"ready": "yes"}}}
+            assert client.call("PATCH", target.path("waited"), "cm", patch, MERGE)[0] == 200
+        yield from follow(path, query, what)
+
+    monkeypatch.setattr(client, "watch", watch)
+    selector = {"fieldSelector": "metadata.name=waited"}
+    seen = api.wait_until(
+        client, target, selector, labelled_ready("waited"), time.monotonic() + 120
+    )
+    assert seen["waited"]["metadata"]["labels"] == {"ready": "yes"}
+    assert len(watches) >= 2, watches
+
+
+def test_a_wait_lists_again_when_its_version_expired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compacting server answers a watch from a version it no longer keeps with 410 Gone:
+    the wait lists again instead of failing."""
+    with serving(tmp_path / "state", change_log_window=2) as server:
+        client = connect(server, monkeypatch)
+        target = api.Target(CONFIGMAPS)
+        request, lists = client.call, []
+
+        def call(method: str, path: str, what: str, *args: Any, **kwargs: Any) -> Any:
+            answer = request(method, path, what, *args, **kwargs)
+            if method == "GET" and path == target.collection:
+                lists.append(answer[1]["metadata"]["resourceVersion"])
+                if len(lists) == 1:  # after the wait's first list: more changes than kept
+                    for i in range(4):
+                        assert request("POST", path, "cm", configmap(f"other-{i}"))[0] == 201
+                    patch = {"metadata": {"labels": {"ready": "yes"}}}
+                    assert request("PATCH", target.path("waited"), "cm", patch, MERGE)[0] == 200
+            return answer
+
+        monkeypatch.setattr(client, "call", call)
+        selector = {"fieldSelector": "metadata.name=waited"}
+        deadline = time.monotonic() + 120
+        seen = api.wait_until(client, target, selector, labelled_ready("waited"), deadline)
+    assert seen["waited"]["metadata"]["labels"] == {"ready": "yes"}
+    assert len(lists) == 2, lists
