@@ -241,6 +241,7 @@ def connect(server: ApiServerHandle, monkeypatch: pytest.MonkeyPatch) -> Any:
     return client
 
 
+@pytest.mark.stack
 def test_a_wait_resumes_from_its_last_version_when_the_server_ends_the_watch(
     apiserver: ApiServerHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,6 +268,7 @@ def test_a_wait_resumes_from_its_last_version_when_the_server_ends_the_watch(
     assert len(watches) >= 2, watches
 
 
+@pytest.mark.stack
 def test_a_wait_lists_again_when_its_version_expired(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
