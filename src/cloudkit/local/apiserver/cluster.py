@@ -229,9 +229,10 @@ class Cluster(DeletionRules):
         schema = info.schema
         if not schema:
             return obj
-        obj, unknown = schemas.prune(obj, schema)
+        # `obj` is the write's own copy (prepare_create, carry_over): no second and third copy.
+        obj, unknown = schemas.prune(obj, schema, in_place=True)
         self._report_unknown(unknown, opts)
-        obj = schemas.apply_defaults(obj, schema)
+        obj = schemas.apply_defaults(obj, schema, in_place=True)
         causes = schemas.validate(obj, schema, old)
         if causes:
             raise invalid(info.kind, info.group, obj["metadata"].get("name", ""), causes)
