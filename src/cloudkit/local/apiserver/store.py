@@ -49,6 +49,9 @@ class Change:
     type: str  # ADDED | MODIFIED | DELETED
     obj: Obj
     prev: Obj | None = None
+    # `obj` as the store encoded it for SQLite: watch lines embed it instead of encoding the
+    # object again (None for changes made before it was kept).
+    body: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,9 @@ class Store:
         self._objects: dict[Key, Obj] = {}
         self._by_rkey: dict[str, dict[tuple[str, str], Obj]] = collections.defaultdict(dict)
         self._uids: dict[str, Key] = {}
+        # Each stored object's JSON text as written to SQLite (compact separators, the order
+        # of its keys): replies and lists embed it rather than encoding the object again.
+        self._texts: dict[Key, tuple[Obj, str]] = {}
         # owner uid -> keys of objects naming it in ownerReferences (for garbage collection)
         self._owned: dict[str, set[Key]] = collections.defaultdict(set)
         self._log: collections.deque[Change] = collections.deque()
@@ -189,7 +195,7 @@ class Store:
     def _load(self) -> None:
         for rkey, body in self._db.execute("SELECT rkey, body FROM objects"):
             obj = json.loads(body)
-            self._index(_key_of(rkey, obj), obj)
+            self._index(_key_of(rkey, obj), obj, body)
         meta = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
         self.compacted_rv = int(meta.get("compacted_rv", 0))
         # The newest change row is never compacted away (the window keeps it), so it is the
@@ -201,15 +207,19 @@ class Store:
             (self.compacted_rv,),
         )
         for rv, rkey, typ, body in rows:
-            self._log.append(Change(rv, rkey, typ, json.loads(body)))
+            self._log.append(Change(rv, rkey, typ, json.loads(body), body=body))
 
-    def _index(self, key: Key, obj: Obj | None) -> None:
+    def _index(self, key: Key, obj: Obj | None, text: str | None = None) -> None:
         rkey, ns, name = key
         old = self._objects.get(key)
         if old is not None:
             self._uids.pop(old["metadata"].get("uid", ""), None)
             for ref in old["metadata"].get("ownerReferences") or []:
                 self._owned[ref.get("uid", "")].discard(key)
+        if obj is None or text is None:
+            self._texts.pop(key, None)
+        else:
+            self._texts[key] = (obj, text)
         if obj is None:
             self._objects.pop(key, None)
             self._by_rkey[rkey].pop((ns, name), None)
@@ -234,6 +244,18 @@ class Store:
     def get(self, rkey: str, namespace: str, name: str) -> Obj | None:
         """The stored object (shared: callers must copy before changing it)."""
         return self._objects.get((rkey, namespace, name))
+
+    def encoded(self, rkey: str, obj: Obj) -> str | None:
+        """The JSON text of `obj` if it is the stored object itself (not a copy or a
+        rendering of it), exactly as `json.dumps(obj, separators=(",", ":"))` would give it;
+        None otherwise. Stored objects are never changed in place, so the text stays true."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+            return None
+        entry = self._texts.get((rkey, meta.get("namespace") or "", meta["name"]))
+        if entry is None or entry[0] is not obj:
+            return None
+        return entry[1]
 
     def list_objects(self, rkey: str, namespace: str | None = None) -> list[Obj]:
         """Objects of one storage key, sorted by namespace then name."""
@@ -294,7 +316,7 @@ class Store:
                     "INSERT INTO changes (rv, rkey, ns, name, type, body) VALUES (?,?,?,?,?,?)",
                     (rv, key[0], key[1], key[2], typ, body),
                 )
-                changes.append(Change(rv, op.rkey, typ, obj, prev))
+                changes.append(Change(rv, op.rkey, typ, obj, prev, body))
             compact_to = rv - self.window
             if compact_to > self.compacted_rv + self.window // 10:
                 db.execute("DELETE FROM changes WHERE rv <= ?", (compact_to,))
@@ -312,7 +334,10 @@ class Store:
         self.compacted_rv = compact_to
         for change in changes:
             key = _key_of(change.rkey, change.obj)
-            self._index(key, None if change.type == "DELETED" else change.obj)
+            if change.type == "DELETED":
+                self._index(key, None)
+            else:
+                self._index(key, change.obj, change.body)
             self._log.append(change)
             self.writes_by_rkey[change.rkey] += 1
         while self._log and self._log[0].rv <= compact_to:
