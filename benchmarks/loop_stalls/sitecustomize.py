@@ -11,7 +11,9 @@ below it means the process waited (for a core on a busy machine, or for the disk
         .venv/bin/python benchmarks/scale.py --sizes 300 --sustained-seconds 60
     .venv/bin/python benchmarks/loop_stalls/summary.py /tmp/stalls
 
-Only for measuring: it wraps asyncio's Handle._run, which costs ~1 us per callback.
+Only for measuring: it wraps asyncio's Handle._run (~1 us per callback; uvloop's callbacks
+are not seen so) and runs a 5 ms heartbeat on every loop started through asyncio.Runner,
+logged when it fires more than the threshold late ("heartbeat late": the loop was held).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ _DIR = os.environ.get("CLOUDKIT_LOOP_STALLS")
 
 if _DIR:
     import asyncio.events
+    import asyncio.runners
     import gc
     import json
     import sys
@@ -70,3 +73,31 @@ if _DIR:
             _log.write(json.dumps(line) + "\n")
 
     gc.callbacks.append(_gc_timer)
+
+    # uvloop runs its callbacks without asyncio's Handle: a heartbeat every 5 ms sees any
+    # loop's stalls (how late it fires), if not their cause. Installed by asyncio.Runner,
+    # which asyncio.run and the API server's run() both go through.
+    _BEAT_S = 0.005
+
+    def _beat(loop: asyncio.AbstractEventLoop, due: float, cpu: float) -> None:
+        now, cpu_now = loop.time(), time.thread_time()
+        late = now - due
+        if late > _THRESHOLD_S:
+            line = {"at": time.time(), "wall_ms": round(late * 1000, 2),
+                    "cpu_ms": round((cpu_now - cpu) * 1000, 2),
+                    "what": "heartbeat late"}  # fmt: skip
+            _log.write(json.dumps(line) + "\n")
+        loop.call_at(now + _BEAT_S, _beat, loop, now + _BEAT_S, cpu_now)
+
+    _runner_run = asyncio.runners.Runner.run
+
+    def _run_with_heartbeat(self: Any, coro: Any, *, context: Any = None) -> Any:
+        async def beating() -> Any:
+            loop = asyncio.get_running_loop()
+            loop.call_at(loop.time() + _BEAT_S, _beat, loop, loop.time() + _BEAT_S,
+                         time.thread_time())  # fmt: skip
+            return await coro
+
+        return _runner_run(self, beating(), context=context)
+
+    asyncio.runners.Runner.run = _run_with_heartbeat  # type: ignore[method-assign]
