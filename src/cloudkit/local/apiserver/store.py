@@ -199,6 +199,24 @@ class Checkpointer:
             db.close()
 
 
+@dataclass(frozen=True)
+class LoggedChange:
+    """A change as the in-memory change log keeps it: texts, not objects. Ten thousand old
+    versions as dicts were most of the server's heap, and every full garbage collection
+    walked them all on the event loop (50 to 80 ms of CPU a pass at 1,000 instances); a str
+    is not tracked by the collector. `prev_body` is the text of the version it replaced."""
+
+    rv: int
+    rkey: str
+    type: str
+    body: str
+    prev_body: str | None = None
+
+    def change(self) -> Change:
+        prev = None if self.prev_body is None else json.loads(self.prev_body)
+        return Change(self.rv, self.rkey, self.type, json.loads(self.body), prev, self.body)
+
+
 def _key_of(rkey: str, obj: Obj) -> Key:
     meta = obj["metadata"]
     return (rkey, meta.get("namespace") or "", meta["name"])
@@ -221,7 +239,7 @@ class Store:
         self._texts: dict[Key, tuple[Obj, str]] = {}
         # owner uid -> keys of objects naming it in ownerReferences (for garbage collection)
         self._owned: dict[str, set[Key]] = collections.defaultdict(set)
-        self._log: collections.deque[Change] = collections.deque()
+        self._log: collections.deque[LoggedChange] = collections.deque()
         self._subs: set[Subscription] = set()
         # Committed writes per storage key: caches derived from a kind's objects (the RBAC
         # policy) compare this to know they are stale, without being told.
@@ -257,7 +275,7 @@ class Store:
             (self.compacted_rv,),
         )
         for rv, rkey, typ, body in rows:
-            self._log.append(Change(rv, rkey, typ, json.loads(body), body=body))
+            self._log.append(LoggedChange(rv, rkey, typ, body))
 
     def _index(self, key: Key, obj: Obj | None, text: str | None = None) -> None:
         rkey, ns, name = key
@@ -392,11 +410,15 @@ class Store:
         self.compacted_rv = compact_to
         for change in changes:
             key = _key_of(change.rkey, change.obj)
+            assert change.body is not None
+            stored = self._texts.get(key)
+            prev_body = stored[1] if stored is not None and stored[0] is change.prev else None
+            self._log.append(LoggedChange(change.rv, change.rkey, change.type, change.body,
+                                          prev_body))  # fmt: skip
             if change.type == "DELETED":
                 self._index(key, None)
             else:
                 self._index(key, change.obj, change.body)
-            self._log.append(change)
             self.writes_by_rkey[change.rkey] += 1
         while self._log and self._log[0].rv <= compact_to:
             self._log.popleft()
@@ -424,4 +446,4 @@ class Store:
         (or `rv` is from the future, e.g. after the state directory was reset)."""
         if rv < self.compacted_rv or rv > self.rv:
             return None
-        return [c for c in self._log if c.rv > rv and c.rkey == rkey]
+        return [c.change() for c in self._log if c.rv > rv and c.rkey == rkey]
