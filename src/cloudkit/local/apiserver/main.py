@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import uvloop
 import yaml
 from aiohttp import web
 
@@ -144,6 +145,14 @@ async def _serve(state_dir: Path, port: int, host: str) -> None:
     print("apiserver stopped", file=sys.stderr, flush=True)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the server runs on: uvloop. On asyncio's own loop a third of the
+    server's CPU went to its pure-Python TLS layer and socket writes (every reply, every watch
+    event to every watcher); uvloop does both in C. start_apiserver itself runs on any loop."""
+    return uvloop.new_event_loop()
+
+
 def run(*, state_dir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
     """Run until SIGINT/SIGTERM (blocking); used by `cloudkit apiserver`."""
-    asyncio.run(_serve(state_dir, port, host))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_serve(state_dir, port, host))
