@@ -55,7 +55,7 @@ def test_the_wal_is_checkpointed_off_the_writers_thread(tmp_path: Path) -> None:
         store.write([Put("/configmaps", {**_cm(f"c{i}"), "data": {"k": big}})])
     # 300 objects of 3 kB: ~1 MB that only a checkpoint moves from the WAL into the file.
     until_sync(lambda: db_file.stat().st_size, lambda size: size > before + 500_000,
-               what="the database file's size after checkpoints")  # fmt: skip
+               within=30, what="the database file's size after checkpoints")  # fmt: skip
     store.close()
     reopened = Store(tmp_path / "db")
     assert reopened.count() == 3 * CHECKPOINT_EVERY_COMMITS
