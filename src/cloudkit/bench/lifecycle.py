@@ -275,4 +275,8 @@ def _row(
         deprovision_job_s=deprovision_job,
         overhead_s=overhead,
         deployment=spec.deployment,
+        launch_provision_s=_span(created, marks.provision_launched),
+        ready_after_mark_s=_span(marks.provision_done, marks.ready),
+        launch_deprovision_s=_span(deleted, marks.deprovision_launched),
+        gone_after_mark_s=_span(marks.deprovision_done, marks.gone),
     )
