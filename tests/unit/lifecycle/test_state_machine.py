@@ -153,7 +153,9 @@ class Lifecycle(RuleBasedStateMachine):
         self.world.deprovision_playbook_marks()
 
     @rule()
+    @precondition(lambda self: self.world.stored is not None and self.world.stored.deleting)
     def automation_finalizer_removed_by_hand(self) -> None:
+        # While deleting, where the release decision could take it for the playbook's mark.
         self.world.automation_finalizer_removed_by_hand()
 
     @rule()
