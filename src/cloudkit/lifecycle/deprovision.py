@@ -6,7 +6,8 @@ Order is the whole point (upstream's three 2026-02-10 bugs were ordering bugs):
 2. only then is one deprovision job launched (its intent is recorded in a later or the same
    write as that terminal reading, never an earlier one);
 3. the operator finalizer goes when deprovisioning succeeded, was skipped, or failed without
-   blockDeletionOnFailure; a blocking failure is retried with back-off.
+   blockDeletionOnFailure; a blocking failure is retried with back-off. Success is the
+   backend's verdict, or the deprovision playbook's last mark (`_cleanup_marked`).
 """
 
 from __future__ import annotations
