@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -195,6 +196,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
