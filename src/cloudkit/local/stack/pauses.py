@@ -12,7 +12,8 @@ also appends to <directory>/<name>-<pid>.jsonl one line per event-loop callback 
 than PAUSE_MS (what ran, its wall and CPU time: a wall far above the CPU is a process waiting
 for a core, not working) and one per collection longer than PAUSE_MS (generation, duration).
 The stdlib offers the callback timing only in asyncio's debug mode, which slows every call it
-makes; wrapping `Handle._run` costs two clock reads per callback and is installed only here.
+makes; wrapping `Handle._run` costs two clock reads per callback and is installed only here. It
+sees asyncio's own loop only: a process on uvloop (the API server) logs its collections alone.
 """
 
 from __future__ import annotations
