@@ -79,7 +79,8 @@ def test_a_long_callback_is_logged_with_its_coroutine_and_its_cpu(tmp_path: Path
     busy = [e for e in entries if e["kind"] == "callback" and "busy_step" in e["what"]]
     assert len(busy) == 1, entries
     assert busy[0]["cpu_ms"] >= 25
-    assert busy[0]["ms"] >= busy[0]["cpu_ms"]
+    # Wall and CPU come from two clocks of different resolution: equal within a millisecond.
+    assert busy[0]["ms"] >= busy[0]["cpu_ms"] - 1
 
 
 def test_every_child_of_the_stack_settles_before_its_command(tmp_path: Path) -> None:
