@@ -58,6 +58,7 @@ from cloudkit.operator.kube import Conflict, Kube, KubeError
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.launch_slots import LaunchSlots
 from cloudkit.operator.metrics import JobTracker, OperatorMetrics
+from cloudkit.operator.notified_readings import NotifiedReadings
 from cloudkit.operator.pass_schedule import PassSchedule
 from cloudkit.providers.base import Provider
 
@@ -176,6 +177,8 @@ class Reconciler:
     reads: Reads = field(init=False)
     slots: LaunchSlots = field(default_factory=LaunchSlots)
     """Provisioning launches in flight and the instances waiting for one (no limit here)."""
+    notified: NotifiedReadings = field(default_factory=NotifiedReadings)
+    """Job readings from authenticated notifications, folded by each pass (before its polls)."""
     jobs: JobTracker = field(init=False)
     passes: PassSchedule = field(init=False)
     _written: dict[InstanceKey, str] = field(default_factory=dict, init=False)
@@ -227,6 +230,7 @@ class Reconciler:
             snapshot = await self._read_instance(key, fresh)
             if snapshot is None:
                 return None  # gone, or a spec that does not parse (reported)
+            observation = replace(observation, notified=self.notified.of(key))
             if fresh.relist_vms or not observation.outcomes:
                 observation = replace(
                     observation, vms=await self.reads.vms(key.name, fresh=fresh.vms)
@@ -395,6 +399,7 @@ class Reconciler:
         self._written.pop(key, None)
         self._models.forget(key)
         self.slots.forget(key)
+        self.notified.forget(key)
         self.jobs.forget(str(key))
         self.passes.forget(key)
 

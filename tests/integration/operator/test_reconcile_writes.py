@@ -21,6 +21,7 @@ from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
 from cloudkit.operator.kube import KubeError
 from cloudkit.operator.kube_objects import InstanceKey
+from cloudkit.operator.notifications import job_reading_of
 from tests.harness.in_process import (
     InProcess,
     ReconcilerStack,
@@ -40,13 +41,18 @@ async def in_process(shared_stack: ReconcilerStack) -> AsyncIterator[InProcess]:
         yield lab
 
 
-async def automation_job_status(stack: StackHandle, job_id: str) -> str:
-    """The job's status as the automation service's API says (a bearer token, as AAP's)."""
+async def automation_job(stack: StackHandle, job_id: str) -> dict[str, Any]:
+    """The job as the automation service's API has it (a bearer token, as AAP's)."""
     headers = {"Authorization": f"Bearer {stack.automation_token}"}
     url = f"{stack.automation_url.rstrip('/')}/v2/jobs/{job_id}/"
     async with aiohttp.ClientSession(headers=headers) as session, session.get(url) as response:
         response.raise_for_status()
-        return str((await response.json())["status"])
+        found: dict[str, Any] = await response.json()
+        return found
+
+
+async def automation_job_status(stack: StackHandle, job_id: str) -> str:
+    return str((await automation_job(stack, job_id))["status"])
 
 
 def status(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -119,6 +125,44 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(
     assert job(after, "provisionJob").get("state") == "Succeeded"
     assert status(after).get("reconciledConfigVersion") == status(after).get("desiredConfigVersion")
     assert in_process.requests["PUT"] == 1, in_process.requests
+
+
+async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_not(
+    in_process: InProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same pass as above, its job's end heard from an authenticated notification (the
+    receiver hands on the body AWX sends, the job as its API has it): the pass takes it as
+    the reading and polls nothing. A notification delivered late changes nothing."""
+    name = "notified"
+    key = await create(in_process, name)
+    await reconcile_until(in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
+    job_id = job(await in_process.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["id"]
+    ended = await until(
+        lambda: automation_job(in_process.stack, job_id),
+        lambda found: found["status"] == "successful",
+        within=30,
+    )
+    reading = job_reading_of(ended)
+    assert reading is not None and reading.job_id == job_id
+    in_process.reconciler.notified.heard(key, reading)
+    caplog.set_level(logging.INFO, logger="cloudkit.operator")
+    caplog.clear()
+    await reconcile_until(in_process, key, lambda obj: status(obj).get("phase") == "Ready")
+    lines = [r.getMessage() for r in caplog.records if " phase=" in r.getMessage()]
+    assert lines and not any("PollJob" in line for line in lines), lines
+    assert job(await in_process.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["state"] == (
+        "Succeeded"
+    )
+
+    late = job_reading_of({**ended, "status": "running"})
+    assert late is not None
+    in_process.reconciler.notified.forget(key)
+    in_process.reconciler.notified.heard(key, late)
+    in_process.requests.clear()
+    await in_process.reconciler.reconcile(key)
+    after = await in_process.kube.get(f"{CI_PATH}/{name}")
+    assert job(after, "provisionJob")["state"] == "Succeeded", job(after, "provisionJob")
+    assert in_process.requests["PUT"] == 0, in_process.requests
 
 
 async def test_an_ordered_instance_has_the_feedbacks_finalizer_before_its_job_starts(
