@@ -89,10 +89,11 @@ class NotificationReceiver:
         wake: Callable[[InstanceKey], None],
         *,
         token: SecretStr | None = None,
-        heard: Callable[[InstanceKey, JobReading], None] | None = None,
+        heard: Callable[[InstanceKey, JobReading], bool] | None = None,
     ) -> None:
         """`heard` receives the reading of each notification that presented the token (never
-        called without a token: an unauthenticated body could claim any state)."""
+        called without a token: an unauthenticated body could claim any state) and says
+        whether it may be news; one that is not wakes nobody."""
         self._address = address
         self._wake = wake
         self._token = token
@@ -129,8 +130,8 @@ class NotificationReceiver:
         log.debug("job %s is %s: waking %s", body.get("id"), body.get("status"), key)
         if self._heard is not None:
             reading = job_reading_of(body)
-            if reading is not None:
-                self._heard(key, reading)
+            if reading is not None and not self._heard(key, reading):
+                return web.json_response({"woken": None}, status=202)
         self._wake(key)
         return web.json_response({"woken": str(key)}, status=202)
 

@@ -380,7 +380,7 @@ async def _listeners(runtime: Runtime, settings: OperatorSettings, kubeconfig: P
             settings.notification_address,
             runtime.queue.add,
             token=settings.notification_token,
-            heard=runtime.reconciler.notified.heard,
+            heard=runtime.reconciler.heard,
         )
         try:
             # Checked now (a busy address is a configuration error); served while leading.

@@ -6,7 +6,7 @@ is handed on as its job's reading, and never without a token."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -112,14 +112,27 @@ async def test_foreign_and_malformed_bodies(
     assert keys == []
 
 
-async def test_an_authenticated_notification_is_its_job_s_reading() -> None:
-    heard: list[tuple[InstanceKey, JobReading]] = []
+Heard = list[tuple[InstanceKey, JobReading]]
+
+
+def listener(heard: Heard, *, news: bool) -> Callable[[InstanceKey, JobReading], bool]:
+    def hear(key: InstanceKey, reading: JobReading) -> bool:
+        heard.append((key, reading))
+        return news
+
+    return hear
+
+
+@pytest.mark.parametrize("news", [True, False])
+async def test_an_authenticated_notification_is_its_job_s_reading(news: bool) -> None:
+    """Handed on as a reading; it wakes the instance only if it may be news."""
+    heard: Heard = []
     keys: list[InstanceKey] = []
     receiver = NotificationReceiver(
         Address("127.0.0.1", 0),
         keys.append,
         token=SecretStr("hush-123"),
-        heard=lambda key, reading: heard.append((key, reading)),
+        heard=listener(heard, news=news),
     )
     await receiver.start()
     try:
@@ -133,17 +146,15 @@ async def test_an_authenticated_notification_is_its_job_s_reading() -> None:
     finally:
         await receiver.stop()
     assert heard == [(InstanceKey("ns", "vm"), JobReading("12", JobState.RUNNING, "running"))]
-    assert keys == [InstanceKey("ns", "vm")]
+    assert keys == ([InstanceKey("ns", "vm")] if news else [])
 
 
 async def test_without_a_token_a_notification_only_wakes() -> None:
     """An unauthenticated body could claim any state: it is never taken as a reading."""
-    heard: list[tuple[InstanceKey, JobReading]] = []
+    heard: Heard = []
     keys: list[InstanceKey] = []
     receiver = NotificationReceiver(
-        Address("127.0.0.1", 0),
-        keys.append,
-        heard=lambda key, reading: heard.append((key, reading)),
+        Address("127.0.0.1", 0), keys.append, heard=listener(heard, news=False)
     )
     await receiver.start()
     try:

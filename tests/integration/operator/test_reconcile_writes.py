@@ -132,7 +132,8 @@ async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_n
 ) -> None:
     """The same pass as above, its job's end heard from an authenticated notification (the
     receiver hands on the body AWX sends, the job as its API has it): the pass takes it as
-    the reading and polls nothing. A notification delivered late changes nothing."""
+    the reading and polls nothing. A notification delivered late, or announcing again what the
+    status records, wakes nobody, and a pass it reaches anyway changes nothing."""
     name = "notified"
     key = await create(in_process, name)
     await reconcile_until(in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
@@ -144,7 +145,7 @@ async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_n
     )
     reading = job_reading_of(ended)
     assert reading is not None and reading.job_id == job_id
-    in_process.reconciler.notified.heard(key, reading)
+    assert in_process.reconciler.heard(key, reading), "news: the job is Pending in the status"
     caplog.set_level(logging.INFO, logger="cloudkit.operator")
     caplog.clear()
     await reconcile_until(in_process, key, lambda obj: status(obj).get("phase") == "Ready")
@@ -157,7 +158,10 @@ async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_n
     late = job_reading_of({**ended, "status": "running"})
     assert late is not None
     in_process.reconciler.notified.forget(key)
-    in_process.reconciler.notified.heard(key, late)
+    assert not in_process.reconciler.heard(key, late), "no news: wakes nobody"
+    assert not in_process.reconciler.heard(key, reading), "announced again: no news either"
+    other = job_reading_of({**ended, "id": int(job_id) + 1000})
+    assert other is not None and in_process.reconciler.heard(key, other), "a job not recorded"
     in_process.requests.clear()
     await in_process.reconciler.reconcile(key)
     after = await in_process.kube.get(f"{CI_PATH}/{name}")
