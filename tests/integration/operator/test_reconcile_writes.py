@@ -163,10 +163,14 @@ async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_n
     other = job_reading_of({**ended, "id": int(job_id) + 1000})
     assert other is not None and in_process.reconciler.heard(key, other), "a job not recorded"
     in_process.requests.clear()
+    caplog.clear()
     await in_process.reconciler.reconcile(key)
     after = await in_process.kube.get(f"{CI_PATH}/{name}")
     assert job(after, "provisionJob")["state"] == "Succeeded", job(after, "provisionJob")
     assert in_process.requests["PUT"] == 0, in_process.requests
+    # A pass that changed nothing says so at DEBUG only: the last line still says its state.
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if " phase=" in r.getMessage()]
+    assert [level for level, _ in said] in ([], [logging.DEBUG]), said
 
 
 async def test_an_ordered_instance_has_the_feedbacks_finalizer_before_its_job_starts(
