@@ -19,7 +19,7 @@ from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
-from cloudkit.operator.kube import KubeError
+from cloudkit.operator.kube import Conflict, KubeError
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.notifications import job_reading_of
 from tests.harness.in_process import (
@@ -216,6 +216,32 @@ async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
 
     seen = await reasons()
     assert "DeprovisionJobSucceeded" in seen, sorted(seen)
+
+
+async def test_a_status_write_is_guarded_by_the_version_it_was_computed_from(
+    in_process: InProcess,
+) -> None:
+    """The status write (one request, its body dumped once): the object as written, a Conflict
+    on a stale resourceVersion, None once the object is gone, and a refusal an error naming
+    the instance, all counted by the requests metric."""
+    kube = in_process.reconciler.kube
+    name = "guarded"
+    await create(in_process, name)
+    read = await in_process.kube.get(f"{CI_PATH}/{name}")
+    assert read is not None
+    in_process.requests.clear()
+    written = await kube.replace_status(read, {"phase": "Progressing"})
+    assert written is not None and written["status"]["phase"] == "Progressing"
+    assert written["metadata"]["resourceVersion"] != read["metadata"]["resourceVersion"]
+    assert in_process.requests["PUT"] == 1, in_process.requests
+    with pytest.raises(Conflict):
+        await kube.replace_status(read, {"phase": "Failed"})  # the version before the write
+    with pytest.raises(KubeError) as raised:
+        await kube.replace_status(written, {"phase": 12})  # refused by the CRD's schema
+    assert not isinstance(raised.value, Conflict) and raised.value.status == 422
+    assert f"{INSTANCE_NAMESPACE}/{name}" in str(raised.value), str(raised.value)
+    await in_process.kube.delete(f"{CI_PATH}/{name}")
+    assert await kube.replace_status(written, {"phase": "Failed"}) is None
 
 
 async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(
