@@ -13,6 +13,7 @@ notifications on) and splits the cycle with the automation service's own job tim
   launch_provision_s / launch_deprovision_s        create (delete) sent → AWX job created
   ready_after_job_finished_s                       AWX provision job finished → phase Ready
   gone_after_job_finished_s                        AWX deprovision job finished → object gone
+                                                   (negative: released at the playbook's mark)
   provision_tail_s / deprovision_tail_s            the playbook's last mark → AWX job finished
   operator_share                                   (cycle − both AWX jobs) ÷ cycle
   mark_share                                       (cycle − both jobs by the marks) ÷ cycle: the
@@ -33,6 +34,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,24 @@ def _awx_jobs(stack: StackHandle) -> dict[tuple[str, str], dict[str, float]]:
     }
 
 
+async def _awx_jobs_ended(
+    stack: StackHandle, names_: Iterable[str], within_s: float
+) -> dict[tuple[str, str], dict[str, float]]:
+    """`_awx_jobs` once every instance's two jobs ended: the operator releases a deleted
+    instance at the deprovision playbook's last mark, before AWX records the job's end."""
+    wanted = {(name, kind) for name in names_ for kind in ("provision", "deprovision")}
+    deadline = time.monotonic() + within_s
+    while True:
+        awx = await asyncio.to_thread(_awx_jobs, stack)
+        if wanted <= awx.keys():
+            return awx
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"AWX jobs not successful within {within_s:g} s: {wanted - awx.keys()}"
+            )
+        await asyncio.sleep(0.2)  # the service has no wait-for-job call: read again
+
+
 def _split(seen: Seen, awx: dict[str, dict[str, float]]) -> dict[str, float]:
     assert seen.ready and seen.gone and seen.provision_mark and seen.deprovision_mark
     assert seen.provision_launched and seen.deprovision_launched
@@ -172,7 +192,7 @@ async def measure(parallel: int, boot: float, within_s: float) -> dict[str, Any]
         )
         try:
             timeline = await _lifecycles(stack.kubeconfig, parallel, within_s)
-            awx = await asyncio.to_thread(_awx_jobs, stack)
+            awx = await _awx_jobs_ended(stack, timeline.seen.keys(), within_s)
         finally:
             await stack.stop()
     rows = {

@@ -13,7 +13,8 @@ each task's module, wall and CPU seconds of ansible-playbook's whole process tre
 
 Figures per parallelism (`p1`, `p3`), means over rounds and parallel jobs: `provision_job_s`,
 `deprovision_job_s` (inside lifecycles), `bare_provision_s`, `bare_deprovision_s`,
-`service_provision_s`, `service_deprovision_s`, the CPU seconds of a bare job, and `vm_boot_s`
+`service_provision_s`, `service_deprovision_s`, the CPU seconds and module processes
+(`bare_<phase>_module_runs`) of a bare job, and `vm_boot_s`
 (the simulator's boot delay; its stop delay is the same). The machine's load average is part
 of the output: compare runs by ratios taken in the same hour.
 """
@@ -239,6 +240,7 @@ def summarize_profile(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "ran": f"{len(ran)}/{len(runs)}",
                 "wall_s": round(statistics.fmean(line["wall_s"] for line in lines), 3),
                 "cpu_s": round(statistics.fmean(line["cpu_s"] for line in lines), 3),
+                "module_runs": round(statistics.fmean(line["module_runs"] for line in lines), 2),
             }
         )
     return summary
@@ -313,6 +315,8 @@ async def measure(stack: StackHandle, rounds: int, scratch: Path) -> dict[str, A
         for phase in PHASES:
             totals = [lines[-1]["cpu_s"] for lines in profiles[level][phase]]
             level_figures[f"bare_{phase}_cpu_s"] = mean(totals)
+            modules = [float(lines[-1]["module_runs"]) for lines in profiles[level][phase]]
+            level_figures[f"bare_{phase}_module_runs"] = mean(modules)
         margin = 3.0 if level == 1 else 6.0
         level_figures["goals"] = {
             f"{phase}_job_le_boot_plus_{margin:g}s": (level_figures[f"{phase}_job_s"] or 1e9)

@@ -1,8 +1,10 @@
 """Ansible callback `job_profile`: where a playbook's seconds go, task by task, as JSON lines.
 
-For each task: its name, module (action), wall seconds, and CPU seconds of the whole process
-tree of ansible-playbook while it ran (the controller, its forked worker, the module process);
-the last line holds the run's totals. ansible.posix's profile_tasks gives wall time only, and a
+For each task: its name, module (action), wall seconds, CPU seconds of the whole process tree
+of ansible-playbook while it ran (the controller, its forked worker, the module process), and
+`module_runs`: how many module processes it started (a module's result carries `invocation`,
+which AnsibleModule adds and an action plugin that runs no module does not); the last line
+holds the run's totals. ansible.posix's profile_tasks gives wall time only, and a
 module's CPU is spent in a grandchild process that no callback sees, hence /proc: the tree's CPU
 at each task boundary is this process's own and reaped children's time plus every live
 descendant's (Linux only; standard library only, so any ansible-core can load it).
@@ -81,6 +83,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
             "task": task.get_name(),
             "module": task.action,
             "status": "ok",
+            "module_runs": 0,
             "_wall": time.monotonic(),
             "_cpu": tree_cpu_s(self._pid),
         }
@@ -89,10 +92,18 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         if self._current is not None and self._current["status"] == "ok":
             self._current["status"] = status
 
+    def _count_module(self, result: Any) -> None:
+        if self._current is not None and "invocation" in (getattr(result, "_result", None) or {}):
+            self._current["module_runs"] += 1
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        self._count_module(result)
+
     def v2_runner_on_skipped(self, result: Any) -> None:
         self._mark("skipped")
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
+        self._count_module(result)
         self._mark("failed")
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
@@ -101,6 +112,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
             "task": "(total)",
             "wall_s": round(time.monotonic() - self._started, 3),
             "cpu_s": round(tree_cpu_s(self._pid), 3),
+            "module_runs": sum(line["module_runs"] for line in self._lines),
         }
         if self._out:
             with open(self._out, "a") as file:

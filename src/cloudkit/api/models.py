@@ -181,6 +181,9 @@ class JobStatus(_Model):
     provider: str | None = Field(
         default=None, description="The provider that runs the job: aap or eda."
     )
+    automation_finalizer_at_launch: bool | None = None
+    """Deprovision jobs: the automation finalizer was on the instance when the launch was
+    decided, so its removal is this job's playbook reporting every VM gone (its last mark)."""
 
 
 class JobRecord(_Model):

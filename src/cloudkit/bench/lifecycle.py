@@ -229,7 +229,7 @@ def run_lifecycle(
     on_step("gone")
     if error:
         return _failed(spec, started_at, marks, error)
-    return _row(spec, started_at, marks, created=created, deleted=deleted)
+    return completed_row(spec, started_at, marks, created=created, deleted=deleted)
 
 
 def _provider(spec: LifecycleSpec, marks: Marks | None) -> str:
@@ -252,9 +252,11 @@ def _span(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(end - start, 3)
 
 
-def _row(
+def completed_row(
     spec: LifecycleSpec, started_at: str, marks: Marks, *, created: float, deleted: float
 ) -> LifecycleRow:
+    """The figures of a lifecycle that completed: its spans between the marks, the overhead
+    and the overhead's four hops (which sum to it when every mark was seen)."""
     provision = _span(created, marks.ready)
     deprovision = _span(deleted, marks.gone)
     assert provision is not None and deprovision is not None  # both waited for above
@@ -275,4 +277,8 @@ def _row(
         deprovision_job_s=deprovision_job,
         overhead_s=overhead,
         deployment=spec.deployment,
+        launch_provision_s=_span(created, marks.provision_launched),
+        ready_after_mark_s=_span(marks.provision_done, marks.ready),
+        launch_deprovision_s=_span(deleted, marks.deprovision_launched),
+        gone_after_mark_s=_span(marks.deprovision_done, marks.gone),
     )

@@ -44,9 +44,23 @@ class LifecycleRow:
     overhead_s: float | None = None
     deployment: str = "local"
     """Which stack ran it: `local` or the kubeconfig's server."""
+    launch_provision_s: float | None = None
+    """The overhead's four hops, which sum to `overhead_s`: create request → provision launch
+    recorded; the playbook's annotation → phase Ready; delete request → deprovision launch
+    recorded; the automation finalizer removed → gone."""
+    ready_after_mark_s: float | None = None
+    launch_deprovision_s: float | None = None
+    gone_after_mark_s: float | None = None
 
 
 COLUMNS = tuple(f.name for f in fields(LifecycleRow))
+HOPS = (
+    ("launch_provision_s", "create → provision launch recorded"),
+    ("ready_after_mark_s", "config-version annotation → Ready"),
+    ("launch_deprovision_s", "delete → deprovision launch recorded"),
+    ("gone_after_mark_s", "automation finalizer removed → gone"),
+)
+"""The operator overhead's hops, in the order a lifecycle meets them."""
 PHASES = (
     ("provision_s", "provision"),
     ("deprovision_s", "deprovision"),
@@ -102,6 +116,10 @@ def _parse(record: dict[str, str]) -> LifecycleRow:
         deprovision_job_s=number("deprovision_job_s"),
         overhead_s=number("overhead_s"),
         deployment=record.get("deployment") or "local",
+        launch_provision_s=number("launch_provision_s"),
+        ready_after_mark_s=number("ready_after_mark_s"),
+        launch_deprovision_s=number("launch_deprovision_s"),
+        gone_after_mark_s=number("gone_after_mark_s"),
     )
 
 
@@ -192,6 +210,24 @@ class RunContext:
     note: str = ""
 
 
+def hop_lines(grouped: dict[str, list[LifecycleRow]]) -> list[str]:
+    """The operator overhead by hop, in milliseconds (mean, max); nothing for rows without
+    hops (a CSV written before they were recorded)."""
+    table: list[str] = []
+    for provider, provider_rows in grouped.items():
+        for column, title in HOPS:
+            found = phase_stats(provider_rows, column)
+            if found is not None:
+                table.append(
+                    f"| {_label(provider)} | {title} | {1000 * found.mean:.0f} "
+                    f"| {1000 * found.maximum:.0f} |"
+                )
+    if not table:
+        return []
+    head = ["", "Operator overhead by hop, milliseconds:", ""]
+    return [*head, "| provider | hop | mean | max |", "|---|---|---|---|", *table]
+
+
 def summary_markdown(rows: Sequence[LifecycleRow], context: RunContext) -> str:
     grouped = by_provider(rows)
     failed = [r for r in rows if not r.ok]
@@ -223,6 +259,7 @@ def summary_markdown(rows: Sequence[LifecycleRow], context: RunContext) -> str:
                     f"| {_label(provider)} | {title} | {found.mean:.1f} | {found.median:.1f} "
                     f"| {found.minimum:.1f} | {found.maximum:.1f} |"
                 )
+    lines += hop_lines(grouped)
     lines.append("")
     for provider, provider_rows in grouped.items():
         share = overhead_share(provider_rows)

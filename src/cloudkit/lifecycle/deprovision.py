@@ -6,7 +6,8 @@ Order is the whole point (upstream's three 2026-02-10 bugs were ordering bugs):
 2. only then is one deprovision job launched (its intent is recorded in a later or the same
    write as that terminal reading, never an earlier one);
 3. the operator finalizer goes when deprovisioning succeeded, was skipped, or failed without
-   blockDeletionOnFailure; a blocking failure is retried with back-off.
+   blockDeletionOnFailure; a blocking failure is retried with back-off. Success is the
+   backend's verdict, or the deprovision playbook's last mark (`_cleanup_marked`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from cloudkit.lifecycle.types import (
 ABANDONED = "canceled before launch: the instance was deleted and no job was found"
 EDA_DONE = "AAP playbook completed (finalizer removed)"
 EDA_WAITING = "Waiting for AAP playbook to complete"
+CLEANUP_MARKED = (
+    "deprovisioning playbook removed the automation finalizer and no VirtualMachine is left"
+)
 
 
 def step_deprovision(step: Step) -> None:
@@ -114,7 +118,7 @@ def _drive_deprovision(step: Step) -> None:
         if caps.deprovision_needs_automation_finalizer and not has_automation_finalizer(step):
             _release(step, "no automation finalizer: nothing was provisioned to deprovision")
             return
-        launch.start(step, JobType.DEPROVISION, config_version=status.desired_config_version)
+        _start(step)
         return
     outcome = step.launch_outcome(job.correlation_id)
     if outcome is not None and _launch_settled(step, outcome):
@@ -134,6 +138,36 @@ def _drive_deprovision(step: Step) -> None:
         _release(step, f"deprovisioning job {job.id} {job.state.value}; deletion not blocked")
     else:
         _retry(step, job)
+
+
+def _start(step: Step) -> None:
+    """Record a deprovision intent, with whether its playbook will find the automation
+    finalizer to remove (what makes the removal this job's mark, `_cleanup_marked`)."""
+    job = launch.start(step, JobType.DEPROVISION, config_version=step.status.desired_config_version)
+    job.automation_finalizer_at_launch = has_automation_finalizer(step)
+
+
+def _cleanup_marked(step: Step, job: JobStatus) -> bool:
+    """AAP direct: has this job's playbook done the cleanup, by its own last mark?
+
+    The deprovision playbook removes the automation finalizer only after every VM labelled
+    with the instance is gone, as its last task; what follows (the play's end, the process
+    exiting, the automation recording the job) cleans nothing up. So the finalizer's removal,
+    when it was there at this job's launch and nothing else can add it back (the provision job
+    is finished before any deprovision launch), is the playbook's word that cleanup succeeded,
+    the same word EDA's deletion rests on. The shell reads the instance and its VMs fresh
+    before a finalizer goes (`acts_on_reads`), and a VM still listed, or VMs that could not be
+    listed, leave the decision to the job's verdict: a finalizer removed by hand with the VM
+    still there proves nothing. A job whose playbook never saw the finalizer (it was absent
+    at launch: a provision job canceled before it added one) has no such mark, and is
+    followed to the backend's verdict as before.
+    """
+    return (
+        bool(job.automation_finalizer_at_launch)
+        and bool(job.id)
+        and not has_automation_finalizer(step)
+        and step.observation.vms == ()
+    )
 
 
 def _launch_settled(step: Step, outcome: LaunchOutcome) -> bool:
@@ -156,6 +190,15 @@ def _follow(step: Step, job: JobStatus) -> None:
         else:
             jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, EDA_DONE), step.now)
         return
+    if _cleanup_marked(step, job):
+        jobs.apply_reading(job, JobReading(job.id, JobState.SUCCEEDED, CLEANUP_MARKED), step.now)
+        # The same Event as a success the backend reports (step._fold_poll), with the reason.
+        step.event(
+            EventType.NORMAL,
+            "DeprovisionJobSucceeded",
+            f"Deprovision job {job.id} is {job.state.value}: {job.message}",
+        )
+        return
     poll.follow(step, JobType.DEPROVISION, job)
 
 
@@ -168,7 +211,7 @@ def _retry(step: Step, job: JobStatus) -> None:
             "DeprovisionRetry",
             f"Deprovisioning {what}; retrying (deletion is blocked)",
         )
-        launch.start(step, JobType.DEPROVISION, config_version=step.status.desired_config_version)
+        _start(step)
     else:
         step.requeue(due - step.now)
 

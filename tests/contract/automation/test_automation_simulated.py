@@ -164,7 +164,7 @@ async def test_simulated_jobs_change_the_cluster_with_the_playbooks_credentials(
 ) -> None:
     """Through the service: a provision job leaves the VM and the annotation, a deprovision
     job removes the VM and the automation finalizer. The service reads K8S_AUTH_KUBECONFIG,
-    as the playbooks' kubernetes.core modules do."""
+    as the playbooks' kubernetes_api action does."""
     monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(apiserver.kubeconfig))
     simulator = await start_vm_simulator(apiserver.kubeconfig, boot_seconds=0.2, stop_seconds=0.2)
     templates = [

@@ -1,25 +1,31 @@
-"""The cluster credential docs/wiring-aap.md gives the playbooks is enough for them.
+"""The cluster credential docs/wiring-aap.md gives the playbooks is enough for them, and never
+shows up in what a job records.
 
-provision.yml and deprovision.yml run by ansible-playbook under a ServiceAccount bound to
-exactly the ClusterRole printed in the guide (parsed from it, so the guide and the test cannot
-drift), against the local API server's RBAC and the VM simulator: the tenant namespace, the VM,
-its readiness, the annotation and both finalizers. The API server's audit log then shows that
-nothing was refused and that every verb the role grants was used: the role is no bigger than
-the playbooks need.
+provision.yml and deprovision.yml run through ansible-runner (as AWX runs a job) under a
+ServiceAccount bound to exactly the ClusterRole printed in the guide (parsed from it, so the
+guide and the test cannot drift), its token given as AWX's "OpenShift or Kubernetes API Bearer
+Token" credential gives it (K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_VERIFY_SSL,
+K8S_AUTH_SSL_CA_CERT), against the local API server's RBAC and the VM simulator: the tenant
+namespace, the VM, its readiness, the annotation and both finalizers. The API server's audit log
+then shows that nothing was refused and that every verb the role grants was used: the role is
+no bigger than the playbooks need. Neither the token nor a refused one appears in any job's
+stdout or events (at verbosity 3, where Ansible shows module arguments).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 import pytest
 import yaml
 
@@ -109,40 +115,55 @@ async def bind_documented_role(kube: KubeClient) -> None:
     await kube.ensure(resource_path(rbac, "v1", "clusterrolebindings"), binding)
 
 
-def account_kubeconfig(admin: Path, token: str, directory: Path) -> Path:
-    """The admin's kubeconfig with the account's token as its only user (0600)."""
-    config = yaml.safe_load(admin.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path = directory / "automation-kubeconfig"
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-async def run_playbook(playbook: str, payload: dict[str, Any], kubeconfig: Path, tmp: Path) -> str:
-    """ansible-playbook with the AAP-direct extra vars; fails the test on a non-zero rc."""
-    os.makedirs(tmp, exist_ok=True)
-    extra_vars = tmp / "vars.json"
-    launch = {"ansible_eda": {"event": {"payload": payload}}, "cloudkit_correlation_id": "t"}
-    extra_vars.write_text(json.dumps(launch))
-    env = {
-        **os.environ,
-        "K8S_AUTH_KUBECONFIG": str(kubeconfig),
-        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
-        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+def aap_credential(admin: Path, token: str, directory: Path) -> dict[str, str]:
+    """The environment AWX's "OpenShift or Kubernetes API Bearer Token" credential injects: the
+    server of the admin's kubeconfig, the token, and its CA as a file (AWX writes one too)."""
+    cluster = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]
+    ca_file = directory / "ca.crt"
+    ca_file.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    return {
+        "K8S_AUTH_HOST": cluster["server"],
+        "K8S_AUTH_API_KEY": token,
+        "K8S_AUTH_VERIFY_SSL": "True",
+        "K8S_AUTH_SSL_CA_CERT": str(ca_file),
     }
-    process = await asyncio.create_subprocess_exec(
-        str(ANSIBLE_PLAYBOOK),
-        *("-i", "localhost,", str(PLAYBOOKS / playbook), "-e", f"@{extra_vars}"),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+
+
+def run_job(playbook: str, payload: dict[str, Any], credential: dict[str, str], tmp: Path) -> Any:
+    """The playbook through ansible-runner with the AAP-direct extra vars and the credential's
+    environment, at verbosity 3; returns the Runner (status, stdout, events)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    return ansible_runner.run(
+        private_data_dir=str(tmp),
+        playbook=str(PLAYBOOKS / playbook),
+        inventory={"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}},
+        extravars={"ansible_eda": {"event": {"payload": payload}}, "cloudkit_correlation_id": "t"},
+        envvars={
+            **credential,
+            "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
+            "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        },
+        verbosity=3,
+        quiet=True,
+        # A deadline, not an expectation: a loaded machine can take minutes.
+        timeout=600,
     )
-    # A deadline, not an expectation: a loaded machine can take minutes.
-    output, _ = await asyncio.wait_for(process.communicate(), 600)
-    assert process.returncode == 0, output.decode()
-    return output.decode()
+
+
+def recorded(runner: Any) -> str:
+    """Everything the job recorded: its stdout and every event."""
+    stdout = str(runner.stdout.read())
+    return stdout + "\n".join(json.dumps(event) for event in runner.events)
+
+
+async def run_playbook(
+    playbook: str, payload: dict[str, Any], credential: dict[str, str], tmp: Path
+) -> str:
+    """run_job, which must succeed; returns what the job recorded."""
+    runner = await asyncio.to_thread(run_job, playbook, payload, credential, tmp)
+    record = recorded(runner)
+    assert runner.status == "successful", record
+    return record
 
 
 async def test_the_guides_role_is_enough_for_both_playbooks(
@@ -155,7 +176,9 @@ async def test_the_guides_role_is_enough_for_both_playbooks(
         await until(lambda: kube.get(ci_path()), lambda listing: listing is not None)
         issued = await asyncio.to_thread(kubectl, "create", "token", ACCOUNT, "-n", ACCOUNT)
         assert issued.returncode == 0, issued.stderr
-        kubeconfig = account_kubeconfig(apiserver.kubeconfig, issued.stdout.strip(), tmp_path)
+        token = issued.stdout.strip()
+        credential = aap_credential(apiserver.kubeconfig, token, tmp_path)
+        records = []
         simulator = await start_vm_simulator(
             apiserver.kubeconfig, boot_seconds=0.5, stop_seconds=0.5
         )
@@ -175,8 +198,10 @@ async def test_the_guides_role_is_enough_for_both_playbooks(
                 "desiredConfigVersion": "0123456789abcdef",
                 "tenantReference": {"name": "t", "namespace": TENANT_NS},
             }
-            await run_playbook(
-                "provision.yml", {**created, "status": status}, kubeconfig, tmp_path / "p"
+            records.append(
+                await run_playbook(
+                    "provision.yml", {**created, "status": status}, credential, tmp_path / "p"
+                )
             )
 
             vm = await kube.get(vm_path(NAME))
@@ -190,8 +215,10 @@ async def test_the_guides_role_is_enough_for_both_playbooks(
             # A spec change provisions again: the existing VM is updated (patch), not created.
             changed = {**status, "desiredConfigVersion": "fedcba9876543210"}
             payload = {**provisioned, "spec": {**provisioned["spec"], "cores": 2}}
-            await run_playbook(
-                "provision.yml", {**payload, "status": changed}, kubeconfig, tmp_path / "q"
+            records.append(
+                await run_playbook(
+                    "provision.yml", {**payload, "status": changed}, credential, tmp_path / "q"
+                )
             )
             vm = await kube.get(vm_path(NAME))
             assert vm is not None
@@ -201,12 +228,31 @@ async def test_the_guides_role_is_enough_for_both_playbooks(
             deleting = await kube.get(ci_path(NAME))
             assert deleting is not None
             payload = {**deleting, "status": changed}
-            await run_playbook("deprovision.yml", payload, kubeconfig, tmp_path / "d")
+            records.append(
+                await run_playbook("deprovision.yml", payload, credential, tmp_path / "d")
+            )
             assert await kube.get(vm_path(NAME)) is None
             left = await kube.get(ci_path(NAME))
             assert left is not None and left["metadata"]["finalizers"] == [names.OPERATOR_FINALIZER]
+
+            # A refused token: the job fails naming the call, the object and the HTTP status,
+            # and the token is nowhere in what it recorded.
+            canary = f"refused-token-{uuid.uuid4().hex}"
+            refused = await asyncio.to_thread(
+                run_job,
+                "provision.yml",
+                {**left, "status": status},
+                {**credential, "K8S_AUTH_API_KEY": canary},
+                tmp_path / "r",
+            )
+            record = recorded(refused)
+            assert refused.status == "failed", record
+            assert f"computeinstances {NS}/{NAME}: HTTP 401 Unauthorized" in record, record
+            assert canary not in record, "a refused token is in the job's stdout or events"
         finally:
             await simulator.stop()
+    for record in records:
+        assert token not in record, "the credential's token is in a job's stdout or events"
     decisions = audited(tmp_path / "state")
     assert [e for e in decisions if not e["allowed"]] == []
     used = {(e["group"], e["resource"], e["verb"]) for e in decisions}

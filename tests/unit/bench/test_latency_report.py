@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cloudkit.api import names
-from cloudkit.bench.lifecycle import Marks, record
+from cloudkit.bench.lifecycle import LifecycleSpec, Marks, completed_row, record
 from cloudkit.bench.report import (
     LifecycleRow,
     RunContext,
@@ -108,3 +108,31 @@ def test_phase_failed_is_a_failure_with_the_jobs_message() -> None:
     failed_job = {"id": "3", "state": "Failed", "message": "failed: deliberate"}
     record(marks, "MODIFIED", event(phase="Failed", provisionJob=failed_job), 1.0)
     assert marks.failed == "failed: deliberate" and marks.ready is None
+
+
+def test_the_overhead_s_four_hops_sum_to_it_and_are_reported_in_ms(tmp_path: Path) -> None:
+    marks = Marks(
+        provider="aap",
+        provision_launched=0.2,
+        provision_done=10.0,
+        ready=10.7,
+        deprovision_launched=20.05,
+        deprovision_done=25.0,
+        gone=25.04,
+    )
+    spec = LifecycleSpec("aap", 1, "lat-aap-x-r1-1", "local", 60.0)
+    done = completed_row(spec, "t", marks, created=0.0, deleted=20.0)
+    hops = (
+        done.launch_provision_s,
+        done.ready_after_mark_s,
+        done.launch_deprovision_s,
+        done.gone_after_mark_s,
+    )
+    assert hops == (0.2, 0.7, 0.05, 0.04)
+    assert done.overhead_s == pytest.approx(sum(hops))
+    path = tmp_path / "latency_results.csv"
+    write_rows(path, [done], append=False)
+    assert read_rows(path) == [done]
+    text = summary_markdown([done], RunContext("cloudkit bench latency", "m", "d"))
+    assert "| AAP | config-version annotation → Ready | 700 | 700 |" in text
+    assert "| AAP | automation finalizer removed → gone | 40 | 40 |" in text

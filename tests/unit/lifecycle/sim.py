@@ -185,6 +185,9 @@ class World:
     events: list[RecordEvent] = field(default_factory=list)
     launch_allowed: bool = True
     """The shell's launch slot: False while the limit of launches in flight is reached."""
+    marked: set[str] = field(default_factory=set)
+    """AAP deprovision jobs whose playbook made its last mark (every VM deleted, then the
+    automation finalizer removed) before the backend recorded the job's end."""
 
     def __post_init__(self) -> None:
         self.backend.provider = self.provider
@@ -218,6 +221,33 @@ class World:
                 if names.AUTOMATION_FINALIZER in meta.finalizers:
                     meta.finalizers.remove(names.AUTOMATION_FINALIZER)
                     self._maybe_gone()
+
+    def deprovision_playbook_marks(self) -> None:
+        """AAP: a running deprovision playbook reaches its last task (the VM is gone, then the
+        automation finalizer removed) while its job is still running; the job may still end in
+        any state after that (its `fail` flag), as a play can fail after its last mark."""
+        for job in self.backend.active():
+            if job.type is not JobType.DEPROVISION or job.state is not JobState.RUNNING:
+                continue
+            if getattr(job, "_applied", False) or self.stored is None:
+                continue
+            job._applied = True  # type: ignore[attr-defined]
+            self.vm_exists = self.vm_ready = False
+            self.vmi_created_at = None
+            finalizers = self.stored.metadata.finalizers
+            if names.AUTOMATION_FINALIZER in finalizers:
+                self.marked.add(job.id)
+                finalizers.remove(names.AUTOMATION_FINALIZER)
+                self._maybe_gone()
+
+    def automation_finalizer_removed_by_hand(self) -> None:
+        """Someone other than a playbook removes the automation finalizer; the VM stays."""
+        if (
+            self.stored is not None
+            and names.AUTOMATION_FINALIZER in self.stored.metadata.finalizers
+        ):
+            self.stored.metadata.finalizers.remove(names.AUTOMATION_FINALIZER)
+            self._maybe_gone()
 
     def eda_progress(self) -> None:
         """EDA jobs are not observable; the playbook finishing is what moves the world."""
@@ -369,7 +399,7 @@ class World:
         if state == names.MANAGEMENT_STATE_MANUAL:
             return "managed-elsewhere"
         if dep is not None and dep.state is JobState.SUCCEEDED:
-            return "succeeded"
+            return self._aap_success_reason(dep.id) if self.provider == "aap" else "succeeded"
         if self.provider == "eda" and (
             names.AUTOMATION_FINALIZER not in self.stored.metadata.finalizers
         ):
@@ -381,6 +411,19 @@ class World:
                 return "BAD: released after a refused deprovision launch"
             return "failed-non-blocking"
         return f"BAD: deprovision {dep.state} block={dep.block_deletion_on_failure}"
+
+    def _aap_success_reason(self, job_id: str) -> str:
+        """AAP: a success is the backend's verdict or the job's playbook's own last mark, and
+        either way no VM may be left."""
+        if self.vm_exists:
+            return f"BAD: deprovision job {job_id} taken as succeeded with the VM still there"
+        backend = self.backend.jobs.get(job_id)
+        if backend is not None and backend.state is JobState.SUCCEEDED:
+            return "succeeded"
+        if job_id in self.marked:
+            return "marked"
+        state = backend.state if backend is not None else "unknown"
+        return f"BAD: deprovision job {job_id} taken as succeeded; the backend says {state}"
 
     def delete(self) -> None:
         if self.stored is None or self.stored.deleting:

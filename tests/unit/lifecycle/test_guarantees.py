@@ -14,6 +14,7 @@ import pytest
 from cloudkit.api import names
 from cloudkit.api.jobs import TERMINAL_STATES, JobState, JobType
 from cloudkit.api.models import JobStatus
+from cloudkit.lifecycle.deprovision import CLEANUP_MARKED
 from tests.unit.lifecycle.sim import Crash, World
 
 
@@ -152,6 +153,76 @@ def test_a_purged_deprovision_job_is_not_taken_for_a_success(how: str) -> None:
     assert _deprovision(world).purged
     world.tick(world.cfg.retry_backoff_min.total_seconds())
     world.advance(passes=4)
+    assert world.stored is None and world.released_because == ["succeeded"]
+    assert not world.vm_exists
+
+
+def _deprovision_running(world: World) -> str:
+    """Launch the deprovision job of a deleted instance and let the backend start it."""
+    world.reconcile()
+    job_id = _deprovision(world).id
+    world.backend.progress(world.backend.jobs[job_id])  # running
+    world.tick(1)
+    world.reconcile()
+    assert world.backend.jobs[job_id].state is JobState.RUNNING
+    return job_id
+
+
+def test_aap_releases_at_the_deprovision_playbook_s_last_mark() -> None:
+    """AAP direct: the deprovision playbook deleted the VM and then removed the automation
+    finalizer it found at launch; that mark is its word that cleanup succeeded, so the
+    finalizer goes at once, with the job's success Event, while AWX still runs the job's tail
+    (and even if the play fails after its last task)."""
+    world = _deleting_ready_world()
+    job_id = _deprovision_running(world)
+    assert _deprovision(world).automation_finalizer_at_launch is True
+    world.backend.jobs[job_id].fail = True  # whatever the play's end, cleanup was done
+    world.deprovision_playbook_marks()
+    world.tick(0.1)
+    world.reconcile()
+    assert world.stored is None and world.released_because == ["marked"]
+    assert world.backend.jobs[job_id].state is JobState.RUNNING
+    succeeded = [e.message for e in world.events if e.reason == "DeprovisionJobSucceeded"]
+    assert succeeded == [f"Deprovision job {job_id} is Succeeded: {CLEANUP_MARKED}"]
+    assert not world.vm_exists
+
+
+def test_a_deprovision_whose_playbook_never_saw_the_automation_finalizer_waits_for_its_job() -> (
+    None
+):
+    """No automation finalizer at the deprovision launch (gone before the deletion) and no VM:
+    nothing marks this job's cleanup, so only the backend's success releases the instance."""
+    world = World()
+    world.run_to_ready()
+    world.vm_exists = world.vm_ready = False
+    world.automation_finalizer_removed_by_hand()
+    world.delete()
+    job_id = _deprovision_running(world)
+    assert _deprovision(world).automation_finalizer_at_launch is False
+    world.tick(5)
+    world.reconcile()
+    assert _operator_finalizer_held(world) and world.released_because == []
+    world.backend.progress(world.backend.jobs[job_id])  # successful
+    world.tick(1)
+    world.reconcile()
+    assert world.stored is None and world.released_because == ["succeeded"]
+
+
+def test_an_automation_finalizer_removed_by_hand_with_the_vm_left_proves_nothing() -> None:
+    """The automation finalizer goes while the deprovision job runs, but a VM is still
+    listed: not the playbook's mark (it deletes every VM first), so the job's verdict decides."""
+    world = _deleting_ready_world()
+    job_id = _deprovision_running(world)
+    world.automation_finalizer_removed_by_hand()
+    assert world.vm_exists
+    world.tick(0.1)
+    world.reconcile()
+    assert _operator_finalizer_held(world) and world.released_because == []
+    assert _deprovision(world).state is JobState.RUNNING
+    world.backend.progress(world.backend.jobs[job_id])
+    world.settle_playbooks()
+    world.tick(1)
+    world.reconcile()
     assert world.stored is None and world.released_because == ["succeeded"]
     assert not world.vm_exists
 

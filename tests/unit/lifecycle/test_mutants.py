@@ -81,6 +81,27 @@ MUTANTS = [
         "test_backoff_of_a_refused_launch_runs_from_the_refusal",
     ),
     Mutant(
+        "AAP waits for the job's verdict after its playbook's last mark",
+        "lifecycle/deprovision.py",
+        "    if _cleanup_marked(step, job):",
+        "    if False:",
+        "test_aap_releases_at_the_deprovision_playbook_s_last_mark",
+    ),
+    Mutant(
+        "an automation finalizer absent at the deprovision launch taken as a mark",
+        "lifecycle/deprovision.py",
+        "        bool(job.automation_finalizer_at_launch)\n        and bool(job.id)",
+        "        bool(job.id)",
+        "test_a_deprovision_whose_playbook_never_saw_the_automation_finalizer_waits_for_its_job",
+    ),
+    Mutant(
+        "an automation finalizer removed with a VM still listed taken as a mark",
+        "lifecycle/deprovision.py",
+        "        and step.observation.vms == ()",
+        "",
+        "test_an_automation_finalizer_removed_by_hand_with_the_vm_left_proves_nothing",
+    ),
+    Mutant(
         "an accepted cancel taken as the final Canceled state",
         "lifecycle/step.py",
         "        job.cancel_requested_at = step.now\n",

@@ -15,7 +15,10 @@ re-creating VMIs. After every step it checks:
 4. exactly-once launches: no correlation id reaches the backend twice, even across crashes, and
    no persisted intent is replaced by another before it reached the backend or was closed;
 5. the operator finalizer is released only when deprovisioning succeeded, was skipped, or
-   failed without blockDeletionOnFailure;
+   failed without blockDeletionOnFailure; with AAP, "succeeded" is the backend's verdict or
+   the job's playbook's last mark (the automation finalizer it found at launch removed, a
+   deprovision playbook may reach before its job ends and then fail), never a finalizer
+   removed by hand, and no VM is left either way;
 and for restarts: one VMI deletion per request (a second only after a crash lost the record of
 the first), and `lastRestartedAt` names a request only once
 a VMI created after it exists (the simulated shell records any violation).
@@ -144,6 +147,16 @@ class Lifecycle(RuleBasedStateMachine):
         stored.spec.restart_requested_at = self.world.now
         stored.metadata.generation = (stored.metadata.generation or 1) + 1
         self.requests.add(self.world.now)
+
+    @rule()
+    def deprovision_playbook_marks(self) -> None:
+        self.world.deprovision_playbook_marks()
+
+    @rule()
+    @precondition(lambda self: self.world.stored is not None and self.world.stored.deleting)
+    def automation_finalizer_removed_by_hand(self) -> None:
+        # While deleting, where the release decision could take it for the playbook's mark.
+        self.world.automation_finalizer_removed_by_hand()
 
     @rule()
     def kubevirt_recreates_vmi(self) -> None:

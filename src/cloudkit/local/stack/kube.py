@@ -2,7 +2,7 @@
 
 It speaks to any API server reachable through a token kubeconfig (the local one, or a real
 cluster) with plain aiohttp: JSON bodies, merge and JSON patches, lists and watches. It is not
-a general client: the operator uses kopf and the playbooks use kubernetes.core.
+a general client: the operator uses kopf and the playbooks their own kubernetes_api action.
 """
 
 from __future__ import annotations

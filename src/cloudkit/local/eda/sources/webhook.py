@@ -69,6 +69,7 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
     token = str(args.get("token") or "")
     port_file = str(args.get("port_file") or "")
     allowed = {str(name) for name in args.get("endpoints") or []}
+    accepted: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def receive(request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]
@@ -87,9 +88,21 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
             "headers": _event_headers(request),
             "received_at": datetime.now(UTC).isoformat(),
         }
-        # 200 only once the event is queued: a 2xx tells the operator the launch happened.
-        await queue.put({"payload": payload, "meta": meta})
+        # 200 once the event is accepted in order: a 2xx tells the operator the launch happened.
+        accepted.put_nowait({"payload": payload, "meta": meta})
         return web.json_response({"status": "accepted", "endpoint": endpoint})
+
+    async def forward() -> None:
+        """Hand accepted events to the rule engine, one at a time, in arrival order.
+
+        ansible-rulebook's source queue holds one event (`asyncio.Queue(1)` in its app.py), so
+        a put waits until the rule engine has taken the event before it: answering the POST
+        only after the put made each of several webhooks sent at once wait for the others'
+        rule evaluation (up to a second under load). An event accepted here is in this
+        process's memory, as one in the rule engine's queue is; a stop loses either alike.
+        """
+        while True:
+            await queue.put(await accepted.get())
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -104,6 +117,6 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
     if port_file:
         _write_port_file(Path(port_file), _bound_port(runner))
     try:
-        await asyncio.Future()  # until cancelled
+        await forward()  # until cancelled
     finally:
         await runner.cleanup()
