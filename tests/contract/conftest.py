@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudkit.local.apiserver.main import ApiServerHandle, start_apiserver
+from cloudkit.local.apiserver.main import ApiServerHandle, new_event_loop, start_apiserver
 from cloudkit.local.apiserver.store import CHANGE_LOG_WINDOW
 
 BIN = Path(sys.executable).parent
@@ -27,7 +27,7 @@ class ServerThread:
     kubectl, kopf, sync clients) never stall it."""
 
     def __init__(self, state_dir: Path, *, change_log_window: int = CHANGE_LOG_WINDOW) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop `cloudkit apiserver` runs on
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         future = asyncio.run_coroutine_threadsafe(

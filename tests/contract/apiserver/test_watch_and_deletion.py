@@ -79,6 +79,23 @@ async def test_watch_selector_transitions(api: Api) -> None:
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
 
 
+async def test_replayed_changes_keep_selector_transitions(api: Api) -> None:
+    """A watch resumed from an older resourceVersion sees the same transitions as a live one:
+    the change log keeps each change's previous version (as text) to tell them."""
+    created = await api.ok("POST", CONFIGMAPS, configmap("c1", labels={"x": "1"}))
+    for value in ("2", "3"):
+        await api.ok("PATCH", CONFIGMAPS + "/c1", {"metadata": {"labels": {"x": value}}},
+                     content_type=MERGE)  # fmt: skip
+    since = created["metadata"]["resourceVersion"]
+    params = {"labelSelector": "x=2", "resourceVersion": since, "timeoutSeconds": "2"}
+    async with api.watch(CONFIGMAPS, params) as resp:
+        events = await read_events(resp, 2)
+    assert [(e["type"], e["object"]["metadata"]["labels"]) for e in events] == [
+        ("ADDED", {"x": "2"}),
+        ("DELETED", {"x": "3"}),
+    ]
+
+
 async def test_finalizers_block_deletion_and_only_shrink(api: Api) -> None:
     await api.install_widgets()
     await api.ok("POST", WIDGETS, widget("w1", finalizers=["a.io/f"]))

@@ -216,7 +216,7 @@ class ApiServerApp(ReadHandlers):
         opts = self._write_options(request, target)
         body = await self._json_body(request)
         obj = self.cluster.create(target.info, target.namespace, body, opts)
-        return json_response(obj, 201, opts.warnings)
+        return self._object_response(target.info, obj, 201, opts.warnings)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         opts = self._write_options(request, target)
@@ -225,7 +225,7 @@ class ApiServerApp(ReadHandlers):
         obj = self.cluster.update(
             target.info, target.namespace or "", target.name, body, target.subresource, opts
         )
-        return json_response(obj, 200, opts.warnings)
+        return self._object_response(target.info, obj, 200, opts.warnings)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         opts = self._write_options(request, target)
@@ -254,7 +254,7 @@ class ApiServerApp(ReadHandlers):
             opts,
             request.query.get("fieldManager"),
         )
-        return json_response(obj, 201 if created else 200, opts.warnings)
+        return self._object_response(target.info, obj, 201 if created else 200, opts.warnings)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         opts = self._write_options(request, target)
@@ -272,7 +272,7 @@ class ApiServerApp(ReadHandlers):
         assert target.name is not None
         obj, removed = self.cluster.delete(info, target.namespace or "", target.name, options, opts)
         if not removed:
-            return json_response(self.cluster.present(info, obj))
+            return self._object_response(info, self.cluster.present(info, obj))
         return json_response(
             {
                 "kind": "Status",

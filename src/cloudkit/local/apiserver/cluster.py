@@ -126,10 +126,12 @@ class Cluster(DeletionRules):
         opts: WriteOptions,
         applied: Obj | None = None,
     ) -> Obj:
-        """Create `body`; `applied` is the configuration of a server-side apply that creates."""
-        body = self._check_fields(
-            info, semantics.json_copy(body) if isinstance(body, dict) else body, opts
-        )
+        """Create `body`, which this may change (a request's freshly decoded body); `applied`
+        is the configuration of a server-side apply that creates, kept as it is."""
+        if applied is not None and isinstance(body, dict):
+            body = semantics.json_copy(body)
+        # prepare_create copies what it keeps, so the request's body needs no copy of its own.
+        body = self._check_fields(info, body, opts)
         obj = semantics.prepare_create(info, body, namespace, semantics.now_rfc3339())
         self._check_metadata(info, obj)
         meta = obj["metadata"]
@@ -229,9 +231,10 @@ class Cluster(DeletionRules):
         schema = info.schema
         if not schema:
             return obj
-        obj, unknown = schemas.prune(obj, schema)
+        # `obj` is the write's own copy (prepare_create, carry_over): no second and third copy.
+        obj, unknown = schemas.prune(obj, schema, in_place=True)
         self._report_unknown(unknown, opts)
-        obj = schemas.apply_defaults(obj, schema)
+        obj = schemas.apply_defaults(obj, schema, in_place=True)
         causes = schemas.validate(obj, schema, old)
         if causes:
             raise invalid(info.kind, info.group, obj["metadata"].get("name", ""), causes)
@@ -269,6 +272,7 @@ class Cluster(DeletionRules):
         subresource: str | None,
         opts: WriteOptions,
     ) -> Obj:
+        """Replace the object (or its status) with `body`, which this may change."""
         old = self.store.get(info.rkey, namespace if info.namespaced else "", name)
         if old is None:
             raise not_found(info, name)
@@ -291,7 +295,8 @@ class Cluster(DeletionRules):
             )
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(info.plural, name, info.group)
-        body = self._check_fields(info, semantics.json_copy(body), opts)
+        # `body` is the request's own (this may change it); carry_over copies what it keeps.
+        body = self._check_fields(info, body, opts)
         new = semantics.carry_over(info, old, body, subresource)
         return self._store_update(info, old, new, opts, subresource)
 
@@ -332,7 +337,8 @@ class Cluster(DeletionRules):
                 return self.create(info, namespace, body, opts, applied=body), True
         if old is None:
             raise not_found(info, name)
-        base = semantics.json_copy(old)
+        # JSON patch copies the document itself before its operations change it.
+        base = old if content_type == "application/json-patch+json" else semantics.json_copy(old)
         try:
             if content_type == "application/merge-patch+json":
                 if not isinstance(body, dict):

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import copy
-
 from cloudkit.local.apiserver import crds, semantics
 from cloudkit.local.apiserver.resources import CRD_RKEY, NAMESPACE_RKEY, Registry
 from cloudkit.local.apiserver.store import Obj, Put, Remove, Store
@@ -38,9 +36,9 @@ class DeletionRules:
             finalizers.append(CLEANUP_FINALIZER)
         terminating_ns = rkey == NAMESPACE_RKEY
         if not finalizers and not terminating_ns:
-            self._write([Remove(rkey, copy.deepcopy(obj))])
+            self._write([Remove(rkey, semantics.json_copy(obj))])
             return obj, True
-        new = copy.deepcopy(obj)
+        new = semantics.json_copy(obj)
         new_meta = new["metadata"]
         new_meta["deletionTimestamp"] = semantics.now_rfc3339()
         new_meta["deletionGracePeriodSeconds"] = 0
@@ -59,7 +57,7 @@ class DeletionRules:
 
     def _orphan_dependents(self, uid: str) -> None:
         for rkey, dep in self.store.dependents(uid):
-            new = copy.deepcopy(dep)
+            new = semantics.json_copy(dep)
             refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
             if refs:
                 new["metadata"]["ownerReferences"] = refs
@@ -109,7 +107,7 @@ class DeletionRules:
             return
         if finalizers == list(meta.get("finalizers") or []) and finalizers:
             return
-        new = copy.deepcopy(obj)
+        new = semantics.json_copy(obj)
         if finalizers:
             new["metadata"]["finalizers"] = finalizers
             self._write([Put(rkey, new)])

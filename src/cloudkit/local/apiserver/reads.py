@@ -35,7 +35,15 @@ class ReadHandlers:
             include = request.query.get("includeObject", "Metadata")
             rv = obj["metadata"].get("resourceVersion", "")
             return json_response(table.to_table(info, [obj], include, {"resourceVersion": rv}))
-        return json_response(obj)
+        return self._object_response(info, obj)
+
+    def _object_response(
+        self, info: ResourceInfo, obj: Any, status: int = 200, warnings: list[str] | None = None
+    ) -> web.Response:
+        """One object as served: the store's own text of it when `obj` is the stored object
+        (a write's reply, a GET), encoded afresh otherwise (another version, a dry run)."""
+        text = self.cluster.store.encoded(info.rkey, obj) if isinstance(obj, dict) else None
+        return json_response(obj, status, warnings, text=text)
 
     def _matcher(self, request: web.Request, info: ResourceInfo) -> Callable[[Any], bool]:
         labels = selectors.parse_label_selector(request.query.get("labelSelector"))
@@ -87,14 +95,15 @@ class ReadHandlers:
         if self._wants_table(request):
             include = request.query.get("includeObject", "Metadata")
             return json_response(table.to_table(info, items, include, list_meta))
-        return json_response(
-            {
-                "kind": info.list_kind,
-                "apiVersion": info.api_version,
-                "metadata": list_meta,
-                "items": items,
-            }
-        )
+        envelope = {"kind": info.list_kind, "apiVersion": info.api_version, "metadata": list_meta}
+        # The items are the stored objects (or renderings of another version): their texts
+        # are spliced in, as one json.dumps of the whole list would have written them.
+        texts = [
+            self.cluster.store.encoded(info.rkey, obj) or json.dumps(obj, separators=(",", ":"))
+            for obj in items
+        ]
+        head = json.dumps(envelope, separators=(",", ":"))[:-1]
+        return json_response(None, text=head + ',"items":[' + ",".join(texts) + "]}")
 
     def _page(self, request: web.Request, items: list[Any], rv: int) -> tuple[list[Any], str]:
         start = 0

@@ -150,9 +150,13 @@ def _check_default(node: dict[str, Any], path: str, causes: list[Cause]) -> None
 # -- pruning -----------------------------------------------------------------------------------
 
 
-def prune(obj: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A deep copy of `obj` without fields the schema does not know, and their paths."""
-    result = copy.deepcopy(obj)
+def prune(
+    obj: dict[str, Any], schema: dict[str, Any], *, in_place: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """`obj` without fields the schema does not know, and their paths: a deep copy, or `obj`
+    itself changed when `in_place` (the write path's object is already its own copy, and a
+    deep copy of a whole object per write cost more than the pruning)."""
+    result = obj if in_place else copy.deepcopy(obj)
     unknown: list[str] = []
     _prune(result, schema, "", unknown, resource=True)
     return result, unknown
@@ -206,9 +210,12 @@ def unknown_field_warnings(paths: list[str]) -> list[str]:
 # -- defaulting --------------------------------------------------------------------------------
 
 
-def apply_defaults(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy with `default`s filled into existing parents; nulls dropped unless nullable."""
-    result = copy.deepcopy(obj)
+def apply_defaults(
+    obj: dict[str, Any], schema: dict[str, Any], *, in_place: bool = False
+) -> dict[str, Any]:
+    """`default`s filled into existing parents, nulls dropped unless nullable: in a deep copy,
+    or in `obj` itself when `in_place` (see prune)."""
+    result = obj if in_place else copy.deepcopy(obj)
     _default(result, schema, resource=True)
     return result
 

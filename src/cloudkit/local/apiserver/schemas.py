@@ -21,13 +21,17 @@ def check_structural(schema: dict[str, Any]) -> list[Cause]:
     return _causes(engine.check_structural(schema))
 
 
-def prune(obj: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    pruned, unknown = engine.prune(obj, schema)
+def prune(
+    obj: dict[str, Any], schema: dict[str, Any], *, in_place: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    pruned, unknown = engine.prune(obj, schema, in_place=in_place)
     return pruned, list(unknown)
 
 
-def apply_defaults(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    return engine.apply_defaults(obj, schema)
+def apply_defaults(
+    obj: dict[str, Any], schema: dict[str, Any], *, in_place: bool = False
+) -> dict[str, Any]:
+    return engine.apply_defaults(obj, schema, in_place=in_place)
 
 
 def validate(

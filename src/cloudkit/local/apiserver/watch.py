@@ -52,14 +52,17 @@ def _chunk(line: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(line), line)
 
 
-def _change_chunk(req: WatchRequest, rv: int, kind: str, obj: Obj) -> bytes:
+def _change_chunk(req: WatchRequest, change: Change, kind: str, obj: Obj) -> bytes:
     cache = req.line_cache
     if cache is None:
         return _chunk(_line(kind, req.render(obj)))
-    key = (rv, kind, req.info.api_version)
+    key = (change.rv, kind, req.info.api_version)
     chunk = cache.get(key)
     if chunk is None:
-        chunk = _chunk(_line(kind, req.render(obj)))
+        if obj is change.obj and change.body is not None:
+            chunk = _chunk(_plain_line(req, kind, obj, change.body))
+        else:
+            chunk = _chunk(_line(kind, req.render(obj)))
         cache[key] = chunk
         if len(cache) > LINE_CACHE_LIMIT:
             cache.popitem(last=False)
@@ -68,6 +71,14 @@ def _change_chunk(req: WatchRequest, rv: int, kind: str, obj: Obj) -> bytes:
 
 def _line(kind: str, obj: Obj) -> bytes:
     return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _plain_line(req: WatchRequest, kind: str, obj: Obj, text: str | None) -> bytes:
+    """The line of a plain (not Table) watch: `text`, the store's encoding of `obj`, spliced
+    into the event when `obj` is served as stored, the same bytes `_line` would write."""
+    if text is None or obj.get("apiVersion") != req.info.api_version:
+        return _line(kind, req.render(obj))
+    return b'{"type":"%s","object":%s}\n' % (kind.encode(), text.encode())
 
 
 def _bookmark(info: ResourceInfo, rv: int, initial_end: bool = False) -> Obj:
@@ -118,6 +129,7 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
     initial: list[bytes] = []
     rv_text = req.resource_version
     refusal: Obj | None = None
+    plain = req.line_cache is not None  # not a Table watch: lines may embed stored texts
     requested = parse_rv(rv_text)
     if requested is not None and requested > store.rv:
         # kube-apiserver answers a watch-list from the future with this after waiting 3 s
@@ -130,7 +142,8 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
         last_rv = store.rv
         for obj in store.list_objects(req.info.rkey, req.namespace):
             if req.matcher(obj):
-                initial.append(_line("ADDED", req.render(obj)))
+                text = store.encoded(req.info.rkey, obj) if plain else None
+                initial.append(_plain_line(req, "ADDED", obj, text))
         if req.send_initial_events:
             initial.append(_line("BOOKMARK", _bookmark(req.info, last_rv, initial_end=True)))
     else:
@@ -145,7 +158,8 @@ async def stream(request: web.Request, store: Store, req: WatchRequest) -> web.S
             for change in replay:
                 event = event_for(req, change)
                 if event is not None:
-                    initial.append(_line(event[0], req.render(event[1])))
+                    text = change.body if event[1] is change.obj and plain else None
+                    initial.append(_plain_line(req, event[0], event[1], text))
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     try:
@@ -187,7 +201,7 @@ async def _follow(
         if change.rv > after_rv:
             event = event_for(req, change)
             if event is not None:
-                send(_change_chunk(req, change.rv, event[0], event[1]))
+                send(_change_chunk(req, change, event[0], event[1]))
 
     sub.deliver = deliver
     deadline = loop.time() + req.timeout_s

@@ -17,11 +17,15 @@ class ServerConfig:
     bookmark_interval_s: float = 30.0
 
 
-def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+def json_response(
+    body: Any, status: int = 200, warnings: list[str] | None = None, *, text: str | None = None
+) -> web.Response:
+    """`body` as compact JSON; `text` is its encoding when the caller already has it (the
+    store's text of a stored object), so it is not encoded twice."""
     headers = {"Content-Type": "application/json"}
-    response = web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers=headers
-    )
+    if text is None:
+        text = json.dumps(body, separators=(",", ":"))
+    response = web.Response(body=text.encode(), status=status, headers=headers)
     for warning in warnings or []:
         escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
         response.headers.add("Warning", f'299 - "{escaped}"')

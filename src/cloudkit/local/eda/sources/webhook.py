@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
     port_file = str(args.get("port_file") or "")
     allowed = {str(name) for name in args.get("endpoints") or []}
     accepted: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    engine_loop = asyncio.get_running_loop()
 
     async def receive(request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]
@@ -89,7 +91,7 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
             "received_at": datetime.now(UTC).isoformat(),
         }
         # 200 once the event is accepted in order: a 2xx tells the operator the launch happened.
-        accepted.put_nowait({"payload": payload, "meta": meta})
+        engine_loop.call_soon_threadsafe(accepted.put_nowait, {"payload": payload, "meta": meta})
         return web.json_response({"status": "accepted", "endpoint": endpoint})
 
     async def forward() -> None:
@@ -110,13 +112,57 @@ async def main(queue: Any, args: dict[str, Any]) -> None:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/{endpoint}", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    server = _ServerThread(app, host, port)
+    server.start()
+    await asyncio.to_thread(server.listening.wait)
+    if server.error is not None:
+        raise server.error
     if port_file:
-        _write_port_file(Path(port_file), _bound_port(runner))
+        _write_port_file(Path(port_file), server.port)
     try:
         await forward()  # until cancelled
     finally:
-        await runner.cleanup()
+        server.stop()
+
+
+class _ServerThread(threading.Thread):
+    """The webhook's HTTP server on an event loop of its own.
+
+    ansible-rulebook runs sources, the rule engine and the start of each playbook on one event
+    loop, and its synchronous parts (the rule engine's calls, preparing a playbook run) hold
+    that loop: a webhook answered there waited for the playbooks of the webhooks before it.
+    On its own loop, the answer waits only for the event to be handed over
+    (`call_soon_threadsafe`); the rule engine takes it in arrival order (`forward`).
+    """
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        super().__init__(name="webhook-server", daemon=True)
+        self._app, self._host, self._port = app, host, port
+        self._loop = asyncio.new_event_loop()
+        self.listening = threading.Event()
+        self.error: BaseException | None = None
+        self.port = 0
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self._app, access_log=None)
+        try:
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self._host, self._port)
+            self._loop.run_until_complete(site.start())
+            self.port = _bound_port(runner)
+        except BaseException as error:  # reported to main(), which raises it in the engine
+            self.error = error
+            self.listening.set()
+            return
+        self.listening.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
+
+    def stop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self.join(timeout=5.0)
