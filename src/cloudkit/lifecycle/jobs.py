@@ -137,6 +137,34 @@ def apply_reading(
     return before != (job.id, job.state, job.message, job.purged)
 
 
+_PROGRESS = {
+    JobState.PENDING: 0,
+    JobState.WAITING: 1,
+    JobState.RUNNING: 2,
+    JobState.SUCCEEDED: 3,
+    JobState.FAILED: 3,
+    JobState.CANCELED: 3,
+}
+"""How far a job has come: AWX moves a job through pending, waiting and running to one end,
+never back (Unknown, an unmapped status word, has no place)."""
+
+
+def further_along(state: JobState, than: JobState) -> bool:
+    """Whether a job in `state` has come further than one in `than` (False for Unknown: it has
+    no place; anything known is further than Unknown)."""
+    heard, known = _PROGRESS.get(state), _PROGRESS.get(than)
+    return heard is not None and (known is None or heard > known)
+
+
+def moves_forward(job: JobStatus, reading: JobReading) -> bool:
+    """Whether a reading heard from a notification is news for the job: the same job id, and a
+    state further along than the one recorded. A notification delivered late (after a poll or a
+    later notification was recorded), an Unknown state, or a purged job's is not."""
+    if not job.id or reading.job_id != job.id or job.purged:
+        return False
+    return further_along(reading.state, job.state)
+
+
 def sync_history(status: ComputeInstanceStatus, job_type: JobType, config: LifecycleConfig) -> None:
     """Mirror the current job of a type into its history record (matched by correlation id)."""
     job = current(status, job_type)
@@ -197,8 +225,20 @@ def trim_history(status: ComputeInstanceStatus, limit: int) -> None:
     status.jobs = [rec for i, rec in enumerate(status.jobs) if i in keep]
 
 
-def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedelta:
-    """Next poll: clamp(age_in_state / 2, first_poll, poll_interval).
+def timed_poll_floor(config: LifecycleConfig) -> timedelta:
+    """The least age of a job's reading before a timed poll re-reads it: `first_poll`, or
+    `notified_first_poll` when notifications bring the readings and polls are only their net
+    (never past `poll_interval`: the configured interval stays the ceiling)."""
+    if config.job_notifications:
+        return max(config.first_poll, min(config.notified_first_poll, config.poll_interval))
+    return config.first_poll
+
+
+def poll_delay(
+    job: JobStatus, now: datetime, config: LifecycleConfig, *, floor: timedelta | None = None
+) -> timedelta:
+    """Next poll: clamp(age_in_state / 2, floor, poll_interval); `floor` is `first_poll` unless
+    given (`timed_poll_floor`).
 
     Sub-second right after a launch or state change, then the gap grows geometrically (each
     poll waits half the time the job has already spent in its state) while nothing changes; the
@@ -210,23 +250,27 @@ def poll_delay(job: JobStatus, now: datetime, config: LifecycleConfig) -> timede
     if job.cancel_requested_at is not None and job.cancel_requested_at > since:
         since = job.cancel_requested_at
     age = max(now - since, timedelta(0))
-    return min(max(age / 2, config.first_poll), config.poll_interval)
+    first = config.first_poll if floor is None else floor
+    return min(max(age / 2, first), config.poll_interval)
 
 
-def poll_wait(job: JobStatus, now: datetime, config: LifecycleConfig) -> timedelta | None:
+def poll_wait(
+    job: JobStatus, now: datetime, config: LifecycleConfig, *, floor: timedelta | None = None
+) -> timedelta | None:
     """How long a reading stays fresh: None when a poll is due now.
 
-    A reading younger than `first_poll` (the state just changed, or the job was just launched)
-    is not re-read; past that, a pass may poll once. The last poll time is not persisted (a
-    status write per poll would cost more than the poll), so the geometric schedule is carried
-    by the requeue delays (`poll_delay`) and by the one-poll-per-pass rule.
+    A reading younger than `floor` (`first_poll` unless given: the state just changed, or the
+    job was just launched) is not re-read; past that, a pass may poll once. The last poll time
+    is not persisted (a status write per poll would cost more than the poll), so the geometric
+    schedule is carried by the requeue delays (`poll_delay`) and by the one-poll-per-pass rule.
     """
     if config.poll_every_pass:
         return None
+    first = config.first_poll if floor is None else floor
     since = job.state_changed_at or job.launched_at
-    if since is None or now - since >= config.first_poll:
+    if since is None or now - since >= first:
         return None
-    return since + config.first_poll - now
+    return since + first - now
 
 
 def retry_at(

@@ -116,7 +116,11 @@ def _failure_text(failure: Failure) -> str:
 
 
 def fold_outcomes(step: Step) -> None:
-    """Apply every outcome of this pass, oldest first, to the working status."""
+    """Apply the readings notifications brought, then every outcome of this pass, oldest first,
+    to the working status (a poll of this pass is newer than any notification it started
+    with)."""
+    for reading in step.observation.notified:
+        _fold_notified(step, reading)
     for outcome in step.observation.outcomes:
         if isinstance(outcome, LaunchOutcome):
             _fold_launch(step, outcome)
@@ -193,20 +197,33 @@ def _fold_poll(step: Step, outcome: PollOutcome) -> None:
     if job is None or job.id != outcome.job_id:
         return
     if outcome.reading is not None:
-        old_state = job.state
-        jobs.apply_reading(job, outcome.reading, step.now)
-        # An Event when the job ends (or its state is lost), not at each step of its progress:
-        # Pending, Waiting and Running show in the status; one Event fewer per step per job.
-        if job.state != old_state and (job.state.terminal or job.state is JobState.UNKNOWN):
-            kind = EventType.WARNING if job.state is JobState.FAILED else EventType.NORMAL
-            step.event(
-                kind,
-                f"{outcome.job_type.value.capitalize()}Job{job.state.value}",
-                f"{outcome.job_type.value.capitalize()} job {job.id} is {job.state.value}: "
-                f"{job.message}",
-            )
+        _take_reading(step, outcome.job_type, job, outcome.reading)
     elif outcome.failure is not None:
         job.message = f"Failed to get job status: {_failure_text(outcome.failure)}"
+
+
+def _fold_notified(step: Step, reading: JobReading) -> None:
+    """A notification's reading, taken as a poll's would be where it is news for the current
+    job of its id (`jobs.moves_forward`): a stale or foreign one changes nothing."""
+    for job_type in JobType:
+        job = _job_for(step, job_type)
+        if job is not None and jobs.moves_forward(job, reading):
+            _take_reading(step, job_type, job, reading)
+            return
+
+
+def _take_reading(step: Step, job_type: JobType, job: JobStatus, reading: JobReading) -> None:
+    old_state = job.state
+    jobs.apply_reading(job, reading, step.now)
+    # An Event when the job ends (or its state is lost), not at each step of its progress:
+    # Pending, Waiting and Running show in the status; one Event fewer per step per job.
+    if job.state != old_state and (job.state.terminal or job.state is JobState.UNKNOWN):
+        kind = EventType.WARNING if job.state is JobState.FAILED else EventType.NORMAL
+        step.event(
+            kind,
+            f"{job_type.value.capitalize()}Job{job.state.value}",
+            f"{job_type.value.capitalize()} job {job.id} is {job.state.value}: {job.message}",
+        )
 
 
 def _fold_cancel(step: Step, outcome: CancelOutcome) -> None:

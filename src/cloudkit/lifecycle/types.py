@@ -49,6 +49,12 @@ class LifecycleConfig:
     running job, whatever woke it, and the next pass is due a full `poll_interval` later."""
     cancel_grace: timedelta = timedelta(seconds=30)
     """A canceled job still active after this is canceled again (AWX #10151)."""
+    job_notifications: bool = False
+    """Authenticated job notifications reach the shell, each a reading of its job
+    (`Observation.notified`): timed polls are then only the net for a lost notification."""
+    notified_first_poll: timedelta = timedelta(seconds=5)
+    """With `job_notifications`, the first timed poll after a launch or a state change (instead
+    of `first_poll`): what a lost notification costs at worst, beside the geometric back-off."""
     tenant_namespace_prefix: str = ""
 
 
@@ -153,6 +159,10 @@ class Observation:
     """VMs labelled with the instance; None when the shell could not list them."""
     outcomes: tuple[Outcome, ...] = ()
     """Results of the I/O actions executed so far in this pass, oldest first."""
+    notified: tuple[JobReading, ...] = ()
+    """Readings of jobs carried by authenticated job notifications (the shell keeps the latest
+    of each job). Folded before the outcomes, and only where they move the current job of the
+    same id forward (`jobs.moves_forward`): a late notification never undoes a newer reading."""
     launch_allowed: bool = True
     """May a new provisioning launch (a new intent) start now? False while the shell's limit
     of launches in flight is reached or others wait ahead; the shell wakes the instance when

@@ -2,11 +2,14 @@
 
 AWX notification templates of the webhook type POST a JSON body with the job's `id`, `status`
 and `extra_vars` (a JSON string). Our launches put the whole instance in
-`extra_vars.ansible_eda.event.payload`, so its namespace and name identify whom to wake. The
-notification carries no authority: it only makes the reconcile come earlier, and the reconcile
-reads the job from AAP itself. An optional shared token (CLOUDKIT_NOTIFICATION_TOKEN) is
-accepted only as `Authorization: Bearer <token>` (scheme case-insensitive, RFC 7235) and
-compared in constant time. A `token` query parameter is refused with 401 whatever else the
+`extra_vars.ansible_eda.event.payload`, so its namespace and name identify whom to wake.
+Without a token (CLOUDKIT_NOTIFICATION_TOKEN) a notification carries no authority: it only
+makes the reconcile come earlier, and the reconcile reads the job from AAP itself. With one,
+the body of a notification that presents it is also the job's reading (`job_reading_of`: its
+id, type and status, as a GET of the job would answer), handed to `heard` for the next pass
+instead of a poll (notified_readings.py). The token is accepted only as
+`Authorization: Bearer <token>` (scheme case-insensitive, RFC 7235) and compared in constant
+time. A `token` query parameter is refused with 401 whatever else the
 request carries: a URL ends up in access logs and proxies, so no token may be put there.
 """
 
@@ -21,8 +24,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
+from cloudkit.api.jobs import JobReading
 from cloudkit.operator.kube_objects import InstanceKey
 from cloudkit.operator.settings import Address
+from cloudkit.providers.aap import wire
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,19 @@ def instance_of(notification: Mapping[str, Any]) -> InstanceKey | None:
     return InstanceKey(namespace, name)
 
 
+def job_reading_of(notification: Mapping[str, Any]) -> JobReading | None:
+    """The job reading a notification's body carries (AWX's `id`, `type` and `status`, and the
+    explanation of a failure), under the id the status records (`wire.AapJobId`); None when it
+    names no job of a kind we launch, or no status."""
+    number, kind = notification.get("id"), notification.get("type", wire.JobKind.JOB.value)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        return None
+    if kind not in (wire.JobKind.JOB.value, wire.JobKind.WORKFLOW.value):
+        return None
+    job_id = wire.AapJobId(wire.JobKind(kind), number)
+    return wire.reading_from_job(str(job_id), notification)
+
+
 def _path(value: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(value, Mapping):
@@ -71,10 +89,15 @@ class NotificationReceiver:
         wake: Callable[[InstanceKey], None],
         *,
         token: SecretStr | None = None,
+        heard: Callable[[InstanceKey, JobReading], bool] | None = None,
     ) -> None:
+        """`heard` receives the reading of each notification that presented the token (never
+        called without a token: an unauthenticated body could claim any state) and says
+        whether it may be news; one that is not wakes nobody."""
         self._address = address
         self._wake = wake
         self._token = token
+        self._heard = heard if token is not None else None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -105,6 +128,10 @@ class NotificationReceiver:
             # Not ours (or a test notification): accepted, nothing to wake.
             return web.json_response({"woken": None}, status=202)
         log.debug("job %s is %s: waking %s", body.get("id"), body.get("status"), key)
+        if self._heard is not None:
+            reading = job_reading_of(body)
+            if reading is not None and not self._heard(key, reading):
+                return web.json_response({"woken": None}, status=202)
         self._wake(key)
         return web.json_response({"woken": str(key)}, status=202)
 

@@ -377,7 +377,10 @@ async def _listeners(runtime: Runtime, settings: OperatorSettings, kubeconfig: P
             ) from None
     if settings.notification_address is not None:
         receiver = NotificationReceiver(
-            settings.notification_address, runtime.queue.add, token=settings.notification_token
+            settings.notification_address,
+            runtime.queue.add,
+            token=settings.notification_token,
+            heard=runtime.reconciler.heard,
         )
         try:
             # Checked now (a busy address is a configuration error); served while leading.

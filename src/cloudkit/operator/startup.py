@@ -46,6 +46,19 @@ def lifecycle_config(settings: OperatorSettings) -> LifecycleConfig:
         retry_backoff_min=settings.retry_backoff_min,
         retry_backoff_max=settings.retry_backoff_max,
         poll_every_pass=settings.poll_policy is PollPolicy.FIXED,
+        job_notifications=hears_job_notifications(settings),
+    )
+
+
+def hears_job_notifications(settings: OperatorSettings) -> bool:
+    """Whether job notifications bring readings the core may take instead of polls: AAP's,
+    received (an address) and authenticated (a token: notifications.py takes no reading
+    without one), under our adaptive policy (upstream's polls every pass whatever it hears)."""
+    return (
+        settings.provider == "aap"
+        and settings.notification_address is not None
+        and settings.notification_token is not None
+        and settings.poll_policy is PollPolicy.ADAPTIVE
     )
 
 

@@ -19,8 +19,9 @@ from cloudkit.api import names
 from cloudkit.lifecycle.types import EventType, RecordEvent
 from cloudkit.local.stack import INSTANCE_NAMESPACE, StackHandle
 from cloudkit.local.stack.kube import resource_path
-from cloudkit.operator.kube import KubeError
+from cloudkit.operator.kube import Conflict, KubeError
 from cloudkit.operator.kube_objects import InstanceKey
+from cloudkit.operator.notifications import job_reading_of
 from tests.harness.in_process import (
     InProcess,
     ReconcilerStack,
@@ -40,13 +41,18 @@ async def in_process(shared_stack: ReconcilerStack) -> AsyncIterator[InProcess]:
         yield lab
 
 
-async def automation_job_status(stack: StackHandle, job_id: str) -> str:
-    """The job's status as the automation service's API says (a bearer token, as AAP's)."""
+async def automation_job(stack: StackHandle, job_id: str) -> dict[str, Any]:
+    """The job as the automation service's API has it (a bearer token, as AAP's)."""
     headers = {"Authorization": f"Bearer {stack.automation_token}"}
     url = f"{stack.automation_url.rstrip('/')}/v2/jobs/{job_id}/"
     async with aiohttp.ClientSession(headers=headers) as session, session.get(url) as response:
         response.raise_for_status()
-        return str((await response.json())["status"])
+        found: dict[str, Any] = await response.json()
+        return found
+
+
+async def automation_job_status(stack: StackHandle, job_id: str) -> str:
+    return str((await automation_job(stack, job_id))["status"])
 
 
 def status(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -121,6 +127,52 @@ async def test_a_pass_that_sees_the_job_end_writes_the_status_once(
     assert in_process.requests["PUT"] == 1, in_process.requests
 
 
+async def test_a_notified_reading_is_taken_instead_of_a_poll_and_a_late_one_is_not(
+    in_process: InProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same pass as above, its job's end heard from an authenticated notification (the
+    receiver hands on the body AWX sends, the job as its API has it): the pass takes it as
+    the reading and polls nothing. A notification delivered late, or announcing again what the
+    status records, wakes nobody, and a pass it reaches anyway changes nothing."""
+    name = "notified"
+    key = await create(in_process, name)
+    await reconcile_until(in_process, key, lambda obj: bool(job(obj, "provisionJob").get("id")))
+    job_id = job(await in_process.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["id"]
+    ended = await until(
+        lambda: automation_job(in_process.stack, job_id),
+        lambda found: found["status"] == "successful",
+        within=30,
+    )
+    reading = job_reading_of(ended)
+    assert reading is not None and reading.job_id == job_id
+    assert in_process.reconciler.heard(key, reading), "news: the job is Pending in the status"
+    caplog.set_level(logging.INFO, logger="cloudkit.operator")
+    caplog.clear()
+    await reconcile_until(in_process, key, lambda obj: status(obj).get("phase") == "Ready")
+    lines = [r.getMessage() for r in caplog.records if " phase=" in r.getMessage()]
+    assert lines and not any("PollJob" in line for line in lines), lines
+    assert job(await in_process.kube.get(f"{CI_PATH}/{name}"), "provisionJob")["state"] == (
+        "Succeeded"
+    )
+
+    late = job_reading_of({**ended, "status": "running"})
+    assert late is not None
+    in_process.reconciler.notified.forget(key)
+    assert not in_process.reconciler.heard(key, late), "no news: wakes nobody"
+    assert not in_process.reconciler.heard(key, reading), "announced again: no news either"
+    other = job_reading_of({**ended, "id": int(job_id) + 1000})
+    assert other is not None and in_process.reconciler.heard(key, other), "a job not recorded"
+    in_process.requests.clear()
+    caplog.clear()
+    await in_process.reconciler.reconcile(key)
+    after = await in_process.kube.get(f"{CI_PATH}/{name}")
+    assert job(after, "provisionJob")["state"] == "Succeeded", job(after, "provisionJob")
+    assert in_process.requests["PUT"] == 0, in_process.requests
+    # A pass that changed nothing says so at DEBUG only: the last line still says its state.
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if " phase=" in r.getMessage()]
+    assert [level for level, _ in said] in ([], [logging.DEBUG]), said
+
+
 async def test_an_ordered_instance_has_the_feedbacks_finalizer_before_its_job_starts(
     in_process: InProcess,
 ) -> None:
@@ -164,6 +216,32 @@ async def test_the_events_of_the_pass_that_removes_the_finalizer_are_recorded(
 
     seen = await reasons()
     assert "DeprovisionJobSucceeded" in seen, sorted(seen)
+
+
+async def test_a_status_write_is_guarded_by_the_version_it_was_computed_from(
+    in_process: InProcess,
+) -> None:
+    """The status write (one request, its body dumped once): the object as written, a Conflict
+    on a stale resourceVersion, None once the object is gone, and a refusal an error naming
+    the instance, all counted by the requests metric."""
+    kube = in_process.reconciler.kube
+    name = "guarded"
+    await create(in_process, name)
+    read = await in_process.kube.get(f"{CI_PATH}/{name}")
+    assert read is not None
+    in_process.requests.clear()
+    written = await kube.replace_status(read, {"phase": "Progressing"})
+    assert written is not None and written["status"]["phase"] == "Progressing"
+    assert written["metadata"]["resourceVersion"] != read["metadata"]["resourceVersion"]
+    assert in_process.requests["PUT"] == 1, in_process.requests
+    with pytest.raises(Conflict):
+        await kube.replace_status(read, {"phase": "Failed"})  # the version before the write
+    with pytest.raises(KubeError) as raised:
+        await kube.replace_status(written, {"phase": 12})  # refused by the CRD's schema
+    assert not isinstance(raised.value, Conflict) and raised.value.status == 422
+    assert f"{INSTANCE_NAMESPACE}/{name}" in str(raised.value), str(raised.value)
+    await in_process.kube.delete(f"{CI_PATH}/{name}")
+    assert await kube.replace_status(written, {"phase": "Failed"}) is None
 
 
 async def test_an_event_the_server_refuses_is_an_error_naming_the_instance(

@@ -118,6 +118,7 @@ REASON_SOURCES = (
 
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "outcome.job_type.value.capitalize()": tuple(t.value.capitalize() for t in JobType),
+    "job_type.value.capitalize()": tuple(t.value.capitalize() for t in JobType),
     # step.py records an Event only when a job ends or its state is lost.
     "job.state.value": tuple(s.value for s in JobState if s.terminal or s is JobState.UNKNOWN),
 }

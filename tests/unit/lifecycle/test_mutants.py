@@ -26,6 +26,7 @@ DETERMINISTIC = [
     "tests/unit/lifecycle/test_units.py",
     "tests/unit/lifecycle/test_restart.py",
     "tests/unit/lifecycle/test_launch_slot.py",
+    "tests/unit/lifecycle/test_notified_readings.py",
 ]
 
 
@@ -188,6 +189,37 @@ MUTANTS += [
         "        if _waiting_for_slot(step):\n            return\n",
         "",
         "test_a_retry_after_a_failure_waits_for_a_slot_too",
+    ),
+    Mutant(
+        "a late job notification overwrites a newer reading",
+        "lifecycle/jobs.py",
+        "return heard is not None and (known is None or heard > known)",
+        "return heard is not None",
+        "test_a_late_notification_never_undoes_a_newer_reading",
+    ),
+    Mutant(
+        "a notification taken for the current job whatever job it names",
+        "lifecycle/jobs.py",
+        "if not job.id or reading.job_id != job.id or job.purged:",
+        "if not job.id or job.purged:",
+        "test_a_notification_about_another_job_changes_nothing",
+    ),
+    Mutant(
+        "notifications folded after the pass's own polls",
+        "lifecycle/step.py",
+        "    for reading in step.observation.notified:\n        _fold_notified(step, reading)\n"
+        "    for outcome in step.observation.outcomes:",
+        "    for outcome in (*step.observation.outcomes, *step.observation.notified):\n"
+        "        if isinstance(outcome, JobReading):\n"
+        "            _fold_notified(step, outcome)",
+        "test_a_poll_of_the_same_pass_is_newer_than_the_notifications_it_started_with",
+    ),
+    Mutant(
+        "timed polls as eager with notifications heard as without",
+        "lifecycle/jobs.py",
+        "return max(config.first_poll, min(config.notified_first_poll, config.poll_interval))",
+        "return config.first_poll",
+        "test_with_notifications_heard_timed_polls_are_the_net",
     ),
 ]
 

@@ -43,6 +43,19 @@ def test_adaptive_and_fixed_polling() -> None:
     assert eda.capabilities == EDA_CAPABILITIES
 
 
+def test_notifications_are_heard_only_from_aap_with_an_address_and_a_token() -> None:
+    """Only then may the core take their readings and poll as a net (startup.py)."""
+    heard = {**AAP, "CLOUDKIT_NOTIFICATION_ADDRESS": "127.0.0.1:0"}
+    token = {"CLOUDKIT_NOTIFICATION_TOKEN": "s3cret"}
+    assert lifecycle_config(load_settings({**heard, **token})).job_notifications
+    assert not lifecycle_config(load_settings(heard)).job_notifications, "no token"
+    assert not lifecycle_config(load_settings({**AAP, **token})).job_notifications, "no address"
+    fixed = {**heard, **token, "CLOUDKIT_POLL_POLICY": "fixed"}
+    assert not lifecycle_config(load_settings(fixed)).job_notifications
+    eda = {**EDA, "CLOUDKIT_NOTIFICATION_ADDRESS": "127.0.0.1:0", **token}
+    assert not lifecycle_config(load_settings(eda)).job_notifications
+
+
 async def test_providers_from_settings() -> None:
     aap = build_provider(load_settings(AAP))
     eda = build_provider(load_settings(EDA))

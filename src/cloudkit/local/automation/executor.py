@@ -1,10 +1,12 @@
 """Job execution: a bounded worker pool, status transitions, events, workflows, cancel.
 
 Jobs move new → pending → waiting → running → successful/failed/error/canceled. Every
-transition goes through `_transition`, which writes the store and queues the template's
-notification, so the stored status and the webhook never disagree. Playbooks run through
-ansible-runner's prepared command (RunnerConfig: env, callback plugin, artifacts), spawned by
-`process.PlaybookProcess`; ansible-runner's event filter turns the output into job events.
+transition goes through `_transition`, which writes the store and, when the job starts running or
+ends, queues the template's notification (AWX's `started`, `success` and `error` notifications:
+no webhook for new, pending or waiting), so the stored status and the webhook never disagree.
+Playbooks run through ansible-runner's prepared command (RunnerConfig: env, callback plugin,
+artifacts), spawned by `process.PlaybookProcess`; ansible-runner's event filter turns the output
+into job events.
 """
 
 from __future__ import annotations
@@ -29,10 +31,21 @@ from cloudkit.local.automation.notify import Notifier
 from cloudkit.local.automation.planning import JOB_TEMPLATE, TemplateSpec
 from cloudkit.local.automation.process import PlaybookProcess
 from cloudkit.local.automation.simulated_jobs import SimulatedJobs
-from cloudkit.local.automation.store import ACTIVE_STATUSES, Store, Template, utcnow
+from cloudkit.local.automation.store import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Store,
+    Template,
+    utcnow,
+)
 from cloudkit.local.private import private_dir
 
 log = logging.getLogger(__name__)
+
+NOTIFIED_STATUSES = ("running", *TERMINAL_STATUSES)
+"""The transitions a webhook hears of: AWX attaches notification templates to a job template
+for `started` (the job runs) and `success` / `error` (any end, a cancel included); each
+notification is a request the receiver pays for, so none for the queued states."""
 
 RESTART_EXPLANATION = (
     "Task was marked as running but was not present in the job queue after restart, "
@@ -96,7 +109,7 @@ class Executor:
         private_dir(self._jobs_dir)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
         for job in requeue:
-            self._enqueue(job, notify=False)
+            self._enqueue(job)
 
     async def stop(self) -> None:
         """Cancel what runs and wait until it is reaped and recorded; queued jobs stay pending.
@@ -169,10 +182,8 @@ class Executor:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _enqueue(self, job: dict[str, Any], *, notify: bool = True) -> None:
+    def _enqueue(self, job: dict[str, Any]) -> None:
         self._finished[job["id"]] = asyncio.Event()
-        if notify:
-            self._notify(job)
         template = self._store.template(JOB_TEMPLATE, job["template_id"])
         simulate = TemplateSpec.from_json(template.spec).simulate if template else None
         if simulate is not None:
@@ -356,6 +367,8 @@ class Executor:
             self._notify(job)
 
     def _notify(self, job: dict[str, Any]) -> None:
+        if job["status"] not in NOTIFIED_STATUSES:
+            return
         kind = JOB_TEMPLATE if job["type"] == "job" else planning.WORKFLOW_TEMPLATE
         template = self._store.template(kind, job["template_id"])
         target = TemplateSpec.from_json(template.spec).notification if template else None
