@@ -38,9 +38,8 @@ compare two trees at the same rate). Its `tail` says where the cycles went: per 
 sent → provision job created, the job created → finished, job finished → Ready seen by the
 watcher, and the same three for the deletion; job times are the automation service's own
 timestamps) the p50/p99/max in ms, and the instances at or above the overhead p99 with their
-hops and when in the run they were created. With CLOUDKIT_PAUSE_LOG=<dir>, every process of
-the stack (this one included: it runs the VM simulator) logs its long callbacks and
-collections there (cloudkit.local.stack.pauses), to say what each was doing then.
+hops and when in the run they were created. What each process was doing then:
+benchmarks/loop_stalls (its long callbacks and collections, on request).
 
 Prints one JSON document; the headline keys are at the largest N: capacity_ratio,
 sustained_overhead_p99, sustained_watch_p99_ms, operator_cpu_ms_per_lifecycle,
@@ -75,7 +74,6 @@ from cloudkit.api import names
 from cloudkit.bench.baseline import job_records
 from cloudkit.local.stack import StackHandle, start_stack
 from cloudkit.local.stack.kube import KubeClient, resource_path
-from cloudkit.local.stack.pauses import settle
 from cloudkit.local.stack.supervisor import INSTANCE_NAMESPACE
 from machine import SIMULATOR, STACK_PROCESSES, StackCpu, Window, capacity, cores
 
@@ -522,7 +520,7 @@ def sustained(
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "tail": tail,
         "began_at": round(began + time.time() - time.monotonic(), 3),
-        # Resident memory at the end, against a leak (the collector's settings: pauses.py).
+        # Resident memory at the end: a leak shows here.
         "rss_mb_after": {part: _rss_mb(pid) for part, pid in cpu.pids.items()},
     }
 
@@ -612,9 +610,6 @@ def main(argv: list[str] | None = None) -> None:
         help="CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT for the operator (default: the operator's, 100)",
     )
     args = parser.parse_args(argv)
-    # This process runs the stack's VM simulator and log relay (and the load, in its own
-    # thread): the collector settings and pause log of the stack's other processes.
-    settle()
     if args.max_launches is not None:
         os.environ["CLOUDKIT_MAX_LAUNCHES_IN_FLIGHT"] = str(args.max_launches)
     plan = Plan(

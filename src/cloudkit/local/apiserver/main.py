@@ -137,8 +137,8 @@ async def _serve(state_dir: Path, port: int, host: str) -> None:
     # What starting allocated (modules, the registry, the objects loaded from SQLite) mostly
     # lives as long as the process, and what does not is freed by reference counting (JSON
     # trees hold no cycles): frozen, it is left out of every full GC pass, each of which held
-    # the event loop 20-60 ms walking it (the modules alone are ~56,000 objects). The stack's
-    # process-wide GC settings stay the stack's; this one concerns only this process's heap.
+    # the event loop 20-60 ms walking it (the modules alone are ~56,000 objects). The
+    # collector's thresholds stay CPython's (docs/decisions.md, "The sustained run's pauses").
     gc.freeze()
     print(f"apiserver listening on {handle.url}", flush=True)
     print(f"kubeconfig: {handle.kubeconfig}", flush=True)

@@ -36,11 +36,7 @@ TAIL_LINES = 30
 
 def cloudkit_command(*args: str) -> list[str]:
     """`cloudkit <args>` run by this interpreter (works without the console script on PATH)."""
-    bootstrap = (
-        "import sys; sys.argv[0] = 'cloudkit'; from cloudkit.cli import main; "
-        # After the imports, before the work: see pauses (collector settings, pause log).
-        "from cloudkit.local.stack.pauses import settle; settle(); main()"
-    )
+    bootstrap = "import sys; sys.argv[0] = 'cloudkit'; from cloudkit.cli import main; main()"
     return [sys.executable, "-c", bootstrap, *args]
 
 

@@ -72,7 +72,6 @@ from cloudkit.local.stack.operator_account import (
     write_token_file,
 )
 from cloudkit.local.stack.orders_view import follow_orders
-from cloudkit.local.stack.pauses import settle
 from cloudkit.local.stack.ports import free_port
 from cloudkit.local.stack.procs import Child, LogSink
 from cloudkit.local.stack.replicas import STATUS_FILE, OperatorReplicas
@@ -549,7 +548,6 @@ def run(
     """Run the stack in the foreground until Ctrl-C; exit code 1 if something died."""
     ui = StackConsole()
     logging.basicConfig(level=logging.INFO, handlers=[ui.logging_handler()], force=True)
-    settle()  # this process runs the VM simulator and the log relay: the children's settings
     options = {
         "operator_replicas": operator_replicas,
         "simulated_jobs": simulated_jobs,
