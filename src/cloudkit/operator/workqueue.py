@@ -32,6 +32,16 @@ K = TypeVar("K", bound=Hashable)
 
 ERROR_BACKOFF_MIN = 0.5
 ERROR_BACKOFF_MAX = 60.0
+LOW_TURN = 4
+"""While LOW keys are due, at most LOW_TURN - 1 takes in a row go to the higher lanes.
+
+Strict lanes made a new instance (LOW) wait until every due HIGH and NORMAL key had run: after
+any stretch in which the operator fell behind (its own or the API server's pause, a core taken
+by another process), the deletions and requeues that piled up ran first and the instances
+created meanwhile launched ~1.2 s late, in bunches, while the deletions of the same moment did
+not wait (docs/benchmarks/scale.md, "The sustained run's tails"). One turn in four keeps most
+of the workers on work in flight during a burst of creates and bounds a new instance's wait
+to a few passes."""
 STOP_TIMEOUT = 10.0
 """How long stop() waits for canceled workers before giving up on them (and saying so)."""
 
@@ -73,6 +83,8 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._failures: dict[K, int] = {}
         self._seq = 0
+        self._passed_over = 0
+        """Takes from a higher lane in a row while a LOW key was due."""
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -199,16 +211,37 @@ class WorkQueue(Generic[K]):
             heapq.heappush(self._lanes[self._entry[key][1]], (due, seq, key))
 
     def _take_from_lanes(self) -> K | None:
-        """The earliest due key of the highest non-empty lane, removed from the queue."""
+        """The earliest due key of the highest non-empty lane, removed from the queue; LOW's
+        turn instead once the higher lanes have had LOW_TURN - 1 takes in a row past it."""
+        low = self._pop_current(Priority.LOW) if self._passed_over >= LOW_TURN - 1 else None
+        if low is not None:
+            self._passed_over = 0
+            return low
         for priority in sorted(Priority, reverse=True):
-            lane = self._lanes[priority]
-            while lane:
-                _, seq, key = heapq.heappop(lane)
-                if self._current(seq, key):
-                    del self._due[key]
-                    del self._entry[key]
-                    return key
+            key = self._pop_current(priority)
+            if key is not None:
+                low_waits = priority is not Priority.LOW and self._has_current(Priority.LOW)
+                self._passed_over = self._passed_over + 1 if low_waits else 0
+                return key
         return None
+
+    def _pop_current(self, priority: Priority) -> K | None:
+        """The earliest due current key of a lane, removed from the queue (stale entries go)."""
+        lane = self._lanes[priority]
+        while lane:
+            _, seq, key = heapq.heappop(lane)
+            if self._current(seq, key):
+                del self._due[key]
+                del self._entry[key]
+                return key
+        return None
+
+    def _has_current(self, priority: Priority) -> bool:
+        """Whether a lane holds a current key (stale entries at its head go)."""
+        lane = self._lanes[priority]
+        while lane and not self._current(lane[0][1], lane[0][2]):
+            heapq.heappop(lane)
+        return bool(lane)
 
     async def _work(self) -> None:
         name = asyncio.current_task().get_name()  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from cloudkit.operator.workqueue import Priority, WorkQueue
+from cloudkit.operator.workqueue import LOW_TURN, Priority, WorkQueue
 
 DEADLINE = 5.0
 
@@ -254,6 +254,29 @@ async def test_a_high_key_runs_before_due_normal_and_low_keys() -> None:
     await recorder.wait_runs("low", 1)
     await queue.stop()
     assert [key for key, _ in recorder.runs] == ["deleted", "normal", "low"]
+
+
+async def test_a_backlog_of_work_in_flight_gives_new_instances_a_turn() -> None:
+    """Strict lanes made the instances created during a backlog (LOW) wait for all of it: the
+    sustained run's create-to-launch tail. While LOW keys are due they get one take in
+    LOW_TURN, in due order, and the higher lanes the rest."""
+    recorder = Recorder()
+    queue: WorkQueue[str] = WorkQueue(recorder, workers=1)
+    for n in range(2):
+        queue.add(f"new-{n}", priority=Priority.LOW)
+        await asyncio.sleep(0.001)  # distinct due times
+    for n in range(3 * LOW_TURN):
+        queue.add(f"running-{n}")
+    queue.add("deleted", priority=Priority.HIGH)
+    queue.start()
+    await recorder.wait_runs("new-1", 1)
+    await queue.stop()
+    order = [key for key, _ in recorder.runs]
+    assert order[0] == "deleted", order
+    assert order.index("new-0") == LOW_TURN - 1, order
+    assert order.index("new-1") == 2 * LOW_TURN - 1, order
+    higher = [key for key in order if not key.startswith("new-")]
+    assert higher == ["deleted"] + [f"running-{n}" for n in range(len(higher) - 1)], order
 
 
 async def test_earliest_due_first_within_a_lane() -> None:
