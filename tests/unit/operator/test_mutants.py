@@ -126,6 +126,13 @@ MUTANTS = [
         "test_workqueue.py::test_a_high_key_runs_before_due_normal_and_low_keys",
     ),
     Mutant(
+        "a due LOW key never gets a turn while the higher lanes are busy",
+        "operator/workqueue.py",
+        "self._passed_over = self._passed_over + 1 if low_waits else 0",
+        "self._passed_over = 0",
+        "test_workqueue.py::test_a_backlog_of_work_in_flight_gives_new_instances_a_turn",
+    ),
+    Mutant(
         "a re-add in a higher lane does not upgrade the queued key",
         "operator/workqueue.py",
         "            due, priority = min(due, current), max(priority, lane)\n",
