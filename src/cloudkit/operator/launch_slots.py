@@ -18,9 +18,10 @@ and its slot would never free. EDA launches are paced by CLOUDKIT_MINIMUM_REQUES
 
 Failover: a new leader starts with no holders and learns them as it reconciles each instance.
 Instances in flight are queued NORMAL and new or waiting ones LOW (routing.instance_priority),
-so the holders are read first; until they all are, a few LOW keys (at most the workers busy at
-that moment) may be admitted against a count that is still too low, and the bound can be
-exceeded by that many for the length of their jobs. The next launches wait until the count is
+so the holders are read first; until they all are, some LOW keys (the workers busy at that
+moment, and the one take in four that LOW gets while NORMAL keys are due, workqueue.LOW_TURN)
+may be admitted against a count that is still too low, and the bound can be exceeded by that
+many for the length of their jobs. The next launches wait until the count is
 back under the limit.
 """
 
