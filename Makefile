@@ -52,7 +52,7 @@ typecheck: $(STAMP)
 # stack starts once; measured: ~4x more tests per minute than test by test under a comparable
 # load), the longest files handed out first (tests/conftest.py). The suite is CPU-bound on
 # two cores, but its stack tests also wait on timers (VM boots, jobs, Leases): 4 workers kept
-# only 1.64 cores busy; 5 keep them busier (a whole run: ~7-8 minutes of pytest on an idle
+# only 1.64 cores busy; 5 keep them busier (a whole run: ~6 minutes of pytest on an idle
 # 2-core machine; CONTRIBUTING gives the figures). `make test WORKERS=4`, or 0 for one process.
 WORKERS ?= 5
 PYTEST := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
